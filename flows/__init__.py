@@ -1,0 +1,1 @@
+"""Prefect flows: the pipeline as it is triggered from the CLI, the UI or a schedule."""

@@ -1,0 +1,3 @@
+from rltrader.cli import entry_point
+
+entry_point()

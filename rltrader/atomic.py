@@ -1,0 +1,54 @@
+"""Atomic file writes.
+
+Every file the pipeline writes goes through here: the content is written to a temporary
+file in the same directory and moved over the target with ``os.replace``, which is atomic
+on POSIX and Windows. A reader therefore sees the old file or the new one, never half of
+one, and a process killed mid-write leaves at most a stray ``.tmp-*`` file that the next
+write or ``clear-cache`` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; move it over ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_with(target: str | Path, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``target``."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_text(target: str | Path, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``target``."""
+    return write_with(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(target: str | Path, payload: Any) -> Path:
+    """Atomically write ``payload`` as indented JSON to ``target``."""
+    return write_text(target, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")

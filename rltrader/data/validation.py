@@ -1,0 +1,143 @@
+"""Checks and repairs on bars, each failure reported with the file line it came from.
+
+Two things are repaired because they are harmless and common: rows out of order (some
+exports are newest-first) and exact duplicate bars (overlapping exports glued together).
+Everything else that would make a backtest lie - a price that is not a number, a high
+below the low, two different bars for one time - stops the run with the line to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rltrader.errors import DataError
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+class RowLocator:
+    """Turns a row position into what the user sees: ``line 58`` of a CSV, ``row 57`` of parquet.
+
+    It follows the rows through sorting, so errors after a repair still point at the file.
+    """
+
+    def __init__(self, numbers: np.ndarray, unit: str) -> None:
+        self.numbers = numbers
+        self.unit = unit
+
+    def __call__(self, row: int) -> str:
+        return f"{self.unit} {int(self.numbers[row])}"
+
+    def reordered(self, order: np.ndarray) -> "RowLocator":
+        return RowLocator(self.numbers[order], self.unit)
+
+    def subset(self, mask: np.ndarray) -> "RowLocator":
+        return RowLocator(self.numbers[mask], self.unit)
+
+
+def to_float_column(
+    values: pd.Series, path: Path, column: str, rows: RowLocator, allow_empty: bool = False
+) -> np.ndarray:
+    """Convert one source column to float64, naming the first line that is not a number."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        empty = np.isnan(numbers)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        text = values.astype("str").str.strip()
+        empty = (values.isna() | (text == "")).to_numpy()
+        not_number = np.isnan(numbers) & ~empty
+        if not_number.any():
+            row = int(np.flatnonzero(not_number)[0])
+            raise DataError(
+                path,
+                f"{rows(row)}, column {column!r}: {values.iloc[row]!r} is not a number; "
+                "fix or remove the row",
+            )
+    if empty.any() and not allow_empty:
+        row = int(np.flatnonzero(empty)[0])
+        raise DataError(
+            path,
+            f"{rows(row)}, column {column!r}: value is empty (NaN); fill or remove the row "
+            f"({int(empty.sum())} such row(s))",
+        )
+    if np.isinf(numbers).any():
+        row = int(np.flatnonzero(np.isinf(numbers))[0])
+        raise DataError(path, f"{rows(row)}, column {column!r}: value is infinite; fix the row")
+    return numbers
+
+
+def check_prices(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
+    """Reject non-positive prices and bars whose high/low do not contain open and close."""
+    prices = bars[list(PRICE_COLUMNS)].to_numpy()
+    non_positive = (prices <= 0).any(axis=1)
+    if non_positive.any():
+        row = int(np.flatnonzero(non_positive)[0])
+        column = PRICE_COLUMNS[int(np.flatnonzero(prices[row] <= 0)[0])]
+        raise DataError(
+            path,
+            f"{rows(row)}, column {column!r}: price {prices[row][PRICE_COLUMNS.index(column)]:g} "
+            f"is not positive; fix or remove the row ({int(non_positive.sum())} such row(s))",
+        )
+    open_, high, low, close = prices.T
+    tolerance = 1e-9 * np.abs(high)
+    body_top = np.maximum(open_, close)
+    body_bottom = np.minimum(open_, close)
+    bad = (high < low - tolerance) | (high < body_top - tolerance) | (low > body_bottom + tolerance)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        o, h, l, c = prices[row]
+        if h < l:
+            what = f"high {h:g} is below low {l:g}"
+        elif h < max(o, c):
+            what = f"high {h:g} is below {'open' if o > c else 'close'} {max(o, c):g}"
+        else:
+            what = f"low {l:g} is above {'open' if o < c else 'close'} {min(o, c):g}"
+        raise DataError(
+            path,
+            f"{rows(row)}: inconsistent bar, {what}; fix or remove the row "
+            f"({int(bad.sum())} inconsistent bar(s) in the file)",
+        )
+
+
+def sort_and_deduplicate(
+    bars: pd.DataFrame, path: Path, rows: RowLocator
+) -> tuple[pd.DataFrame, list[str]]:
+    """Sort by time and drop exact duplicate bars; a time with two different bars is an error."""
+    repairs: list[str] = []
+    times = bars.index.asi8
+    steps = np.diff(times)
+    if (steps < 0).any():
+        # rows that come after a later bar: what a user would call "out of order"
+        out_of_order = int((times[1:] < np.maximum.accumulate(times)[:-1]).sum())
+        order = np.argsort(times, kind="stable")
+        bars, rows = bars.iloc[order], rows.reordered(order)
+        if (steps <= 0).all():
+            repairs.append(f"file was newest-first; reversed {len(bars)} rows into time order")
+        else:
+            repairs.append(f"sorted {out_of_order} row(s) that were out of time order")
+        steps = np.diff(bars.index.asi8)
+    if (steps == 0).any():
+        duplicated = bars.index.duplicated(keep=False)
+        dupes = bars[duplicated]
+        values = dupes.to_numpy(dtype=np.float64, na_value=np.nan)
+        first_of_group = ~dupes.index.duplicated(keep="first")
+        reference = values[np.maximum.accumulate(np.where(first_of_group, np.arange(len(dupes)), 0))]
+        conflict = ~(np.isclose(values, reference, rtol=0, atol=0) | (np.isnan(values) & np.isnan(reference))).all(axis=1)
+        if conflict.any():
+            row = int(np.flatnonzero(conflict)[0])
+            stamp = dupes.index[row]
+            group = rows.subset(duplicated).subset(dupes.index == stamp)
+            places = ", ".join(sorted(str(int(n)) for n in group.numbers))
+            raise DataError(
+                path,
+                f"{group.unit}s {places} hold different bars for the same time {stamp}; "
+                "keep one of them",
+            )
+        keep = ~bars.index.duplicated(keep="first")
+        repairs.append(f"dropped {int((~keep).sum())} exact duplicate bar(s)")
+        bars = bars[keep]
+    return bars, repairs

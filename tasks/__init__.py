@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over ``rltrader`` functions that pass paths and metrics."""

@@ -1,0 +1,61 @@
+"""Cached preprocessing as a Prefect task.
+
+Prefect's default cache policy hashes the *path string* and is scoped to one flow run;
+here the key is the file's content hash + the settings that shape the features + the
+feature-code version (``rltrader.preprocessing.preprocessing_key``), and the record lives
+in ``<cache_dir>/prefect`` so a hit survives new processes and servers. The cached value
+is the small :class:`~rltrader.preprocessing.PreparedData` record; the parquet it points
+to is checked before trusting the record, and a missing one is rebuilt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from rltrader.cache import PREFECT_RECORDS_DIR, FeatureStore
+from rltrader.config import Config, parse_config
+from rltrader.preprocessing import PreparedData, preprocess, preprocessing_key
+
+CACHE_KEY_PREFIX = "preprocess-"
+
+
+def preprocessing_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    config = parse_config(parameters["config"], source="preprocess task")
+    return CACHE_KEY_PREFIX + preprocessing_key(parameters["data_path"], config)
+
+
+@task(
+    name="preprocess",
+    task_run_name="preprocess {data_path}",
+    cache_key_fn=preprocessing_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+def preprocess_task(data_path: str, config: dict[str, Any], use_cache: bool = True) -> dict[str, Any]:
+    """Load, validate and featurize ``data_path``; returns :meth:`PreparedData.to_dict`."""
+    return preprocess(data_path, parse_config(config, source="preprocess task"), use_cache=use_cache).to_dict()
+
+
+def run_preprocessing(data_path: str | Path, config: Config, use_cache: bool | None = None) -> PreparedData:
+    """Call :func:`preprocess_task` with the right cache behaviour and report hit or miss.
+
+    - cache off: no Prefect cache record is read or written, and features are recomputed;
+    - record present but its parquet deleted or damaged: ``refresh_cache`` rebuilds both;
+    - otherwise Prefect serves the record (state ``Cached``) without running the task.
+    """
+    use_cache = config.cache.enabled if use_cache is None else use_cache
+    data_path = str(data_path)
+    configured = preprocess_task.with_options(result_storage=Path(config.cache.dir) / PREFECT_RECORDS_DIR)
+    if not use_cache:
+        configured = configured.with_options(cache_policy=NO_CACHE, persist_result=False)
+    elif FeatureStore(config.cache.dir).lookup(preprocessing_key(data_path, config)) is None:
+        configured = configured.with_options(refresh_cache=True)
+    state = configured(data_path, config.model_dump(mode="json"), use_cache, return_state=True)
+    prepared = PreparedData.from_dict(state.result())
+    hit = prepared.cache_hit or state.name == "Cached"
+    return PreparedData(prepared.parquet_path, prepared.metadata, cache_hit=hit)

@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests read only data shipped in the project (data/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from rltrader.config import Config  # noqa: E402
+from rltrader.data import load_bars  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    return SAMPLE_CSV
+
+
+@pytest.fixture(scope="session")
+def canonical_bars() -> pd.DataFrame:
+    """The shipped real bars as the loader reads them: the reference every format must match."""
+    return load_bars(SAMPLE_CSV).bars
+
+
+@pytest.fixture(scope="session")
+def raw_sample() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE_CSV)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def config(cache_dir: Path) -> Config:
+    return Config().with_overrides({"cache.dir": str(cache_dir)})
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole run (it costs 10-15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def cache_is_untouched(cache_dir: Path) -> bool:
+    return not cache_dir.exists() or not any(cache_dir.rglob("*"))

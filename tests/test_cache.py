@@ -1,0 +1,110 @@
+"""The feature cache is keyed by content and settings, survives processes, and heals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rltrader.config import Config
+from rltrader.preprocessing import preprocess, preprocessing_key
+from rltrader.cache import FeatureStore
+
+from conftest import PROJECT_ROOT
+
+
+def test_second_call_hits_and_returns_the_same_file(sample_csv, config):
+    first = preprocess(sample_csv, config)
+    second = preprocess(sample_csv, config)
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert first.parquet_path == second.parquet_path
+    assert first.metadata == second.metadata
+
+
+def test_key_follows_content_not_path(sample_csv, config, tmp_path):
+    renamed = tmp_path / "renamed.csv"
+    shutil.copy(sample_csv, renamed)
+    assert preprocessing_key(renamed, config) == preprocessing_key(sample_csv, config)
+    preprocess(sample_csv, config)
+    assert preprocess(renamed, config).cache_hit
+
+    renamed.write_bytes(sample_csv.read_bytes().replace(b"2064.98", b"2064.97", 1))
+    assert preprocessing_key(renamed, config) != preprocessing_key(sample_csv, config)
+    assert not preprocess(renamed, config).cache_hit
+
+
+def test_key_follows_feature_split_and_window_settings(sample_csv, config):
+    base = preprocessing_key(sample_csv, config)
+    for override in ({"features.rsi_period": 10}, {"splits.gap_bars": 50}, {"env.window_size": 48},
+                     {"data.point": 0.1}):
+        assert preprocessing_key(sample_csv, config.with_overrides(override)) != base, override
+    # where the cache lives does not change what is in it
+    assert preprocessing_key(sample_csv, config.with_overrides({"cache.dir": "elsewhere"})) == base
+
+
+def test_deleted_or_truncated_parquet_is_recomputed(sample_csv, config):
+    first = preprocess(sample_csv, config)
+    first.parquet_path.unlink()
+    again = preprocess(sample_csv, config)
+    assert not again.cache_hit and again.parquet_path.exists()
+    with open(again.parquet_path, "r+b") as handle:
+        handle.truncate(100)
+    healed = preprocess(sample_csv, config)
+    assert not healed.cache_hit
+    assert len(healed.load()) == first.metadata["parquet"]["rows"]
+
+
+def test_cache_switch_off_recomputes(sample_csv, config):
+    preprocess(sample_csv, config)
+    assert not preprocess(sample_csv, config, use_cache=False).cache_hit
+    assert not preprocess(sample_csv, config.with_overrides({"cache.enabled": False})).cache_hit
+
+
+def test_cache_hit_across_two_processes(sample_csv, cache_dir):
+    script = (
+        "import json, sys; from rltrader.config import Config; from rltrader.preprocessing import preprocess;"
+        f"c = Config().with_overrides({{'cache.dir': {str(cache_dir)!r}}});"
+        f"p = preprocess({str(sample_csv)!r}, c); print(json.dumps([p.cache_hit, str(p.parquet_path)]))"
+    )
+    runs = [
+        json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                  cwd=PROJECT_ROOT).stdout)
+        for _ in range(2)
+    ]
+    assert runs[0][0] is False and runs[1][0] is True and runs[0][1] == runs[1][1]
+
+
+def test_clear_cache_dry_run_then_clear(sample_csv, config, cache_dir, capsys):
+    from rltrader.cli import main
+
+    preprocess(sample_csv, config)
+    (cache_dir / ".tmp-bars.parquet.x").write_bytes(b"left by a killed process")
+    assert main(["clear-cache", "--dry-run", "--cache_dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 2 item(s)" in out
+    assert len(FeatureStore(cache_dir).contents()) == 2
+    assert main(["clear-cache", "--cache_dir", str(cache_dir)]) == 0
+    assert "removed 2 item(s)" in capsys.readouterr().out
+    assert FeatureStore(cache_dir).contents() == []
+    assert not preprocess(sample_csv, config).cache_hit
+
+
+def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
+    from rltrader.atomic import write_text, write_with
+
+    target = tmp_path / "settings.json"
+    write_text(target, "old")
+
+    def broken(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_with(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]

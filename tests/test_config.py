@@ -1,0 +1,41 @@
+"""Configuration errors name the key that is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from rltrader.config import Config, load_config, parse_config
+from rltrader.errors import ConfigError
+
+
+def test_shipped_default_config_is_valid_and_matches_the_model_defaults():
+    assert load_config() == Config()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"featurs": {}}, r"featurs: unknown key"),
+        ({"features": {"rsi_period": 1}}, r"features.rsi_period: Input should be greater than or equal to 2"),
+        ({"features": {"macd": {"fast": 30, "slow": 26}}}, r"features.macd: Value error, macd.fast must be smaller"),
+        ({"splits": {"train": 0.8, "validation": 0.15, "test": 0.15}}, r"splits: Value error, train \+ validation \+ test must be 1.0"),
+        ({"env": {"window_size": "big"}}, r"env.window_size: Input should be a valid integer"),
+        ({"data": {"sep": "||"}}, r"data: Value error, sep must be one character"),
+    ],
+)
+def test_invalid_values_name_their_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, source="test.yaml")
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("features:\n  rsi_period: [14\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_tab_separator_is_spelled_out():
+    assert parse_config({"data": {"sep": "tab"}}).data.sep == "\t"

@@ -1,0 +1,104 @@
+"""Features are causal, splits chronological with gaps, normalization fitted on train only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rltrader.config import Config, FeatureConfig
+from rltrader.features import compute_features
+from rltrader.features.splits import GAP_CODE
+from rltrader.preprocessing import build_features_frame, preprocess
+from rltrader.data import LoadedBars
+
+
+def _scramble_after(bars: pd.DataFrame, t: int, seed: int = 0) -> pd.DataFrame:
+    """Replace every bar after position t with different but valid bars."""
+    rng = np.random.default_rng(seed)
+    changed = bars.copy()
+    tail = changed.iloc[t + 1:]
+    factor = rng.uniform(0.9, 1.1, size=len(tail))
+    for column in ("open", "high", "low", "close", "spread"):
+        changed.iloc[t + 1:, changed.columns.get_loc(column)] = tail[column].to_numpy() * factor
+    changed.iloc[t + 1:, changed.columns.get_loc("volume")] = rng.integers(1, 5000, size=len(tail))
+    return changed
+
+
+@pytest.mark.parametrize("t", [70, 1000, 3000, 5862])
+def test_changing_bars_after_t_changes_no_feature_at_or_before_t(canonical_bars, t):
+    config = FeatureConfig()
+    before = compute_features(canonical_bars, config).values
+    after = compute_features(_scramble_after(canonical_bars, t, seed=t), config).values
+    pd.testing.assert_frame_equal(before.iloc[: t + 1], after.iloc[: t + 1], check_exact=True)
+    if t + 1 < len(canonical_bars):  # the scramble really changed something after t
+        assert not before.iloc[t + 1:].equals(after.iloc[t + 1:])
+
+
+def test_features_match_hand_calculations(canonical_bars):
+    values = compute_features(canonical_bars, FeatureConfig()).values
+    close = canonical_bars["close"].to_numpy()
+    assert values["ret_4"].iloc[100] == pytest.approx(np.log(close[100] / close[96]), abs=1e-15)
+    returns = np.diff(np.log(close))
+    assert values["vol_16"].iloc[100] == pytest.approx(returns[84:100].std(), rel=1e-12)
+    window = close[81:101]
+    expected_bb = (close[100] - window.mean()) / (2.0 * window.std())
+    assert values["bb_position"].iloc[100] == pytest.approx(expected_bb, rel=1e-12)
+    stamp = canonical_bars.index[100]
+    phase = (stamp.hour * 3600 + stamp.minute * 60) / 86400
+    assert values["time_of_day_sin"].iloc[100] == pytest.approx(np.sin(2 * np.pi * phase))
+    assert values["spread_rel"].iloc[100] == pytest.approx(canonical_bars["spread"].iloc[100] / close[100])
+    assert values["rsi_14"].between(-1, 1).all()
+
+
+def _loaded(bars: pd.DataFrame) -> LoadedBars:
+    return LoadedBars(bars=bars, source=None, source_format="test", time_description="test",
+                      bar_interval=pd.Timedelta(minutes=15))
+
+
+def test_splits_are_chronological_with_window_gaps(canonical_bars):
+    config = Config()
+    frame, _, ranges, warmup = build_features_frame(_loaded(canonical_bars), config)
+    codes = frame["split"].to_numpy()
+    assert warmup == 64 and len(frame) == len(canonical_bars) - warmup
+    (a0, a1), (b0, b1), (c0, c1) = ranges.train, ranges.validation, ranges.test
+    assert a0 == 0 and c1 == len(frame)
+    assert b0 - a1 >= config.env.window_size and c0 - b1 >= config.env.window_size
+    assert (codes[a1:b0] == GAP_CODE).all() and (codes[b1:c0] == GAP_CODE).all()
+    times = frame["timestamp"]
+    assert times.iloc[a1 - 1] < times.iloc[b0] and times.iloc[b1 - 1] < times.iloc[c0]
+    sizes = ranges.sizes()
+    assert sizes["train"] / sum(sizes.values()) == pytest.approx(0.70, abs=0.01)
+
+
+def test_normalization_uses_training_rows_only(canonical_bars):
+    """Changing every bar after the training split leaves the statistics and the
+    normalized training features exactly as they were."""
+    config = Config()
+    frame, stats, ranges, warmup = build_features_frame(_loaded(canonical_bars), config)
+    train_end_bar = warmup + ranges.train[1] - 1
+    changed, stats_changed, _, _ = build_features_frame(
+        _loaded(_scramble_after(canonical_bars, train_end_bar)), config)
+    assert stats_changed == stats
+    columns = list(stats.mean)
+    train = slice(*ranges.train)
+    pd.testing.assert_frame_equal(frame[columns].iloc[train], changed[columns].iloc[train], check_exact=True)
+    assert not frame[columns].iloc[ranges.test[0]:].equals(changed[columns].iloc[ranges.test[0]:])
+
+    raw = compute_features(canonical_bars, config.features).values.iloc[warmup:].iloc[train]
+    assert stats.mean["ret_1"] == pytest.approx(raw["ret_1"].mean(), rel=1e-12)
+    assert stats.std["atr_14"] == pytest.approx(raw["atr_14"].std(ddof=0), rel=1e-12)
+    normalized_train = frame["ret_1"].iloc[train]
+    assert normalized_train.mean() == pytest.approx(0, abs=1e-3)
+    assert stats.mean["time_of_day_sin"] == 0.0 and stats.std["time_of_day_sin"] == 1.0
+
+
+def test_prepared_parquet_holds_prices_splits_and_float32_features(sample_csv, config):
+    prepared = preprocess(sample_csv, config)
+    frame = prepared.load()
+    assert list(frame.columns[:8]) == ["timestamp", "open", "high", "low", "close", "volume", "spread", "split"]
+    assert all(frame[c].dtype == np.float32 for c in prepared.feature_columns)
+    assert frame[prepared.feature_columns].abs().max().max() <= config.features.clip
+    start, end = prepared.split_rows("validation")
+    assert (frame["split"].iloc[start:end] == 1).all()
+    assert prepared.metadata["bars"]["bars_per_year"] == pytest.approx(23546, rel=0.01)

@@ -1,0 +1,81 @@
+"""The Prefect layer: cached task keyed on content, healing, artifacts, and the CLI on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect import flow
+
+from flows.preprocess import preprocess_flow
+from rltrader.cache import PREFECT_RECORDS_DIR
+from rltrader.cli import main
+from rltrader.preprocessing import PreparedData
+from tasks.preprocess import preprocess_task
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_flow_caches_by_content_and_heals_a_deleted_parquet(sample_csv, config, cache_dir):
+    params = config.model_dump(mode="json")
+    first = PreparedData.from_dict(preprocess_flow(str(sample_csv), params))
+    second = PreparedData.from_dict(preprocess_flow(str(sample_csv), params))
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    records = list((cache_dir / PREFECT_RECORDS_DIR).iterdir())
+    assert [r.name for r in records] == ["preprocess-" + first.metadata["cache_key"]]
+
+    first.parquet_path.unlink()
+    healed = PreparedData.from_dict(preprocess_flow(str(sample_csv), params))
+    assert not healed.cache_hit and healed.parquet_path.exists()
+    assert len(healed.load()) == first.metadata["parquet"]["rows"]
+
+
+def test_prefect_serves_the_record_without_running_the_task(sample_csv, config, cache_dir):
+    params = config.model_dump(mode="json")
+    storage = Path(cache_dir) / PREFECT_RECORDS_DIR
+
+    @flow
+    def twice() -> list[str]:
+        task = preprocess_task.with_options(result_storage=storage)
+        return [task(str(sample_csv), params, True, return_state=True).name for _ in range(2)]
+
+    assert twice() == ["Completed", "Cached"]
+
+
+def test_cache_switch_off_writes_no_prefect_record(sample_csv, config, cache_dir):
+    result = PreparedData.from_dict(preprocess_flow(str(sample_csv), config.model_dump(mode="json"), use_cache=False))
+    assert not result.cache_hit and result.parquet_path.exists()
+    assert not (cache_dir / PREFECT_RECORDS_DIR).exists()
+
+
+def test_flow_publishes_the_data_report_artifact(sample_csv, config):
+    from prefect.artifacts import Artifact
+
+    preprocess_flow(str(sample_csv), config.model_dump(mode="json"))
+    artifact = Artifact.get("data-report")
+    assert artifact is not None and "| bars | 5,864 from 2024-01-02 01:00 to 2024-04-01 23:45 |" in artifact.data
+
+
+def test_cli_preprocess_prints_the_report_then_hits(sample_csv, cache_dir, capsys):
+    args = ["preprocess", "--data_path", str(sample_csv), "--cache_dir", str(cache_dir)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for expected in ("MetaTrader 5 Python API", "5,864 from 2024-01-02 01:00", "15 min", "train", "validation",
+                     "test", "cache          miss", "bars.parquet"):
+        assert expected in out, expected
+    assert main(args) == 0
+    assert "cache          hit" in capsys.readouterr().out
+
+
+def test_cli_user_error_inside_the_task_prints_no_traceback(sample_csv, tmp_path, capfd):
+    bad = tmp_path / "bad.csv"
+    lines = sample_csv.read_text().splitlines()[:300]
+    lines[9] = lines[9].replace(lines[9].split(",")[2], "1.0", 1)  # high far below low
+    bad.write_text("\n".join(lines) + "\n")
+    assert main(["preprocess", "--data_path", str(bad), "--cache_dir", str(tmp_path / "c")]) == 2
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("rltrader:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"rltrader: error: {bad}: line 10: inconsistent bar, high 1 is below low ")
+    assert not (tmp_path / "c" / "features").exists()
