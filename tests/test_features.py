@@ -102,3 +102,13 @@ def test_prepared_parquet_holds_prices_splits_and_float32_features(sample_csv, c
     start, end = prepared.split_rows("validation")
     assert (frame["split"].iloc[start:end] == 1).all()
     assert prepared.metadata["bars"]["bars_per_year"] == pytest.approx(23546, rel=0.01)
+
+
+def test_files_without_volume_or_spread_get_no_such_features(raw_sample, tmp_path, config):
+    times = pd.to_datetime(raw_sample["time"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
+    path = tmp_path / "ohlc.csv"
+    raw_sample[["open", "high", "low", "close"]].assign(Date=times).to_csv(path, index=False)
+    prepared = preprocess(path, config)
+    assert "volume_z" not in prepared.feature_columns and "spread_rel" not in prepared.feature_columns
+    assert {"volume", "spread"}.isdisjoint(prepared.load().columns)
+    assert prepared.metadata["splits"]["warmup_bars_dropped"] == 64

@@ -117,9 +117,24 @@ VARIANTS = {
 }
 
 
+EXPECTED_FORMAT = {
+    "mt5_terminal_export": "MT5 terminal 'Export bars' (sep=tab, decimal='.', utf-8)",
+    "mt5_terminal_export_utf16": "MT5 terminal 'Export bars' (sep=tab, decimal='.', utf-16)",
+    "mt_script_export": "MetaTrader script export",
+    "generic_iso_comma": "generic CSV",
+    "generic_iso_T_lowercase": "generic CSV",
+    "semicolon_decimal_comma_dayfirst": "generic CSV (sep=';', decimal=','",
+    "tab_monthfirst_upper": "generic CSV (sep=tab",
+    "separate_date_time_columns": "generic CSV",
+    "mt4_history_headerless": "MT4 history export (no header)",
+    "parquet_datetime_index": "parquet",
+}
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_format_loads_to_the_canonical_bars(variant, raw_sample, canonical_bars, tmp_path):
     loaded = load_bars(VARIANTS[variant](raw_sample, tmp_path))
+    assert loaded.source_format.startswith(EXPECTED_FORMAT[variant])
     bars = loaded.bars
     assert bars.index.equals(canonical_bars.index)
     assert bars.index.tz is None and bars.index.dtype == "datetime64[ns]"
@@ -161,21 +176,14 @@ def _first_twelve_days(raw: pd.DataFrame) -> pd.DataFrame:
     return raw[_times(raw).dt.day <= 12].reset_index(drop=True)
 
 
-def test_day_first_is_detected_from_time_order(raw_sample, tmp_path):
-    """Only days 1-12: both orders parse, only day-first makes time run forward."""
+@pytest.mark.parametrize("date_format, order", [("%d/%m/%Y %H:%M", "day-first"), ("%m/%d/%Y %H:%M", "month-first")])
+def test_day_month_order_is_detected_from_time_order(raw_sample, tmp_path, date_format, order):
+    """Only days 1-12: both orders parse, only the right one makes time run forward."""
     subset = _first_twelve_days(raw_sample)
-    path = write_generic(subset, tmp_path / "d.csv", sep=",", decimal=".", date_format="%d/%m/%Y %H:%M")
+    path = write_generic(subset, tmp_path / "d.csv", sep=",", decimal=".", date_format=date_format)
     loaded = load_bars(path)
     assert loaded.bars.index.equals(pd.DatetimeIndex(_times(subset)))
-    assert "day-first" in loaded.time_description
-
-
-def test_month_first_is_detected_from_time_order(raw_sample, tmp_path):
-    subset = _first_twelve_days(raw_sample)
-    path = write_generic(subset, tmp_path / "m.csv", sep=",", decimal=".", date_format="%m/%d/%Y %H:%M")
-    loaded = load_bars(path)
-    assert loaded.bars.index.equals(pd.DatetimeIndex(_times(subset)))
-    assert "month-first" in loaded.time_description
+    assert order in loaded.time_description
 
 
 def test_truly_ambiguous_dates_are_reported_not_guessed(raw_sample, tmp_path):

@@ -89,8 +89,6 @@ def assign_roles(frame: pd.DataFrame) -> ColumnRoles:
     else:
         date_col = time_col = None
         timestamp_col = _find(normalised, DATETIME_NAMES)
-        if timestamp_col is None and isinstance(frame.index, pd.DatetimeIndex):
-            timestamp_col = None  # the caller moves a datetime index into a column first
 
     volume = None
     for name in VOLUME_NAMES:

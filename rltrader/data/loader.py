@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rltrader.config import LoadingConfig
-from rltrader.data.columns import HEADERLESS_LAYOUTS, ColumnRoles, assign_roles
+from rltrader.data.columns import HEADERLESS_LAYOUTS, ColumnRoles, assign_roles, normalise_name
 from rltrader.data.sniff import TextLayout, is_parquet, sniff_text
 from rltrader.data.timestamps import ParsedTimes, parse_epoch, parse_text_times
 from rltrader.data.validation import (
@@ -97,21 +97,22 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _describe_format(path: Path, frame: pd.DataFrame, roles: ColumnRoles, layout: TextLayout | None, epoch: bool) -> str:
+def _describe_format(frame: pd.DataFrame, layout: TextLayout | None, epoch: bool) -> str:
+    """A name the user recognises for what was read, for the report."""
     if layout is None:
         return "parquet"
-    names = {str(column).lower() for column in frame.columns}
+    names = {normalise_name(column) for column in frame.columns}
     where = {"\t": "tab", ";": "';'", ",": "','"}[layout.sep]
     details = f"sep={where}, decimal={layout.decimal!r}, {layout.encoding}"
     if not layout.has_header:
         kind = "MT4 history export (no header)" if layout.field_count == 7 else "bars without a header"
     elif {"date", "time", "tickvol", "spread"} <= names:
         kind = "MT5 terminal 'Export bars'"
-    elif epoch and {"tick_volume", "spread"} <= names:
+    elif epoch and {"tickvolume", "spread"} <= names:
         kind = "MetaTrader 5 Python API (copy_rates)"
     elif epoch:
         kind = "CSV with Unix timestamps"
-    elif roles.timestamp and "tickvolume" in names | {n.replace("_", "") for n in names}:
+    elif {"datetime", "tickvolume"} <= names:
         kind = "MetaTrader script export"
     else:
         kind = "generic CSV"
@@ -230,7 +231,7 @@ def load_bars(path: str | Path, options: LoadingConfig | None = None) -> LoadedB
         bars["spread"], spread_description = _spread_in_price_units(
             raw_spread, columns["close"], path, roles.spread, options
         )
-    source_format = _describe_format(path, frame, roles, layout, epoch)
+    source_format = _describe_format(frame, layout, epoch)
     del frame
 
     bars, repairs = sort_and_deduplicate(bars, path, rows)
