@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from rltrader.config import Config
 from rltrader.preprocessing import preprocess, preprocessing_key
 from rltrader.cache import FeatureStore
 

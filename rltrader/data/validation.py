@@ -123,13 +123,10 @@ def sort_and_deduplicate(
     if (steps == 0).any():
         duplicated = bars.index.duplicated(keep=False)
         dupes = bars[duplicated]
-        values = dupes.to_numpy(dtype=np.float64, na_value=np.nan)
-        first_of_group = ~dupes.index.duplicated(keep="first")
-        reference = values[np.maximum.accumulate(np.where(first_of_group, np.arange(len(dupes)), 0))]
-        conflict = ~(np.isclose(values, reference, rtol=0, atol=0) | (np.isnan(values) & np.isnan(reference))).all(axis=1)
-        if conflict.any():
-            row = int(np.flatnonzero(conflict)[0])
-            stamp = dupes.index[row]
+        # a time whose rows disagree in any column (prices are validated, so no NaN here)
+        conflicting = dupes.groupby(level=0).nunique().gt(1).any(axis=1)
+        if conflicting.any():
+            stamp = conflicting.index[conflicting.to_numpy()][0]
             group = rows.subset(duplicated).subset(dupes.index == stamp)
             places = ", ".join(sorted(str(int(n)) for n in group.numbers))
             raise DataError(
