@@ -9,7 +9,7 @@ than or equal to 2``. Later issues extend the model with training sections.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -104,7 +104,39 @@ class SplitConfig(_Strict):
 
 
 class EnvConfig(_Strict):
+    """The trading environment: what the agent sees, what it may hold, how it is rewarded."""
+
     window_size: int = Field(32, ge=1, description="Bars of features in one observation.")
+    initial_balance: float = Field(10_000.0, gt=0, description="Account equity at the start of an episode.")
+    max_position_size: float = Field(
+        1.0, gt=0, description="Units held at full long or short (ounces for XAUUSD); flat is 0."
+    )
+    reward: Literal["log", "relative"] = Field(
+        "log", description="log(equity_t+1 / equity_t) or (equity_t+1 - equity_t) / equity_t, net of costs."
+    )
+    reward_scale: float = Field(100.0, gt=0, description="Rewards are multiplied by this (100 = percent).")
+    max_drawdown: float | None = Field(
+        0.5, gt=0, lt=1, description="Episode terminates when equity falls this far below its peak."
+    )
+    episode_length: int | None = Field(
+        2048, ge=2, description="Bars per training episode; null runs to the end of the split."
+    )
+    random_start: bool = Field(True, description="Training episodes start at a random bar of the split.")
+
+
+class CostConfig(_Strict):
+    """What trading costs, in the account currency. Prices are assumed quoted in it too."""
+
+    spread_points: float | None = Field(
+        None, ge=0,
+        description="Fixed spread in points; null uses the file's per-bar spread column.",
+    )
+    commission_per_unit: float = Field(0.0, ge=0, description="Charged per unit bought or sold.")
+    swap_long: float = Field(0.0, description="Charged per unit held long over a daily rollover.")
+    swap_short: float = Field(0.0, description="Charged per unit held short over a daily rollover.")
+    triple_swap_weekday: int | None = Field(
+        2, ge=0, le=6, description="Weekday (0=Monday) whose rollover counts three nights, as in MT5."
+    )
 
 
 class CacheConfig(_Strict):
@@ -119,6 +151,7 @@ class Config(_Strict):
     features: FeatureConfig = FeatureConfig()
     splits: SplitConfig = SplitConfig()
     env: EnvConfig = EnvConfig()
+    costs: CostConfig = CostConfig()
     cache: CacheConfig = CacheConfig()
 
     @property

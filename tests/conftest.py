@@ -54,3 +54,20 @@ def prefect_harness():
 
 def cache_is_untouched(cache_dir: Path) -> bool:
     return not cache_dir.exists() or not any(cache_dir.rglob("*"))
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory):
+    """The shipped sample, preprocessed once for the session into a private cache."""
+    from rltrader.preprocessing import preprocess
+
+    session_config = Config().with_overrides({"cache.dir": str(tmp_path_factory.mktemp("cache"))})
+    return preprocess(SAMPLE_CSV, session_config, use_cache=True), session_config
+
+
+@pytest.fixture(scope="session")
+def prepared_market(prepared_sample):
+    from rltrader.env import MarketData
+
+    prepared, session_config = prepared_sample
+    return MarketData.from_prepared(prepared, session_config)

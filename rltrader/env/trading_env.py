@@ -1,0 +1,158 @@
+"""``TradingEnv``: one account trading one instrument over one split, gymnasium API.
+
+Observation: the last ``window_size`` bars of normalized features, flattened, then the
+position (-1, 0, +1) and the unrealized PnL in percent of equity; float32, a new array
+every step. Action: Discrete(3) target position, 0 short, 1 flat, 2 long, each scaled by
+``max_position_size``. The execution model (fill at the next open, costs, swap) is in
+:mod:`rltrader.env.market`. Reward: change of equity net of costs, log or relative,
+times ``reward_scale``.
+
+``step`` is plain Python arithmetic over table lookups (no pandas, no numpy ufuncs on
+scalars): it is the inner loop of training and of the reference evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rltrader.config import EnvConfig
+from rltrader.env.market import ACTION_SIGNS, FLAT, N_ACTIONS, MarketData
+from rltrader.errors import ConfigError
+
+#: Equity ratios are clamped here before the log: a step that wipes the account out
+#: gets a large finite penalty, not -inf or NaN.
+MIN_EQUITY_RATIO = 1e-12
+
+
+@dataclass(frozen=True)
+class EpisodeBounds:
+    """Bars of a split an episode may use; ``first`` is the first bar with a full window."""
+
+    first: int
+    last: int  # the last bar; no step can start there (no next open)
+    window: int
+    episode_length: int | None
+    random_start: bool
+
+    @classmethod
+    def of(cls, market: MarketData, split: str, config: EnvConfig) -> "EpisodeBounds":
+        start, stop = market.rows(split)
+        first, last = max(start, config.window_size - 1), stop - 1
+        if last - first < 1:
+            raise ConfigError(
+                f"split {split!r} has {stop - start} bars, too few for env.window_size={config.window_size}; "
+                "use more data or a smaller window"
+            )
+        return cls(first, last, config.window_size, config.episode_length, config.random_start)
+
+    def start_and_end(self, rng: np.random.Generator) -> tuple[int, int]:
+        """First bar and truncation bar of a new episode, drawing the start from ``rng``."""
+        length = self.episode_length
+        latest_start = self.first if length is None else max(self.first, self.last - length)
+        start = int(rng.integers(self.first, latest_start + 1)) if self.random_start else self.first
+        end = self.last if length is None else min(self.last, start + length)
+        return start, end
+
+
+def evaluation_config(config: EnvConfig) -> EnvConfig:
+    """The same account and costs, run over a whole split as one episode, never stopped early."""
+    return config.model_copy(update={"random_start": False, "episode_length": None, "max_drawdown": None})
+
+
+class TradingEnv(gym.Env[np.ndarray, np.int64]):
+    """Trade one split of ``market`` bar by bar. See the module docstring for the rules."""
+
+    metadata = {"render_modes": []}
+    render_mode = None
+
+    def __init__(self, market: MarketData, split: str = "train", config: EnvConfig | None = None) -> None:
+        self.market = market
+        self.split = split
+        self.config = config or EnvConfig()
+        self.bounds = EpisodeBounds.of(market, split, self.config)
+        window, n_features = self.config.window_size, market.n_features
+        self._window_values = window * n_features
+        self._n_features = n_features
+        self._flat_features = market.features.reshape(-1)
+        self._step_pnl = market.step_pnl.reshape(-1)
+        self._open = market.open
+        self._close = market.close
+        self._signs = [float(s) for s in ACTION_SIGNS]
+        self._units_pct = [100.0 * s * market.position_size for s in ACTION_SIGNS]
+        self._keep = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
+        self._log_reward = self.config.reward == "log"
+        self._scale = self.config.reward_scale
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self._t = self.bounds.first
+        self._end = self.bounds.last
+        self._held = FLAT
+        self._equity = self._peak = self.config.initial_balance
+        self._entry = 0.0
+        self._steps = 0
+
+    # -- state a user may read -------------------------------------------------------
+    @property
+    def bar(self) -> int:
+        """Row of the bar whose close the agent has just seen."""
+        return self._t
+
+    @property
+    def equity(self) -> float:
+        return self._equity
+
+    @property
+    def position(self) -> float:
+        """Units held now (negative when short)."""
+        return self._signs[self._held] * self.market.position_size
+
+    # -- gymnasium API ----------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t, self._end = self.bounds.start_and_end(self.np_random)
+        self._held = FLAT
+        self._equity = self._peak = self.config.initial_balance
+        self._entry = 0.0
+        self._steps = 0
+        return self._observation(0.0), {}
+
+    def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = int(action)
+        if not 0 <= action < N_ACTIONS:
+            raise ValueError(f"action must be 0 (short), 1 (flat) or 2 (long), got {action}")
+        t = self._t + 1
+        held = self._held
+        equity_before = self._equity
+        equity = equity_before + self._step_pnl.item(t * 9 + held * 3 + action)
+        if self._log_reward:
+            reward = math.log(max(equity / equity_before, MIN_EQUITY_RATIO)) * self._scale
+        else:
+            reward = (equity - equity_before) / equity_before * self._scale
+        if equity > self._peak:
+            self._peak = equity
+        if action != held:
+            self._entry = self._open.item(t)
+        unrealized_pct = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
+        self._t, self._held, self._equity = t, action, equity
+        self._steps += 1
+        terminated = equity <= self._peak * self._keep
+        truncated = t >= self._end
+        info = {"equity": equity} if terminated or truncated else {}
+        return self._observation(unrealized_pct), reward, terminated, truncated, info
+
+    def _observation(self, unrealized_pct: float) -> np.ndarray:
+        n = self._window_values
+        start = (self._t + 1) * self._n_features - n
+        obs = np.empty(n + 2, dtype=np.float32)
+        obs[:n] = self._flat_features[start : start + n]
+        obs[n] = self._signs[self._held]
+        obs[n + 1] = unrealized_pct
+        return obs
+
+
+__all__ = ["EpisodeBounds", "MIN_EQUITY_RATIO", "TradingEnv", "evaluation_config"]

@@ -1,0 +1,158 @@
+"""Evaluate a model on one split against baselines, and write the report files.
+
+Every policy, the agent and the baselines alike, trades the same bars under the same
+costs and is scored by the same ledger: buy-and-hold is "long from the first fill to the
+end", flat never trades, and the random policy draws its actions from a recorded seed.
+Outputs (all written atomically): ``metrics.json``, ``equity.parquet`` and ``equity.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from rltrader.atomic import write_json, write_with
+from rltrader.config import EnvConfig
+from rltrader.env import FLAT, MarketData, evaluation_config
+from rltrader.env.market import ACTION_NAMES
+from rltrader.env.trading_env import EpisodeBounds
+from rltrader.evaluation.ledger import Ledger, replay
+from rltrader.evaluation.metrics import compute_metrics, drawdown_curve
+
+logger = logging.getLogger(__name__)
+
+LONG = ACTION_NAMES.index("long")
+BASELINES = ("buy_and_hold", "flat", "random")
+
+
+def baseline_actions(name: str, steps: int, seed: int) -> np.ndarray:
+    """Actions of a baseline policy over ``steps`` decisions."""
+    if name == "buy_and_hold":
+        return np.full(steps, LONG, dtype=np.int64)
+    if name == "flat":
+        return np.full(steps, FLAT, dtype=np.int64)
+    if name == "random":
+        return np.random.default_rng(seed).integers(0, len(ACTION_NAMES), steps).astype(np.int64)
+    raise ValueError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics and ledgers of the agent and the baselines on one split."""
+
+    split: str
+    first_bar: int
+    ledgers: dict[str, Ledger]
+    metrics: dict[str, dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.info, "agent": self.metrics["agent"],
+                "baselines": {name: self.metrics[name] for name in BASELINES if name in self.metrics}}
+
+
+def evaluate_actions(
+    market: MarketData, split: str, config: EnvConfig, agent_actions: np.ndarray, seed: int,
+    info: dict[str, Any] | None = None,
+) -> EvaluationReport:
+    """Score ``agent_actions`` (one per bar of the split) and the baselines on the same bars."""
+    bounds = EpisodeBounds.of(market, split, evaluation_config(config))
+    steps = bounds.last - bounds.first
+    ledgers = {"agent": replay(market, bounds.first, agent_actions, config.initial_balance)}
+    for name in BASELINES:
+        ledgers[name] = replay(market, bounds.first, baseline_actions(name, steps, seed), config.initial_balance)
+    metrics = {name: compute_metrics(ledger, market, bounds.first) for name, ledger in ledgers.items()}
+    start, end = ledgers["agent"].timestamps[[0, -1]]
+    header = {
+        "split": split,
+        "start": str(pd.Timestamp(start)),
+        "end": str(pd.Timestamp(end)),
+        "bars": steps,
+        "bars_per_year": market.bars_per_year,
+        "random_seed": seed,
+        "costs": {"spread": market.spread_source, "swap_long": market.swap_long, "swap_short": market.swap_short},
+        "position_size": market.position_size,
+        "initial_balance": config.initial_balance,
+    }
+    return EvaluationReport(split, bounds.first, ledgers, metrics, {**header, **(info or {})})
+
+
+def evaluate_model(
+    model: Any, market: MarketData, split: str, config: EnvConfig, seed: int = 0,
+    evaluator: Literal["fast", "reference"] = "fast",
+) -> EvaluationReport:
+    """Run ``model`` deterministically over ``split`` and score it against the baselines."""
+    from rltrader.evaluation.fast import fast_actions
+    from rltrader.evaluation.reference import reference_actions
+
+    started = time.perf_counter()
+    if evaluator == "fast":
+        actions = fast_actions([model], market, split, config)[0]
+    else:
+        actions = reference_actions(model, market, split, config)
+    seconds = time.perf_counter() - started
+    logger.info("Evaluated %d bars of %s with the %s evaluator in %.2fs", len(actions), split, evaluator, seconds)
+    return evaluate_actions(market, split, config, actions, seed,
+                            {"evaluator": evaluator, "evaluation_seconds": round(seconds, 3)})
+
+
+def equity_frame(report: EvaluationReport) -> pd.DataFrame:
+    """One row per bar: close, and equity (and the agent's position and drawdown) per policy."""
+    agent = report.ledgers["agent"]
+    frame = pd.DataFrame({"timestamp": agent.timestamps, "close": agent.close, "agent_equity": agent.equity,
+                          "agent_position": agent.positions, "agent_drawdown": drawdown_curve(agent.equity)})
+    for name in BASELINES:
+        frame[f"{name}_equity"] = report.ledgers[name].equity
+    frame["buy_and_hold_drawdown"] = drawdown_curve(report.ledgers["buy_and_hold"].equity)
+    return frame
+
+
+def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (equity_ax, drawdown_ax, position_ax) = plt.subplots(
+        3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.2, 1]}
+    )
+    time_axis = frame["timestamp"]
+    equity_ax.plot(time_axis, frame["agent_equity"], label="agent", color="tab:blue", linewidth=1.2)
+    equity_ax.plot(time_axis, frame["buy_and_hold_equity"], label="buy and hold", color="tab:orange", linewidth=1)
+    equity_ax.plot(time_axis, frame["random_equity"], label="random", color="tab:gray", linewidth=0.8, alpha=0.7)
+    equity_ax.set_ylabel("equity")
+    equity_ax.legend(loc="upper left")
+    equity_ax.set_title(title)
+    drawdown_ax.fill_between(time_axis, -100 * frame["agent_drawdown"], 0, color="tab:blue", alpha=0.4, label="agent")
+    drawdown_ax.plot(time_axis, -100 * frame["buy_and_hold_drawdown"], color="tab:orange", linewidth=0.8,
+                     label="buy and hold")
+    drawdown_ax.set_ylabel("drawdown %")
+    position_ax.step(time_axis, frame["agent_position"], where="post", color="tab:blue", linewidth=0.8)
+    position_ax.set_ylabel("position")
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``metrics.json``, ``equity.parquet`` and ``equity.png`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    frame = equity_frame(report)
+    paths = {"metrics": out_dir / "metrics.json", "equity": out_dir / "equity.parquet", "plot": out_dir / "equity.png"}
+    write_with(paths["equity"], lambda tmp: frame.to_parquet(tmp, index=False))
+    agent = report.metrics["agent"]
+    title = (f"{report.split}: agent {100 * agent['total_return']:+.2f}% vs buy and hold "
+             f"{100 * report.metrics['buy_and_hold']['total_return']:+.2f}%")
+    _plot(frame, title, paths["plot"])
+    write_json(paths["metrics"], report.to_json())
+    return paths
+
+
+__all__ = ["BASELINES", "EvaluationReport", "baseline_actions", "evaluate_actions", "evaluate_model",
+           "equity_frame", "write_report"]
