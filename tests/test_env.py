@@ -99,7 +99,7 @@ def test_drawdown_terminates_the_episode_at_the_right_bar():
     env.reset(seed=0)
     done_at = None
     for step in range(6):
-        _, _, terminated, truncated, info = env.step(LONG)
+        _, _, terminated, _, info = env.step(LONG)
         if terminated:
             done_at = step
             break

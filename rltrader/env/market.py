@@ -83,7 +83,7 @@ class MarketData:
         )
 
     @classmethod
-    def from_prepared(cls, prepared: "PreparedData", config: Config) -> "MarketData":
+    def from_prepared(cls, prepared: PreparedData, config: Config) -> MarketData:
         """Read the cached parquet of :func:`rltrader.preprocessing.preprocess`."""
         frame = prepared.load()
         split_rows = {name: prepared.split_rows(name) for name in SPLIT_NAMES}
@@ -101,7 +101,7 @@ class MarketData:
         bars_per_year: float,
         config: Config,
         source: str = "data",
-    ) -> "MarketData":
+    ) -> MarketData:
         """Build the arrays and cost tables from a frame with timestamp, open, close[, spread]."""
         open_ = frame["open"].to_numpy(dtype=np.float64)
         close = frame["close"].to_numpy(dtype=np.float64)
@@ -180,4 +180,4 @@ def step_pnl_table(
     return table
 
 
-__all__ = ["ACTION_NAMES", "ACTION_SIGNS", "FLAT", "MarketData", "N_ACTIONS", "rollover_nights", "step_pnl_table"]
+__all__ = ["ACTION_NAMES", "ACTION_SIGNS", "FLAT", "N_ACTIONS", "MarketData", "rollover_nights", "step_pnl_table"]

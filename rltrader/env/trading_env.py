@@ -40,7 +40,7 @@ class EpisodeBounds:
     random_start: bool
 
     @classmethod
-    def of(cls, market: MarketData, split: str, config: EnvConfig) -> "EpisodeBounds":
+    def of(cls, market: MarketData, split: str, config: EnvConfig) -> EpisodeBounds:
         start, stop = market.rows(split)
         first, last = max(start, config.window_size - 1), stop - 1
         if last - first < 1:
@@ -133,8 +133,7 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
             reward = math.log(max(equity / equity_before, MIN_EQUITY_RATIO)) * self._scale
         else:
             reward = (equity - equity_before) / equity_before * self._scale
-        if equity > self._peak:
-            self._peak = equity
+        self._peak = max(self._peak, equity)
         if action != held:
             self._entry = self._open.item(t)
         unrealized_pct = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
@@ -155,4 +154,4 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         return obs
 
 
-__all__ = ["EpisodeBounds", "MIN_EQUITY_RATIO", "TradingEnv", "evaluation_config"]
+__all__ = ["MIN_EQUITY_RATIO", "EpisodeBounds", "TradingEnv", "evaluation_config"]

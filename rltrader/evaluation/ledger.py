@@ -30,7 +30,7 @@ class Ledger:
 
     @property
     def steps(self) -> int:
-        return int(len(self.actions))
+        return len(self.actions)
 
 
 def replay(market: MarketData, first_bar: int, actions: np.ndarray, initial_balance: float) -> Ledger:

@@ -23,6 +23,17 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator > 0 and math.isfinite(numerator) else None
 
 
+def _cagr(growth: float, years: float) -> float | None:
+    """Compound annual growth; ``None`` when the span is empty or the figure overflows a float
+    (a few days of a lucky short split can annualize past 1e300)."""
+    if not years > 0:
+        return None
+    if growth <= 0:
+        return -1.0
+    exponent = math.log(growth) / years
+    return math.expm1(exponent) if exponent < 700 else None
+
+
 def max_drawdown(equity: np.ndarray) -> float:
     """Largest fall from a running peak, as a fraction of that peak."""
     peaks = np.maximum.accumulate(equity)
@@ -41,7 +52,7 @@ def compute_metrics(ledger: Ledger, market: MarketData, first_bar: int) -> dict[
     returns = equity[1:] / equity[:-1] - 1.0 if steps else np.zeros(0)
     growth = equity[-1] / equity[0]
     years = steps / bars_per_year if bars_per_year > 0 else float("nan")
-    cagr = (growth ** (1.0 / years) - 1.0 if growth > 0 else -1.0) if years and years > 0 else None
+    cagr = _cagr(float(growth), years)
     mean = float(returns.mean()) if steps else 0.0
     std = float(returns.std(ddof=1)) if steps > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))) if steps else 0.0
@@ -60,7 +71,7 @@ def compute_metrics(ledger: Ledger, market: MarketData, first_bar: int) -> dict[
         "sortino": _ratio(mean * annual, downside),
         "max_drawdown": drawdown,
         "calmar": None if cagr is None else _ratio(float(cagr), drawdown),
-        "trades": int(len(pnls)),
+        "trades": len(pnls),
         "win_rate": float(len(wins) / len(pnls)) if len(pnls) else None,
         "profit_factor": _ratio(float(wins.sum()), float(-losses.sum())),
         "avg_holding_bars": float(lengths.mean()) if len(lengths) else None,

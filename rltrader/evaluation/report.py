@@ -154,5 +154,12 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
     return paths
 
 
-__all__ = ["BASELINES", "EvaluationReport", "baseline_actions", "evaluate_actions", "evaluate_model",
-           "equity_frame", "write_report"]
+__all__ = [
+    "BASELINES",
+    "EvaluationReport",
+    "baseline_actions",
+    "equity_frame",
+    "evaluate_actions",
+    "evaluate_model",
+    "write_report",
+]
