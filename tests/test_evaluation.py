@@ -138,3 +138,16 @@ def test_report_files_are_written_atomically(trained_models, prepared_market, co
     assert frame["agent_equity"].iloc[-1] == pytest.approx(metrics["agent"]["final_equity"])
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not any(p.name.startswith(TEMP_PREFIX) for p in (tmp_path / "eval").iterdir())
+
+
+def test_undefined_ratios_are_none_not_infinite(prepared_market):
+    """A flat curve has no Sharpe; a huge return over a few bars cannot be annualized in a float."""
+    from rltrader.evaluation.metrics import _cagr
+
+    assert _cagr(1.5, 1e-6) is None
+    assert _cagr(0.0, 1.0) == -1.0
+    assert _cagr(1.21, 2.0) == pytest.approx(0.1)
+    flat = replay(prepared_market, prepared_market.rows("test")[0], np.ones(50, dtype=np.int64), 100.0)
+    metrics = compute_metrics(flat, prepared_market, prepared_market.rows("test")[0])
+    assert metrics["sharpe"] is None and metrics["profit_factor"] is None and metrics["trades"] == 0
+    json.dumps(metrics, allow_nan=False)
