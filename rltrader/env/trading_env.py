@@ -94,7 +94,6 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._held = FLAT
         self._equity = self._peak = self.config.initial_balance
         self._entry = 0.0
-        self._steps = 0
 
     # -- state a user may read -------------------------------------------------------
     @property
@@ -118,7 +117,6 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._held = FLAT
         self._equity = self._peak = self.config.initial_balance
         self._entry = 0.0
-        self._steps = 0
         return self._observation(0.0), {}
 
     def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -130,21 +128,27 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         equity_before = self._equity
         equity = equity_before + self._step_pnl.item(t * 9 + held * 3 + action)
         if self._log_reward:
-            reward = math.log(max(equity / equity_before, MIN_EQUITY_RATIO)) * self._scale
+            ratio = equity / equity_before
+            reward = math.log(ratio if ratio > MIN_EQUITY_RATIO else MIN_EQUITY_RATIO) * self._scale
         else:
             reward = (equity - equity_before) / equity_before * self._scale
-        self._peak = max(self._peak, equity)
+        if equity > self._peak:  # noqa: PLR1730 - the hot path; max() costs a call
+            self._peak = equity
         if action != held:
             self._entry = self._open.item(t)
-        unrealized_pct = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
         self._t, self._held, self._equity = t, action, equity
-        self._steps += 1
         terminated = equity <= self._peak * self._keep
         truncated = t >= self._end
-        info = {"equity": equity} if terminated or truncated else {}
-        return self._observation(unrealized_pct), reward, terminated, truncated, info
+        n = self._window_values
+        start = (t + 1) * self._n_features - n
+        obs = np.empty(n + 2, dtype=np.float32)
+        obs[:n] = self._flat_features[start : start + n]
+        obs[n] = self._signs[action]
+        obs[n + 1] = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
+        return obs, reward, terminated, truncated, ({"equity": equity} if terminated or truncated else {})
 
     def _observation(self, unrealized_pct: float) -> np.ndarray:
+        """The observation at the current bar (``step`` inlines the same code: it is the hot path)."""
         n = self._window_values
         start = (self._t + 1) * self._n_features - n
         obs = np.empty(n + 2, dtype=np.float32)
