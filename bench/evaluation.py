@@ -8,7 +8,7 @@ split in this process, end to end (environment, policy, ledger and metrics), and
 script checks that their actions and metrics are identical.
 
 Target (issue): fast >= 20x faster, identical metrics.
-Usage: .venv/bin/python bench/evaluation.py [--bars 50000] [--train-steps 4096]
+Usage: .venv/bin/python bench/evaluation.py [--bars 50000] [--train-steps 4096] [--lstm-hidden 256]
 The last line printed is one JSON object with the figures.
 """
 
@@ -30,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=50_000, help="bars in the evaluated split")
     parser.add_argument("--train-steps", type=int, default=4096, help="training steps before evaluating")
+    parser.add_argument("--lstm-hidden", type=int, default=256, help="LSTM size (256 is sb3-contrib's default)")
     args = parser.parse_args()
 
     import torch
@@ -50,7 +51,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     env = VecTradingEnv(market, SPLIT, config.env, num_envs=8)
-    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=256, batch_size=512, n_epochs=4, seed=0, device="cpu")
+    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=256, batch_size=512, n_epochs=4, seed=0, device="cpu",
+                         policy_kwargs={"lstm_hidden_size": args.lstm_hidden})
     started = time.perf_counter()
     model.learn(args.train_steps)
     print(f"trained {model.num_timesteps} steps in {time.perf_counter() - started:.1f}s "

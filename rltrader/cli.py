@@ -108,6 +108,23 @@ def _command_clear_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_evaluate(args: argparse.Namespace) -> int:
+    from rltrader.env import MarketData
+    from rltrader.evaluation.loading import load_model
+    from rltrader.evaluation.report import evaluate_model, report_text, write_report
+    from rltrader.preprocessing import preprocess
+
+    config = _resolve_config(args)
+    model = load_model(args.model)
+    market = MarketData.from_prepared(preprocess(args.data_path, config), config)
+    report = evaluate_model(model, market, args.split, config.env, seed=args.seed, evaluator=args.evaluator)
+    out_dir = args.out or Path("results") / "evaluations" / f"{Path(args.model).stem}-{args.split}"
+    paths = write_report(report, out_dir)
+    print(report_text(report))
+    print(f"\n  wrote {paths['metrics']}, {paths['equity'].name}, {paths['plot'].name}")
+    return 0
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--cache_dir", type=Path, default=None, help="cache directory (default: cache.dir, ./cache)")
@@ -142,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--json", action="store_true", help="print the result as JSON instead of the report")
     _add_config_options(pre)
     pre.set_defaults(handler=_command_preprocess)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a saved RecurrentPPO model on one split against buy-and-hold, flat and random",
+        description="Run a saved model deterministically over a whole split, score it and the baselines "
+        "on the same bars and costs, and write metrics.json, equity.parquet and equity.png.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="RecurrentPPO .zip saved by stable-baselines3")
+    evaluate.add_argument("--data_path", type=Path, required=True, help="bar file the model trades")
+    evaluate.add_argument("--split", choices=("validation", "test", "train"), default="validation",
+                          help="split to evaluate (default: validation; keep test for the final report)")
+    evaluate.add_argument("--evaluator", choices=("fast", "reference"), default="fast",
+                          help="fast (numpy, default) or reference (model.predict per bar); same results")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default: 0)")
+    evaluate.add_argument("--out", type=Path, default=None,
+                          help="output directory (default: results/evaluations/<model>-<split>)")
+    _add_config_options(evaluate)
+    evaluate.set_defaults(handler=_command_evaluate)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would be removed")

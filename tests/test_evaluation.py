@@ -151,3 +151,20 @@ def test_undefined_ratios_are_none_not_infinite(prepared_market):
     metrics = compute_metrics(flat, prepared_market, prepared_market.rows("test")[0])
     assert metrics["sharpe"] is None and metrics["profit_factor"] is None and metrics["trades"] == 0
     json.dumps(metrics, allow_nan=False)
+
+
+def test_evaluate_command_writes_the_report(trained_models, sample_csv, tmp_path, capsys):
+    from rltrader.cli import main
+
+    model_path = tmp_path / "agent.zip"
+    trained_models[0].save(model_path)
+    out = tmp_path / "report"
+    common = ["--data_path", str(sample_csv), "--cache_dir", str(tmp_path / "cache")]
+    assert main(["evaluate", "--model", str(model_path), "--split", "test", "--out", str(out), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "buy_and_hold" in printed and "agent" in printed
+    assert json.loads((out / "metrics.json").read_text())["split"] == "test"
+
+    assert main(["evaluate", "--model", str(tmp_path / "missing.zip"), *common]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("rltrader: error:") and "missing.zip" in error and "\n" not in error

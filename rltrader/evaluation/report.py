@@ -19,6 +19,7 @@ import pandas as pd
 
 from rltrader.atomic import write_json, write_with
 from rltrader.config import EnvConfig
+from rltrader.errors import ConfigError
 from rltrader.env import FLAT, MarketData, evaluation_config
 from rltrader.env.market import ACTION_NAMES
 from rltrader.env.trading_env import EpisodeBounds
@@ -91,6 +92,13 @@ def evaluate_model(
     from rltrader.evaluation.fast import fast_actions
     from rltrader.evaluation.reference import reference_actions
 
+    expected = (config.window_size * market.n_features + 2,)
+    if tuple(model.observation_space.shape) != expected:
+        raise ConfigError(
+            f"the model reads observations of {model.observation_space.shape[0]} values but env.window_size="
+            f"{config.window_size} x {market.n_features} features + 2 gives {expected[0]}; "
+            "evaluate with the configuration the model was trained with"
+        )
     started = time.perf_counter()
     if evaluator == "fast":
         actions = fast_actions([model], market, split, config)[0]
@@ -111,6 +119,30 @@ def equity_frame(report: EvaluationReport) -> pd.DataFrame:
         frame[f"{name}_equity"] = report.ledgers[name].equity
     frame["buy_and_hold_drawdown"] = drawdown_curve(report.ledgers["buy_and_hold"].equity)
     return frame
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}%"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def report_text(report: EvaluationReport) -> str:
+    """A terminal table: the agent and each baseline on the headline metrics."""
+    info = report.info
+    lines = [f"{report.split}: {info['bars']:,} bars, {info['start']} -> {info['end']} "
+             f"({info.get('evaluator', 'given actions')} evaluator)",
+             f"  {'policy':14s} {'return':>9s} {'CAGR':>9s} {'Sharpe':>7s} {'Sortino':>8s} {'max DD':>8s} "
+             f"{'trades':>7s} {'win':>6s} {'costs':>9s}"]
+    for name in ("agent", *BASELINES):
+        m = report.metrics[name]
+        win = "n/a" if m["win_rate"] is None else f"{100 * m['win_rate']:.0f}%"
+        lines.append(f"  {name:14s} {_percent(m['total_return']):>9s} {_percent(m['cagr']):>9s} "
+                     f"{_number(m['sharpe']):>7s} {_number(m['sortino']):>8s} {100 * m['max_drawdown']:7.2f}% "
+                     f"{m['trades']:7d} {win:>6s} {m['costs_paid']:9.2f}")
+    return "\n".join(lines)
 
 
 def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
