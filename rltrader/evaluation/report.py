@@ -19,10 +19,10 @@ import pandas as pd
 
 from rltrader.atomic import write_json, write_with
 from rltrader.config import EnvConfig
-from rltrader.errors import ConfigError
 from rltrader.env import FLAT, MarketData, evaluation_config
 from rltrader.env.market import ACTION_NAMES
 from rltrader.env.trading_env import EpisodeBounds
+from rltrader.errors import ConfigError
 from rltrader.evaluation.ledger import Ledger, replay
 from rltrader.evaluation.metrics import compute_metrics, drawdown_curve
 
