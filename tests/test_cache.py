@@ -106,3 +106,22 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
         write_with(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+
+
+def test_feature_code_edits_change_the_cache_key(tmp_path, monkeypatch, sample_csv, config):
+    """Editing any feature source changes the key: stale features are never served as a hit."""
+    import shutil
+
+    from rltrader import preprocessing
+    from rltrader.features.pipeline import FEATURE_SOURCES, source_digest
+
+    copies = []
+    for source in FEATURE_SOURCES:
+        copies.append(tmp_path / f"{len(copies)}-{source.name}")
+        shutil.copy(source, copies[-1])
+    before = source_digest(tuple(copies))
+    copies[0].write_text(copies[0].read_text() + "\n# an edit\n")
+    assert source_digest(tuple(copies)) != before
+    key = preprocessing.preprocessing_key(sample_csv, config)
+    monkeypatch.setattr(preprocessing, "FEATURE_CODE_VERSION", "1+" + source_digest(tuple(copies)))
+    assert preprocessing.preprocessing_key(sample_csv, config) != key

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +12,31 @@ import pandas as pd
 from rltrader.config import FeatureConfig
 from rltrader.features import indicators
 
-# Bump whenever a feature's definition changes: it is part of the cache key, so cached
-# feature files computed by older code are never served as current.
-FEATURE_CODE_VERSION = "1"
+#: Sources whose code shapes the cached feature file: reading, validating, featurizing.
+FEATURE_SOURCES = tuple(
+    sorted(
+        [*Path(__file__).parent.glob("*.py"), *(Path(__file__).parent.parent / "data").glob("*.py"),
+         Path(__file__).parent.parent / "preprocessing.py"]
+    )
+)
+
+
+def source_digest(paths: tuple[Path, ...] = FEATURE_SOURCES) -> str:
+    """Hash of the code that computes features: any edit changes the cache key by itself.
+
+    A hand-bumped version number was the only guard before, and a forgotten bump once
+    served features computed by older code as a cache hit.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# Part of the cache key: the manual version (bump it for changes outside these files,
+# e.g. a pandas upgrade that changes results) plus the hash of the feature code.
+FEATURE_CODE_VERSION = f"1+{source_digest()}"
 
 
 @dataclass(frozen=True)
