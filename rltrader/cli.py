@@ -125,6 +125,20 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The bar file and how to read it: every command that reads bars takes the same overrides."""
+    parser.add_argument("--data_path", type=Path, required=True, help="bar file: CSV/TSV export or parquet")
+    parser.add_argument("--date_format", default=None,
+                        help="strftime format of the timestamps, e.g. '%%d.%%m.%%Y %%H:%%M'")
+    parser.add_argument(
+        "--dayfirst", action=argparse.BooleanOptionalAction, default=None,
+        help="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect",
+    )
+    parser.add_argument("--sep", default=None, help="column separator: ',', ';' or 'tab'; default: detect")
+    parser.add_argument("--point", type=float, default=None,
+                        help="price of one spread point; default: from price digits")
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--cache_dir", type=Path, default=None, help="cache directory (default: cache.dir, ./cache)")
@@ -144,14 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a bar file, compute causal features, split and normalize them, "
         "cache the result as parquet and print a data report.",
     )
-    pre.add_argument("--data_path", type=Path, required=True, help="bar file: CSV/TSV export or parquet")
-    pre.add_argument("--date_format", default=None, help="strftime format of the timestamps, e.g. '%%d.%%m.%%Y %%H:%%M'")
-    pre.add_argument(
-        "--dayfirst", action=argparse.BooleanOptionalAction, default=None,
-        help="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect",
-    )
-    pre.add_argument("--sep", default=None, help="column separator: ',', ';' or 'tab'; default: detect")
-    pre.add_argument("--point", type=float, default=None, help="price of one spread point; default: from price digits")
+    _add_data_options(pre)
     pre.add_argument(
         "--no-cache_environments", dest="no_cache_environments", action="store_true",
         help="recompute features even if a cached result exists",
@@ -167,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same bars and costs, and write metrics.json, equity.parquet and equity.png.",
     )
     evaluate.add_argument("--model", type=Path, required=True, help="RecurrentPPO .zip saved by stable-baselines3")
-    evaluate.add_argument("--data_path", type=Path, required=True, help="bar file the model trades")
+    _add_data_options(evaluate)
     evaluate.add_argument("--split", choices=("validation", "test", "train"), default="validation",
                           help="split to evaluate (default: validation; keep test for the final report)")
     evaluate.add_argument("--evaluator", choices=("fast", "reference"), default="fast",

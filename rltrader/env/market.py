@@ -28,6 +28,7 @@ from rltrader.config import Config
 from rltrader.data.loader import infer_point
 from rltrader.errors import ConfigError
 from rltrader.features.splits import SPLIT_NAMES
+from rltrader.preprocessing import SPLIT_COLUMN
 
 if TYPE_CHECKING:
     from rltrader.preprocessing import PreparedData
@@ -114,7 +115,8 @@ class MarketData:
             open_, close, trade_cost, nights * config.costs.swap_long, nights * config.costs.swap_short, size
         )
         features = np.ascontiguousarray(frame[list(feature_columns)].to_numpy(dtype=np.float32))
-        codes = frame["split"].to_numpy(dtype=np.int8) if "split" in frame else np.zeros(len(frame), np.int8)
+        codes = (frame[SPLIT_COLUMN].to_numpy(dtype=np.int8) if SPLIT_COLUMN in frame
+                 else np.zeros(len(frame), np.int8))
         return cls(
             timestamps=timestamps, features=features, open=open_, close=close, trade_cost=trade_cost,
             rollover_nights=nights, step_pnl=step_pnl, split_codes=codes,
@@ -154,6 +156,14 @@ def rollover_nights(timestamps: np.ndarray, triple_weekday: int | None) -> np.nd
     return nights
 
 
+def price_moves(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar: the gap earned by the position held over the open (``open[t] - close[t-1]``,
+    NaN at bar 0) and the move earned after the fill (``close[t] - open[t]``)."""
+    gap = np.full(len(close), np.nan)
+    gap[1:] = open_[1:] - close[:-1]
+    return gap, close - open_
+
+
 def step_pnl_table(
     open_: np.ndarray,
     close: np.ndarray,
@@ -168,9 +178,7 @@ def step_pnl_table(
     Row 0 has no previous close and is NaN: no step fills at the first bar.
     """
     table = np.full((len(close), 9), np.nan)
-    gap = np.full(len(close), np.nan)
-    gap[1:] = open_[1:] - close[:-1]
-    body = close - open_
+    gap, body = price_moves(open_, close)
     for held_code, held_sign in enumerate(ACTION_SIGNS):
         held = held_sign * size
         swap = held * swap_long if held > 0 else -held * swap_short
@@ -180,4 +188,4 @@ def step_pnl_table(
     return table
 
 
-__all__ = ["ACTION_NAMES", "ACTION_SIGNS", "FLAT", "N_ACTIONS", "MarketData", "rollover_nights", "step_pnl_table"]
+__all__ = ["ACTION_NAMES", "price_moves", "ACTION_SIGNS", "FLAT", "N_ACTIONS", "MarketData", "rollover_nights", "step_pnl_table"]

@@ -139,16 +139,11 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._t, self._held, self._equity = t, action, equity
         terminated = equity <= self._peak * self._keep
         truncated = t >= self._end
-        n = self._window_values
-        start = (t + 1) * self._n_features - n
-        obs = np.empty(n + 2, dtype=np.float32)
-        obs[:n] = self._flat_features[start : start + n]
-        obs[n] = self._signs[action]
-        obs[n + 1] = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
-        return obs, reward, terminated, truncated, ({"equity": equity} if terminated or truncated else {})
+        unrealized_pct = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
+        info = {"equity": equity} if terminated or truncated else {}
+        return self._observation(unrealized_pct), reward, terminated, truncated, info
 
     def _observation(self, unrealized_pct: float) -> np.ndarray:
-        """The observation at the current bar (``step`` inlines the same code: it is the hot path)."""
         n = self._window_values
         start = (self._t + 1) * self._n_features - n
         obs = np.empty(n + 2, dtype=np.float32)

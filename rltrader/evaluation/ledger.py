@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rltrader.env.market import ACTION_SIGNS, FLAT, MarketData
+from rltrader.env.market import ACTION_SIGNS, FLAT, MarketData, price_moves
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def trade_pnls(market: MarketData, first_bar: int, ledger: Ledger) -> tuple[np.n
     opened = (target != held) & (target != 0)
     trade_id = np.cumsum(opened)  # id of the trade held after each fill; 0 before the first
     held_id = np.concatenate(([0], trade_id[:-1]))
-    gap = market.open[fill_bars] - market.close[fill_bars - 1]
-    body = market.close[fill_bars] - market.open[fill_bars]
+    gap, body = price_moves(market.open, market.close)
+    gap, body = gap[fill_bars], body[fill_bars]
     cost = market.trade_cost[fill_bars]
     changed = target != held
     held_leg = held * gap - np.where(changed, np.abs(held), 0.0) * cost - ledger.swap_costs

@@ -23,8 +23,10 @@ from rltrader.env import FLAT, MarketData, evaluation_config
 from rltrader.env.market import ACTION_NAMES
 from rltrader.env.trading_env import EpisodeBounds
 from rltrader.errors import ConfigError
+from rltrader.evaluation.fast import fast_actions
 from rltrader.evaluation.ledger import Ledger, replay
 from rltrader.evaluation.metrics import compute_metrics, drawdown_curve
+from rltrader.evaluation.reference import reference_actions
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +91,6 @@ def evaluate_model(
     evaluator: Literal["fast", "reference"] = "fast",
 ) -> EvaluationReport:
     """Run ``model`` deterministically over ``split`` and score it against the baselines."""
-    from rltrader.evaluation.fast import fast_actions
-    from rltrader.evaluation.reference import reference_actions
-
     expected = (config.window_size * market.n_features + 2,)
     if tuple(model.observation_space.shape) != expected:
         raise ConfigError(
