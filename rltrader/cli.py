@@ -85,6 +85,73 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+OPTIMIZATION_FLAGS = {  # flag -> config key it turns off
+    "adaptive_timesteps": "optimizations.adaptive_timesteps",
+    "warm_start": "optimizations.warm_start",
+    "early_stopping": "optimizations.early_stopping",
+    "progressive_training": "optimizations.progressive_training",
+    "fast_evaluation": "optimizations.fast_evaluation",
+    "cache_environments": "cache.enabled",
+}
+TRAINING_FLAGS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
+                  "convergence_threshold", "eval_freq", "checkpoint_freq")
+
+
+def _training_config(args: argparse.Namespace) -> Config:
+    """Config file, then --profile, then explicit flags: the most specific wins."""
+    config = _resolve_config(args).with_profile(args.profile)
+    overrides: dict[str, object] = {f"training.{name}": getattr(args, name) for name in TRAINING_FLAGS}
+    overrides.update({key: False for flag, key in OPTIMIZATION_FLAGS.items() if getattr(args, f"no_{flag}")})
+    config = config.with_overrides(overrides)
+    return config.original_method() if args.use_original_training else config
+
+
+def _show_training_logs() -> None:
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _command_train(args: argparse.Namespace) -> int:
+    config = _training_config(args)
+    from rltrader.training import Trainer
+    from rltrader.training.benchmark import run_benchmark
+
+    _show_training_logs()
+    seed = config.training.seed
+    if args.benchmark_mode:
+        run_dir = args.results_dir / f"benchmark-{seed}"
+        comparison = run_benchmark(config, args.data_path, run_dir)
+        original, optimized = comparison["original"], comparison["optimized"]
+        print(f"\nrltrader benchmark (seed {seed}): original {original['total_time_seconds']:.1f}s, "
+              f"optimized {optimized['total_time_seconds']:.1f}s, speedup {comparison['speedup']:.2f}x")
+        for name, side in (("original", original), ("optimized", optimized)):
+            print(f"  {name:<9} timesteps {side['total_timesteps']:>9,}  validation Sharpe "
+                  f"{_number(side['validation_sharpe'])}  test Sharpe {_number(side['test_sharpe'])}")
+        print(f"  wrote {run_dir / 'comparison.json'}")
+        return 0
+    run_dir = args.results_dir / str(seed)
+    summary = Trainer(config, args.data_path, run_dir).run()
+    test = summary["test"]
+    print(f"\nrltrader train ({summary['method']}, seed {seed}): {len(summary['iterations'])} iterations, "
+          f"{summary['total_timesteps']:,} timesteps in {summary['total_time_seconds'] / 60:.1f} min, "
+          f"speedup {summary['total_speedup_achieved']:.2f}x ({summary['speedup_basis']})")
+    print(f"  best model  {summary['best_model']['path']} (iteration {summary['best_model']['iteration'] + 1}, "
+          f"validation {summary['best_model']['metric']} {_number(summary['best_model']['score'])})")
+    print(f"  test split  agent Sharpe {_number(test['agent']['sharpe'])}, return "
+          f"{test['agent']['total_return']:.2%}; buy-and-hold Sharpe {_number(test['buy_and_hold']['sharpe'])}, "
+          f"return {test['buy_and_hold']['total_return']:.2%}")
+    print(f"  report      {summary['report']}\n  summary     {run_dir / 'optimization_summary.json'}")
+    return 0
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _human_bytes(size: float) -> str:
     if size < 1024:
         return f"{size:.0f} B"
@@ -184,6 +251,33 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output directory (default: results/evaluations/<model>-<split>)")
     _add_config_options(evaluate)
     evaluate.set_defaults(handler=_command_evaluate)
+
+    train = commands.add_parser(
+        "train",
+        help="train RecurrentPPO agents iteratively with the six optimizations (resumable)",
+        description="Train iteratively on the training split, keep the best model by validation score, "
+        "report it against buy-and-hold on the test split. Re-running the same command resumes.",
+    )
+    _add_data_options(train)
+    _add_config_options(train)
+    train.add_argument("--profile", default=None, help="named overrides from profiles: in the config (e.g. quick)")
+    train.add_argument("--results_dir", type=Path, default=Path("results"),
+                       help="runs go to RESULTS_DIR/<seed>/ (default: results)")
+    train.add_argument("--seed", type=int, default=None, help="run seed; iteration i uses seed + i")
+    train.add_argument("--iterations", type=int, default=None)
+    train.add_argument("--total_timesteps", type=int, default=None, help="timesteps of the first iteration")
+    train.add_argument("--min_timesteps", type=int, default=None, help="adaptive timesteps never go below this")
+    train.add_argument("--early_stopping_patience", type=int, default=None, help="0 disables early stopping")
+    train.add_argument("--convergence_threshold", type=float, default=None)
+    train.add_argument("--eval_freq", type=int, default=None, help="timesteps between validations")
+    train.add_argument("--checkpoint_freq", type=int, default=None, help="timesteps between checkpoints")
+    for flag in OPTIMIZATION_FLAGS:
+        train.add_argument(f"--no-{flag}", dest=f"no_{flag}", action="store_true", help=f"turn {flag} off")
+    train.add_argument("--use_original_training", action="store_true",
+                       help="every optimization off: the baseline the speedup is measured against")
+    train.add_argument("--benchmark_mode", action="store_true",
+                       help="run the original and the optimized method on the same data and seed, then compare")
+    train.set_defaults(handler=_command_train)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would be removed")

@@ -3,7 +3,10 @@
 The YAML files in ``configs/`` are parsed into these pydantic models. Unknown keys are
 rejected (a typo must not silently fall back to a default), and every error names the
 dotted key, e.g. ``configs/default.yaml: features.rsi_period: Input should be greater
-than or equal to 2``. Later issues extend the model with training sections.
+than or equal to 2``.
+
+Named *profiles* (``profiles:`` in the YAML) are bundles of overrides selected with
+``--profile NAME``; a bare key in a profile (``n_epochs: 3``) means ``training.n_epochs``.
 """
 
 from __future__ import annotations
@@ -140,8 +143,96 @@ class CostConfig(_Strict):
 
 
 class CacheConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Reuse preprocessed features (the cache_environments optimization).")
     dir: Path = Path("cache")
+
+
+class PolicyConfig(_Strict):
+    """Network sizes of the ``MlpLstmPolicy``."""
+
+    lstm_hidden_size: int = Field(128, ge=1)
+    n_lstm_layers: int = Field(1, ge=1)
+    net_arch_pi: list[int] = Field([64, 64], description="Hidden layers of the actor head after the LSTM.")
+    net_arch_vf: list[int] = Field([64, 64], description="Hidden layers of the critic head after the LSTM.")
+    activation: Literal["tanh", "relu"] = "tanh"
+    enable_critic_lstm: bool = Field(True, description="The critic has its own LSTM (sb3-contrib default).")
+
+
+class PhaseConfig(_Strict):
+    """One stage of progressive training: from ``start`` (a fraction of the iterations) on,
+    these hyperparameters replace the base ones; unset ones keep the base value."""
+
+    name: str = Field(min_length=1)
+    start: float = Field(ge=0, lt=1, description="Fraction of the iterations at which this phase begins.")
+    learning_rate: float | None = Field(None, gt=0)
+    n_epochs: int | None = Field(None, ge=1)
+    ent_coef: float | None = Field(None, ge=0)
+    clip_range: float | None = Field(None, gt=0)
+
+
+class TrainingConfig(_Strict):
+    """The iterative RecurrentPPO loop and its optimizations' parameters."""
+
+    iterations: int = Field(8, ge=1)
+    seed: int = Field(42, ge=0)
+    total_timesteps: int = Field(50_000, ge=1, description="Timesteps of iteration 0 (of every iteration when not adaptive).")
+    min_timesteps: int = Field(15_000, ge=1, description="Adaptive timesteps never go below this.")
+    timestep_decay: float = Field(0.05, ge=0, lt=1, description="Each iteration trains this fraction fewer timesteps.")
+    n_envs: int = Field(8, ge=1, description="Training accounts stepped together.")
+    n_steps: int = Field(256, ge=2, description="Steps per environment per rollout.")
+    batch_size: int = Field(512, ge=2, description="Minibatch size; must divide n_steps * n_envs.")
+    n_epochs: int = Field(10, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    policy: PolicyConfig = PolicyConfig()
+    selection_metric: Literal["sharpe", "sortino", "calmar", "total_return", "cagr"] = Field(
+        "sharpe", description="Validation metric that picks the best model."
+    )
+    eval_freq: int = Field(10_000, ge=1, description="Timesteps between validation evaluations (early stopping).")
+    early_stopping_patience: int = Field(
+        3, ge=0, description="Evaluations without improvement before an iteration stops; 0 disables."
+    )
+    convergence_threshold: float = Field(
+        0.01, ge=0, description="A score must beat the best by more than this to count as an improvement."
+    )
+    checkpoint_freq: int = Field(10_000, ge=1, description="Timesteps between checkpoints (at rollout boundaries).")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept per iteration (older ones are deleted).")
+    phases: list[PhaseConfig] = Field(default_factory=list, description="Progressive training stages, by start.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingConfig":
+        rollout = self.n_steps * self.n_envs
+        if rollout % self.batch_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide n_steps * n_envs = {rollout} "
+                "(RecurrentPPO crashes on a one-sample last minibatch)"
+            )
+        if self.min_timesteps > self.total_timesteps:
+            raise ValueError("min_timesteps must not exceed total_timesteps")
+        starts = [phase.start for phase in self.phases]
+        if starts and (starts[0] != 0 or starts != sorted(set(starts))):
+            raise ValueError("phases must be listed by increasing start, the first at start: 0")
+        return self
+
+    @property
+    def rollout_size(self) -> int:
+        """Timesteps collected per update; learn() always runs whole rollouts."""
+        return self.n_steps * self.n_envs
+
+
+class OptimizationConfig(_Strict):
+    """The trainer's optimizations, all on by default; ``cache.enabled`` is the sixth."""
+
+    adaptive_timesteps: bool = True
+    warm_start: bool = True
+    early_stopping: bool = True
+    progressive_training: bool = True
+    fast_evaluation: bool = True
 
 
 class Config(_Strict):
@@ -153,21 +244,48 @@ class Config(_Strict):
     env: EnvConfig = EnvConfig()
     costs: CostConfig = CostConfig()
     cache: CacheConfig = CacheConfig()
+    training: TrainingConfig = TrainingConfig()
+    optimizations: OptimizationConfig = OptimizationConfig()
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named override bundles, selected with --profile NAME."
+    )
 
     @property
     def gap_bars(self) -> int:
         """The gap actually used: never shorter than one observation window."""
         return max(self.splits.gap_bars or 0, self.env.window_size)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
-        """Return a copy with dotted-key overrides applied (``{"data.sep": ";"}``), validated."""
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> "Config":
+        """Return a copy with dotted-key overrides applied (``{"training.policy.n_lstm_layers": 2}``),
+        validated; ``None`` values are skipped so unset command-line flags change nothing."""
         raw = self.model_dump(mode="json")
         for dotted, value in overrides.items():
             if value is None:
                 continue
-            section, _, key = dotted.partition(".")
-            raw.setdefault(section, {})[key] = value
-        return parse_config(raw, source="command line")
+            *parents, key = dotted.split(".")
+            node = raw
+            for part in parents:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{source}: {dotted}: unknown key; check its spelling against configs/default.yaml")
+                node = child
+            node[key] = value
+        return parse_config(raw, source=source)
+
+    def with_profile(self, name: str | None) -> "Config":
+        """Apply the profile ``name`` from ``profiles:``; bare keys mean ``training.<key>``."""
+        if not name:
+            return self
+        if name not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none defined"
+            raise ConfigError(f"profile {name!r} is not defined under profiles: in the config (known: {known})")
+        overrides = {(key if "." in key else f"training.{key}"): value for key, value in self.profiles[name].items()}
+        return self.with_overrides(overrides, source=f"profiles.{name}")
+
+    def original_method(self) -> "Config":
+        """The same configuration with every optimization off: the honest baseline."""
+        switches = {f"optimizations.{name}": False for name in OptimizationConfig.model_fields}
+        return self.with_overrides({**switches, "cache.enabled": False}, source="original method")
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -1,0 +1,69 @@
+"""Progressive training: hyperparameters that change by phase over the iterations.
+
+Early iterations explore (higher entropy bonus and learning rate), later ones refine and
+fine-tune (smaller steps, tighter clipping, fewer epochs). SB3 reads the learning rate and
+clip range through *schedules* at every update, so changing ``model.learning_rate`` on a
+loaded model does nothing: :func:`apply_hyperparameters` replaces the schedules
+themselves (``lr_schedule`` drives the optimizer's learning rate in ``train()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from stable_baselines3.common.utils import ConstantSchedule
+
+from rltrader.config import PhaseConfig, TrainingConfig
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The phase-dependent hyperparameters in force for one iteration."""
+
+    phase: str
+    learning_rate: float
+    n_epochs: int
+    ent_coef: float
+    clip_range: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def phase_for(iteration: int, iterations: int, phases: list[PhaseConfig]) -> PhaseConfig | None:
+    """The last phase whose ``start`` fraction has been reached by ``iteration``."""
+    progress = iteration / iterations
+    current = None
+    for phase in phases:
+        if phase.start <= progress + 1e-9:
+            current = phase
+    return current
+
+
+def hyperparameters_for(iteration: int, training: TrainingConfig, progressive: bool) -> Hyperparameters:
+    """Base hyperparameters, overridden by the iteration's phase when training is progressive."""
+    phase = phase_for(iteration, training.iterations, training.phases) if progressive else None
+
+    def pick(name: str) -> Any:
+        value = getattr(phase, name) if phase is not None else None
+        return getattr(training, name) if value is None else value
+
+    return Hyperparameters(
+        phase=phase.name if phase is not None else "base",
+        learning_rate=float(pick("learning_rate")),
+        n_epochs=int(pick("n_epochs")),
+        ent_coef=float(pick("ent_coef")),
+        clip_range=float(pick("clip_range")),
+    )
+
+
+def apply_hyperparameters(model: Any, hyper: Hyperparameters) -> None:
+    """Make ``hyper`` the model's hyperparameters from its next update on."""
+    model.learning_rate = hyper.learning_rate
+    model.lr_schedule = ConstantSchedule(hyper.learning_rate)
+    for group in model.policy.optimizer.param_groups:
+        group["lr"] = hyper.learning_rate
+    model.n_epochs = hyper.n_epochs
+    model.ent_coef = hyper.ent_coef
+    model.clip_range = ConstantSchedule(hyper.clip_range)

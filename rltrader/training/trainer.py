@@ -1,0 +1,321 @@
+"""The iterative RecurrentPPO trainer: the product's core loop, top to bottom.
+
+One run = preprocess once, then ``training.iterations`` iterations, each of which trains
+on the training split, is scored on the validation split, and may replace the best model;
+at the end the best model meets the test split once, next to the baselines. The six
+optimizations are switches on this one loop (``Config.optimizations`` and
+``cache.enabled``), so the original method is the same code with every switch off:
+
+- adaptive timesteps: later iterations train fewer timesteps (``budget.py``);
+- warm start: iteration i > 0 continues from the best model so far, re-seeded;
+- early stopping: validate every ``eval_freq`` timesteps and stop a converged iteration
+  (``convergence.py``); without it the model is validated once, at the iteration's end;
+- progressive training: phase hyperparameters through SB3's schedules (``phases.py``);
+- cached preprocessing: features are read from the cache instead of recomputed;
+- fast evaluation: the numpy actor instead of ``model.predict`` per bar.
+
+Crash safety: checkpoints at update boundaries (``checkpoints.py``) and the run state at
+iteration ends (``run_state.py``); the same call on the same ``run_dir`` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rltrader.atomic import write_json
+from rltrader.config import Config
+from rltrader.env import MarketData
+from rltrader.env.vec_env import VecTradingEnv
+from rltrader.preprocessing import preprocess
+from rltrader.training.budget import iteration_budget, original_budget
+from rltrader.training.callbacks import IterationCallback, UpdateHook
+from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
+from rltrader.training.convergence import ConvergenceTracker
+from rltrader.training.models import build_model, load_for_training
+from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
+from rltrader.training.run_state import RunState, fingerprint
+from rltrader.training.summary import final_report, iteration_progress_line, write_summary
+from rltrader.training.validation import ValidationResult, Validator
+
+logger = logging.getLogger(__name__)
+
+TRAIN = "train"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run keeps its files: ``results/<seed>/`` by default."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "run_state.json"
+
+    @property
+    def best_model(self) -> Path:
+        return self.root / "best_model.zip"
+
+    @property
+    def best_state(self) -> Path:
+        return self.root / "best_model.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "optimization_summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def iteration_dir(self, iteration: int) -> Path:
+        return self.root / "iterations" / f"iter_{iteration:02d}"
+
+
+def method_name(config: Config) -> str:
+    switches = config.optimizations.model_dump()
+    if not any(switches.values()) and not config.cache.enabled:
+        return "original"
+    return "optimized" if all(switches.values()) and config.cache.enabled else "custom"
+
+
+@dataclass
+class _IterationProgress:
+    """Mutable bookkeeping of the iteration being trained."""
+
+    iteration: int
+    seed: int
+    budget: int
+    warm_started: bool
+    phase: str
+    last_validation_at: int = 0
+    last_checkpoint_at: int = 0
+    evaluations: int = 0
+    evaluation_seconds: float = 0.0
+    last_result: ValidationResult | None = None
+    stopped_at: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_before: float = 0.0
+    clock_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def wall_seconds(self) -> float:
+        """Time spent on this iteration, including the part before a resume."""
+        return self.elapsed_before + time.perf_counter() - self.clock_start
+
+
+class Trainer:
+    """Runs (or resumes) one training run in ``run_dir``; see the module docstring."""
+
+    def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
+                 update_hooks: Sequence[UpdateHook] = (), policy: str | type = "MlpLstmPolicy") -> None:
+        self.config = config
+        self.training = config.training
+        self.switches = config.optimizations
+        self.data_path = Path(data_path)
+        self.paths = RunPaths(Path(run_dir))
+        self.update_hooks = list(update_hooks)
+        self.policy = policy
+        self.method = method_name(config)
+        self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Train every unfinished iteration, then report the best model; returns the summary."""
+        started = time.perf_counter()
+        prepared = preprocess(self.data_path, self.config, use_cache=self.config.cache.enabled)
+        preprocess_seconds = time.perf_counter() - started
+        self.market = MarketData.from_prepared(prepared, self.config)
+        expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
+        self.state = RunState.load_or_create(self.paths.state, expected, self.method)
+        if not self.state.iterations:
+            self.state.preprocess_seconds = preprocess_seconds
+        self.tracker = ConvergenceTracker.from_dict(self.state.tracker, *self._stopping_rule())
+        self.validator = Validator(self.market, self.config.env, self.training.selection_metric,
+                                   "fast" if self.switches.fast_evaluation else "reference")
+        self.env = VecTradingEnv(self.market, TRAIN, self.config.env, self.training.n_envs)
+        self._load_best_record()
+        self._reconcile_with_best()
+        if self.state.next_iteration:
+            logger.info("Resuming %s: %d of %d iterations already trained",
+                        self.paths.root, self.state.next_iteration, self.training.iterations)
+        for iteration in range(self.state.next_iteration, self.training.iterations):
+            self._run_iteration(iteration)
+        return self._finish()
+
+    def _stopping_rule(self) -> tuple[int, float]:
+        patience = self.training.early_stopping_patience if self.switches.early_stopping else 0
+        return patience, self.training.convergence_threshold
+
+    # -- one iteration ---------------------------------------------------------------------
+
+    def _run_iteration(self, iteration: int) -> None:
+        hyper = hyperparameters_for(iteration, self.training, self.switches.progressive_training)
+        budget = iteration_budget(iteration, self.training, self.switches.adaptive_timesteps)
+        seed = self.training.seed + iteration
+        model, progress = self._start_or_resume(iteration, seed, budget, hyper.phase)
+        apply_hyperparameters(model, hyper)
+        logger.info("Iteration %d/%d [%s] %s, %s timesteps, seed %d", iteration + 1, self.training.iterations,
+                    hyper.phase, "warm start from the best model" if progress.warm_started else "fresh model",
+                    f"{budget - progress.last_checkpoint_at:,}" + (" remaining" if progress.last_checkpoint_at else ""),
+                    seed)
+
+        callback = IterationCallback(progress.last_checkpoint_at,
+                                     lambda done: self._at_update_boundary(model, progress, done),
+                                     self.update_hooks)
+        train_started = time.perf_counter()
+        model.learn(total_timesteps=budget - progress.last_checkpoint_at, callback=callback, reset_num_timesteps=True)
+        train_seconds = time.perf_counter() - train_started
+        timesteps = progress.stopped_at if progress.stopped_at is not None else callback.timesteps_done
+        if progress.stopped_at is None and (progress.last_result is None or progress.last_validation_at != timesteps):
+            self._validate(model, progress, timesteps)
+
+        iteration_dir = self.paths.iteration_dir(iteration)
+        save_model_atomically(model, iteration_dir / "model.zip")
+        record = {
+            "iteration": iteration,
+            "phase": hyper.phase,
+            "hyperparameters": hyper.to_dict(),
+            "seed": seed,
+            "budget_timesteps": budget,
+            "timesteps": timesteps,
+            "timesteps_saved": original_budget(self.training) - timesteps,
+            "early_stopped": progress.stopped_at is not None,
+            "warm_started": progress.warm_started,
+            "evaluations": progress.evaluations,
+            "evaluation_seconds": round(progress.evaluation_seconds, 3),
+            "validation_score": progress.last_result.score if progress.last_result else None,
+            "validation_metrics": progress.last_result.metrics if progress.last_result else None,
+            "best_score_after": self.tracker.to_dict()["best_score"],
+            "timesteps_per_second": round((timesteps - progress.history[0]["resumed_at"]) / train_seconds, 1)
+            if train_seconds > 0 else None,
+            "wall_seconds": round(progress.wall_seconds, 3),
+            "validations": progress.history[1:],
+        }
+        write_json(iteration_dir / "metrics.json", record)
+        self.state.iterations.append(record)
+        self.state.tracker = self.tracker.to_dict()
+        self.state.save(self.paths.state)
+        self.checkpoints.clear(iteration)
+        logger.info(iteration_progress_line(self.state, self.training))
+
+    def _start_or_resume(self, iteration: int, seed: int, budget: int,
+                         phase: str) -> tuple[Any, _IterationProgress]:
+        """The model to train and its progress: a checkpoint, a warm start, or a fresh model."""
+        checkpoint = self.checkpoints.latest(iteration)
+        if checkpoint is not None:
+            saved = checkpoint.state
+            # a resumed segment gets its own seed: repeating the lost segment's exploration helps nobody
+            model = load_for_training(checkpoint.model_path, self.env, seed + checkpoint.timesteps)
+            self.tracker = ConvergenceTracker.from_dict(saved["tracker"], *self._stopping_rule())
+            self._reconcile_with_best()
+            progress = _IterationProgress(iteration, seed, budget, bool(saved["warm_started"]), phase,
+                                          last_validation_at=int(saved["last_validation_at"]),
+                                          last_checkpoint_at=checkpoint.timesteps,
+                                          evaluations=int(saved["evaluations"]),
+                                          evaluation_seconds=float(saved["evaluation_seconds"]),
+                                          history=[{"resumed_at": checkpoint.timesteps}, *saved["validations"]],
+                                          elapsed_before=float(saved["wall_seconds"]))
+            logger.info("Iteration %d resumes from its checkpoint at %s timesteps", iteration + 1,
+                        f"{checkpoint.timesteps:,}")
+            return model, progress
+        warm = self.switches.warm_start and iteration > 0 and self.state.best is not None
+        model = (load_for_training(self.paths.best_model, self.env, seed) if warm
+                 else build_model(self.env, self.training, hyperparameters_for(iteration, self.training,
+                                  self.switches.progressive_training), seed, self.policy))
+        return model, _IterationProgress(iteration, seed, budget, warm, phase, history=[{"resumed_at": 0}])
+
+    def _load_best_record(self) -> None:
+        """``best_model.json`` is written right after each new best and is the authority on it.
+
+        If a kill fell between writing the zip and its record, the hashes disagree: the
+        zip on disk is then re-scored, so the record always describes the file.
+        """
+        if not self.paths.best_model.is_file():
+            self.state.best = None
+            return
+        record = json.loads(self.paths.best_state.read_text(encoding="utf-8")) if self.paths.best_state.is_file() else {}
+        if record.get("model_sha256") != sha256_of(self.paths.best_model):
+            logger.warning("%s does not match its record; re-scoring it on validation", self.paths.best_model)
+            result = self.validator(load_for_training(self.paths.best_model, self.env, self.training.seed))
+            record = {**record, "score": result.score, "metric": self.training.selection_metric,
+                      "model_sha256": sha256_of(self.paths.best_model), "validation_metrics": result.metrics}
+            write_json(self.paths.best_state, record)
+        self.state.best = record
+
+    def _reconcile_with_best(self) -> None:
+        """A kill between saving a new best model and the next checkpoint leaves the tracker
+        behind the best model's score; the best model's own record wins."""
+        if self.state.best is not None:
+            self.tracker.best_score = max(self.tracker.best_score, float(self.state.best["score"]))
+
+    # -- between updates -------------------------------------------------------------------
+
+    def _at_update_boundary(self, model: Any, progress: _IterationProgress, done: int) -> bool:
+        """Validate and checkpoint when due; return False to stop a converged iteration."""
+        keep_going = True
+        if self.switches.early_stopping and done - progress.last_validation_at >= self.training.eval_freq:
+            self._validate(model, progress, done)
+            if self.tracker.converged:
+                progress.stopped_at = done
+                keep_going = False
+                logger.info("  early stop at %s timesteps: no %s gain above %g in %d validations",
+                            f"{done:,}", self.training.selection_metric, self.training.convergence_threshold,
+                            self.tracker.patience)
+        if keep_going and (done - progress.last_checkpoint_at >= self.training.checkpoint_freq
+                           or progress.last_validation_at == done):
+            self._checkpoint(model, progress, done)
+        return keep_going
+
+    def _validate(self, model: Any, progress: _IterationProgress, done: int) -> None:
+        result = self.validator(model)
+        progress.last_result, progress.last_validation_at = result, done
+        progress.evaluations += 1
+        progress.evaluation_seconds += result.seconds
+        improved = self.tracker.update(result.score)
+        if improved:
+            self._save_best(model, progress, done, result)
+        progress.history.append({"timesteps": done, "score": result.score, "new_best": improved})
+        logger.info("  validation at %s timesteps: %s %.3f (best %.3f%s)", f"{done:,}",
+                    self.training.selection_metric, result.score, self.tracker.best_score,
+                    ", new best" if improved else
+                    f", {self.tracker.evaluations_without_improvement}/{self.tracker.patience} without gain"
+                    if self.tracker.patience else "")
+
+    def _save_best(self, model: Any, progress: _IterationProgress, done: int, result: ValidationResult) -> None:
+        digest = save_model_atomically(model, self.paths.best_model)
+        self.state.best = {"iteration": progress.iteration, "timesteps": done, "score": result.score,
+                           "metric": self.training.selection_metric, "model_sha256": digest,
+                           "validation_metrics": result.metrics}
+        write_json(self.paths.best_state, self.state.best)
+
+    def _checkpoint(self, model: Any, progress: _IterationProgress, done: int) -> None:
+        progress.last_checkpoint_at = done
+        self.checkpoints.save(model, progress.iteration, {
+            "timesteps_done": done,
+            "budget_timesteps": progress.budget,
+            "seed": progress.seed,
+            "phase": progress.phase,
+            "warm_started": progress.warm_started,
+            "tracker": self.tracker.to_dict(),
+            "last_validation_at": progress.last_validation_at,
+            "evaluations": progress.evaluations,
+            "evaluation_seconds": progress.evaluation_seconds,
+            "validations": progress.history[1:],
+            "wall_seconds": progress.wall_seconds,
+        })
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        final = final_report(self)
+        self.state.completed = True
+        self.state.save(self.paths.state)
+        return write_summary(self, final)
