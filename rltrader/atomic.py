@@ -3,8 +3,8 @@
 Every file the pipeline writes goes through here: the content is written to a temporary
 file in the same directory and moved over the target with ``os.replace``, which is atomic
 on POSIX and Windows. A reader therefore sees the old file or the new one, never half of
-one, and a process killed mid-write leaves at most a stray ``.tmp-*`` file that the next
-write or ``clear-cache`` removes.
+one, and a process killed mid-write leaves at most a stray ``.tmp-*`` file, which
+``clear-cache`` (for the cache) and a resumed training run (for its results) remove.
 """
 
 from __future__ import annotations
@@ -52,3 +52,13 @@ def write_text(target: str | Path, text: str) -> Path:
 def write_json(target: str | Path, payload: Any) -> Path:
     """Atomically write ``payload`` as indented JSON to ``target``."""
     return write_text(target, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def remove_stray_temp_files(root: str | Path) -> list[Path]:
+    """Delete the ``.tmp-*`` leftovers of writes a killed process never finished.
+
+    Only call this where no other process is writing (a run directory at resume)."""
+    strays = sorted(Path(root).rglob(TEMP_PREFIX + "*")) if Path(root).is_dir() else []
+    for stray in strays:
+        stray.unlink(missing_ok=True)
+    return strays

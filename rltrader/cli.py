@@ -91,6 +91,7 @@ OPTIMIZATION_FLAGS = {  # flag -> config key it turns off
     "early_stopping": "optimizations.early_stopping",
     "progressive_training": "optimizations.progressive_training",
     "fast_evaluation": "optimizations.fast_evaluation",
+    "fast_engine": "optimizations.fast_engine",
     "cache_environments": "cache.enabled",
 }
 TRAINING_FLAGS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",

@@ -2,7 +2,7 @@
 
 One run = preprocess once, then ``training.iterations`` iterations, each of which trains
 on the training split, is scored on the validation split, and may replace the best model;
-at the end the best model meets the test split once, next to the baselines. The six
+at the end the best model meets the test split once, next to the baselines. The
 optimizations are switches on this one loop (``Config.optimizations`` and
 ``cache.enabled``), so the original method is the same code with every switch off:
 
@@ -12,7 +12,8 @@ optimizations are switches on this one loop (``Config.optimizations`` and
   (``convergence.py``); without it the model is validated once, at the iteration's end;
 - progressive training: phase hyperparameters through SB3's schedules (``phases.py``);
 - cached preprocessing: features are read from the cache instead of recomputed;
-- fast evaluation: the numpy actor instead of ``model.predict`` per bar.
+- fast evaluation: the numpy actor instead of ``model.predict`` per bar;
+- fast engine: every minibatch on the fused LSTM path (``engine.py``), same math.
 
 Crash safety: checkpoints at update boundaries (``checkpoints.py``) and the run state at
 iteration ends (``run_state.py``); the same call on the same ``run_dir`` resumes.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rltrader.atomic import write_json
+from rltrader.atomic import remove_stray_temp_files, write_json
 from rltrader.config import Config
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
@@ -37,6 +38,7 @@ from rltrader.training.budget import iteration_budget, original_budget
 from rltrader.training.callbacks import IterationCallback, UpdateHook
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
 from rltrader.training.convergence import ConvergenceTracker
+from rltrader.training.engine import FusedLstmPolicy
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
 from rltrader.training.run_state import RunState, fingerprint
@@ -101,6 +103,7 @@ class _IterationProgress:
     last_result: ValidationResult | None = None
     stopped_at: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: int = 0
     elapsed_before: float = 0.0
     clock_start: float = field(default_factory=time.perf_counter)
 
@@ -114,14 +117,14 @@ class Trainer:
     """Runs (or resumes) one training run in ``run_dir``; see the module docstring."""
 
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
-                 update_hooks: Sequence[UpdateHook] = (), policy: str | type = "MlpLstmPolicy") -> None:
+                 update_hooks: Sequence[UpdateHook] = ()) -> None:
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
         self.data_path = Path(data_path)
         self.paths = RunPaths(Path(run_dir))
         self.update_hooks = list(update_hooks)
-        self.policy = policy
+        self.policy = FusedLstmPolicy if self.switches.fast_engine else "MlpLstmPolicy"
         self.method = method_name(config)
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
@@ -135,6 +138,8 @@ class Trainer:
         self.market = MarketData.from_prepared(prepared, self.config)
         expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
         self.state = RunState.load_or_create(self.paths.state, expected, self.method)
+        for stray in remove_stray_temp_files(self.paths.root):
+            logger.info("Removed %s, left half-written by an interrupted run", stray)
         if not self.state.iterations:
             self.state.preprocess_seconds = preprocess_seconds
         self.tracker = ConvergenceTracker.from_dict(self.state.tracker, *self._stopping_rule())
@@ -194,10 +199,11 @@ class Trainer:
             "validation_score": progress.last_result.score if progress.last_result else None,
             "validation_metrics": progress.last_result.metrics if progress.last_result else None,
             "best_score_after": self.tracker.to_dict()["best_score"],
-            "timesteps_per_second": round((timesteps - progress.history[0]["resumed_at"]) / train_seconds, 1)
+            "timesteps_per_second": round((timesteps - progress.resumed_at) / train_seconds, 1)
             if train_seconds > 0 else None,
             "wall_seconds": round(progress.wall_seconds, 3),
-            "validations": progress.history[1:],
+            "resumed_at": progress.resumed_at,
+            "validations": progress.history,
         }
         write_json(iteration_dir / "metrics.json", record)
         self.state.iterations.append(record)
@@ -221,7 +227,7 @@ class Trainer:
                                           last_checkpoint_at=checkpoint.timesteps,
                                           evaluations=int(saved["evaluations"]),
                                           evaluation_seconds=float(saved["evaluation_seconds"]),
-                                          history=[{"resumed_at": checkpoint.timesteps}, *saved["validations"]],
+                                          history=list(saved["validations"]), resumed_at=checkpoint.timesteps,
                                           elapsed_before=float(saved["wall_seconds"]))
             logger.info("Iteration %d resumes from its checkpoint at %s timesteps", iteration + 1,
                         f"{checkpoint.timesteps:,}")
@@ -230,7 +236,7 @@ class Trainer:
         model = (load_for_training(self.paths.best_model, self.env, seed) if warm
                  else build_model(self.env, self.training, hyperparameters_for(iteration, self.training,
                                   self.switches.progressive_training), seed, self.policy))
-        return model, _IterationProgress(iteration, seed, budget, warm, phase, history=[{"resumed_at": 0}])
+        return model, _IterationProgress(iteration, seed, budget, warm, phase)
 
     def _load_best_record(self) -> None:
         """``best_model.json`` is written right after each new best and is the authority on it.
@@ -286,7 +292,7 @@ class Trainer:
         logger.info("  validation at %s timesteps: %s %.3f (best %.3f%s)", f"{done:,}",
                     self.training.selection_metric, result.score, self.tracker.best_score,
                     ", new best" if improved else
-                    f", {self.tracker.evaluations_without_improvement}/{self.tracker.patience} without gain"
+                    f", {self.tracker.evaluations_without_improvement} without gain, patience {self.tracker.patience}"
                     if self.tracker.patience else "")
 
     def _save_best(self, model: Any, progress: _IterationProgress, done: int, result: ValidationResult) -> None:
@@ -308,7 +314,7 @@ class Trainer:
             "last_validation_at": progress.last_validation_at,
             "evaluations": progress.evaluations,
             "evaluation_seconds": progress.evaluation_seconds,
-            "validations": progress.history[1:],
+            "validations": progress.history,
             "wall_seconds": progress.wall_seconds,
         })
 
