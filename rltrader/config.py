@@ -175,7 +175,9 @@ class TrainingConfig(_Strict):
 
     iterations: int = Field(8, ge=1)
     seed: int = Field(42, ge=0)
-    total_timesteps: int = Field(50_000, ge=1, description="Timesteps of iteration 0 (of every iteration when not adaptive).")
+    total_timesteps: int = Field(
+        50_000, ge=1, description="Timesteps of iteration 0 (of every iteration when not adaptive)."
+    )
     min_timesteps: int = Field(15_000, ge=1, description="Adaptive timesteps never go below this.")
     timestep_decay: float = Field(0.05, ge=0, lt=1, description="Each iteration trains this fraction fewer timesteps.")
     n_envs: int = Field(8, ge=1, description="Training accounts stepped together.")
@@ -268,7 +270,9 @@ class Config(_Strict):
             for part in parents:
                 child = node.get(part)
                 if not isinstance(child, dict):
-                    raise ConfigError(f"{source}: {dotted}: unknown key; check its spelling against configs/default.yaml")
+                    raise ConfigError(
+                        f"{source}: {dotted}: unknown key; check its spelling against configs/default.yaml"
+                    )
                 node = child
             node[key] = value
         return parse_config(raw, source=source)

@@ -22,7 +22,8 @@ def iteration_budget(iteration: int, training: TrainingConfig, adaptive: bool) -
     """Timesteps iteration ``iteration`` trains, rounded up to whole rollouts."""
     planned = training.total_timesteps
     if adaptive:
-        planned = max(training.min_timesteps, round(training.total_timesteps * (1 - training.timestep_decay) ** iteration))
+        decayed = round(training.total_timesteps * (1 - training.timestep_decay) ** iteration)
+        planned = max(training.min_timesteps, decayed)
     return rounded_to_rollouts(planned, training.rollout_size)
 
 

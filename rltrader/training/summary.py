@@ -94,7 +94,8 @@ def _report_markdown(trainer: "Trainer", reports: dict[str, Any]) -> str:
              f"validation {best.get('metric')} {_fmt(best.get('score'))}. The test split was used once, here.", ""]
     for split, report in reports.items():
         agent, hold = report.metrics["agent"], report.metrics["buy_and_hold"]
-        lines += [f"## {split.capitalize()} ({report.info['start']} to {report.info['end']}, {report.info['bars']:,} bars)",
+        info = report.info
+        lines += [f"## {split.capitalize()} ({info['start']} to {info['end']}, {info['bars']:,} bars)",
                   "", "| Metric | Agent | Buy and hold |", "|---|---:|---:|"]
         lines += [f"| {label} | {_fmt(agent[key], pct)} | {_fmt(hold[key], pct)} |" for label, key, pct in rows]
         lines += ["", f"![{split} equity]({split}/equity.png)", ""]
@@ -116,7 +117,8 @@ def write_summary(trainer: "Trainer", final: dict[str, Any]) -> dict[str, Any]:
     summary = {
         "optimization_completed": state.completed,
         "method": state.method,
-        "optimizations": {**trainer.config.optimizations.model_dump(), "cache_environments": trainer.config.cache.enabled},
+        "optimizations": {**trainer.config.optimizations.model_dump(),
+                          "cache_environments": trainer.config.cache.enabled},
         "seed": training.seed,
         "total_speedup_achieved": round(speedup, 3),
         "speedup_basis": basis,

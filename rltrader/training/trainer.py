@@ -247,7 +247,8 @@ class Trainer:
         if not self.paths.best_model.is_file():
             self.state.best = None
             return
-        record = json.loads(self.paths.best_state.read_text(encoding="utf-8")) if self.paths.best_state.is_file() else {}
+        best_state = self.paths.best_state
+        record = json.loads(best_state.read_text(encoding="utf-8")) if best_state.is_file() else {}
         if record.get("model_sha256") != sha256_of(self.paths.best_model):
             logger.warning("%s does not match its record; re-scoring it on validation", self.paths.best_model)
             result = self.validator(load_for_training(self.paths.best_model, self.env, self.training.seed))
