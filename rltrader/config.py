@@ -204,7 +204,14 @@ class TrainingConfig(_Strict):
     )
     checkpoint_freq: int = Field(10_000, ge=1, description="Timesteps between checkpoints (at rollout boundaries).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept per iteration (older ones are deleted).")
-    phases: list[PhaseConfig] = Field(default_factory=list, description="Progressive training stages, by start.")
+    phases: list[PhaseConfig] = Field(
+        default_factory=lambda: [
+            PhaseConfig(name="explore", start=0.0, learning_rate=3e-4, n_epochs=10, ent_coef=0.02, clip_range=0.2),
+            PhaseConfig(name="refine", start=0.375, learning_rate=1.5e-4, n_epochs=8, ent_coef=0.01, clip_range=0.15),
+            PhaseConfig(name="fine_tune", start=0.75, learning_rate=5e-5, n_epochs=5, ent_coef=0.005, clip_range=0.1),
+        ],
+        description="Progressive training stages, by start.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
