@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train RecurrentPPO agents iteratively with the six optimizations (resumable)",
+        help="train RecurrentPPO agents iteratively with the optimizations on (resumable)",
         description="Train iteratively on the training split, keep the best model by validation score, "
         "report it against buy-and-hold on the test split. Re-running the same command resumes.",
     )

@@ -86,6 +86,14 @@ def evaluate_actions(
     return EvaluationReport(split, bounds.first, ledgers, metrics, {**header, **(info or {})})
 
 
+def policy_actions(model: Any, market: MarketData, split: str, config: EnvConfig,
+                   evaluator: Literal["fast", "reference"]) -> np.ndarray:
+    """The model's deterministic actions over ``split`` from the chosen evaluator (same actions)."""
+    if evaluator == "fast":
+        return fast_actions([model], market, split, config)[0]
+    return reference_actions(model, market, split, config)
+
+
 def evaluate_model(
     model: Any, market: MarketData, split: str, config: EnvConfig, seed: int = 0,
     evaluator: Literal["fast", "reference"] = "fast",
@@ -99,10 +107,7 @@ def evaluate_model(
             "evaluate with the configuration the model was trained with"
         )
     started = time.perf_counter()
-    if evaluator == "fast":
-        actions = fast_actions([model], market, split, config)[0]
-    else:
-        actions = reference_actions(model, market, split, config)
+    actions = policy_actions(model, market, split, config, evaluator)
     seconds = time.perf_counter() - started
     logger.info("Evaluated %d bars of %s with the %s evaluator in %.2fs", len(actions), split, evaluator, seconds)
     return evaluate_actions(market, split, config, actions, seed,

@@ -14,10 +14,9 @@ from typing import Any, Literal
 from rltrader.config import EnvConfig
 from rltrader.env import MarketData
 from rltrader.env.trading_env import EpisodeBounds, evaluation_config
-from rltrader.evaluation.fast import fast_actions
 from rltrader.evaluation.ledger import replay
 from rltrader.evaluation.metrics import compute_metrics
-from rltrader.evaluation.reference import reference_actions
+from rltrader.evaluation.report import policy_actions
 
 VALIDATION = "validation"
 
@@ -45,10 +44,7 @@ class Validator:
 
     def __call__(self, model: Any) -> ValidationResult:
         started = time.perf_counter()
-        if self.evaluator == "fast":
-            actions = fast_actions([model], self.market, VALIDATION, self.env_config)[0]
-        else:
-            actions = reference_actions(model, self.market, VALIDATION, self.env_config)
+        actions = policy_actions(model, self.market, VALIDATION, self.env_config, self.evaluator)
         ledger = replay(self.market, self.first_bar, actions, self.env_config.initial_balance)
         metrics = compute_metrics(ledger, self.market, self.first_bar)
         return ValidationResult(score_of(metrics, self.metric), metrics, time.perf_counter() - started)
