@@ -242,7 +242,7 @@ class OptimizationConfig(_Strict):
     early_stopping: bool = True
     progressive_training: bool = True
     fast_evaluation: bool = True
-    fast_engine: bool = Field(True, description="Fused LSTM training path (same math as stock sb3-contrib).")
+    fast_engine: bool = Field(True, description="Fused, unpadded LSTM passes and fused Adam (same math as stock sb3-contrib).")
 
 
 class Config(_Strict):

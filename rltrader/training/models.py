@@ -15,6 +15,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltrader.config import TrainingConfig
+from rltrader.training.engine import FusedLstmPolicy, FusedRecurrentPPO
 from rltrader.training.phases import Hyperparameters
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -32,11 +33,16 @@ def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
     }
 
 
+def algorithm(fast_engine: bool) -> type[RecurrentPPO]:
+    """The engine (``engine.py``) or stock sb3-contrib with its stock ``MlpLstmPolicy``."""
+    return FusedRecurrentPPO if fast_engine else RecurrentPPO
+
+
 def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, seed: int,
-                policy: str | type = "MlpLstmPolicy") -> RecurrentPPO:
+                fast_engine: bool = False) -> RecurrentPPO:
     """A fresh model with the run's network sizes and the iteration's hyperparameters."""
-    return RecurrentPPO(
-        policy, env,
+    return algorithm(fast_engine)(
+        FusedLstmPolicy if fast_engine else "MlpLstmPolicy", env,
         learning_rate=hyper.learning_rate,
         n_steps=training.n_steps,
         batch_size=training.batch_size,
@@ -54,6 +60,6 @@ def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, s
     )
 
 
-def load_for_training(path: Path, env: VecEnv, seed: int) -> RecurrentPPO:
+def load_for_training(path: Path, env: VecEnv, seed: int, fast_engine: bool = False) -> RecurrentPPO:
     """Weights *and* optimizer state from ``path``, re-seeded with ``seed``, attached to ``env``."""
-    return RecurrentPPO.load(path, env=env, device=DEVICE, seed=seed)
+    return algorithm(fast_engine).load(path, env=env, device=DEVICE, seed=seed)

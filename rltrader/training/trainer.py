@@ -38,7 +38,6 @@ from rltrader.training.budget import iteration_budget, original_budget
 from rltrader.training.callbacks import IterationCallback, UpdateHook
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
 from rltrader.training.convergence import ConvergenceTracker
-from rltrader.training.engine import FusedLstmPolicy
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
 from rltrader.training.run_state import RunState, fingerprint
@@ -124,7 +123,6 @@ class Trainer:
         self.data_path = Path(data_path)
         self.paths = RunPaths(Path(run_dir))
         self.update_hooks = list(update_hooks)
-        self.policy = FusedLstmPolicy if self.switches.fast_engine else "MlpLstmPolicy"
         self.method = method_name(config)
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
@@ -219,7 +217,8 @@ class Trainer:
         if checkpoint is not None:
             saved = checkpoint.state
             # a resumed segment gets its own seed: repeating the lost segment's exploration helps nobody
-            model = load_for_training(checkpoint.model_path, self.env, seed + checkpoint.timesteps)
+            model = load_for_training(checkpoint.model_path, self.env, seed + checkpoint.timesteps,
+                                      self.switches.fast_engine)
             self.tracker = ConvergenceTracker.from_dict(saved["tracker"], *self._stopping_rule())
             self._reconcile_with_best()
             progress = _IterationProgress(iteration, seed, budget, bool(saved["warm_started"]), phase,
@@ -233,9 +232,9 @@ class Trainer:
                         f"{checkpoint.timesteps:,}")
             return model, progress
         warm = self.switches.warm_start and iteration > 0 and self.state.best is not None
-        model = (load_for_training(self.paths.best_model, self.env, seed) if warm
+        model = (load_for_training(self.paths.best_model, self.env, seed, self.switches.fast_engine) if warm
                  else build_model(self.env, self.training, hyperparameters_for(iteration, self.training,
-                                  self.switches.progressive_training), seed, self.policy))
+                                  self.switches.progressive_training), seed, self.switches.fast_engine))
         return model, _IterationProgress(iteration, seed, budget, warm, phase)
 
     def _load_best_record(self) -> None:

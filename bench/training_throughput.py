@@ -1,0 +1,180 @@
+"""Training timesteps per second: stock sb3-contrib RecurrentPPO against the fast engine.
+
+Both train the default configuration (``configs/default.yaml``: LSTM 128 for actor and
+critic, 64-64 heads, 2,048-timestep rollouts, minibatch 512, 10 epochs) on the shipped
+real XAUUSD M15 bars, from the same seed, with 1 and 8 accounts (n_steps 2,048 and 256,
+so the rollout size stays the default). "Stock" is ``RecurrentPPO`` with ``MlpLstmPolicy``,
+what the original method trains with; "engine" is ``FusedRecurrentPPO`` with
+``FusedLstmPolicy`` (``rltrader/training/engine.py``), what the optimized method trains
+with. Each measurement is one ``learn()`` call of ``--timesteps`` from a fresh model, as
+one training iteration is: it includes the first update after ``learn()`` starts, whose
+minibatches all hold episode starts.
+
+Where the time goes is measured by timing wrappers on the model's own methods (env
+steps, rollout collection, minibatch sampling, the policy's forward pass in the update,
+the optimizer step; the rest of the update is the backward pass and the loss).
+
+The ceiling is the machine's best fused LSTM forward+backward rate (``nn.LSTM`` at the
+policy's sizes, large batches, oneDNN and native kernels, the faster counts). Useful work
+per timestep is the policy's forward FLOPs x (1 + 3 x n_epochs): one forward in the
+rollout, and forward+backward (3x forward) per epoch, padding not counted.
+
+Target (issue): engine >= 4x stock timesteps/s on the default config (8 accounts).
+Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--n-envs 1 8]
+The last line printed is one JSON object with the figures (lists follow ``n_envs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rltrader.config import Config, load_config
+from rltrader.env import MarketData
+from rltrader.env.vec_env import VecTradingEnv
+from rltrader.preprocessing import preprocess
+from rltrader.training.models import build_model
+from rltrader.training.phases import hyperparameters_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "XAUUSDm_15min.csv"
+CACHE = ROOT / "bench" / "out" / "training_throughput" / "cache"
+KINDS = ("stock", "engine")
+warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # raised by mkldnn.flags()
+PARTS = ("env steps", "rollout: policy + buffer", "update: minibatch sampling", "update: forward",
+         "update: backward + loss", "update: optimizer step", "other")
+
+
+def timed(seconds: dict[str, float], key: str, function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds[key] += time.perf_counter() - started
+    return wrapper
+
+
+def forward_flops(policy: nn.Module) -> int:
+    """FLOPs of one timestep through every LSTM and linear layer of the policy (multiply-add = 2)."""
+    total = 0
+    for module in policy.modules():
+        if isinstance(module, nn.LSTM):
+            size, hidden = module.input_size, module.hidden_size
+            for _ in range(module.num_layers):
+                total += 2 * 4 * hidden * (size + hidden)
+                size = hidden
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features
+    return total
+
+
+def lstm_ceiling_gflops(input_size: int, hidden: int) -> float:
+    """Best fused nn.LSTM forward+backward GFLOP/s over a few large shapes and both CPU kernels."""
+    lstm = nn.LSTM(input_size, hidden)
+    best = 0.0
+    for steps, batch in ((64, 256), (256, 64), (32, 512)):
+        inputs = torch.randn(steps, batch, input_size)
+        flops = 3 * 2 * 4 * hidden * (input_size + hidden) * steps * batch
+        for onednn in (True, False):
+            with torch.backends.mkldnn.flags(enabled=onednn):
+                for _ in range(2):
+                    lstm(inputs)[0].sum().backward()
+                started = time.perf_counter()
+                repeats = 5
+                for _ in range(repeats):
+                    lstm(inputs)[0].sum().backward()
+                best = max(best, flops * repeats / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def measure(kind: str, config: Config, market: MarketData, n_envs: int, timesteps: int) -> dict[str, Any]:
+    training = config.training.model_copy(update={"n_envs": n_envs, "n_steps": config.training.rollout_size // n_envs})
+    env = VecTradingEnv(market, "train", config.env, n_envs)
+    model = build_model(env, training, hyperparameters_for(0, training, False), training.seed,
+                        fast_engine=kind == "engine")
+    seconds: dict[str, float] = defaultdict(float)
+    env.step_wait = timed(seconds, "env", env.step_wait)
+    model.collect_rollouts = timed(seconds, "rollout", model.collect_rollouts)
+    model.train = timed(seconds, "update", model.train)
+    model.rollout_buffer._get_samples = timed(seconds, "sampling", model.rollout_buffer._get_samples)
+    model.policy.evaluate_actions = timed(seconds, "forward", model.policy.evaluate_actions)
+    model.policy.optimizer.step = timed(seconds, "optimizer", model.policy.optimizer.step)
+    started = time.perf_counter()
+    model.learn(timesteps)
+    total = time.perf_counter() - started
+    parts = {
+        "env steps": seconds["env"],
+        "rollout: policy + buffer": seconds["rollout"] - seconds["env"],
+        "update: minibatch sampling": seconds["sampling"],
+        "update: forward": seconds["forward"],
+        "update: backward + loss": seconds["update"] - seconds["sampling"] - seconds["forward"] - seconds["optimizer"],
+        "update: optimizer step": seconds["optimizer"],
+        "other": total - seconds["rollout"] - seconds["update"],
+    }
+    return {"fps": model.num_timesteps / total, "seconds": total, "timesteps": model.num_timesteps,
+            "parts": {name: 100 * value / total for name, value in parts.items()},
+            "flops_per_timestep": forward_flops(model.policy) * (1 + 3 * training.n_epochs),
+            "lstm": (model.policy.lstm_actor.input_size, model.policy.lstm_actor.hidden_size)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", type=int, default=16384, help="timesteps per learn() call (default 16384)")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="account counts (default 1 8)")
+    args = parser.parse_args()
+
+    config = load_config().with_overrides({"cache.dir": str(CACHE)}, "bench")
+    market = MarketData.from_prepared(preprocess(SAMPLE, config), config)
+    print(f"default config: LSTM {config.training.policy.lstm_hidden_size}, rollout {config.training.rollout_size}, "
+          f"batch {config.training.batch_size}, epochs {config.training.n_epochs}; torch threads "
+          f"{torch.get_num_threads()}; {args.timesteps:,} timesteps per measurement", flush=True)
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for n_envs in args.n_envs:
+        for kind in KINDS:
+            results[kind, n_envs] = measure(kind, config, market, n_envs, args.timesteps)
+            row = results[kind, n_envs]
+            print(f"  {kind:6s} n_envs {n_envs}: {row['fps']:7.1f} timesteps/s ({row['timesteps']:,} in "
+                  f"{row['seconds']:.1f} s)", flush=True)
+
+    input_size, hidden = results[KINDS[0], args.n_envs[0]]["lstm"]
+    ceiling = lstm_ceiling_gflops(input_size, hidden)
+    print(f"fused LSTM forward+backward ceiling ({input_size}->{hidden}): {ceiling:.1f} GFLOP/s")
+
+    def fraction(row: dict[str, Any]) -> float:
+        return row["fps"] * row["flops_per_timestep"] / (ceiling * 1e9)
+
+    print("\nwhere the time goes (% of learn()):")
+    header = "".join(f" | {kind} n={n}" for n in args.n_envs for kind in KINDS)
+    print(f"| part{header} |")
+    print("|---" + "|---:" * (len(args.n_envs) * len(KINDS)) + "|")
+    for part in PARTS:
+        cells = "".join(f" | {results[kind, n]['parts'][part]:.1f}" for n in args.n_envs for kind in KINDS)
+        print(f"| {part}{cells} |")
+
+    figures = {
+        "stock_fps": [round(results["stock", n]["fps"], 1) for n in args.n_envs],
+        "engine_fps": [round(results["engine", n]["fps"], 1) for n in args.n_envs],
+        "speedup": [round(results["engine", n]["fps"] / results["stock", n]["fps"], 2) for n in args.n_envs],
+        "ceiling_fraction_stock": [round(fraction(results["stock", n]), 3) for n in args.n_envs],
+        "ceiling_fraction_engine": [round(fraction(results["engine", n]), 3) for n in args.n_envs],
+        "n_envs": list(args.n_envs),
+        "ceiling_gflops": round(ceiling, 1),
+        "timesteps": args.timesteps,
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
