@@ -116,16 +116,22 @@ def _show_training_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _settings_file(args: argparse.Namespace, config: Config) -> Path:
+    return args.settings_file or config.performance_mode.settings_file
+
+
 def _command_train(args: argparse.Namespace) -> int:
     config = _training_config(args)
     from rltrader.training import Trainer
     from rltrader.training.benchmark import run_benchmark
+    from rltrader.training.performance_mode import ModeSwitcher
 
     _show_training_logs()
     seed = config.training.seed
+    run_dir = args.results_dir / (f"benchmark-{seed}" if args.benchmark_mode else str(seed))
+    switcher = ModeSwitcher(config.performance_mode, run_dir, _settings_file(args, config))
     if args.benchmark_mode:
-        run_dir = args.results_dir / f"benchmark-{seed}"
-        comparison = run_benchmark(config, args.data_path, run_dir)
+        comparison = run_benchmark(config, args.data_path, run_dir, [switcher])
         original, optimized = comparison["original"], comparison["optimized"]
         print(f"\nrltrader benchmark (seed {seed}): original {original['total_time_seconds']:.1f}s, "
               f"optimized {optimized['total_time_seconds']:.1f}s, speedup {comparison['speedup']:.2f}x")
@@ -134,8 +140,7 @@ def _command_train(args: argparse.Namespace) -> int:
                   f"{_number(side['validation_sharpe'])}  test Sharpe {_number(side['test_sharpe'])}")
         print(f"  wrote {run_dir / 'comparison.json'}")
         return 0
-    run_dir = args.results_dir / str(seed)
-    summary = Trainer(config, args.data_path, run_dir).run()
+    summary = Trainer(config, args.data_path, run_dir, [switcher]).run()
     test = summary["test"]
     print(f"\nrltrader train ({summary['method']}, seed {seed}): {len(summary['iterations'])} iterations, "
           f"{summary['total_timesteps']:,} timesteps in {summary['total_time_seconds'] / 60:.1f} min, "
@@ -161,6 +166,39 @@ def _human_bytes(size: float) -> str:
         if size < 1024 or unit == "GB":
             break
     return f"{size:.1f} {unit}"
+
+
+def _command_mode(args: argparse.Namespace) -> int:
+    from rltrader.training.performance_mode import parse_settings, read_status, write_mode
+
+    path = _settings_file(args, _resolve_config(args))
+    if args.mode != "status":
+        try:
+            write_mode(path, args.mode)
+        except OSError as error:
+            raise UserInputError(f"{path}: cannot write ({error.strerror}); check --settings_file") from None
+        print(f"Performance mode set to {args.mode} in {path}; running training applies it before its next update")
+        return 0
+    reading = parse_settings(path)
+    print(f"on disk   {reading.mode}" + (f" ({reading.problem})" if reading.problem else f" ({path})"))
+    status = read_status(args.results_dir)
+    if status is None:
+        print(f"applied   no training under {args.results_dir}/ has applied a mode yet")
+        return 0
+    print(f"applied   {status['mode']} by {status['run_dir']} at {status['applied_at']} (batch "
+          f"{status['batch_size']}, epochs {status['n_epochs']}, threads {status['torch_threads']}; "
+          f"{'running' if _process_alive(int(status['pid'])) else 'not running'}, pid {status['pid']})")
+    return 0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 def _command_clear_cache(args: argparse.Namespace) -> int:
@@ -278,7 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="every optimization off: the baseline the speedup is measured against")
     train.add_argument("--benchmark_mode", action="store_true",
                        help="run the original and the optimized method on the same data and seed, then compare")
+    train.add_argument("--settings_file", type=Path, default=None,
+                       help="performance mode file read before every update (default: settings.json)")
     train.set_defaults(handler=_command_train)
+
+    mode = commands.add_parser(
+        "mode", help="switch running and future training between quiet and performance, or show the mode",
+        description="quiet: configured batch and epochs, fewer threads, lower priority (the machine stays "
+        "usable); performance: batch x2, epochs x1.5, every core. Training applies it before its next update.")
+    mode.add_argument("mode", choices=["quiet", "performance", "status"])
+    mode.add_argument("--settings_file", type=Path, default=None, help="default: settings.json")
+    mode.add_argument("--results_dir", type=Path, default=Path("results"),
+                      help="where status looks for the mode trainings applied (default: results)")
+    mode.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
+    mode.set_defaults(handler=_command_mode)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would be removed")

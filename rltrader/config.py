@@ -242,7 +242,25 @@ class OptimizationConfig(_Strict):
     early_stopping: bool = True
     progressive_training: bool = True
     fast_evaluation: bool = True
-    fast_engine: bool = Field(True, description="Fused, unpadded LSTM passes and fused Adam (same math as stock sb3-contrib).")
+    fast_engine: bool = Field(
+        True, description="Fused, unpadded LSTM passes and fused Adam (same math as stock sb3-contrib).")
+
+
+class ModeConfig(_Strict):
+    """What one performance mode does to each update (see ``rltrader/training/performance_mode.py``)."""
+
+    batch_multiplier: float = Field(gt=0, description="x training.batch_size, then the nearest valid size below.")
+    epochs_multiplier: float = Field(gt=0, description="x the phase's n_epochs, rounded half up, at least 1.")
+    torch_threads: int | None = Field(None, ge=1, description="Torch CPU threads; null = every core.")
+    niceness: int = Field(0, ge=0, le=19, description="Added to the process's nice value (Unix); 0 = unchanged.")
+
+
+class PerformanceModeConfig(_Strict):
+    """Quiet (the machine stays usable) and performance (all out), switched while training runs."""
+
+    settings_file: Path = Field(Path("settings.json"), description="Read before every update; missing = quiet.")
+    quiet: ModeConfig = ModeConfig(batch_multiplier=1.0, epochs_multiplier=1.0, torch_threads=1, niceness=10)
+    performance: ModeConfig = ModeConfig(batch_multiplier=2.0, epochs_multiplier=1.5, torch_threads=None, niceness=0)
 
 
 class Config(_Strict):
@@ -256,6 +274,7 @@ class Config(_Strict):
     cache: CacheConfig = CacheConfig()
     training: TrainingConfig = TrainingConfig()
     optimizations: OptimizationConfig = OptimizationConfig()
+    performance_mode: PerformanceModeConfig = PerformanceModeConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rltrader.atomic import remove_stray_temp_files, write_json
 from rltrader.config import Config
 from rltrader.env import MarketData
@@ -45,6 +47,14 @@ from rltrader.training.summary import final_report, iteration_progress_line, wri
 from rltrader.training.validation import ValidationResult, Validator
 
 logger = logging.getLogger(__name__)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch's GPU OOM, Python's MemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    message = str(error).lower()
+    return "out of memory" in message or "can't allocate memory" in message
 
 TRAIN = "train"
 
@@ -165,6 +175,7 @@ class Trainer:
         seed = self.training.seed + iteration
         model, progress = self._start_or_resume(iteration, seed, budget, hyper.phase)
         apply_hyperparameters(model, hyper)
+        model.batch_size = self.training.batch_size  # a checkpoint may hold a performance-mode batch
         logger.info("Iteration %d/%d [%s] %s, %s timesteps, seed %d", iteration + 1, self.training.iterations,
                     hyper.phase, "warm start from the best model" if progress.warm_started else "fresh model",
                     f"{budget - progress.last_checkpoint_at:,}" + (" remaining" if progress.last_checkpoint_at else ""),
@@ -174,7 +185,13 @@ class Trainer:
                                      lambda done: self._at_update_boundary(model, progress, done),
                                      self.update_hooks)
         train_started = time.perf_counter()
-        model.learn(total_timesteps=budget - progress.last_checkpoint_at, callback=callback, reset_num_timesteps=True)
+        try:
+            model.learn(total_timesteps=budget - progress.last_checkpoint_at, callback=callback,
+                        reset_num_timesteps=True)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or not self._recover_from_out_of_memory(iteration, error):
+                raise
+            return self._run_iteration(iteration)  # from the last checkpoint, under the hooks' new settings
         train_seconds = time.perf_counter() - train_started
         timesteps = progress.stopped_at if progress.stopped_at is not None else callback.timesteps_done
         if progress.stopped_at is None and (progress.last_result is None or progress.last_validation_at != timesteps):
@@ -209,6 +226,21 @@ class Trainer:
         self.state.save(self.paths.state)
         self.checkpoints.clear(iteration)
         logger.info(iteration_progress_line(self.state, self.training))
+
+    def _recover_from_out_of_memory(self, iteration: int, error: BaseException) -> bool:
+        """Let the hooks shrink the work (performance -> quiet); False if none could."""
+        recovered = [hook for hook in self.update_hooks
+                     if getattr(hook, "recover_from_out_of_memory", None) and hook.recover_from_out_of_memory()]
+        if not recovered:
+            return False
+        checkpoint = self.checkpoints.latest(iteration)
+        where = f"its checkpoint at {checkpoint.timesteps:,} timesteps" if checkpoint else "its start"
+        logger.warning("Out of memory in performance mode (%s): falling back to quiet mode; iteration %d "
+                       "resumes from %s", str(error).splitlines()[0][:120], iteration + 1, where)
+        # validations after the checkpoint are lost with the model; the tracker goes back with it
+        self.tracker = ConvergenceTracker.from_dict(self.state.tracker, *self._stopping_rule())
+        self._reconcile_with_best()
+        return True
 
     def _start_or_resume(self, iteration: int, seed: int, budget: int,
                          phase: str) -> tuple[Any, _IterationProgress]:
