@@ -276,10 +276,14 @@ def test_same_seed_and_config_give_the_same_summary(tiny_config, tmp_path):
 
 def test_train_command_writes_the_results_directory(tiny_config, tmp_path, capsys):
     cache = str(tiny_config.cache.dir)
-    rc = main(["train", "--data_path", str(SAMPLE), "--profile", "smoke", "--iterations", "1",
-               "--total_timesteps", "1024", "--results_dir", str(tmp_path), "--seed", "7", "--cache_dir", cache])
+    settings = tmp_path / "settings.json"  # performance: every core, no lowered priority for later tests
+    settings.write_text('{"performance_mode": "performance"}')
+    rc = main(["train", "--data_path", str(SAMPLE), "--profile", "smoke", "--iterations", "1", "--settings_file",
+               str(settings), "--total_timesteps", "1024", "--results_dir", str(tmp_path), "--seed", "7",
+               "--cache_dir", cache])
     assert rc == 0
     run_dir = tmp_path / "7"
+    assert json.loads((run_dir / "performance_mode.json").read_text())["mode"] == "performance"
     summary = json.loads((run_dir / "optimization_summary.json").read_text())
     for key in ("optimization_completed", "total_speedup_achieved", "total_timesteps_saved", "early_stops",
                 "warm_starts", "avg_iteration_time_minutes", "estimated_time_saved_hours"):
@@ -326,7 +330,8 @@ def test_kill_minus_9_at_a_random_point_then_the_same_command_finishes(tiny_conf
 
     command = [sys.executable, "-m", "rltrader", "train", "--data_path", str(SAMPLE), "--profile", "smoke",
                "--iterations", "3", "--total_timesteps", "3072", "--checkpoint_freq", "512",
-               "--results_dir", str(tmp_path), "--cache_dir", str(tiny_config.cache.dir)]
+               "--results_dir", str(tmp_path), "--cache_dir", str(tiny_config.cache.dir),
+               "--settings_file", str(tmp_path / "settings.json")]
     run_dir = tmp_path / "42"
     delay = random.Random().uniform(0.0, 6.0)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

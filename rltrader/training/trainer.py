@@ -48,6 +48,8 @@ from rltrader.training.validation import ValidationResult, Validator
 
 logger = logging.getLogger(__name__)
 
+TRAIN = "train"
+
 
 def is_out_of_memory(error: BaseException) -> bool:
     """torch's GPU OOM, Python's MemoryError, or the CPU allocator's RuntimeError."""
@@ -55,8 +57,6 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     return "out of memory" in message or "can't allocate memory" in message
-
-TRAIN = "train"
 
 
 @dataclass(frozen=True)
