@@ -11,7 +11,10 @@ beyond the seed-to-seed spread.
 Seeds are far apart because iteration i trains with seed + i: runs with seeds 43 and 44
 would share three of their four iteration seeds, and the original method (a fresh model
 per iteration) would then pick the very same model in both.
-Usage: .venv/bin/python bench/benchmark_mode.py [--profile bench] [--seeds 42 1042 2042]
+Both methods run in the same performance mode, pinned by a settings file of the bench's
+own (``--mode``, default quiet: the configured batch and epochs, one torch thread), so a
+``settings.json`` in the project cannot change the figures.
+Usage: .venv/bin/python bench/benchmark_mode.py [--profile bench] [--seeds 42 1042 2042] [--mode quiet]
 The last line printed is one JSON object with the figures.
 """
 
@@ -38,16 +41,22 @@ def _spread(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="bench", help="profile from configs/default.yaml (default: bench)")
+    parser.add_argument("--mode", choices=["quiet", "performance"], default="quiet",
+                        help="performance mode of both methods (default: quiet)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042, 2042],
                         help="run seeds; keep them at least --iterations apart: iteration i uses seed + i")
     args = parser.parse_args()
 
     shutil.rmtree(OUT, ignore_errors=True)
+    settings = OUT / "settings.json"
+    OUT.mkdir(parents=True)
+    settings.write_text(json.dumps({"performance_mode": args.mode}))
     started = time.perf_counter()
     rows = []
     for seed in args.seeds:
         command = [sys.executable, "-m", "rltrader", "train", "--benchmark_mode", "--data_path", str(SAMPLE),
                    "--profile", args.profile, "--seed", str(seed), "--results_dir", str(OUT),
+                   "--settings_file", str(settings),
                    "--cache_dir", str(OUT / "cache")]
         subprocess.run(command, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
         rows.append(json.loads((OUT / f"benchmark-{seed}" / "comparison.json").read_text()))
@@ -73,7 +82,7 @@ def main() -> None:
     print(f"speedup (total time) {speedup:.2f}x; validation Sharpe mean original {statistics.mean(val_o):.2f} "
           f"(spread {_spread(val_o):.2f}), optimized {statistics.mean(val_p):.2f} (spread {_spread(val_p):.2f})")
     print(json.dumps({**{k: [round(v, 3) if v is not None else None for v in vals] for k, vals in figures.items()},
-                      "speedup": round(speedup, 3), "profile": args.profile}))
+                      "speedup": round(speedup, 3), "profile": args.profile, "mode": args.mode}))
 
 
 if __name__ == "__main__":
