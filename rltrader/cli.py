@@ -187,11 +187,17 @@ def _command_mode(args: argparse.Namespace) -> int:
         return 0
     print(f"applied   {status['mode']} by {status['run_dir']} at {status['applied_at']} (batch "
           f"{status['batch_size']}, epochs {status['n_epochs']}, threads {status['torch_threads']}; "
-          f"{'running' if _process_alive(int(status['pid'])) else 'not running'}, pid {status['pid']})")
+          f"{_RUNNING[_process_alive(int(status['pid']))]}pid {status['pid']})")
     return 0
 
 
-def _process_alive(pid: int) -> bool:
+_RUNNING = {True: "running, ", False: "not running, ", None: ""}
+
+
+def _process_alive(pid: int) -> bool | None:
+    """Whether ``pid`` runs; None where that cannot be asked safely (on Windows, os.kill terminates)."""
+    if sys.platform == "win32":
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -332,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.set_defaults(handler=_command_mode)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
-    clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="only list what would be removed")
+    clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                       help="only list what would be removed")
     _add_config_options(clear)
     clear.set_defaults(handler=_command_clear_cache)
     return parser

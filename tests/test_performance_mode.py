@@ -226,3 +226,15 @@ def test_out_of_memory_in_quiet_mode_is_not_swallowed(tiny_config, tmp_path):
     oom = OutOfMemoryOnce(tiny_config.training.batch_size, after=0)
     with pytest.raises(torch.OutOfMemoryError):
         Trainer(tiny_config, SAMPLE, tmp_path / "run", update_hooks=[switcher, oom]).run()
+
+
+def test_a_resumed_run_continues_its_metrics_file(tmp_path):
+    first = pm.UpdateMetrics(tmp_path)
+    first.add(pm.AppliedMode("quiet", 256, 10, 1), 512, None)
+    first.add(pm.AppliedMode("quiet", 256, 10, 1), 1024, 900.0)
+    resumed = pm.UpdateMetrics(tmp_path)  # a new process after a kill
+    resumed.add(pm.AppliedMode("performance", 512, 15, 2), 1536, 800.0)
+    rows = list(csv.DictReader((tmp_path / "metrics" / "updates.csv").open()))
+    assert [(row["timesteps"], row["mode"], row["timesteps_per_s"]) for row in rows] == [
+        ("512", "quiet", ""), ("1024", "quiet", "900.0"), ("1536", "performance", "800.0")]
+    assert resumed.step == 3

@@ -61,8 +61,7 @@ def single_step(features: th.Tensor, states: LSTMStates, lstm: nn.LSTM) -> tuple
     hidden, cell = [], []
     layer_input = features
     for layer in range(lstm.num_layers):
-        per_layer = 4 if lstm.bias else 2  # w_ih, w_hh[, b_ih, b_hh]
-        weights = lstm._flat_weights[per_layer * layer: per_layer * (layer + 1)]
+        weights = [getattr(lstm, f"{name}_l{layer}", None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         h, c = th.lstm_cell(layer_input, (states[0][layer], states[1][layer]), *weights)
         hidden.append(h)
         cell.append(c)

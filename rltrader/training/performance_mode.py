@@ -149,39 +149,40 @@ class ProcessPriority:
 
 
 class UpdateMetrics:
-    """One row per update in ``metrics/updates.csv`` (rewritten atomically) and in TensorBoard."""
+    """One row per update in ``metrics/updates.csv`` and in TensorBoard.
+
+    The CSV is kept as text and rewritten atomically with each row (a few kB per run), so
+    a kill never leaves a torn last line; a resumed run continues its file.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.csv_path = run_dir / METRICS_FILE
-        self.rows: list[dict[str, Any]] = []
-        if self.csv_path.is_file():  # a resumed run keeps its history
-            with self.csv_path.open(newline="", encoding="utf-8") as handle:
-                self.rows = list(csv.DictReader(handle))
+        if self.csv_path.is_file():
+            self.text = self.csv_path.read_text(encoding="utf-8")
+        else:
+            self.text = ",".join(METRICS_COLUMNS) + "\n"
+        self.step = self.text.count("\n") - 1
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
         except ImportError:  # tensorboard is a dependency; a trimmed install still gets the CSV
             self.tensorboard = None
-        self.step = len(self.rows)
 
     def add(self, applied: AppliedMode, timesteps: int, timesteps_per_s: float | None) -> None:
         row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timesteps": timesteps,
-               **{key: value for key, value in asdict(applied).items()},
-               "timesteps_per_s": "" if timesteps_per_s is None else round(timesteps_per_s, 1)}
-        self.rows.append(row)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text(self.csv_path, buffer.getvalue())
+               **asdict(applied), "timesteps_per_s": "" if timesteps_per_s is None else round(timesteps_per_s, 1)}
+        line = io.StringIO()
+        csv.DictWriter(line, fieldnames=METRICS_COLUMNS, lineterminator="\n").writerow(row)
+        self.text += line.getvalue()
+        write_text(self.csv_path, self.text)
+        self.step += 1
         if self.tensorboard is not None:
-            self.step += 1
-            self.tensorboard.add_scalar("performance_mode/performance", MODES.index(applied.mode), self.step)
-            self.tensorboard.add_scalar("performance_mode/batch_size", applied.batch_size, self.step)
-            self.tensorboard.add_scalar("performance_mode/n_epochs", applied.n_epochs, self.step)
-            self.tensorboard.add_scalar("performance_mode/torch_threads", applied.torch_threads, self.step)
-            if timesteps_per_s is not None:
-                self.tensorboard.add_scalar("performance_mode/timesteps_per_s", timesteps_per_s, self.step)
+            scalars = {"performance": MODES.index(applied.mode), "batch_size": applied.batch_size,
+                       "n_epochs": applied.n_epochs, "torch_threads": applied.torch_threads,
+                       "timesteps_per_s": timesteps_per_s}
+            for name, value in scalars.items():
+                if value is not None:
+                    self.tensorboard.add_scalar(f"performance_mode/{name}", value, self.step)
             self.tensorboard.flush()
 
 
