@@ -1,1 +1,13 @@
-"""Prefect flows: the pipeline as it is triggered from the CLI, the UI or a schedule."""
+"""Prefect flows: the pipeline as it is triggered from the CLI, the UI or a schedule.
+
+``rltrader`` logs on the ``rltrader`` logger; Prefect forwards it to the run logs when
+``PREFECT_LOGGING_EXTRA_LOGGERS`` names it *before* Prefect sets up logging, so this is
+set here, ahead of any Prefect import through this package.
+"""
+
+import os
+
+_extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "")
+if "rltrader" not in _extra.split(","):
+    os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(filter(None, [_extra, "rltrader"]))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rltrader import __version__
-from rltrader.config import Config, load_config
+from rltrader.config import OPTIMIZATION_SWITCHES, Config, load_config, run_config
 from rltrader.errors import UserInputError
 
 LOGGER_NAME = "rltrader"
@@ -85,26 +85,15 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-OPTIMIZATION_FLAGS = {  # flag -> config key it turns off
-    "adaptive_timesteps": "optimizations.adaptive_timesteps",
-    "warm_start": "optimizations.warm_start",
-    "early_stopping": "optimizations.early_stopping",
-    "progressive_training": "optimizations.progressive_training",
-    "fast_evaluation": "optimizations.fast_evaluation",
-    "fast_engine": "optimizations.fast_engine",
-    "cache_environments": "cache.enabled",
-}
 TRAINING_FLAGS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
                   "convergence_threshold", "eval_freq", "checkpoint_freq")
 
 
 def _training_config(args: argparse.Namespace) -> Config:
     """Config file, then --profile, then explicit flags: the most specific wins."""
-    config = _resolve_config(args).with_profile(args.profile)
-    overrides: dict[str, object] = {f"training.{name}": getattr(args, name) for name in TRAINING_FLAGS}
-    overrides.update({key: False for flag, key in OPTIMIZATION_FLAGS.items() if getattr(args, f"no_{flag}")})
-    config = config.with_overrides(overrides)
-    return config.original_method() if args.use_original_training else config
+    return run_config(_resolve_config(args), args.profile, {name: getattr(args, name) for name in TRAINING_FLAGS},
+                      {flag: False for flag in OPTIMIZATION_SWITCHES if getattr(args, f"no_{flag}")},
+                      args.use_original_training)
 
 
 def _show_training_logs() -> None:
@@ -316,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--convergence_threshold", type=float, default=None)
     train.add_argument("--eval_freq", type=int, default=None, help="timesteps between validations")
     train.add_argument("--checkpoint_freq", type=int, default=None, help="timesteps between checkpoints")
-    for flag in OPTIMIZATION_FLAGS:
+    for flag in OPTIMIZATION_SWITCHES:
         train.add_argument(f"--no-{flag}", dest=f"no_{flag}", action="store_true", help=f"turn {flag} off")
     train.add_argument("--use_original_training", action="store_true",
                        help="every optimization off: the baseline the speedup is measured against")

@@ -11,11 +11,13 @@ Named *profiles* (``profiles:`` in the YAML) are bundles of overrides selected w
 
 from __future__ import annotations
 
+import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rltrader.errors import ConfigError
 
@@ -263,6 +265,41 @@ class PerformanceModeConfig(_Strict):
     performance: ModeConfig = ModeConfig(batch_multiplier=2.0, epochs_multiplier=1.5, torch_threads=None, niceness=0)
 
 
+class ModeScheduleConfig(_Strict):
+    """When the ``performance-mode`` deployment switches modes (cron, in ``timezone``)."""
+
+    timezone: str = Field("UTC", description="IANA name, e.g. Europe/London; the crons are read in it.")
+    performance_cron: str = Field("0 20 * * *", description="When performance mode starts (evening).")
+    quiet_cron: str = Field("0 7 * * *", description="When quiet mode starts again (morning).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/London") from None
+        return value
+
+    @field_validator("performance_cron", "quiet_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a cron expression: five fields, minute hour day month weekday")
+        return value
+
+
+class OrchestrationConfig(_Strict):
+    """How the Prefect layer runs the pipeline: retries, the local server, the mode schedule."""
+
+    retries: int = Field(2, ge=0, description="Retries of a failed training task (never for data/config errors).")
+    retry_delay_seconds: list[float] = Field(
+        default_factory=lambda: [10.0, 60.0], min_length=1, description="Delay before each retry (last one repeats).")
+    server_host: str = Field("127.0.0.1", description="Where rltrader serve starts a Prefect server if none runs.")
+    server_port: int = Field(4200, ge=1, le=65535)
+    mode_schedule: ModeScheduleConfig = ModeScheduleConfig()
+
+
 class Config(_Strict):
     """The whole configuration; sections match the top-level keys of the YAML file."""
 
@@ -275,6 +312,7 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     optimizations: OptimizationConfig = OptimizationConfig()
     performance_mode: PerformanceModeConfig = PerformanceModeConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )
@@ -358,3 +396,32 @@ def load_config(path: str | Path | None = None) -> Config:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
     return parse_config(raw, source=str(path))
+
+
+OPTIMIZATION_SWITCHES = {  # the guide's name of each optimization -> the config key that holds it
+    "adaptive_timesteps": "optimizations.adaptive_timesteps",
+    "warm_start": "optimizations.warm_start",
+    "early_stopping": "optimizations.early_stopping",
+    "progressive_training": "optimizations.progressive_training",
+    "fast_evaluation": "optimizations.fast_evaluation",
+    "fast_engine": "optimizations.fast_engine",
+    "cache_environments": "cache.enabled",
+}
+
+
+def run_config(base: Config, profile: str | None = None, training: Mapping[str, Any] | None = None,
+               switches: Mapping[str, bool | None] | None = None, original: bool = False,
+               source: str = "command line") -> Config:
+    """The config of one training run: file, then profile, then explicit values (the most specific wins).
+
+    ``training`` holds ``training.<key>`` values (None = not given); ``switches`` the
+    optimizations by their guide names (:data:`OPTIMIZATION_SWITCHES`); ``original``
+    turns every optimization off. The CLI and the Prefect flow both build runs here, so a
+    flag and a flow parameter of the same name always mean the same thing."""
+    unknown = sorted(set(switches or {}) - set(OPTIMIZATION_SWITCHES))
+    if unknown:
+        raise ConfigError(f"{source}: unknown optimization {unknown[0]!r}; known: {', '.join(OPTIMIZATION_SWITCHES)}")
+    overrides: dict[str, Any] = {f"training.{key}": value for key, value in (training or {}).items()}
+    overrides.update({OPTIMIZATION_SWITCHES[name]: value for name, value in (switches or {}).items()})
+    config = base.with_profile(profile).with_overrides(overrides, source=source)
+    return config.original_method() if original else config

@@ -186,6 +186,10 @@ class UpdateMetrics:
             self.tensorboard.flush()
 
 
+# per process, so a flow that builds a switcher per task still warns once, not per iteration
+_PROBLEMS_WARNED: dict[Path, str | None] = {}
+
+
 class ModeSwitcher:
     """The trainer's per-update hook that applies the mode from the settings file.
 
@@ -205,6 +209,7 @@ class ModeSwitcher:
         self._stamp_at_fallback: tuple[int, int, int] | None = None
         self._warned_problem: str | None = None
         self._model: Any = None
+        self.modes_used: list[str] = []  # by the current model (iteration), for its record
         self._base: tuple[int, int] = (0, 0)
         self._last: tuple[int, float] | None = None
 
@@ -212,9 +217,11 @@ class ModeSwitcher:
 
     def wanted_mode(self) -> Mode:
         reading = self.settings.read()
-        if reading.problem and reading.problem != self._warned_problem:
+        if reading.problem and reading.problem != self._warned_problem \
+                and reading.problem != _PROBLEMS_WARNED.get(self.settings.path):
             logger.warning("%s: using quiet mode (set it with `rltrader mode quiet|performance`)", reading.problem)
         self._warned_problem = reading.problem
+        _PROBLEMS_WARNED[self.settings.path] = reading.problem
         if self.forced_quiet:
             if self.settings.stamp == self._stamp_at_fallback:
                 return "quiet"
@@ -237,8 +244,11 @@ class ModeSwitcher:
     def __call__(self, model: Any, timesteps_done: int) -> None:
         if model is not self._model:
             self._model, self._base, self._last = model, (model.batch_size, model.n_epochs), None
+            self.modes_used = []
         mode = self.wanted_mode()
         target = self.settings_for(mode, model)
+        if mode not in self.modes_used:
+            self.modes_used.append(mode)
         if target != self.applied:
             self._apply(model, target)
         now = time.perf_counter()

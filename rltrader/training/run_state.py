@@ -23,8 +23,10 @@ STATE_VERSION = 1
 
 def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
     """What must match for a results directory to be resumed: data content and settings."""
-    # runtime knobs, not the experiment: where the cache lives, how hard the machine works
-    settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True})
+    # runtime knobs, not the experiment: where the cache lives, how hard the machine works,
+    # how failures are retried and where the server is
+    settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True,
+                                                       "orchestration": True})
     return {"data_sha256": data_sha256, "config": settings}
 
 

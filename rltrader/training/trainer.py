@@ -17,6 +17,10 @@ optimizations are switches on this one loop (``Config.optimizations`` and
 
 Crash safety: checkpoints at update boundaries (``checkpoints.py``) and the run state at
 iteration ends (``run_state.py``); the same call on the same ``run_dir`` resumes.
+
+``run()`` is the whole loop; the Prefect flow drives the same steps one task each:
+``open()``, ``train_iteration(i)`` per iteration, ``finish()``. Every step reads what it
+needs from ``run_dir``, so a step retried in a new process carries on where the last left.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ from rltrader.atomic import remove_stray_temp_files, write_json
 from rltrader.config import Config
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
-from rltrader.preprocessing import preprocess
+from rltrader.errors import UserInputError
+from rltrader.preprocessing import PreparedData, preprocess
 from rltrader.training.budget import iteration_budget, original_budget
 from rltrader.training.callbacks import IterationCallback, UpdateHook
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
 from rltrader.training.convergence import ConvergenceTracker
+from rltrader.training.faults import maybe_inject_fault
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
 from rltrader.training.run_state import RunState, fingerprint
@@ -126,7 +132,9 @@ class Trainer:
     """Runs (or resumes) one training run in ``run_dir``; see the module docstring."""
 
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
-                 update_hooks: Sequence[UpdateHook] = ()) -> None:
+                 update_hooks: Sequence[UpdateHook] = (), seed_offset: int = 0) -> None:
+        """``seed_offset`` shifts every iteration's seed: parallel candidates of one iteration
+        differ by it (candidate 0 has offset 0, so it is exactly the serial run)."""
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
@@ -134,15 +142,29 @@ class Trainer:
         self.paths = RunPaths(Path(run_dir))
         self.update_hooks = list(update_hooks)
         self.method = method_name(config)
+        self.seed_offset = seed_offset
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         """Train every unfinished iteration, then report the best model; returns the summary."""
-        started = time.perf_counter()
-        prepared = preprocess(self.data_path, self.config, use_cache=self.config.cache.enabled)
-        preprocess_seconds = time.perf_counter() - started
+        self.open()
+        for iteration in range(self.state.next_iteration, self.training.iterations):
+            self.train_iteration(iteration)
+        return self.finish()
+
+    def open(self, prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
+             log_resume: bool = True) -> "Trainer":
+        """Load the data and the run's saved state.
+
+        Preprocesses unless ``prepared`` is given (the flow's cached task already did it, and
+        passes the seconds it took so the summary's total stays honest). The flow opens a
+        trainer per task and says once itself what it resumes: ``log_resume=False``."""
+        if prepared is None:
+            started = time.perf_counter()
+            prepared = preprocess(self.data_path, self.config, use_cache=self.config.cache.enabled)
+            preprocess_seconds = time.perf_counter() - started
         self.market = MarketData.from_prepared(prepared, self.config)
         expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
         self.state = RunState.load_or_create(self.paths.state, expected, self.method)
@@ -156,12 +178,10 @@ class Trainer:
         self.env = VecTradingEnv(self.market, TRAIN, self.config.env, self.training.n_envs)
         self._load_best_record()
         self._reconcile_with_best()
-        if self.state.next_iteration:
+        if self.state.next_iteration and log_resume:
             logger.info("Resuming %s: %d of %d iterations already trained",
                         self.paths.root, self.state.next_iteration, self.training.iterations)
-        for iteration in range(self.state.next_iteration, self.training.iterations):
-            self._run_iteration(iteration)
-        return self._finish()
+        return self
 
     def _stopping_rule(self) -> tuple[int, float]:
         patience = self.training.early_stopping_patience if self.switches.early_stopping else 0
@@ -169,10 +189,26 @@ class Trainer:
 
     # -- one iteration ---------------------------------------------------------------------
 
+    def train_iteration(self, iteration: int) -> dict[str, Any]:
+        """Train, validate and keep the best of ``iteration``; returns its record.
+
+        An iteration already recorded is not trained again: its record is returned, so a
+        retried flow run walks past finished work. Iterations go in order because each
+        warm-starts from the best model the previous ones left.
+        """
+        if iteration < self.state.next_iteration:
+            logger.info("Iteration %d/%d already trained; skipping it", iteration + 1, self.training.iterations)
+            return self.state.iterations[iteration]
+        if iteration > self.state.next_iteration:
+            raise UserInputError(f"{self.paths.root}: iteration {iteration + 1} asked for, but only "
+                                 f"{self.state.next_iteration} are trained; iterations run in order")
+        self._run_iteration(iteration)
+        return self.state.iterations[iteration]
+
     def _run_iteration(self, iteration: int) -> None:
         hyper = hyperparameters_for(iteration, self.training, self.switches.progressive_training)
         budget = iteration_budget(iteration, self.training, self.switches.adaptive_timesteps)
-        seed = self.training.seed + iteration
+        seed = self.training.seed + self.seed_offset + iteration
         model, progress = self._start_or_resume(iteration, seed, budget, hyper.phase)
         apply_hyperparameters(model, hyper)
         model.batch_size = self.training.batch_size  # a checkpoint may hold a performance-mode batch
@@ -218,6 +254,7 @@ class Trainer:
             if train_seconds > 0 else None,
             "wall_seconds": round(progress.wall_seconds, 3),
             "resumed_at": progress.resumed_at,
+            "performance_modes": [mode for hook in self.update_hooks for mode in getattr(hook, "modes_used", [])],
             "validations": progress.history,
         }
         write_json(iteration_dir / "metrics.json", record)
@@ -310,6 +347,7 @@ class Trainer:
         if keep_going and (done - progress.last_checkpoint_at >= self.training.checkpoint_freq
                            or progress.last_validation_at == done):
             self._checkpoint(model, progress, done)
+            maybe_inject_fault(self.paths.root, progress.iteration)
         return keep_going
 
     def _validate(self, model: Any, progress: _IterationProgress, done: int) -> None:
@@ -352,7 +390,13 @@ class Trainer:
 
     # -- the end ---------------------------------------------------------------------------
 
-    def _finish(self) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
+        """Score the best model on validation and, once, on test; write the report and summary."""
+        if self.state.next_iteration < self.training.iterations:
+            raise UserInputError(f"{self.paths.root}: {self.state.next_iteration} of {self.training.iterations} "
+                                 "iterations trained; train the rest before the final report")
+        if self.state.best is None:
+            raise UserInputError(f"{self.paths.root}: no model was kept; nothing to report")
         final = final_report(self)
         self.state.completed = True
         self.state.save(self.paths.state)

@@ -1,0 +1,124 @@
+"""Parallel candidates: train one iteration several times with different seeds, keep the best.
+
+A candidate is a *fork* of the run for one iteration: its own directory
+(``<run>/candidates/iter_XX/cand_K``) starts as a copy of the run's state and best model,
+trains that one iteration there with its own seed (candidate K adds ``K * SEED_STRIDE``;
+candidate 0 is exactly the serial run), checkpoints there and resumes there. Forks share
+nothing while they train, so they can run in threads, processes or on other machines
+(given a shared filesystem). Adoption then copies the winner's iteration, best model and
+state into the run, the state last: it is the commit marker, so a kill mid-adoption
+leaves the run as it was and the next attempt adopts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rltrader.atomic import atomic_path, write_json
+from rltrader.config import Config
+from rltrader.errors import UserInputError
+from rltrader.preprocessing import PreparedData
+from rltrader.training.callbacks import UpdateHook
+from rltrader.training.trainer import RunPaths, Trainer
+
+logger = logging.getLogger(__name__)
+
+SEED_STRIDE = 10_000  # far above any iteration count, so candidate seeds never collide
+_FORKED_FILES = ("run_state.json", "best_model.zip", "best_model.json")
+
+
+def candidate_dir(run_dir: str | Path, iteration: int, candidate: int) -> Path:
+    return Path(run_dir) / "candidates" / f"iter_{iteration:02d}" / f"cand_{candidate}"
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def _trained_iterations(state_path: Path) -> int:
+    if not state_path.is_file():
+        return 0
+    return len(json.loads(state_path.read_text(encoding="utf-8")).get("iterations", []))
+
+
+def fork_run(run_dir: str | Path, iteration: int, candidate: int) -> Path:
+    """The candidate's directory, forked from the run unless it already holds this iteration's fork.
+
+    ``fork.json`` is written after the copies, so a fork interrupted while copying is
+    redone, and a fork that got as far as training resumes from its own checkpoints."""
+    fork = candidate_dir(run_dir, iteration, candidate)
+    marker = fork / "fork.json"
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("iteration") == iteration:
+        return fork
+    if fork.exists():
+        shutil.rmtree(fork)
+    fork.mkdir(parents=True)
+    root = Path(run_dir)
+    for name in _FORKED_FILES:
+        if (root / name).is_file():
+            _copy_atomically(root / name, fork / name)
+    write_json(marker, {"iteration": iteration, "candidate": candidate, "forked_from": str(root)})
+    return fork
+
+
+def train_candidate(config: Config, data_path: str | Path, run_dir: str | Path, iteration: int, candidate: int,
+                    prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
+                    make_hooks: Callable[[Path], Sequence[UpdateHook]] = lambda fork: ()) -> dict[str, Any]:
+    """Train ``iteration`` in candidate ``candidate``'s fork; returns its record and where it lives.
+
+    ``make_hooks(fork_dir)`` builds the per-update hooks once the fork exists (hooks that
+    write into the run directory must not be created before a stale fork is wiped)."""
+    fork = fork_run(run_dir, iteration, candidate)
+    trainer = Trainer(config, data_path, fork, make_hooks(fork), seed_offset=candidate * SEED_STRIDE)
+    record = trainer.open(prepared, preprocess_seconds, log_resume=False).train_iteration(iteration)
+    return {**record, "candidate": candidate, "candidate_dir": str(fork), "peak_score": peak_score(record)}
+
+
+def peak_score(record: dict[str, Any]) -> float:
+    """The best validation score the iteration reached: what a new best model would hold."""
+    scores = [entry["score"] for entry in record.get("validations", [])]
+    if record.get("validation_score") is not None:
+        scores.append(record["validation_score"])
+    return max(scores) if scores else float("-inf")
+
+
+def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Make the candidate with the highest peak validation score the run's ``iteration``.
+
+    Its iteration directory and best model are copied into the run, then its state with
+    the candidates' scores added to the iteration's record. Returns that record."""
+    if not results:
+        raise UserInputError(f"{run_dir}: no candidate finished iteration {iteration + 1}")
+    run = RunPaths(Path(run_dir))
+    if _trained_iterations(run.state) > iteration:
+        logger.info("Iteration %d: a candidate was already adopted", iteration + 1)
+        return json.loads(run.state.read_text(encoding="utf-8"))["iterations"][iteration]
+    winner = max(results, key=lambda result: (result["peak_score"], -result["candidate"]))
+    fork = RunPaths(Path(winner["candidate_dir"]))
+    for source in sorted(fork.iteration_dir(iteration).glob("*")):
+        _copy_atomically(source, run.iteration_dir(iteration) / source.name)
+    for name in ("best_model.zip", "best_model.json"):
+        if (fork.root / name).is_file():
+            _copy_atomically(fork.root / name, run.root / name)
+    state = json.loads(fork.state.read_text(encoding="utf-8"))
+    record = state["iterations"][iteration]
+    record["candidate"] = winner["candidate"]
+    record["candidates"] = [{"candidate": result["candidate"], "seed": result["seed"],
+                             "peak_score": result["peak_score"], "timesteps": result["timesteps"],
+                             "wall_seconds": result["wall_seconds"]}
+                            for result in sorted(results, key=lambda result: result["candidate"])]
+    # the iteration took as long as its slowest candidate when they ran side by side; the
+    # compute spent is every candidate's, so both are kept
+    record["wall_seconds"] = max(result["wall_seconds"] for result in results)
+    record["candidates_timesteps_total"] = sum(result["timesteps"] for result in results)
+    write_json(run.state, state)
+    logger.info("Iteration %d: kept candidate %d of %d (peak validation %.3f; others %s)", iteration + 1,
+                winner["candidate"], len(results), winner["peak_score"],
+                ", ".join(f"{result['peak_score']:.3f}" for result in results if result is not winner) or "none")
+    return record

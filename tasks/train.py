@@ -1,0 +1,93 @@
+"""Training as Prefect tasks: one iteration, one candidate, adopting the best candidate, the report.
+
+Each task rebuilds its :class:`~rltrader.training.Trainer` from the run directory and
+returns the iteration's record (plain JSON: paths and metrics, never a model). That is
+what makes retries resume: a retried attempt, in this process or a new one, finds the
+checkpoints and run state the failed attempt left and trains on from the last checkpoint.
+
+Retries (count and delays from ``orchestration:`` in the config, applied by the flow)
+cover transient failures; :func:`is_transient` refuses to retry a
+:class:`~rltrader.errors.UserInputError` (bad data, bad config, a results directory of
+another experiment), which would only fail the same way again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import task_run as current_task_run
+from prefect.states import State
+
+from rltrader.config import Config, parse_config
+from rltrader.errors import UserInputError
+from rltrader.preprocessing import PreparedData
+from rltrader.training import Trainer
+from rltrader.training.candidates import adopt_best_candidate, train_candidate
+from rltrader.training.performance_mode import ModeSwitcher
+
+
+def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry anything but a user error (its message says what to fix; retrying cannot)."""
+    try:
+        state.result()
+    except UserInputError:
+        return False
+    except BaseException:  # noqa: BLE001 - any other failure may pass on a second try
+        return True
+    return True
+
+
+def _iteration_label() -> str:
+    parameters = current_task_run.parameters
+    label = f"iteration {parameters['iteration'] + 1}"
+    return label + (f" candidate {parameters['candidate']}" if "candidate" in parameters else "")
+
+
+def _switcher(config: Config, run_dir: str, settings_file: str | None) -> ModeSwitcher:
+    path = Path(settings_file) if settings_file else config.performance_mode.settings_file
+    return ModeSwitcher(config.performance_mode, Path(run_dir), path)
+
+
+_TRAINING_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": is_transient,
+                                          "task_run_name": _iteration_label}
+
+
+@task(name="train-iteration", **_TRAINING_TASK_OPTIONS)
+def train_iteration_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
+                         run_dir: str, iteration: int, settings_file: str | None = None) -> dict[str, Any]:
+    """Train one iteration (warm start, adaptive timesteps, early stopping on fast validation),
+    keep its best model if it beats the run's; returns the iteration's record.
+
+    Validation runs inside training, every ``eval_freq`` timesteps, because early stopping
+    and keeping the best snapshot both need it there; a finished iteration is skipped."""
+    run_config = parse_config(config, source="train-iteration task")
+    trainer = Trainer(run_config, data_path, run_dir, [_switcher(run_config, run_dir, settings_file)])
+    return trainer.open(PreparedData.from_dict(prepared), preprocess_seconds, log_resume=False) \
+        .train_iteration(iteration)
+
+
+@task(name="train-candidate", **_TRAINING_TASK_OPTIONS)
+def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
+                         run_dir: str, iteration: int, candidate: int,
+                         settings_file: str | None = None) -> dict[str, Any]:
+    """Train ``iteration`` as candidate ``candidate``, in its own fork of the run."""
+    run_config = parse_config(config, source="train-candidate task")
+    return train_candidate(run_config, data_path, run_dir, iteration, candidate, PreparedData.from_dict(prepared),
+                           preprocess_seconds, lambda fork: [_switcher(run_config, str(fork), settings_file)])
+
+
+@task(name="keep-best-candidate", cache_policy=NO_CACHE, task_run_name=lambda: f"{_iteration_label()} keep best")
+def keep_best_candidate_task(run_dir: str, iteration: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Adopt the candidate with the highest validation score as the run's iteration."""
+    return adopt_best_candidate(run_dir, iteration, results)
+
+
+@task(name="final-report", cache_policy=NO_CACHE)
+def final_report_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Score the best model on validation and, once, on the test split; write the report and summary."""
+    run_config = parse_config(config, source="final-report task")
+    return Trainer(run_config, data_path, run_dir).open(PreparedData.from_dict(prepared), log_resume=False).finish()
