@@ -21,7 +21,7 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
-from flows.artifacts import publish_iterations, publish_summary, start_progress, update_progress
+from flows.artifacts import publish_iterations, publish_summary, records_of, start_progress, update_progress
 from rltrader.config import Config, load_config, run_config
 from rltrader.errors import UserInputError
 from tasks.preprocess import run_preprocessing
@@ -36,13 +36,13 @@ def _flow_run_name() -> str:
     return f"train {Path(parameters['data_path']).stem}" + (f" seed {seed}" if seed is not None else "")
 
 
-def candidate_runner(candidates: int, dask_address: str | None) -> TaskRunner[Any]:
-    """Processes on this machine by default; an existing Dask cluster when its address is given."""
+def candidate_runner(workers: int, dask_address: str | None) -> TaskRunner[Any]:
+    """``workers`` processes on this machine by default; an existing Dask cluster when its address is given."""
     if dask_address:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    return ProcessPoolTaskRunner(max_workers=candidates)
+    return ProcessPoolTaskRunner(max_workers=workers)
 
 
 @contextlib.contextmanager
@@ -90,7 +90,9 @@ def train_pipeline(
     results_dir: str = "results",
     settings_file: str | None = None,
     parallel_candidates: int = 1,
+    candidate_workers: int | None = None,
     dask_address: str | None = None,
+    cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train iteratively, keep the best model by validation score, report it against buy-and-hold.
 
@@ -98,13 +100,19 @@ def train_pipeline(
     name from its ``profiles:``, the booleans switch optimizations off, and the run goes to
     ``results_dir/<seed>/`` (a run there with the same settings is resumed).
     ``parallel_candidates`` trains that many candidates per iteration (seeds apart) in
-    local processes, or on the Dask cluster at ``dask_address``, and keeps the best.
+    local processes, at most ``candidate_workers`` at once (default: all), or on the Dask
+    cluster at ``dask_address``, and keeps the best.
     """
     logger = get_run_logger()
     if parallel_candidates < 1:
         raise UserInputError(f"parallel_candidates must be 1 or more, got {parallel_candidates}")
+    if candidate_workers is not None and candidate_workers < 1:
+        raise UserInputError(f"candidate_workers must be 1 or more, got {candidate_workers}")
+    base = load_config(config)
+    if cache_dir:
+        base = base.with_overrides({"cache.dir": cache_dir}, source="train-pipeline parameters")
     settings = run_config(
-        load_config(config), profile,
+        base, profile,
         {"seed": seed, "iterations": iterations, "total_timesteps": total_timesteps, "min_timesteps": min_timesteps,
          "early_stopping_patience": early_stopping_patience, "convergence_threshold": convergence_threshold,
          "eval_freq": eval_freq, "checkpoint_freq": checkpoint_freq},
@@ -123,11 +131,14 @@ def train_pipeline(
     shared = {"config": settings.model_dump(mode="json"), "data_path": data_path, "prepared": prepared.to_dict(),
               "preprocess_seconds": preprocess_seconds, "run_dir": str(run_dir), "settings_file": settings_file}
 
-    records: list[dict[str, Any]] = []
-    progress = start_progress(run_dir, 0, planned)
-    runner = candidate_runner(parallel_candidates, dask_address) if parallel_candidates > 1 else None
+    records: list[dict[str, Any]] = records_of(run_dir)[:planned]  # a retried run walks past these
+    if records:
+        logger.info("Resuming %s: %d of %d iterations already trained", run_dir, len(records), planned)
+    progress = start_progress(run_dir, len(records), planned)
+    workers = min(candidate_workers or parallel_candidates, parallel_candidates)
+    runner = candidate_runner(workers, dask_address) if parallel_candidates > 1 else None
     with api_visible_to_workers(), runner or contextlib.nullcontext():
-        for iteration in range(planned):
+        for iteration in range(len(records), planned):
             if runner is None:
                 record = _retrying(train_iteration_task, settings)(**shared, iteration=iteration)
             else:

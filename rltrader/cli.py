@@ -226,6 +226,15 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_serve(args: argparse.Namespace) -> int:
+    _prefect_environment()
+    from deployments.serve import serve_deployments
+
+    config = _resolve_config(args)
+    return serve_deployments(config, args.config, args.data_path, args.results_dir,
+                             _settings_file(args, config), args.host, args.port)
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     """The bar file and how to read it: every command that reads bars takes the same overrides."""
     parser.add_argument("--data_path", type=Path, required=True, help="bar file: CSV/TSV export or parquet")
@@ -325,6 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where status looks for the mode trainings applied (default: results)")
     mode.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
     mode.set_defaults(handler=_command_mode)
+
+    serve = commands.add_parser(
+        "serve", help="start a local Prefect server if none runs, serve the deployments, print the UI address",
+        description="Serve the train-ppo deployment (run it from the Prefect UI) and the performance-mode "
+        "deployment (performance in the evening, quiet in the morning; times in the config's "
+        "orchestration.mode_schedule). Uses PREFECT_API_URL when set; otherwise starts a server on "
+        "127.0.0.1 unless one answers there. Ctrl-C stops serving (and the server it started).")
+    serve.add_argument("--host", default=None, help="server host (default: orchestration.server_host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="server port (default: orchestration.server_port, 4200)")
+    serve.add_argument("--data_path", type=Path, default=Path("data/XAUUSDm_15min.csv"),
+                       help="default bar file of train-ppo runs (default: the shipped sample)")
+    serve.add_argument("--results_dir", type=Path, default=Path("results"), help="default results directory")
+    serve.add_argument("--settings_file", type=Path, default=None, help="performance mode file (default: settings.json)")
+    _add_config_options(serve)
+    serve.set_defaults(handler=_command_serve)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",

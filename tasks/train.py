@@ -86,7 +86,7 @@ def keep_best_candidate_task(run_dir: str, iteration: int, results: list[dict[st
     return adopt_best_candidate(run_dir, iteration, results)
 
 
-@task(name="final-report", cache_policy=NO_CACHE)
+@task(name="final-report", cache_policy=NO_CACHE, task_run_name="final report")
 def final_report_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Score the best model on validation and, once, on the test split; write the report and summary."""
     run_config = parse_config(config, source="final-report task")

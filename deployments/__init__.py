@@ -1,0 +1,1 @@
+"""Prefect deployments of the pipeline and the one command that serves them (``rltrader serve``)."""

@@ -1,0 +1,165 @@
+"""``rltrader serve``: a local Prefect server if none runs, the deployments, and the UI address.
+
+- ``train-ppo``: the training pipeline with default parameters, run from the UI's
+  "Run" button (every parameter editable there);
+- ``performance-mode``: the mode flow on two cron schedules, performance in the evening
+  and quiet in the morning, from ``orchestration.mode_schedule`` in the config, the mode
+  set per schedule.
+
+With ``PREFECT_API_URL`` set, that server is used; otherwise a server is started on
+``orchestration.server_host:server_port`` (127.0.0.1:4200) unless one already answers
+there, and stopped again when serving stops (Ctrl-C). Flow runs execute in
+subprocesses of this command, from the project root, so the deployments' default paths
+are made absolute first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rltrader.config import Config
+from rltrader.errors import UserInputError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRAIN_DEPLOYMENT = "train-ppo"
+MODE_DEPLOYMENT = "performance-mode"
+SERVER_START_TIMEOUT_S = 90.0
+
+
+def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class Server:
+    """The API the deployments are served to, and the server process if this command started it."""
+
+    api_url: str
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.rstrip("/").removesuffix("/api")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def ensure_server(host: str, port: int) -> Server:
+    """The user's server (``PREFECT_API_URL``), one already on ``host:port``, or a new one there."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        if not api_is_healthy(configured):
+            raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; "
+                                 "start it, or unset PREFECT_API_URL to let rltrader serve start one")
+        return Server(configured)
+    api_url = f"http://{host}:{port}/api"
+    if api_is_healthy(api_url):
+        return Server(api_url)
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "rltrader-server.log"
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
+                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    server = Server(api_url, process, log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if api_is_healthy(api_url):
+            return server
+        if process.poll() is not None:
+            raise UserInputError(f"the Prefect server on {host}:{port} exited at start (is the port taken?); "
+                                 f"see {log_path}, or pass --port")
+        time.sleep(0.5)
+    server.stop()
+    raise UserInputError(f"the Prefect server on {host}:{port} did not answer within {SERVER_START_TIMEOUT_S:.0f}s; "
+                         f"see {log_path}")
+
+
+def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
+                      settings_file: Path) -> list[Any]:
+    """The two deployments; pass absolute paths (flow runs may start in another directory)."""
+    from prefect.schedules import Cron
+
+    from flows.mode import set_performance_mode
+    from flows.train import train_pipeline
+
+    schedule = config.orchestration.mode_schedule
+    common = {"config": str(config_path) if config_path else None}
+    train = train_pipeline.to_deployment(
+        name=TRAIN_DEPLOYMENT,
+        description="Train RecurrentPPO agents iteratively and report the best against buy-and-hold. "
+                    "Edit the parameters to change data, seed, budget or optimizations.",
+        parameters={**common, "data_path": str(data_path), "results_dir": str(results_dir),
+                    "settings_file": str(settings_file)},
+        tags=["rltrader", "training"],
+    )
+    mode = set_performance_mode.to_deployment(
+        name=MODE_DEPLOYMENT,
+        description=f"Performance mode at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}' "
+                    f"({schedule.timezone}); run it by hand to switch now.",
+        parameters={**common, "settings_file": str(settings_file)},
+        schedules=[Cron(schedule.performance_cron, timezone=schedule.timezone, parameters={"mode": "performance"},
+                        slug="evening-performance"),
+                   Cron(schedule.quiet_cron, timezone=schedule.timezone, parameters={"mode": "quiet"},
+                        slug="morning-quiet")],
+        tags=["rltrader", "performance-mode"],
+    )
+    return [train, mode]
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def serve_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
+                      settings_file: Path, host: str | None = None, port: int | None = None) -> int:
+    """Start or find the server, serve both deployments until interrupted; stop what was started."""
+    config_path = config_path.resolve() if config_path else None
+    data_path, results_dir, settings_file = data_path.resolve(), results_dir.resolve(), settings_file.resolve()
+    if not data_path.is_file():
+        raise UserInputError(f"{data_path}: bar file not found; pass --data_path (the train-ppo default)")
+    server = ensure_server(host or config.orchestration.server_host, port or config.orchestration.server_port)
+    os.environ["PREFECT_API_URL"] = server.api_url  # before Prefect is imported: its settings read this
+    _stop_on_sigterm()
+    try:
+        os.chdir(PROJECT_ROOT)  # entrypoints (flows/train.py, flows/mode.py) are relative to here
+        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file)
+        schedule = config.orchestration.mode_schedule
+        started = "started by rltrader" if server.process else "already running"
+        print(f"Prefect UI: {server.ui_url}  (server {started}"
+              + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
+        print(f"Deployments: train-pipeline/{TRAIN_DEPLOYMENT} (Run it from the UI), set-performance-mode/"
+              f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "
+              f"{schedule.timezone}). Ctrl-C stops serving.", flush=True)
+        from prefect import serve
+
+        serve(*deployments, print_starting_message=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0

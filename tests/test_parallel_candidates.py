@@ -1,0 +1,84 @@
+"""Parallel candidates: forks that train one iteration each, and adoption of the best.
+
+The domain part (fork, adopt) runs in-process with scripted scores; the flow part runs
+two candidates per iteration on a local Dask cluster of two worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rltrader.config import load_config
+from rltrader.training.candidates import SEED_STRIDE, adopt_best_candidate, candidate_dir, peak_score, train_candidate
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("candidates-cache")
+    return load_config().with_profile("smoke").with_overrides({"cache.dir": str(cache), "training.iterations": 2})
+
+
+def test_candidates_fork_train_apart_and_the_best_is_adopted(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    first = [train_candidate(tiny_config, SAMPLE, run_dir, 0, candidate) for candidate in (0, 1)]
+    assert [result["seed"] for result in first] == [42, 42 + SEED_STRIDE]
+    assert not (run_dir / "run_state.json").exists()  # nothing reaches the run before adoption
+    record = adopt_best_candidate(run_dir, 0, first)
+    winner = max(first, key=lambda result: result["peak_score"])
+    assert record["candidate"] == winner["candidate"]
+    assert [entry["peak_score"] for entry in record["candidates"]] == [result["peak_score"] for result in first]
+    best = json.loads((run_dir / "best_model.json").read_text())
+    assert best["score"] == pytest.approx(winner["peak_score"])
+    assert (run_dir / "best_model.zip").read_bytes() == (Path(winner["candidate_dir"]) / "best_model.zip").read_bytes()
+
+    # iteration 2 forks from the adopted state: both candidates warm-start from that best model
+    second = [train_candidate(tiny_config, SAMPLE, run_dir, 1, candidate) for candidate in (0, 1)]
+    assert all(result["warm_started"] for result in second)
+    assert candidate_dir(run_dir, 1, 0) != candidate_dir(run_dir, 0, 0)
+    adopt_best_candidate(run_dir, 1, second)
+    state = json.loads((run_dir / "run_state.json").read_text())
+    assert [entry["iteration"] for entry in state["iterations"]] == [0, 1]
+    assert state["best"]["score"] == pytest.approx(max(peak_score(r) for r in first + second))
+    # adopting again (a retried flow) changes nothing
+    assert adopt_best_candidate(run_dir, 1, second)["candidate"] == state["iterations"][1]["candidate"]
+
+
+def test_a_finished_candidate_is_not_trained_again(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    once = train_candidate(tiny_config, SAMPLE, run_dir, 0, 1)
+    model = Path(once["candidate_dir"]) / "iterations" / "iter_00" / "model.zip"
+    stamp = model.stat().st_mtime_ns
+    again = train_candidate(tiny_config, SAMPLE, run_dir, 0, 1)
+    assert again["wall_seconds"] == once["wall_seconds"] and model.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_parallel_candidates_on_a_local_dask_cluster(tmp_path):
+    from distributed import LocalCluster
+
+    from flows.train import train_pipeline
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        state = train_pipeline(data_path=str(SAMPLE), profile="smoke", results_dir=str(tmp_path / "results"),
+                               settings_file=str(tmp_path / "settings.json"), cache_dir=str(tmp_path / "cache"),
+                               parallel_candidates=2, dask_address=cluster.scheduler_address, return_state=True)
+        workers = {worker["id"] for worker in cluster.scheduler_info["workers"].values()}
+    assert state.is_completed(), state.message
+    assert len(workers) == 2
+    run_dir = tmp_path / "results" / "42"
+    records = json.loads((run_dir / "run_state.json").read_text())["iterations"]
+    assert len(records) == 2
+    for record in records:
+        scores = {entry["candidate"]: entry["peak_score"] for entry in record["candidates"]}
+        assert sorted(scores) == [0, 1]
+        assert record["candidate"] == max(scores, key=scores.get)
+        assert (run_dir / "candidates" / f"iter_{record['iteration']:02d}" / "cand_1" / "fork.json").is_file()
+    summary = state.result()
+    assert summary["best_model"]["score"] == pytest.approx(
+        max(entry["peak_score"] for record in records for entry in record["candidates"]))
