@@ -11,3 +11,5 @@ _extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "")
 if "rltrader" not in _extra.split(","):
     os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(filter(None, [_extra, "rltrader"]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the same logger also reports work done outside runs (a warm-up preprocess, a direct Trainer)
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

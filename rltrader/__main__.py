@@ -1,3 +1,5 @@
+"""``python -m rltrader``: the same as the ``rltrader`` command."""
+
 from rltrader.cli import entry_point
 
 entry_point()

@@ -26,6 +26,7 @@ LOGGER_NAME = "rltrader"
 def _prefect_environment() -> None:
     """Settings that must be in place before Prefect is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "")
     if LOGGER_NAME not in extra.split(","):
         os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(filter(None, [extra, LOGGER_NAME]))

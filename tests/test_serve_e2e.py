@@ -1,0 +1,195 @@
+"""End to end against a real local Prefect server, the way users run it.
+
+``rltrader serve`` starts a server on a free port (temporary ``PREFECT_HOME``) and serves
+the deployments; the tests then do what the UI does: run ``train-ppo``, read the
+artifacts, look at the runs the scheduler created for ``performance-mode``, and retry a
+flow run whose process was killed mid-iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    DeploymentFilter,
+    DeploymentFilterId,
+)
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
+
+from rltrader.config import load_config
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 150
+RUN_TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Served:
+    """The ``rltrader serve`` process and a client of its server."""
+
+    def __init__(self, process: subprocess.Popen[str], api_url: str, root: Path) -> None:
+        self.process, self.api_url, self.root = process, api_url, root
+
+    def client(self):
+        return get_client(sync_client=True)
+
+    def deployment(self, name: str) -> Any:
+        with self.client() as client:
+            return client.read_deployment_by_name(name)
+
+    def run_and_wait(self, deployment: str, parameters: dict[str, Any]) -> Any:
+        with self.client() as client:
+            flow_run = client.create_flow_run_from_deployment(self.deployment(deployment).id, parameters=parameters)
+        return self.wait(flow_run.id)
+
+    def wait(self, flow_run_id, timeout: float = RUN_TIMEOUT_S) -> Any:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                flow_run = client.read_flow_run(flow_run_id)
+                if flow_run.state.is_final():
+                    return flow_run
+                time.sleep(0.5)
+        raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s: {flow_run.state}")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+               PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop(FAULT := "RLTRADER_FAIL_ONCE_AT_ITERATION", None)
+    log = open(root / "serve.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "rltrader", "serve", "--port", str(port),
+                                "--results_dir", str(root / "results"), "--settings_file",
+                                str(root / "settings.json"), "--cache_dir", str(root / "cache")],
+                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    api_url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            served = Served(process, api_url, root)
+            while True:
+                assert process.poll() is None, (root / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (root / "serve.log").read_text()[-3000:]
+                if "Prefect UI: http://127.0.0.1:" in (root / "serve.log").read_text():
+                    try:
+                        served.deployment("train-pipeline/train-ppo")
+                        served.deployment("set-performance-mode/performance-mode")
+                        break
+                    except Exception:  # noqa: BLE001 - not registered yet
+                        pass
+                time.sleep(1)
+            yield served
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        assert FAULT
+
+
+def _smoke(results: Path, **extra: Any) -> dict[str, Any]:
+    return {"profile": "smoke", "results_dir": str(results), **extra}
+
+
+def test_serve_prints_the_ui_address(served):
+    assert f"Prefect UI: {served.api_url.removesuffix('/api')}" in (served.root / "serve.log").read_text()
+
+
+def test_train_ppo_runs_from_the_ui_and_publishes_artifacts(served):
+    results = served.root / "ui-run"
+    flow_run = served.run_and_wait("train-pipeline/train-ppo", _smoke(results))
+    assert flow_run.state.is_completed(), flow_run.state.message
+    summary = json.loads((results / "42" / "optimization_summary.json").read_text())
+    assert summary["optimization_completed"] and len(summary["iterations"]) == 2
+    with served.client() as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    assert {artifact.key for artifact in artifacts} == {"training-progress", "training-iterations",
+                                                         "training-summary", "training-report"}
+
+
+def test_mode_schedules_create_runs_with_their_parameters(served):
+    schedule = load_config().orchestration.mode_schedule
+    deployment = served.deployment("set-performance-mode/performance-mode")
+    wanted = {"performance": int(schedule.performance_cron.split()[1]), "quiet": int(schedule.quiet_cron.split()[1])}
+    deadline = time.monotonic() + 60
+    with served.client() as client:
+        while True:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+            scheduled = [run for run in runs if run.state.is_scheduled()]
+            if {run.parameters.get("mode") for run in scheduled} >= set(wanted) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    assert {run.parameters.get("mode") for run in scheduled} >= set(wanted), [r.parameters for r in runs]
+    zone = ZoneInfo(schedule.timezone)
+    for run in scheduled:
+        local: datetime = run.expected_start_time.astimezone(zone)
+        assert local.hour == wanted[run.parameters["mode"]] and local.minute == 0
+        assert run.parameters["settings_file"] == str(served.root / "settings.json")
+
+
+def test_mode_deployment_run_by_hand_switches_the_mode(served):
+    from prefect.variables import Variable
+
+    flow_run = served.run_and_wait("set-performance-mode/performance-mode", {"mode": "performance"})
+    assert flow_run.state.is_completed(), flow_run.state.message
+    assert json.loads((served.root / "settings.json").read_text()) == {"performance_mode": "performance"}
+    assert Variable.get("rltrader_performance_mode") == "performance"
+
+
+def test_a_killed_flow_run_retried_from_the_ui_skips_finished_iterations(served):
+    results = served.root / "crash"
+    run_dir = results / "42"
+    parameters = _smoke(results, iterations=3, total_timesteps=8192, min_timesteps=4096, early_stopping_patience=0)
+    with served.client() as client:
+        flow_run = client.create_flow_run_from_deployment(served.deployment("train-pipeline/train-ppo").id,
+                                                          parameters=parameters)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not (run_dir / "run_state.json").is_file() \
+                or len(json.loads((run_dir / "run_state.json").read_text())["iterations"]) < 1 \
+                or not list((run_dir / "checkpoints" / "iter_01").glob("step_*.json")):
+            assert time.monotonic() < deadline and not client.read_flow_run(flow_run.id).state.is_final()
+            time.sleep(0.2)
+        finished = (run_dir / "iterations" / "iter_00" / "metrics.json").read_text()
+        pid = json.loads((run_dir / "performance_mode.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)  # the flow run's process, mid-iteration 2
+        crashed = served.wait(flow_run.id)
+        assert crashed.state.type.value == "CRASHED", crashed.state
+        # what the UI's Retry button does
+        client.set_flow_run_state(flow_run.id, Scheduled(name="AwaitingRetry"), force=True)
+    retried = served.wait(flow_run.id)
+    assert retried.state.is_completed(), retried.state.message
+    assert retried.run_count == 2
+    assert (run_dir / "iterations" / "iter_00" / "metrics.json").read_text() == finished  # not retrained
+    records = json.loads((run_dir / "run_state.json").read_text())["iterations"]
+    assert [record["iteration"] for record in records] == [0, 1, 2]
+    assert records[1]["resumed_at"] > 0  # iteration 2 went on from its checkpoint
