@@ -238,3 +238,18 @@ def test_a_resumed_run_continues_its_metrics_file(tmp_path):
     assert [(row["timesteps"], row["mode"], row["timesteps_per_s"]) for row in rows] == [
         ("512", "quiet", ""), ("1024", "quiet", "900.0"), ("1536", "performance", "800.0")]
     assert resumed.step == 3
+
+
+def test_switchers_made_one_after_another_do_not_compound_niceness():
+    script = (
+        "import os\n"
+        "from rltrader.training.performance_mode import ProcessPriority\n"
+        "start = os.nice(0)\n"
+        "for _ in range(3):\n"
+        "    ProcessPriority().set(5)\n"
+        "print(os.nice(0) - start)\n"
+    )
+    if not hasattr(os, "setpriority"):
+        pytest.skip("no process priorities here")
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "5"

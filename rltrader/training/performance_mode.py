@@ -122,13 +122,21 @@ class AppliedMode:
     torch_threads: int
 
 
+_NICE_AT_START: dict[int, int] = {}  # pid -> nice value before any switcher lowered it
+
+
 class ProcessPriority:
-    """Nice value of every thread of this process (Linux keeps one per thread)."""
+    """Nice value of every thread of this process (Linux keeps one per thread).
+
+    Niceness is relative to the process's value before the first switcher touched it, so
+    switchers created one after another (the flow makes one per task) do not compound
+    quiet mode's +10 into +19."""
 
     def __init__(self) -> None:
         self.supported = hasattr(os, "setpriority")
-        self.base = os.getpriority(os.PRIO_PROCESS, 0) if self.supported else 0
-        self.current = self.base
+        current = os.getpriority(os.PRIO_PROCESS, 0) if self.supported else 0
+        self.base = _NICE_AT_START.setdefault(os.getpid(), current)
+        self.current = current
         self._warned = False
 
     def set(self, niceness: int) -> None:
