@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data_path", type=Path, default=Path("data/XAUUSDm_15min.csv"),
                        help="default bar file of train-ppo runs (default: the shipped sample)")
     serve.add_argument("--results_dir", type=Path, default=Path("results"), help="default results directory")
-    serve.add_argument("--settings_file", type=Path, default=None, help="performance mode file (default: settings.json)")
+    serve.add_argument("--settings_file", type=Path, default=None,
+                       help="performance mode file (default: settings.json)")
     _add_config_options(serve)
     serve.set_defaults(handler=_command_serve)
 

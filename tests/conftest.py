@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rltrader")  # before any Prefect import, as the CLI does
 
 from rltrader.config import Config  # noqa: E402
 from rltrader.data import load_bars  # noqa: E402

@@ -19,7 +19,8 @@ def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_pa
     train, mode = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
                                     tmp_path / "results", tmp_path / "settings.json")
     assert (train.name, mode.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT)
-    assert train.entrypoint == "flows/train.py:train_pipeline" and mode.entrypoint == "flows/mode.py:set_performance_mode"
+    assert train.entrypoint == "flows/train.py:train_pipeline"
+    assert mode.entrypoint == "flows/mode.py:set_performance_mode"
     assert train.parameters["results_dir"] == str(tmp_path / "results")
     assert mode.parameters["settings_file"] == str(tmp_path / "settings.json")
     schedules = {s.parameters["mode"]: (s.schedule.cron, s.schedule.timezone) for s in mode.schedules}

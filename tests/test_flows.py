@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 import yaml
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 
 from flows.mode import MODE_VARIABLE, set_performance_mode
 from flows.train import train_pipeline
@@ -83,6 +90,13 @@ def test_pipeline_writes_results_and_artifacts(tmp_path, flow_cache):
     assert "buy-and-hold" in by_key["training-summary"].data.lower()
     assert f"{summary['total_speedup_achieved']:.2f}x" in by_key["training-summary"].data
     assert by_key["training-report"].data.endswith("report/report.md)")
+
+    # the trainer's own log lines (rltrader logger, no Prefect import there) reach the run's logs
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    messages = [log.message for log in logs if log.name.startswith("rltrader")]
+    assert any(message.startswith("Iteration 1/2 [explore] done:") for message in messages), messages[:5]
 
 
 def test_preprocessing_is_a_cache_hit_on_the_second_run(tmp_path, flow_cache):

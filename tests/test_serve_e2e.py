@@ -142,9 +142,10 @@ def test_mode_schedules_create_runs_with_their_parameters(served):
     deployment = served.deployment("set-performance-mode/performance-mode")
     wanted = {"performance": int(schedule.performance_cron.split()[1]), "quiet": int(schedule.quiet_cron.split()[1])}
     deadline = time.monotonic() + 60
+    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
     with served.client() as client:
         while True:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+            runs = client.read_flow_runs(deployment_filter=by_deployment)
             scheduled = [run for run in runs if run.state.is_scheduled()]
             if {run.parameters.get("mode") for run in scheduled} >= set(wanted) or time.monotonic() > deadline:
                 break
