@@ -26,6 +26,7 @@ from rltrader.config import Config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData
 from rltrader.training import Trainer
+from rltrader.training.allocator import relax_heap_trimming
 from rltrader.training.candidates import adopt_best_candidate, train_candidate
 from rltrader.training.performance_mode import ModeSwitcher
 
@@ -75,6 +76,7 @@ def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[
                          run_dir: str, iteration: int, candidate: int,
                          settings_file: str | None = None) -> dict[str, Any]:
     """Train ``iteration`` as candidate ``candidate``, in its own fork of the run."""
+    relax_heap_trimming()  # Dask workers start with a heap setting that halves training speed
     run_config = parse_config(config, source="train-candidate task")
     return train_candidate(run_config, data_path, run_dir, iteration, candidate, PreparedData.from_dict(prepared),
                            preprocess_seconds, lambda fork: [_switcher(run_config, str(fork), settings_file)])

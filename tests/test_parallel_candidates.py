@@ -82,3 +82,20 @@ def test_parallel_candidates_on_a_local_dask_cluster(tmp_path):
     summary = state.result()
     assert summary["best_model"]["score"] == pytest.approx(
         max(entry["peak_score"] for record in records for entry in record["candidates"]))
+
+
+@pytest.mark.parametrize("environment, expected", [({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True True"),
+                                                    ({}, "False False")])
+def test_a_dask_nanny_heap_setting_is_undone_once_per_process(environment, expected):
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is a Linux matter")
+    script = ("from rltrader.training.allocator import relax_heap_trimming\n"
+              "print(relax_heap_trimming(), relax_heap_trimming())\n")
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_TRIM_THRESHOLD_"}
+    output = subprocess.run([sys.executable, "-c", script], env={**env, **environment}, capture_output=True,
+                            text=True, check=True).stdout
+    assert output.strip() == expected
