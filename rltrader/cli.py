@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rltrader import __version__
 from rltrader.config import OPTIMIZATION_SWITCHES, Config, load_config, run_config
@@ -97,50 +98,113 @@ def _training_config(args: argparse.Namespace) -> Config:
                       args.use_original_training)
 
 
-def _show_training_logs() -> None:
-    logger = logging.getLogger(LOGGER_NAME)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def _settings_file(args: argparse.Namespace, config: Config) -> Path:
     return args.settings_file or config.performance_mode.settings_file
 
 
+def _console_log_level(verbose: int) -> None:
+    """Terminal logging by --verbose; the Prefect UI still gets every log line."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    level = logging.INFO if verbose >= 2 else logging.WARNING
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(level)
+
+
+def _flow_parameters(args: argparse.Namespace) -> dict[str, object]:
+    """``train-pipeline``'s parameters for these flags: the flow rebuilds the same config."""
+    overrides = {"data.sep": args.sep, "data.date_format": args.date_format, "data.dayfirst": args.dayfirst,
+                 "data.point": args.point}
+    return {
+        "data_path": str(args.data_path), "config": str(args.config) if args.config else None,
+        "profile": args.profile, **{name: getattr(args, name) for name in TRAINING_FLAGS},
+        **{flag: False for flag in OPTIMIZATION_SWITCHES if getattr(args, f"no_{flag}")},
+        "use_original_training": args.use_original_training, "results_dir": str(args.results_dir),
+        "settings_file": str(args.settings_file) if args.settings_file else None,
+        "parallel_candidates": args.parallel_candidates,
+        "cache_dir": str(args.cache_dir) if args.cache_dir else None,
+        "overrides": {key: value for key, value in overrides.items() if value is not None} or None,
+    }
+
+
 def _command_train(args: argparse.Namespace) -> int:
     config = _training_config(args)
-    from rltrader.training import Trainer
-    from rltrader.training.benchmark import run_benchmark
-    from rltrader.training.performance_mode import ModeSwitcher
+    if args.parallel_candidates < 1:
+        raise UserInputError(f"--parallel_candidates must be 1 or more, got {args.parallel_candidates}")
+    if not args.data_path.is_file():
+        raise UserInputError(f"{args.data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+    _prefect_environment()
+    from rich.console import Console
 
-    _show_training_logs()
+    from flows.benchmark import benchmark_pipeline  # Prefect import: seconds, so only here
+    from flows.train import train_pipeline
+    from rltrader.progress import LiveProgress, final_tables
+
+    _quiet_prefect_tracebacks_for_user_errors()
+    _console_log_level(args.verbose)
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
     seed = config.training.seed
-    run_dir = args.results_dir / (f"benchmark-{seed}" if args.benchmark_mode else str(seed))
-    switcher = ModeSwitcher(config.performance_mode, run_dir, _settings_file(args, config))
+    parameters = _flow_parameters(args)
+    show = {"bars": args.verbose == 1, "lines": args.verbose == 1}
     if args.benchmark_mode:
-        comparison = run_benchmark(config, args.data_path, run_dir, [switcher])
-        original, optimized = comparison["original"], comparison["optimized"]
-        print(f"\nrltrader benchmark (seed {seed}): original {original['total_time_seconds']:.1f}s, "
-              f"optimized {optimized['total_time_seconds']:.1f}s, speedup {comparison['speedup']:.2f}x")
-        for name, side in (("original", original), ("optimized", optimized)):
-            print(f"  {name:<9} timesteps {side['total_timesteps']:>9,}  validation Sharpe "
-                  f"{_number(side['validation_sharpe'])}  test Sharpe {_number(side['test_sharpe'])}")
-        print(f"  wrote {run_dir / 'comparison.json'}")
+        run_dir = args.results_dir / f"benchmark-{seed}"
+        with LiveProgress(run_dir / "original", config.original_method(), console, **show), \
+                LiveProgress(run_dir / "optimized", config, console, **{**show, "bars": False}):
+            comparison = benchmark_pipeline(str(run_dir), parameters)
+        from rltrader.training.benchmark import compare_runs, load_summary
+
+        _print_comparison(console, compare_runs(load_summary(run_dir / "original"), load_summary(run_dir / "optimized")))
+        console.print(f"  wrote {run_dir / 'comparison.json'} (speedup {comparison['speedup']:.2f}x)")
         return 0
-    summary = Trainer(config, args.data_path, run_dir, [switcher]).run()
-    test = summary["test"]
-    print(f"\nrltrader train ({summary['method']}, seed {seed}): {len(summary['iterations'])} iterations, "
-          f"{summary['total_timesteps']:,} timesteps in {summary['total_time_seconds'] / 60:.1f} min, "
-          f"speedup {summary['total_speedup_achieved']:.2f}x ({summary['speedup_basis']})")
-    print(f"  best model  {summary['best_model']['path']} (iteration {summary['best_model']['iteration'] + 1}, "
-          f"validation {summary['best_model']['metric']} {_number(summary['best_model']['score'])})")
-    print(f"  test split  agent Sharpe {_number(test['agent']['sharpe'])}, return "
-          f"{test['agent']['total_return']:.2%}; buy-and-hold Sharpe {_number(test['buy_and_hold']['sharpe'])}, "
-          f"return {test['buy_and_hold']['total_return']:.2%}")
-    print(f"  report      {summary['report']}\n  summary     {run_dir / 'optimization_summary.json'}")
+    run_dir = args.results_dir / str(seed)
+    with LiveProgress(run_dir, config, console, parallel_candidates=args.parallel_candidates, **show):
+        summary = train_pipeline(**parameters)
+    for table in final_tables(summary):
+        console.print(table)
+    console.print(f"rltrader train ({summary['method']}, seed {seed}): {len(summary['iterations'])} iterations, "
+                  f"{summary['total_timesteps']:,} timesteps in {summary['total_time_seconds'] / 60:.1f} min, "
+                  f"speedup {summary['total_speedup_achieved']:.2f}x ({summary['speedup_basis']}), "
+                  f"{summary['total_timesteps_saved']:,} timesteps saved")
+    console.print(f"  best model  {summary['best_model']['path']}\n  report      {summary['report']}\n"
+                  f"  summary     {run_dir / 'optimization_summary.json'}")
+    return 0
+
+
+def _print_comparison(console: object, comparison: dict[str, object]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Original vs optimized", title_justify="left")
+    for column in ("", "original", "optimized"):
+        table.add_column(column, justify="right")
+    original, optimized = comparison["original"], comparison["optimized"]
+    rows = (("time", "total_time_seconds", lambda v: f"{v / 60:.1f} min"),
+            ("timesteps", "total_timesteps", lambda v: f"{v:,}"),
+            ("early stops", "early_stops", str), ("warm starts", "warm_starts", str),
+            (f"best validation {comparison['selection_metric']}", "best_validation_score", _number),
+            ("validation Sharpe", "validation_sharpe", _number), ("test Sharpe", "test_sharpe", _number),
+            ("test return", "test_total_return", lambda v: "n/a" if v is None else f"{v:.2%}"),
+            ("buy-and-hold test Sharpe", "test_buy_and_hold_sharpe", _number))
+    for label, key, show in rows:
+        table.add_row(label, show(original[key]), show(optimized[key]))
+    console.print(table)
+    verdict = "held" if comparison["quality_held"] else "NOT held"
+    console.print(f"speedup {comparison['speedup']:.2f}x; quality {verdict} (optimized best validation score "
+                  f">= original's - {comparison['quality_tolerance']})")
+
+
+def _command_compare(args: argparse.Namespace) -> int:
+    from rltrader.training.benchmark import compare_runs, load_summary
+
+    comparison = compare_runs(load_summary(args.original), load_summary(args.optimized))
+    if args.json:
+        print(json.dumps(comparison, indent=2))
+        return 0
+    from rich.console import Console
+
+    _print_comparison(Console(highlight=False), comparison)
     return 0
 
 
@@ -255,8 +319,15 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache_dir", type=Path, default=None, help="cache directory (default: cache.dir, ./cache)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (what is wrong and where to look), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rltrader",
         description="Train recurrent PPO trading agents on bar data (MT5 exports, CSV, parquet).",
     )
@@ -323,7 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the original and the optimized method on the same data and seed, then compare")
     train.add_argument("--settings_file", type=Path, default=None,
                        help="performance mode file read before every update (default: settings.json)")
+    train.add_argument("--parallel_candidates", type=int, default=1,
+                       help="train N candidates per iteration side by side and keep the best (default 1)")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                       help="0: final table only; 1: progress bars and a line per iteration (default); 2: every log")
     train.set_defaults(handler=_command_train)
+
+    compare = commands.add_parser(
+        "compare", help="compare two finished runs: time, timesteps, early stops, warm starts, quality",
+        description="Side by side: wall time, timesteps, early stops, warm starts, validation and test metrics, "
+        "the speedup, and whether quality held (optimized best validation score at least the original's "
+        "minus 0.1).")
+    compare.add_argument("--original", type=Path, required=True, help="run directory of the baseline, e.g. results/42")
+    compare.add_argument("--optimized", type=Path, required=True, help="run directory to compare, e.g. results/999")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.set_defaults(handler=_command_compare)
 
     mode = commands.add_parser(
         "mode", help="switch running and future training between quiet and performance, or show the mode",

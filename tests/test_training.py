@@ -274,6 +274,7 @@ def test_same_seed_and_config_give_the_same_summary(tiny_config, tmp_path):
 
 # -- the command ------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("prefect_harness")  # the command trains through the Prefect flow
 def test_train_command_writes_the_results_directory(tiny_config, tmp_path, capsys):
     cache = str(tiny_config.cache.dir)
     settings = tmp_path / "settings.json"  # performance: every core, no lowered priority for later tests
@@ -294,7 +295,9 @@ def test_train_command_writes_the_results_directory(tiny_config, tmp_path, capsy
                  "report/validation/equity.png"):
         assert (run_dir / name).is_file(), name
     assert "Buy and hold" in (run_dir / "report" / "report.md").read_text()
-    assert "test split" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Iterations (optimized method, seed 7)" in out and "buy-and-hold test" in out
+    assert "Iteration 1/1 [explore] done:" in out  # verbose 1 without a terminal: one line per iteration
 
     rc = main(["train", "--data_path", str(SAMPLE), "--iterations", "0", "--results_dir", str(tmp_path)])
     err = capsys.readouterr().err

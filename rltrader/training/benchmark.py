@@ -9,6 +9,7 @@ times are the sums of per-iteration wall times, which a resume does not inflate.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from rltrader.atomic import write_json
 from rltrader.config import Config
+from rltrader.errors import UserInputError
 from rltrader.training.callbacks import UpdateHook
 from rltrader.training.trainer import Trainer
 
@@ -24,7 +26,7 @@ logger = logging.getLogger(__name__)
 METHODS = ("original", "optimized")
 
 
-def _side(summary: dict[str, Any]) -> dict[str, Any]:
+def run_side(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "total_time_seconds": summary["total_time_seconds"],
         "iteration_wall_seconds": [record["wall_seconds"] for record in summary["iterations"]],
@@ -49,21 +51,63 @@ def run_benchmark(config: Config, data_path: str | Path, run_dir: str | Path,
     for method in METHODS:
         logger.info("Benchmark: %s method", method)
         summaries[method] = Trainer(configs[method], data_path, run_dir / method, update_hooks).run()
-    original, optimized = (_side(summaries[method]) for method in METHODS)
+    return write_comparison(run_dir, summaries["original"], summaries["optimized"], config.training.seed)
+
+
+def write_comparison(run_dir: str | Path, original_summary: dict[str, Any], optimized_summary: dict[str, Any],
+                     seed: int) -> dict[str, Any]:
+    """Compare two finished runs side by side; write ``comparison.json`` and the measured speedup.
+
+    The optimized run's ``optimization_summary.json`` then carries the measured speedup
+    instead of its throughput estimate (``speedup_basis: measured_benchmark``)."""
+    run_dir = Path(run_dir)
+    original, optimized = run_side(original_summary), run_side(optimized_summary)
     speedup = original["total_time_seconds"] / optimized["total_time_seconds"]
     comparison = {
-        "seed": config.training.seed,
+        "seed": seed,
         "speedup": round(speedup, 3),
         "original": original,
         "optimized": optimized,
         "timesteps_ratio": round(original["total_timesteps"] / max(1, optimized["total_timesteps"]), 3),
     }
     write_json(run_dir / "comparison.json", comparison)
-    # the optimized run's summary now carries the measured speedup instead of its estimate
-    summaries["optimized"].update(
+    optimized_summary.update(
         total_speedup_achieved=round(speedup, 3), speedup_basis="measured_benchmark",
         estimated_time_saved_hours=round((original["total_time_seconds"] - optimized["total_time_seconds"]) / 3600, 4))
-    write_json(run_dir / "optimized" / "optimization_summary.json", summaries["optimized"])
+    write_json(Path(optimized["summary"]), optimized_summary)
     logger.info("Benchmark: original %.1fs, optimized %.1fs, speedup %.2fx", original["total_time_seconds"],
                 optimized["total_time_seconds"], speedup)
     return comparison
+
+
+QUALITY_TOLERANCE = 0.1  # in units of the selection metric (Sharpe by default)
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """``optimization_summary.json`` of a run directory (or the file itself), with a clear error."""
+    path = Path(path)
+    file = path / "optimization_summary.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserInputError(f"{path}: no optimization_summary.json; pass a finished run's directory, "
+                             "e.g. results/42")
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserInputError(f"{file}: not valid JSON; was the run interrupted while writing it?") from None
+    if not summary.get("optimization_completed"):
+        raise UserInputError(f"{file}: the run has not finished; re-run its command to complete it")
+    return summary
+
+
+def compare_runs(original: dict[str, Any], optimized: dict[str, Any]) -> dict[str, Any]:
+    """Time, timesteps and quality of two finished runs, side by side.
+
+    Quality held when the optimized best validation score is at least the original's
+    minus ``QUALITY_TOLERANCE``: validation, because that is what selected each model;
+    the test figures are shown, never used to decide."""
+    sides = {"original": run_side(original), "optimized": run_side(optimized)}
+    speedup = sides["original"]["total_time_seconds"] / sides["optimized"]["total_time_seconds"]
+    before, after = sides["original"]["best_validation_score"], sides["optimized"]["best_validation_score"]
+    held = before is not None and after is not None and after >= before - QUALITY_TOLERANCE
+    return {"speedup": round(speedup, 3), "quality_held": held, "quality_tolerance": QUALITY_TOLERANCE,
+            "selection_metric": optimized["best_model"].get("metric"), **sides}

@@ -1,0 +1,156 @@
+"""``rltrader train`` flags, ``compare`` and ``clear-cache --dry-run``: parse -> config, no training.
+
+Every flag must reach the config key it names, both in the CLI's own config (used for
+the progress display) and in the config the Prefect flow rebuilds from the parameters
+the CLI hands it: the two must be the same config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.train import pipeline_config
+from rltrader.cli import _flow_parameters, _training_config, build_parser, main
+from rltrader.config import load_config
+
+SAMPLE = "data/XAUUSDm_15min.csv"
+FLOW_ONLY = ("data_path", "results_dir", "settings_file", "parallel_candidates")
+
+
+def _configs(*flags: str):
+    args = build_parser().parse_args(["train", "--data_path", SAMPLE, *flags])
+    parameters = {key: value for key, value in _flow_parameters(args).items() if key not in FLOW_ONLY}
+    return _training_config(args), pipeline_config(parameters), args
+
+
+@pytest.mark.parametrize("flag, value, key", [
+    ("--seed", "7", "training.seed"),
+    ("--iterations", "3", "training.iterations"),
+    ("--total_timesteps", "30000", "training.total_timesteps"),
+    ("--min_timesteps", "5000", "training.min_timesteps"),
+    ("--early_stopping_patience", "5", "training.early_stopping_patience"),
+    ("--convergence_threshold", "0.05", "training.convergence_threshold"),
+    ("--eval_freq", "2048", "training.eval_freq"),
+    ("--checkpoint_freq", "4096", "training.checkpoint_freq"),
+    ("--cache_dir", "elsewhere", "cache.dir"),
+    ("--point", "0.001", "data.point"),
+    ("--sep", ";", "data.sep"),
+])
+def test_each_value_flag_reaches_its_key(flag, value, key):
+    cli, flow, _ = _configs(flag, value)
+    section, name = key.split(".")
+    got = getattr(getattr(cli, section), name)
+    assert str(got) == value or got == type(got)(value)
+    assert cli == flow
+
+
+@pytest.mark.parametrize("flag, key", [
+    ("--no-adaptive_timesteps", "optimizations.adaptive_timesteps"),
+    ("--no-warm_start", "optimizations.warm_start"),
+    ("--no-early_stopping", "optimizations.early_stopping"),
+    ("--no-progressive_training", "optimizations.progressive_training"),
+    ("--no-fast_evaluation", "optimizations.fast_evaluation"),
+    ("--no-fast_engine", "optimizations.fast_engine"),
+    ("--no-cache_environments", "cache.enabled"),
+])
+def test_each_switch_turns_only_its_optimization_off(flag, key):
+    cli, flow, _ = _configs(flag)
+    default = load_config()
+    section, name = key.split(".")
+    assert getattr(getattr(cli, section), name) is False
+    assert cli.model_dump(exclude={section: {name}}) == default.model_dump(exclude={section: {name}})
+    assert cli == flow
+
+
+def test_profile_original_and_the_rest():
+    cli, flow, args = _configs("--profile", "smoke", "--seed", "5", "--use_original_training",
+                               "--parallel_candidates", "3", "--verbose", "0", "--benchmark_mode",
+                               "--results_dir", "out", "--config", "configs/default.yaml")
+    assert cli.training.iterations == 2 and cli.training.seed == 5  # the profile, then the flag
+    assert not any(cli.optimizations.model_dump().values()) and not cli.cache.enabled
+    assert cli == flow
+    assert (args.parallel_candidates, args.verbose, args.benchmark_mode, args.results_dir) == (3, 0, True, Path("out"))
+
+
+def test_a_switch_left_on_keeps_what_the_config_file_says(tmp_path):
+    raw = load_config().model_dump(mode="json")
+    raw["optimizations"]["warm_start"] = False
+    import yaml
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cli, flow, _ = _configs("--config", str(path))
+    assert cli.optimizations.warm_start is False and flow.optimizations.warm_start is False
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+    (["--verbose", "3"], "argument --verbose: invalid choice: 3"),
+    (["--seed", "-1"], "training.seed"),
+    (["--iterations", "0"], "training.iterations"),
+    (["--min_timesteps", "90000"], "min_timesteps must not exceed total_timesteps"),
+    (["--profile", "nope"], "profile 'nope' is not defined"),
+    (["--parallel_candidates", "0"], "--parallel_candidates must be 1 or more"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flag_values_give_one_line(flags, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["train", "--data_path", SAMPLE, *flags]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert expected in error and "\n" not in error and "Traceback" not in error
+
+
+def _summary(run_dir: Path, seconds: float, score: float, timesteps: int) -> None:
+    run_dir.mkdir(parents=True)
+    agent = {"sharpe": score, "total_return": 0.01}
+    (run_dir / "optimization_summary.json").write_text(json.dumps({
+        "optimization_completed": True, "total_time_seconds": seconds, "total_timesteps": timesteps,
+        "early_stops": 1, "warm_starts": 2, "iterations": [{"wall_seconds": seconds}],
+        "best_model": {"score": score, "metric": "sharpe"},
+        "validation": {"agent": agent}, "test": {"agent": agent, "buy_and_hold": {"sharpe": 0.5}},
+        "report": str(run_dir / "report" / "report.md")}))
+
+
+def test_compare_prints_the_speedup_and_the_verdict(tmp_path, capsys):
+    _summary(tmp_path / "42", 600.0, 1.0, 400_000)
+    _summary(tmp_path / "999", 150.0, 0.95, 120_000)
+    assert main(["compare", "--original", str(tmp_path / "42"), "--optimized", str(tmp_path / "999")]) == 0
+    out = capsys.readouterr().out
+    assert "speedup 4.00x; quality held" in out and "10.0 min" in out and "2.5 min" in out
+    assert main(["compare", "--original", str(tmp_path / "42"), "--optimized", str(tmp_path / "999"),
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["speedup"] == 4.0 and figures["quality_held"] is True
+    assert figures["original"]["total_timesteps"] == 400_000
+
+
+def test_compare_says_when_quality_did_not_hold_and_names_a_missing_run(tmp_path, capsys):
+    _summary(tmp_path / "a", 100.0, 1.0, 10)
+    _summary(tmp_path / "b", 50.0, 0.5, 10)
+    main(["compare", "--original", str(tmp_path / "a"), "--optimized", str(tmp_path / "b")])
+    assert "speedup 2.00x; quality NOT held" in capsys.readouterr().out
+    assert main(["compare", "--original", str(tmp_path / "a"), "--optimized", str(tmp_path / "nope")]) == 2
+    assert "nope: no optimization_summary.json" in capsys.readouterr().err
+
+
+def test_clear_cache_dry_run_removes_nothing(tmp_path, capsys):
+    from rltrader.preprocessing import preprocess
+
+    cache = tmp_path / "cache"
+    preprocess(SAMPLE, load_config().with_overrides({"cache.dir": str(cache)}))
+    before = sorted(path for path in cache.rglob("*"))
+    assert main(["clear-cache", "--dry-run", "--cache_dir", str(cache)]) == 0
+    assert "would remove" in capsys.readouterr().out
+    assert sorted(path for path in cache.rglob("*")) == before and before
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("preprocess", "evaluate", "train", "compare", "mode", "serve", "clear-cache"):
+        assert command in out
