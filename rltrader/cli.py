@@ -156,7 +156,8 @@ def _command_train(args: argparse.Namespace) -> int:
             comparison = benchmark_pipeline(str(run_dir), parameters)
         from rltrader.training.benchmark import compare_runs, load_summary
 
-        _print_comparison(console, compare_runs(load_summary(run_dir / "original"), load_summary(run_dir / "optimized")))
+        sides = (load_summary(run_dir / "original"), load_summary(run_dir / "optimized"))
+        _print_comparison(console, compare_runs(*sides))
         console.print(f"  wrote {run_dir / 'comparison.json'} (speedup {comparison['speedup']:.2f}x)")
         return 0
     run_dir = args.results_dir / str(seed)
