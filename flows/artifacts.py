@@ -23,6 +23,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from rltrader.formatting import cell, number
+
 PROGRESS_KEY = "training-progress"
 ITERATIONS_KEY = "training-iterations"
 SUMMARY_KEY = "training-summary"
@@ -59,14 +61,6 @@ def publish_iterations(run_dir: Path, records: list[dict[str, Any]]) -> None:
                           description=f"Iterations of {run_dir}")
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def summary_markdown(summary: dict[str, Any]) -> str:
     agent, hold = summary["test"]["agent"], summary["test"]["buy_and_hold"]
     best = summary["best_model"]
@@ -77,11 +71,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Best model vs buy-and-hold on the test split (seed {summary['seed']}, {summary['method']} method)", "",
         "| Metric | Agent | Buy and hold |", "|---|---:|---:|",
-        *(f"| {label} | {_percent(agent[key]) if pct else _number(agent[key])} | "
-          f"{_percent(hold[key]) if pct else _number(hold[key])} |" for label, key, pct in rows),
+        *(f"| {label} | {cell(agent[key], pct)} | {cell(hold[key], pct)} |" for label, key, pct in rows),
         "",
         f"- Best model: iteration {best['iteration'] + 1} at {best['timesteps']:,} timesteps, validation "
-        f"{best['metric']} {_number(best['score'])} (the test split was used once, for this table)",
+        f"{best['metric']} {number(best['score'])} (the test split was used once, for this table)",
         f"- Speedup: **{summary['total_speedup_achieved']:.2f}x** "
         f"({basis.get(summary['speedup_basis'], summary['speedup_basis'])}); "
         f"{summary['total_timesteps']:,} timesteps trained, {summary['total_timesteps_saved']:,} saved, "

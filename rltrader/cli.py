@@ -20,6 +20,7 @@ from typing import NoReturn
 from rltrader import __version__
 from rltrader.config import OPTIMIZATION_SWITCHES, Config, load_config, run_config
 from rltrader.errors import UserInputError
+from rltrader.formatting import number, percent
 
 LOGGER_NAME = "rltrader"
 
@@ -184,10 +185,10 @@ def _print_comparison(console: object, comparison: dict[str, object]) -> None:
     rows = (("time", "total_time_seconds", lambda v: f"{v / 60:.1f} min"),
             ("timesteps", "total_timesteps", lambda v: f"{v:,}"),
             ("early stops", "early_stops", str), ("warm starts", "warm_starts", str),
-            (f"best validation {comparison['selection_metric']}", "best_validation_score", _number),
-            ("validation Sharpe", "validation_sharpe", _number), ("test Sharpe", "test_sharpe", _number),
-            ("test return", "test_total_return", lambda v: "n/a" if v is None else f"{v:.2%}"),
-            ("buy-and-hold test Sharpe", "test_buy_and_hold_sharpe", _number))
+            (f"best validation {comparison['selection_metric']}", "best_validation_score", number),
+            ("validation Sharpe", "validation_sharpe", number), ("test Sharpe", "test_sharpe", number),
+            ("test return", "test_total_return", percent),
+            ("buy-and-hold test Sharpe", "test_buy_and_hold_sharpe", number))
     for label, key, show in rows:
         table.add_row(label, show(original[key]), show(optimized[key]))
     console.print(table)
@@ -208,9 +209,6 @@ def _command_compare(args: argparse.Namespace) -> int:
     _print_comparison(Console(highlight=False), comparison)
     return 0
 
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _human_bytes(size: float) -> str:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rltrader.config import Config
+from rltrader.formatting import cell, number
 from rltrader.training.budget import iteration_budget
 from rltrader.training.run_state import RunState
 from rltrader.training.summary import iteration_progress_line
@@ -114,12 +115,6 @@ class LiveProgress:
                                  mode=last["mode"])
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def final_tables(summary: dict[str, Any]) -> list[Table]:
@@ -130,17 +125,16 @@ def final_tables(summary: dict[str, Any]) -> list[Table]:
     for record in summary["iterations"]:
         iterations.add_row(str(record["iteration"] + 1), record["phase"], f"{record['timesteps']:,}",
                            f"{record['wall_seconds'] / 60:.1f} min", f"{record['timesteps_per_second'] or 0:,.0f}",
-                           _number(record["validation_score"]), "yes" if record["early_stopped"] else "",
+                           number(record["validation_score"]), "yes" if record["early_stopped"] else "",
                            "yes" if record["warm_started"] else "")
     best = summary["best_model"]
     quality = Table(title=f"Best model (iteration {best['iteration'] + 1}, validation {best['metric']} "
-                          f"{_number(best['score'])}) vs buy-and-hold", title_justify="left")
+                          f"{number(best['score'])}) vs buy-and-hold", title_justify="left")
     for column in ("", "agent validation", "buy-and-hold validation", "agent test", "buy-and-hold test"):
         quality.add_column(column, justify="right")
-    for label, key, percent in (("total return", "total_return", True), ("Sharpe", "sharpe", False),
-                                ("Sortino", "sortino", False), ("max drawdown", "max_drawdown", True),
-                                ("trades", "trades", False)):
-        cells = [summary[split][who][key] for split in ("validation", "test") for who in ("agent", "buy_and_hold")]
-        quality.add_row(label, *[_percent(cell) if percent else _number(cell) if isinstance(cell, float)
-                                 else str(cell) for cell in cells])
+    for label, key, as_percent in (("total return", "total_return", True), ("Sharpe", "sharpe", False),
+                                   ("Sortino", "sortino", False), ("max drawdown", "max_drawdown", True),
+                                   ("trades", "trades", False)):
+        values = [summary[split][who][key] for split in ("validation", "test") for who in ("agent", "buy_and_hold")]
+        quality.add_row(label, *[cell(value, as_percent) for value in values])
     return [iterations, quality]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rltrader.atomic import write_json, write_text
 from rltrader.config import TrainingConfig
 from rltrader.evaluation.report import evaluate_model, write_report
+from rltrader.formatting import cell
 from rltrader.training.budget import original_budget
 from rltrader.training.models import load_for_training
 from rltrader.training.run_state import RunState
@@ -77,12 +78,6 @@ def final_report(trainer: "Trainer") -> dict[str, Any]:
     return outcome
 
 
-def _fmt(value: Any, percent: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2%}" if percent else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def _report_markdown(trainer: "Trainer", reports: dict[str, Any]) -> str:
     best = trainer.state.best or {}
     rows = [("Total return", "total_return", True), ("CAGR", "cagr", True), ("Sharpe", "sharpe", False),
@@ -91,13 +86,13 @@ def _report_markdown(trainer: "Trainer", reports: dict[str, Any]) -> str:
             ("Costs paid", "costs_paid", False)]
     lines = [f"# Best model vs buy-and-hold ({trainer.method} method, seed {trainer.training.seed})", "",
              f"Best model: iteration {best.get('iteration', 0) + 1} at {best.get('timesteps', 0):,} timesteps, "
-             f"validation {best.get('metric')} {_fmt(best.get('score'))}. The test split was used once, here.", ""]
+             f"validation {best.get('metric')} {cell(best.get('score'))}. The test split was used once, here.", ""]
     for split, report in reports.items():
         agent, hold = report.metrics["agent"], report.metrics["buy_and_hold"]
         info = report.info
         lines += [f"## {split.capitalize()} ({info['start']} to {info['end']}, {info['bars']:,} bars)",
                   "", "| Metric | Agent | Buy and hold |", "|---|---:|---:|"]
-        lines += [f"| {label} | {_fmt(agent[key], pct)} | {_fmt(hold[key], pct)} |" for label, key, pct in rows]
+        lines += [f"| {label} | {cell(agent[key], pct)} | {cell(hold[key], pct)} |" for label, key, pct in rows]
         lines += ["", f"![{split} equity]({split}/equity.png)", ""]
     return "\n".join(lines)
 
