@@ -26,12 +26,8 @@ LOGGER_NAME = "rltrader"
 
 
 def _prefect_environment() -> None:
-    """Settings that must be in place before Prefect is imported."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "")
-    if LOGGER_NAME not in extra.split(","):
-        os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(filter(None, [extra, LOGGER_NAME]))
+    """Settings that must be in place before Prefect is imported: the ``flows`` package sets them."""
+    import flows  # noqa: F401
 
 
 class _HideUserErrorTracebacks(logging.Filter):
@@ -53,17 +49,15 @@ def _quiet_prefect_tracebacks_for_user_errors() -> None:
             handler.addFilter(log_filter)
 
 
+def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """How to read the bar file, from the flags a command has (None = as the config says)."""
+    return {f"data.{name}": getattr(args, name, None) for name in ("sep", "date_format", "dayfirst", "point")}
+
+
 def _resolve_config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    return config.with_overrides(
-        {
-            "data.sep": getattr(args, "sep", None),
-            "data.date_format": getattr(args, "date_format", None),
-            "data.dayfirst": getattr(args, "dayfirst", None),
-            "data.point": getattr(args, "point", None),
-            "cache.dir": str(args.cache_dir) if getattr(args, "cache_dir", None) else None,
-        }
-    )
+    cache_dir = getattr(args, "cache_dir", None)
+    return load_config(args.config).with_overrides(
+        {**_data_overrides(args), "cache.dir": str(cache_dir) if cache_dir else None})
 
 
 def _command_preprocess(args: argparse.Namespace) -> int:
@@ -117,8 +111,7 @@ def _console_log_level(verbose: int) -> None:
 
 def _flow_parameters(args: argparse.Namespace) -> dict[str, object]:
     """``train-pipeline``'s parameters for these flags: the flow rebuilds the same config."""
-    overrides = {"data.sep": args.sep, "data.date_format": args.date_format, "data.dayfirst": args.dayfirst,
-                 "data.point": args.point}
+    overrides = _data_overrides(args)
     return {
         "data_path": str(args.data_path), "config": str(args.config) if args.config else None,
         "profile": args.profile, **{name: getattr(args, name) for name in TRAINING_FLAGS},

@@ -99,7 +99,9 @@ class LiveProgress:
                 self.console.print(iteration_progress_line(state, training), highlight=False, markup=False,
                                    soft_wrap=True)
             self._finished += 1
-            self._task, self._rows_before = None, 0 if self.parallel else len(_update_rows(self._updates_path(0)))
+            # the next iteration's rows: a new file per iteration with candidates, else after these
+            self._task = None
+            self._rows_before = 0 if self.parallel else len(_update_rows(self._updates_path(self._finished)))
         if self._finished >= training.iterations:
             return
         iteration = self._finished

@@ -37,7 +37,7 @@ def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> 
         state.result()
     except UserInputError:
         return False
-    except BaseException:  # noqa: BLE001 - any other failure may pass on a second try
+    except Exception:  # noqa: BLE001 - any other failure may pass on a second try
         return True
     return True
 
