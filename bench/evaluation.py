@@ -5,7 +5,9 @@ split so that the evaluated split holds 50,000 bars. Model: sb3-contrib's defaul
 ``MlpLstmPolicy`` (LSTM 256, actor MLP 64-64) trained briefly on the project's
 ``VecTradingEnv``, so that it trades. Both evaluators run the same model over the same
 split in this process, end to end (environment, policy, ledger and metrics), and the
-script checks that their actions and metrics are identical.
+script checks that their actions and metrics are identical. Each evaluator is first run
+once, untimed, on the small validation split (first-call costs: loading the fast
+evaluator's compiled kernel from numba's cache, torch's set-up for the reference).
 
 Target (issue): fast >= 20x faster, identical metrics.
 Usage: .venv/bin/python bench/evaluation.py [--bars 50000] [--train-steps 4096] [--lstm-hidden 256]
@@ -57,6 +59,16 @@ def main() -> None:
     model.learn(args.train_steps)
     print(f"trained {model.num_timesteps} steps in {time.perf_counter() - started:.1f}s "
           f"(LSTM {model.policy.lstm_actor.hidden_size}, torch threads {torch.get_num_threads()})")
+
+    # One untimed warm-up each on the small validation split: the first call of a process
+    # loads the compiled kernel from numba's cache (fast) and sets up torch (reference).
+    warm_up = {}
+    for evaluator in ("reference", "fast"):
+        started = time.perf_counter()
+        evaluate_model(model, market, "validation", config.env, seed=0, evaluator=evaluator)
+        warm_up[evaluator] = time.perf_counter() - started
+    print(f"warm-up on validation ({market.rows('validation')[1] - market.rows('validation')[0]:,} bars): "
+          + ", ".join(f"{name} {value:.2f}s" for name, value in warm_up.items()))
 
     reports, seconds = {}, {}
     for evaluator in ("reference", "fast"):

@@ -185,6 +185,33 @@ def test_vectorized_env_equals_independent_envs(prepared_market, config, reward)
     assert vectorized.get_attr("equity") == single.get_attr("equity")
 
 
+def test_vectorized_env_api_paths_agree_and_reject_bad_actions(prepared_market, config):
+    """step == step_async + step_wait, any action container works, a bad batch changes nothing."""
+    from rltrader.env import kernels
+    from rltrader.env.trading_env import MIN_EQUITY_RATIO
+
+    assert kernels._MIN_EQUITY_RATIO == MIN_EQUITY_RATIO  # the compiled step clamps as TradingEnv does
+    one, other = (VecTradingEnv(prepared_market, "train", config.env, num_envs=3) for _ in range(2))
+    one.seed(3)
+    other.seed(3)
+    assert np.array_equal(one.reset(), other.reset())
+    previous = None
+    for actions in ([0, 1, 2], np.array([2, 2, 0], dtype=np.int32), (1, 0, 1)):
+        obs_a, rewards_a, dones_a, _ = one.step(actions)
+        other.step_async(actions)
+        obs_b, rewards_b, dones_b, _ = other.step_wait()
+        assert np.array_equal(obs_a, obs_b) and np.array_equal(rewards_a, rewards_b)
+        assert np.array_equal(dones_a, dones_b)
+        assert previous is None or not np.shares_memory(previous, obs_a)  # SB3 keeps every observation
+        previous = obs_a
+    bars, equity = one.bar, one.equity
+    with pytest.raises(ValueError, match="actions must be"):
+        one.step([0, 3, 1])
+    with pytest.raises(ValueError, match="actions must be"):
+        one.step([-1, 1, 1])
+    assert np.array_equal(one.bar, bars) and np.array_equal(one.equity, equity)
+
+
 def test_recurrent_ppo_trains_on_the_vectorized_env(prepared_market, config):
     from sb3_contrib import RecurrentPPO
 

@@ -1,4 +1,4 @@
-"""``VecTradingEnv``: N trading accounts stepped together with a handful of numpy calls.
+"""``VecTradingEnv``: N trading accounts stepped together by one compiled call.
 
 It implements stable-baselines3's ``VecEnv`` interface itself (auto-reset, the
 ``terminal_observation`` and ``TimeLimit.truncated`` infos), so ``RecurrentPPO`` trains on
@@ -6,7 +6,9 @@ it directly, without ``DummyVecEnv``'s Python loop over N environments. Each acc
 its own random generator, seeded as ``DummyVecEnv`` seeds its members (seed + index), and
 every number comes from the same lookup tables and the same arithmetic, in the same order,
 as :class:`~rltrader.env.trading_env.TradingEnv`: the trajectories are those of N
-independent ``TradingEnv``\\ s, bit for bit (``tests/test_env.py`` checks it).
+independent ``TradingEnv``\\ s, bit for bit (``tests/test_env.py`` checks it). The step
+itself is :func:`rltrader.env.kernels.step_accounts`; what stays in Python is what SB3
+needs as Python objects (the infos) and the rare resets.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from rltrader.config import EnvConfig
+from rltrader.env import kernels
+from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, market_table, step_accounts
 from rltrader.env.market import ACTION_SIGNS, FLAT, N_ACTIONS, MarketData
-from rltrader.env.trading_env import MIN_EQUITY_RATIO, EpisodeBounds
+from rltrader.env.trading_env import EpisodeBounds
 
 #: Attributes that differ per account: ``get_attr`` returns one value per environment.
 PER_ENV_ATTRIBUTES = ("equity", "position", "bar")
@@ -40,46 +44,44 @@ class VecTradingEnv(VecEnv):
         self.split = split
         self.config = config or EnvConfig()
         self.bounds = EpisodeBounds.of(market, split, self.config)
-        window = self.config.window_size
-        self._window_values = window * market.n_features
-        self._windows = market.windows(window)
-        self._window_offset = window - 1
-        self._step_pnl = market.step_pnl.reshape(-1)
-        self._open = market.open
-        self._close = market.close
-        self._signs = ACTION_SIGNS.astype(np.float32)
-        self._units_pct = 100.0 * ACTION_SIGNS * market.position_size
-        self._keep = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
-        self._log_reward = self.config.reward == "log"
-        self._scale = self.config.reward_scale
+        self._window_values = self.config.window_size * market.n_features
+        self._windows = market.windows(self.config.window_size)
+        self._window_offset = self.config.window_size - 1
+        params = np.zeros(4)
+        params[kernels.KEEP] = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
+        params[kernels.SCALE] = self.config.reward_scale
+        params[kernels.LOG_REWARD] = float(self.config.reward == "log")
+        params[kernels.POSITION_SIZE] = market.position_size
         observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
-        self._t = np.full(num_envs, self.bounds.first, dtype=np.int64)
-        self._end = np.full(num_envs, self.bounds.last, dtype=np.int64)
-        self._held = np.full(num_envs, FLAT, dtype=np.int64)
-        self._equity = np.full(num_envs, self.config.initial_balance)
-        self._peak = self._equity.copy()
-        self._entry = np.zeros(num_envs)
+        # Account state, one row per account: columns kernels.BAR/END/HELD/TERMINATED and EQUITY/PEAK/ENTRY.
+        self._ints = np.zeros((num_envs, 4), dtype=np.int64)
+        self._ints[:, BAR], self._ints[:, END], self._ints[:, HELD] = self.bounds.first, self.bounds.last, FLAT
+        self._floats = np.zeros((num_envs, 3))
+        self._floats[:, EQUITY] = self._floats[:, PEAK] = self.config.initial_balance
         self._actions = np.full(num_envs, FLAT, dtype=np.int64)
+        self._kernel_inputs = (self._ints, self._floats, market_table(market), market.features, params)
+        self._observation_size = self._window_values + 2
+        self._blank_infos: list[dict[str, Any]] = [{}] * num_envs  # copied, never handed out
         super().__init__(num_envs, observation_space, gym.spaces.Discrete(N_ACTIONS))
 
     # -- state a user may read -------------------------------------------------------
     @property
     def equity(self) -> np.ndarray:
-        return self._equity.copy()
+        return self._floats[:, EQUITY].copy()
 
     @property
     def position(self) -> np.ndarray:
         """Units held by each account (negative when short)."""
-        return ACTION_SIGNS[self._held] * self.market.position_size
+        return ACTION_SIGNS[self._ints[:, HELD]] * self.market.position_size
 
     @property
     def bar(self) -> np.ndarray:
-        return self._t.copy()
+        return self._ints[:, BAR].copy()
 
     # -- VecEnv API ---------------------------------------------------------------------
     def reset(self) -> np.ndarray:
-        obs = np.empty((self.num_envs, self._window_values + 2), dtype=np.float32)
+        obs = np.empty((self.num_envs, self._observation_size), dtype=np.float32)
         for index in range(self.num_envs):
             self._reset_account(index, self._seeds[index], obs)
             self.reset_infos[index] = {}
@@ -87,54 +89,47 @@ class VecTradingEnv(VecEnv):
         self._reset_options()
         return obs
 
+    def step(self, actions: np.ndarray) -> VecEnvStepReturn:
+        """``step_async`` and ``step_wait`` in one call: a whole step costs about 6 us, so each layer counts."""
+        return self._advance(self._action_codes(actions))
+
     def step_async(self, actions: np.ndarray) -> None:
-        codes = actions
-        if not (isinstance(codes, np.ndarray) and codes.dtype == np.int64 and codes.shape == (self.num_envs,)):
-            codes = np.asarray(actions).astype(np.int64).reshape(self.num_envs)
-        if np.count_nonzero(codes.view(np.uint64) >= N_ACTIONS):  # negative codes are huge as unsigned
-            raise ValueError(f"actions must be 0 (short), 1 (flat) or 2 (long), got {codes.tolist()}")
-        self._actions = codes.copy()  # it becomes the held position: never alias the caller's buffer
+        self._actions = self._action_codes(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
-        actions = self._actions
-        t = self._t + 1
-        equity_before = self._equity
-        equity = equity_before + self._step_pnl.take(t * 9 + self._held * 3 + actions)
-        if self._log_reward:
-            reward = np.log(np.maximum(equity / equity_before, MIN_EQUITY_RATIO))
-        else:
-            reward = (equity - equity_before) / equity_before
-        reward *= self._scale
-        np.maximum(self._peak, equity, out=self._peak)
-        self._entry = np.where(actions != self._held, self._open.take(t), self._entry)
-        obs = np.empty((self.num_envs, self._window_values + 2), dtype=np.float32)
-        obs[:, : self._window_values] = self._windows[t - self._window_offset]
-        obs[:, -2] = self._signs.take(actions)
-        obs[:, -1] = (self._units_pct.take(actions) * (self._close.take(t) - self._entry)) / equity
-        self._t, self._held, self._equity = t, actions, equity
-        terminated = equity <= self._peak * self._keep
-        truncated = t >= self._end
-        dones = terminated | truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if np.count_nonzero(dones):
-            for index in np.flatnonzero(dones):
+        return self._advance(self._actions)
+
+    def _action_codes(self, actions: np.ndarray) -> np.ndarray:
+        if isinstance(actions, np.ndarray) and actions.dtype == np.int64 and actions.shape == (self.num_envs,):
+            return actions
+        return np.asarray(actions).astype(np.int64).reshape(self.num_envs)
+
+    def _advance(self, actions: np.ndarray) -> VecEnvStepReturn:
+        n = self.num_envs
+        obs = np.empty((n, self._observation_size), dtype=np.float32)  # fresh arrays: SB3 keeps them
+        rewards = np.empty(n, dtype=np.float32)
+        dones = np.empty(n, dtype=np.bool_)
+        ended = step_accounts(actions, *self._kernel_inputs, obs, rewards, dones)
+        if ended < 0:
+            raise ValueError(f"actions must be 0 (short), 1 (flat) or 2 (long), got {actions.tolist()}")
+        infos: list[dict[str, Any]] = [*map(dict.copy, self._blank_infos)]  # a new dict each, fastest way
+        if ended:
+            for index in np.flatnonzero(dones).tolist():
                 infos[index] = {
-                    "equity": float(equity[index]),
-                    "TimeLimit.truncated": bool(truncated[index] and not terminated[index]),
+                    "equity": float(self._floats[index, EQUITY]),
+                    "TimeLimit.truncated": not self._ints[index, TERMINATED],
                     "terminal_observation": obs[index].copy(),
                 }
                 self._reset_account(index, None, obs)
-        return obs, reward.astype(np.float32), dones, infos
+        return obs, rewards, dones, infos
 
     def _reset_account(self, index: int, seed: int | None, obs: np.ndarray) -> None:
         """Start a new episode for one account, as ``TradingEnv.reset`` does, writing its observation."""
         if seed is not None or self._rngs[index] is None:
             self._rngs[index], _ = seeding.np_random(seed)
         start, end = self.bounds.start_and_end(self._rngs[index])
-        self._t[index], self._end[index] = start, end
-        self._held[index] = FLAT
-        self._equity[index] = self._peak[index] = self.config.initial_balance
-        self._entry[index] = 0.0
+        self._ints[index] = start, end, FLAT, 0
+        self._floats[index] = self.config.initial_balance, self.config.initial_balance, 0.0
         obs[index, : self._window_values] = self._windows[start - self._window_offset]
         obs[index, -2:] = 0.0
 

@@ -1,0 +1,107 @@
+"""The vectorized step, compiled with numba: one call moves every account one bar.
+
+Why compiled: a numpy step of N accounts is some 25 array calls of 0.5-1 us each whatever
+N is, about 30 us at N=16, while the work itself (N table lookups and N window copies) is
+about 2 us. One loop over the accounts in machine code does the work at its own cost.
+
+The arithmetic is :meth:`rltrader.env.trading_env.TradingEnv.step`'s, operation for
+operation and in the same order (IEEE doubles, no fast-math, ``math.log`` is libm's in
+both), so the vectorized accounts stay bit-identical to single environments
+(``tests/test_env.py`` checks it). Copy loops index with unsigned integers: numba then
+drops the negative-index wraparound test and the loop compiles to vector moves (about
+4x faster than a signed-index loop).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit, uint64
+
+if TYPE_CHECKING:
+    from rltrader.env.market import MarketData
+
+#: Columns of the integer and float account state arrays handed to :func:`step_accounts`;
+#: TERMINATED is an output (1 when the last step hit the drawdown limit).
+BAR, END, HELD, TERMINATED = 0, 1, 2, 3
+EQUITY, PEAK, ENTRY = 0, 1, 2
+#: Columns of the per-bar ``table``: the nine step profits of MarketData.step_pnl, then
+#: the open and the close.
+OPEN, CLOSE = 9, 10
+#: Layout of the float64 ``params`` array.
+KEEP, SCALE, LOG_REWARD, POSITION_SIZE = 0, 1, 2, 3
+_MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def step_accounts(
+    actions: np.ndarray,  # int64 (N,): 0 short, 1 flat, 2 long
+    ints: np.ndarray,  # int64 (N, 4): bar, truncation bar, held action, terminated
+    floats: np.ndarray,  # float64 (N, 3): equity, peak equity, entry price
+    table: np.ndarray,  # float64 (T, 11): see market_table
+    features: np.ndarray,  # float32 (T, F), C-contiguous
+    params: np.ndarray,  # float64 (4,): keep ratio, reward scale, log reward (0/1), position size
+    obs: np.ndarray,  # float32 (N, window * F + 2), written
+    rewards: np.ndarray,  # float32 (N,), written
+    dones: np.ndarray,  # bool (N,), written
+) -> int:
+    """Step every account; returns how many episodes ended, or ``-1 - i`` if action ``i`` is invalid.
+
+    Actions are checked before any state changes, so a bad batch leaves the accounts as
+    they were. The caller resets every account whose episode ended before stepping
+    again: nothing here stops a bar index from running past the data. Arguments are few
+    and packed because each one costs about 0.1 us to pass, a tenth of the whole step.
+    """
+    n = actions.shape[0]
+    for i in range(n):
+        if actions[i] < 0 or actions[i] > 2:
+            return -1 - i
+    keep, scale, log_reward, size = params[KEEP], params[SCALE], params[LOG_REWARD] != 0.0, params[POSITION_SIZE]
+    width = uint64(obs.shape[1])
+    window_values = width - uint64(2)
+    n_features = uint64(features.shape[1])
+    flat_features = features.reshape(-1)
+    flat_obs = obs.reshape(-1)
+    ended = 0
+    for i in range(n):
+        action = actions[i]
+        held = ints[i, HELD]
+        t = ints[i, BAR] + 1
+        equity_before = floats[i, EQUITY]
+        equity = equity_before + table[t, held * 3 + action]
+        if log_reward:
+            ratio = equity / equity_before
+            reward = math.log(ratio if ratio > _MIN_EQUITY_RATIO else _MIN_EQUITY_RATIO) * scale
+        else:
+            reward = (equity - equity_before) / equity_before * scale
+        rewards[i] = reward
+        if equity > floats[i, PEAK]:
+            floats[i, PEAK] = equity
+        if action != held:
+            floats[i, ENTRY] = table[t, OPEN]
+        ints[i, BAR], ints[i, HELD], floats[i, EQUITY] = t, action, equity
+
+        source = uint64(t + 1) * n_features - window_values
+        row = uint64(i) * width
+        for j in range(window_values):
+            flat_obs[row + j] = flat_features[source + j]
+        sign = float(action - 1)
+        flat_obs[row + window_values] = sign
+        unrealized = 100.0 * sign * size * (table[t, CLOSE] - floats[i, ENTRY])
+        flat_obs[row + window_values + uint64(1)] = unrealized / equity if equity != 0.0 else 0.0
+
+        terminated = equity <= floats[i, PEAK] * keep
+        ints[i, TERMINATED] = terminated
+        dones[i] = terminated or t >= ints[i, END]
+        ended += dones[i]
+    return ended
+
+
+def market_table(market: MarketData) -> np.ndarray:
+    """The per-bar numbers a step reads, side by side in one array (one argument, one cache line run)."""
+    return np.column_stack([market.step_pnl, market.open, market.close])
+
+
+__all__ = ["BAR", "CLOSE", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "OPEN", "PEAK", "POSITION_SIZE", "SCALE", "TERMINATED", "market_table", "step_accounts"]

@@ -1,0 +1,169 @@
+"""The fast evaluator's inner loop, compiled with numba: bars x models x (LSTM, MLP, account).
+
+Why compiled: per bar the actor is one matrix-vector product that matters (the recurrent
+weights, 4H x H) and a dozen small ones. Called from numpy, each small step costs a
+microsecond of call overhead whatever its size, about half of the time per bar; in one
+compiled loop they cost their arithmetic. The large product runs as column updates
+(``gates += W[:, c] * x[c]``) over the transposed weights: no reduction, so it
+vectorizes without fast-math and keeps pace with BLAS on one core.
+
+Weights arrive packed and transposed (``(K, inputs, outputs)``, K models); see
+:func:`rltrader.evaluation.fast.pack_actors`. Gate order is torch's: input, forget,
+candidate, output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: Activation codes of the MLP layers (``mlp_activation``).
+IDENTITY, TANH, RELU = 0, 1, 2
+#: Columns of the per-bar table read by the account (rltrader.env.kernels.market_table).
+_OPEN, _CLOSE = 9, 10
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tanh(x: float) -> float:
+    """tanh through ``exp`` in double precision: libm's ``tanhf`` costs 4x ``exp``, and the
+    absolute error here (about 1e-16) is far below float32's resolution."""
+    return 2.0 / (1.0 + math.exp(-2.0 * x)) - 1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_product(out: np.ndarray, weights_t: np.ndarray, inputs: np.ndarray) -> None:
+    """``out += weights_t.T @ inputs`` as column updates (vectorizable, no reduction)."""
+    width = out.shape[0]
+    for c in range(inputs.shape[0]):
+        value = inputs[c]
+        if value != 0.0:
+            column = weights_t[c]
+            for r in range(width):
+                out[r] += column[r] * value
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lstm_cell(gates: np.ndarray, cell: np.ndarray, hidden: np.ndarray) -> None:
+    """Pre-activation gates -> new cell state in place, new hidden state into ``hidden``."""
+    size = cell.shape[0]
+    for u in range(size):
+        input_gate = _sigmoid(gates[u])
+        forget_gate = _sigmoid(gates[size + u])
+        candidate = _tanh(gates[2 * size + u])
+        output_gate = _sigmoid(gates[3 * size + u])
+        cell[u] = forget_gate * cell[u] + input_gate * candidate
+        hidden[u] = output_gate * _tanh(cell[u])
+
+
+@njit(cache=True, nogil=True)
+def step_actors(
+    projected: np.ndarray,  # float32 (B, K, 4H): layer-0 input projection of the feature windows + bias
+    first_bar: int,  # row of the bar whose close the first decision follows
+    recurrent: np.ndarray,  # float32 (K, H + 2, 4H): layer 0 [W_hh | position | PnL]^T
+    upper: np.ndarray,  # float32 (K, L - 1, 2H, 4H): layers >= 1, [W_ih | W_hh]^T
+    upper_bias: np.ndarray,  # float32 (K, L - 1, 4H)
+    mlp: np.ndarray,  # float32 (K, sum of in x out): policy-net layers' W^T, flattened one after another
+    mlp_bias: np.ndarray,  # float32 (K, sum of out)
+    mlp_widths: np.ndarray,  # int64 (M + 1,): input width (H), then each layer's output width
+    mlp_activation: np.ndarray,  # int64 (M,): IDENTITY, TANH or RELU
+    action: np.ndarray,  # float32 (K, mlp_widths[-1], 3): action net W^T
+    action_bias: np.ndarray,  # float32 (K, 3)
+    layer0_input: np.ndarray,  # float32 (K, H + 2): state, [hidden of layer 0, position, PnL %]
+    hidden: np.ndarray,  # float32 (K, L, H): state
+    cell: np.ndarray,  # float32 (K, L, H): state
+    account: np.ndarray,  # float64 (K, 2): state, equity and entry price
+    held: np.ndarray,  # int64 (K,): state, held action
+    alive: np.ndarray,  # bool (K,): state, False once bankrupt
+    table: np.ndarray,  # float64 (T, 11): market_table
+    position_size: float,
+    taken: np.ndarray,  # int64 (K, bars of the split): actions, written
+    steps: np.ndarray,  # int64 (K,): decisions made so far, advanced
+) -> bool:
+    """Decide and trade ``B`` bars for every live model; False once every model is bankrupt.
+
+    The account is :meth:`rltrader.env.trading_env.TradingEnv.step`'s arithmetic in the
+    same order (so the PnL the policy sees is the environment's to the last bit);
+    evaluation never stops early except on bankruptcy, as ``evaluation_config`` says.
+    """
+    n_bars, n_models = projected.shape[0], projected.shape[1]
+    size = hidden.shape[2]
+    n_layers = hidden.shape[1]
+    gates = np.empty(4 * size, dtype=np.float32)
+    stacked = np.empty(2 * size, dtype=np.float32)
+    widest = mlp_widths.max()
+    latent = np.zeros(widest, dtype=np.float32)
+    layer_out = np.zeros(widest, dtype=np.float32)
+    logits = np.empty(3, dtype=np.float32)
+    for j in range(n_bars):
+        t = first_bar + j + 1
+        any_alive = False
+        for k in range(n_models):
+            if not alive[k]:
+                continue
+            any_alive = True
+            gates[:] = projected[j, k]
+            _add_product(gates, recurrent[k], layer0_input[k])
+            _lstm_cell(gates, cell[k, 0], hidden[k, 0])
+            layer0_input[k, :size] = hidden[k, 0]
+            for layer in range(1, n_layers):
+                stacked[:size] = hidden[k, layer - 1]
+                stacked[size:] = hidden[k, layer]
+                gates[:] = upper_bias[k, layer - 1]
+                _add_product(gates, upper[k, layer - 1], stacked)
+                _lstm_cell(gates, cell[k, layer], hidden[k, layer])
+            width = size
+            latent[:width] = hidden[k, n_layers - 1]
+            weight_at = bias_at = 0
+            for m in range(mlp_activation.shape[0]):
+                out_width = mlp_widths[m + 1]
+                weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
+                layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
+                _add_product(layer_out[:out_width], weights, latent[:width])
+                weight_at += width * out_width
+                bias_at += out_width
+                code = mlp_activation[m]
+                for u in range(out_width):
+                    value = layer_out[u]
+                    if code == TANH:
+                        value = _tanh(value)
+                    elif code == RELU and value < 0.0:
+                        value = 0.0
+                    latent[u] = value
+                width = out_width
+            logits[:] = action_bias[k]
+            _add_product(logits, action[k], latent[:width])
+            choice = 0  # arg-max, the first on ties (as torch's)
+            if logits[1] > logits[choice]:
+                choice = 1
+            if logits[2] > logits[choice]:
+                choice = 2
+
+            taken[k, steps[k]] = choice
+            steps[k] += 1
+            equity = account[k, 0] + table[t, held[k] * 3 + choice]
+            if choice != held[k]:
+                account[k, 1] = table[t, _OPEN]
+            held[k] = choice
+            account[k, 0] = equity
+            sign = float(choice - 1)
+            unrealized = 100.0 * sign * position_size * (table[t, _CLOSE] - account[k, 1])
+            layer0_input[k, size] = sign
+            layer0_input[k, size + 1] = unrealized / equity if equity != 0.0 else 0.0
+            if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv
+                alive[k] = False
+        if not any_alive:
+            return False
+    for k in range(n_models):
+        if alive[k]:
+            return True
+    return False
+
+
+__all__ = ["IDENTITY", "RELU", "TANH", "step_actors"]
