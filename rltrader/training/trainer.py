@@ -12,7 +12,7 @@ optimizations are switches on this one loop (``Config.optimizations`` and
   (``convergence.py``); without it the model is validated once, at the iteration's end;
 - progressive training: phase hyperparameters through SB3's schedules (``phases.py``);
 - cached preprocessing: features are read from the cache instead of recomputed;
-- fast evaluation: the numpy actor instead of ``model.predict`` per bar;
+- fast evaluation: the compiled actor instead of ``model.predict`` per bar;
 - fast engine: every minibatch on the fused LSTM path (``engine.py``), same math.
 
 Crash safety: checkpoints at update boundaries (``checkpoints.py``) and the run state at
