@@ -104,4 +104,7 @@ def market_table(market: MarketData) -> np.ndarray:
     return np.column_stack([market.step_pnl, market.open, market.close])
 
 
-__all__ = ["BAR", "CLOSE", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "OPEN", "PEAK", "POSITION_SIZE", "SCALE", "TERMINATED", "market_table", "step_accounts"]
+__all__ = [
+    "BAR", "CLOSE", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "OPEN", "PEAK", "POSITION_SIZE", "SCALE",
+    "TERMINATED", "market_table", "step_accounts",
+]

@@ -94,7 +94,7 @@ class VecTradingEnv(VecEnv):
         return self._advance(self._action_codes(actions))
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = self._action_codes(actions)
+        self._actions = self._action_codes(actions).copy()  # the caller may reuse its buffer before step_wait
 
     def step_wait(self) -> VecEnvStepReturn:
         return self._advance(self._actions)

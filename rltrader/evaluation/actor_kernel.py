@@ -19,10 +19,10 @@ import math
 import numpy as np
 from numba import njit
 
+from rltrader.env.kernels import CLOSE, OPEN
+
 #: Activation codes of the MLP layers (``mlp_activation``).
 IDENTITY, TANH, RELU = 0, 1, 2
-#: Columns of the per-bar table read by the account (rltrader.env.kernels.market_table).
-_OPEN, _CLOSE = 9, 10
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -149,11 +149,11 @@ def step_actors(
             steps[k] += 1
             equity = account[k, 0] + table[t, held[k] * 3 + choice]
             if choice != held[k]:
-                account[k, 1] = table[t, _OPEN]
+                account[k, 1] = table[t, OPEN]
             held[k] = choice
             account[k, 0] = equity
             sign = float(choice - 1)
-            unrealized = 100.0 * sign * position_size * (table[t, _CLOSE] - account[k, 1])
+            unrealized = 100.0 * sign * position_size * (table[t, CLOSE] - account[k, 1])
             layer0_input[k, size] = sign
             layer0_input[k, size + 1] = unrealized / equity if equity != 0.0 else 0.0
             if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv
