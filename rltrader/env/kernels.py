@@ -15,21 +15,16 @@ drops the negative-index wraparound test and the loop compiles to vector moves (
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit, uint64
 
-if TYPE_CHECKING:
-    from rltrader.env.market import MarketData
+from rltrader.env.market import CLOSE_COLUMN, OPEN_COLUMN
 
 #: Columns of the integer and float account state arrays handed to :func:`step_accounts`;
 #: TERMINATED is an output (1 when the last step hit the drawdown limit).
 BAR, END, HELD, TERMINATED = 0, 1, 2, 3
 EQUITY, PEAK, ENTRY = 0, 1, 2
-#: Columns of the per-bar ``table``: the nine step profits of MarketData.step_pnl, then
-#: the open and the close.
-OPEN, CLOSE = 9, 10
 #: Layout of the float64 ``params`` array.
 KEEP, SCALE, LOG_REWARD, POSITION_SIZE = 0, 1, 2, 3
 _MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
@@ -40,7 +35,7 @@ def step_accounts(
     actions: np.ndarray,  # int64 (N,): 0 short, 1 flat, 2 long
     ints: np.ndarray,  # int64 (N, 4): bar, truncation bar, held action, terminated
     floats: np.ndarray,  # float64 (N, 3): equity, peak equity, entry price
-    table: np.ndarray,  # float64 (T, 11): see market_table
+    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
     features: np.ndarray,  # float32 (T, F), C-contiguous
     params: np.ndarray,  # float64 (4,): keep ratio, reward scale, log reward (0/1), position size
     obs: np.ndarray,  # float32 (N, window * F + 2), written
@@ -80,7 +75,7 @@ def step_accounts(
         if equity > floats[i, PEAK]:
             floats[i, PEAK] = equity
         if action != held:
-            floats[i, ENTRY] = table[t, OPEN]
+            floats[i, ENTRY] = table[t, OPEN_COLUMN]
         ints[i, BAR], ints[i, HELD], floats[i, EQUITY] = t, action, equity
 
         source = uint64(t + 1) * n_features - window_values
@@ -89,7 +84,7 @@ def step_accounts(
             flat_obs[row + j] = flat_features[source + j]
         sign = float(action - 1)
         flat_obs[row + window_values] = sign
-        unrealized = 100.0 * sign * size * (table[t, CLOSE] - floats[i, ENTRY])
+        unrealized = 100.0 * sign * size * (table[t, CLOSE_COLUMN] - floats[i, ENTRY])
         flat_obs[row + window_values + uint64(1)] = unrealized / equity if equity != 0.0 else 0.0
 
         terminated = equity <= floats[i, PEAK] * keep
@@ -99,12 +94,7 @@ def step_accounts(
     return ended
 
 
-def market_table(market: MarketData) -> np.ndarray:
-    """The per-bar numbers a step reads, side by side in one array (one argument, one cache line run)."""
-    return np.column_stack([market.step_pnl, market.open, market.close])
-
-
 __all__ = [
-    "BAR", "CLOSE", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "OPEN", "PEAK", "POSITION_SIZE", "SCALE",
-    "TERMINATED", "market_table", "step_accounts",
+    "BAR", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "PEAK", "POSITION_SIZE", "SCALE",
+    "TERMINATED", "step_accounts",
 ]

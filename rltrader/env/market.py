@@ -18,6 +18,7 @@ single and vectorized environments agree to the last bit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ ACTION_SIGNS = np.array([-1.0, 0.0, 1.0])
 ACTION_NAMES = ("short", "flat", "long")
 FLAT = 1
 N_ACTIONS = 3
+#: Columns of :attr:`MarketData.step_table` after the nine step profits.
+OPEN_COLUMN, CLOSE_COLUMN = 9, 10
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ class MarketData:
     swap_long: float
     swap_short: float
     spread_source: str
+
+    @functools.cached_property
+    def step_table(self) -> np.ndarray:
+        """``(T, 11)``: the nine step profits, the open and the close, side by side.
+
+        What a compiled step reads per bar, in one array (one argument, one cache-line
+        run); built once per market, shared by every environment and evaluation on it.
+        """
+        return np.column_stack([self.step_pnl, self.open, self.close])
 
     @property
     def n_features(self) -> int:
@@ -188,4 +200,7 @@ def step_pnl_table(
     return table
 
 
-__all__ = ["ACTION_NAMES", "price_moves", "ACTION_SIGNS", "FLAT", "N_ACTIONS", "MarketData", "rollover_nights", "step_pnl_table"]
+__all__ = [
+    "ACTION_NAMES", "ACTION_SIGNS", "CLOSE_COLUMN", "FLAT", "N_ACTIONS", "OPEN_COLUMN", "MarketData", "price_moves",
+    "rollover_nights", "step_pnl_table",
+]

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from rltrader.config import EnvConfig
 from rltrader.env import kernels
-from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, market_table, step_accounts
+from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, step_accounts
 from rltrader.env.market import ACTION_SIGNS, FLAT, N_ACTIONS, MarketData
 from rltrader.env.trading_env import EpisodeBounds
 
@@ -60,7 +60,7 @@ class VecTradingEnv(VecEnv):
         self._floats = np.zeros((num_envs, 3))
         self._floats[:, EQUITY] = self._floats[:, PEAK] = self.config.initial_balance
         self._actions = np.full(num_envs, FLAT, dtype=np.int64)
-        self._kernel_inputs = (self._ints, self._floats, market_table(market), market.features, params)
+        self._kernel_inputs = (self._ints, self._floats, market.step_table, market.features, params)
         self._observation_size = self._window_values + 2
         self._blank_infos: list[dict[str, Any]] = [{}] * num_envs  # copied, never handed out
         super().__init__(num_envs, observation_space, gym.spaces.Discrete(N_ACTIONS))

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-from rltrader.env.kernels import CLOSE, OPEN
+from rltrader.env.market import CLOSE_COLUMN, OPEN_COLUMN
 
 #: Activation codes of the MLP layers (``mlp_activation``).
 IDENTITY, TANH, RELU = 0, 1, 2
@@ -81,7 +81,7 @@ def step_actors(
     account: np.ndarray,  # float64 (K, 2): state, equity and entry price
     held: np.ndarray,  # int64 (K,): state, held action
     alive: np.ndarray,  # bool (K,): state, False once bankrupt
-    table: np.ndarray,  # float64 (T, 11): market_table
+    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
     position_size: float,
     taken: np.ndarray,  # int64 (K, bars of the split): actions, written
     steps: np.ndarray,  # int64 (K,): decisions made so far, advanced
@@ -149,11 +149,11 @@ def step_actors(
             steps[k] += 1
             equity = account[k, 0] + table[t, held[k] * 3 + choice]
             if choice != held[k]:
-                account[k, 1] = table[t, OPEN]
+                account[k, 1] = table[t, OPEN_COLUMN]
             held[k] = choice
             account[k, 0] = equity
             sign = float(choice - 1)
-            unrealized = 100.0 * sign * position_size * (table[t, CLOSE] - account[k, 1])
+            unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
             layer0_input[k, size] = sign
             layer0_input[k, size + 1] = unrealized / equity if equity != 0.0 else 0.0
             if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv

@@ -31,7 +31,6 @@ from threadpoolctl import ThreadpoolController
 
 from rltrader.config import EnvConfig
 from rltrader.env import ACTION_SIGNS, FLAT, MarketData, evaluation_config
-from rltrader.env.kernels import market_table
 from rltrader.env.trading_env import EpisodeBounds
 from rltrader.evaluation.actor_kernel import IDENTITY, RELU, TANH, step_actors
 
@@ -190,7 +189,6 @@ def fast_actions(
     alive = np.ones(n_models, dtype=np.bool_)
     taken = np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64)
     steps = np.zeros(n_models, dtype=np.int64)
-    table = market_table(market)
     windows = market.windows(config.window_size)
     offset = config.window_size - 1
 
@@ -212,7 +210,7 @@ def fast_actions(
             if not step_actors(projected, chunk_start, packed.recurrent, packed.upper, packed.upper_bias, packed.mlp,
                                packed.mlp_bias, packed.mlp_widths, packed.mlp_activation, packed.action,
                                packed.action_bias, layer0_input, hidden_state, cell_state, account, held, alive,
-                               table, market.position_size, taken, steps):
+                               market.step_table, market.position_size, taken, steps):
                 break
     return [row[:count].copy() for row, count in zip(taken, steps.tolist())]
 
