@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,12 +129,12 @@ def test_no_look_ahead(prepared_market, config):
     seen, earned, last_bar = run(market)
     shuffled_rows = np.concatenate([np.arange(last_bar + 1),
                                     np.random.default_rng(2).permutation(np.arange(last_bar + 1, len(market.close)))])
-    shuffled = MarketData(**{
-        **market.__dict__,
-        "features": np.ascontiguousarray(market.features[shuffled_rows]),
-        "open": market.open[shuffled_rows], "close": market.close[shuffled_rows],
-        "step_pnl": market.step_pnl[shuffled_rows],
-    })
+    shuffled = dataclasses.replace(  # fields only: no cached step table of the original comes along
+        market,
+        features=np.ascontiguousarray(market.features[shuffled_rows]),
+        open=market.open[shuffled_rows], close=market.close[shuffled_rows],
+        step_pnl=market.step_pnl[shuffled_rows],
+    )
     assert not np.array_equal(shuffled.close, market.close)
     seen_after, earned_after, _ = run(shuffled)
     assert all(np.array_equal(a, b) for a, b in zip(seen, seen_after))
