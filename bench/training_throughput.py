@@ -105,7 +105,7 @@ def measure(kind: str, config: Config, market: MarketData, n_envs: int, timestep
     model = build_model(env, training, hyperparameters_for(0, training, False), training.seed,
                         fast_engine=kind == "engine")
     seconds: dict[str, float] = defaultdict(float)
-    env.step_wait = timed(seconds, "env", env.step_wait)
+    env.step = timed(seconds, "env", env.step)  # VecTradingEnv.step is the whole step (no step_wait)
     model.collect_rollouts = timed(seconds, "rollout", model.collect_rollouts)
     model.train = timed(seconds, "update", model.train)
     model.rollout_buffer._get_samples = timed(seconds, "sampling", model.rollout_buffer._get_samples)

@@ -7,6 +7,7 @@ span several accounts' rollouts carry padding, which the engine skips.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
@@ -22,6 +23,7 @@ from rltrader.training.engine import (
     SequenceLengthRolloutBuffer,
     single_step,
 )
+from rltrader.training.packed_lstm import PackedLayout, packed_lstm_passes
 
 POLICY_KWARGS = {"lstm_hidden_size": 32, "net_arch": {"pi": [32], "vf": [32]}}
 
@@ -62,11 +64,33 @@ def _masked(tensor, mask):
     return tensor.flatten()[mask]
 
 
-def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(filled_buffer):
+def test_the_engine_buffer_builds_the_stock_minibatches(filled_buffer):
+    """Same fields, element for element, plus each sequence's true length."""
+    stock_buffer = filled_buffer.rollout_buffer
+    np.random.seed(5)
+    stock_batches = list(stock_buffer.get(64))
+    np.random.seed(5)
+    engine_batches = list(_engine_view(stock_buffer).get(64))
+    assert len(engine_batches) == len(stock_batches) >= 4
+    for ours, theirs in zip(engine_batches, stock_batches, strict=True):
+        for field in ("observations", "actions", "old_values", "old_log_prob", "advantages", "returns",
+                      "episode_starts", "mask"):
+            assert getattr(ours, field).dtype == getattr(theirs, field).dtype
+            assert torch.equal(getattr(ours, field), getattr(theirs, field)), field
+        for states_ours, states_theirs in zip(ours.lstm_states, theirs.lstm_states, strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(states_ours, states_theirs, strict=True))
+        assert int(getattr(ours.episode_starts, SEQUENCE_LENGTHS).sum()) == int(theirs.mask.sum())
+
+
+@pytest.mark.parametrize("lstm_threads", [1, 2])
+def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(filled_buffer, monkeypatch, lstm_threads):
     """Whole policy, float32: within 1e-5 relative (the kernels sum in different orders)."""
     stock = filled_buffer
     fused = FusedLstmPolicy(stock.observation_space, stock.action_space, lambda _: 1e-3, **POLICY_KWARGS)
     fused.load_state_dict(stock.policy.state_dict())
+    fused.lstm_threads = lstm_threads
+    compiled_calls = []
+    monkeypatch.setattr(engine, "packed_lstm_passes", lambda *a: compiled_calls.append(a[2]) or packed_lstm_passes(*a))
     batches_with_starts = padded_batches = 0
     for batch in _engine_view(stock.rollout_buffer).get(64):
         batches_with_starts += bool(batch.episode_starts.any())
@@ -84,6 +108,68 @@ def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(fil
         for ours, theirs in zip(outputs[1], outputs[0], strict=True):
             assert _relative_error(ours, theirs) < 1e-5
     assert batches_with_starts >= 2 and padded_batches >= 2
+    assert compiled_calls == [lstm_threads] * len(compiled_calls) and len(compiled_calls) >= 4  # every minibatch
+
+
+@pytest.mark.parametrize(("num_layers", "bias", "threads"), [(1, True, 1), (1, True, 2), (2, False, 2)])
+def test_the_compiled_recurrence_equals_nn_lstm_sequence_by_sequence(num_layers, bias, threads):
+    """Outputs, final states and every gradient (weights, biases, inputs, initial states)."""
+    torch.manual_seed(num_layers)
+    lstms = [torch.nn.LSTM(9, 16, num_layers=num_layers, bias=bias) for _ in range(2)]
+    lengths, max_length = np.array([7, 2, 11, 1]), 11
+    layout = PackedLayout.from_lengths(lengths, max_length)
+    n_seq = len(lengths)
+    features = torch.randn(n_seq * max_length, 9, requires_grad=True)
+    states = [tuple(torch.randn(num_layers, n_seq, 16, requires_grad=True) for _ in range(2)) for _ in lstms]
+    weights = torch.randn(int(lengths.sum()), 16)
+    results = []
+    for compiled in (True, False):
+        for tensor in (features, *states[0], *states[1], *(p for lstm in lstms for p in lstm.parameters())):
+            tensor.grad = None
+        if compiled:
+            passes = packed_lstm_passes([(features, state, lstm) for state, lstm in zip(states, lstms)], layout,
+                                        threads)
+        else:  # each sequence alone through nn.LSTM, its real steps only
+            passes = []
+            for (hidden0, cell0), lstm in zip(states, lstms):
+                outputs, finals = [], ([], [])
+                for s, length in enumerate(lengths):
+                    steps = features[s * max_length:s * max_length + length, None]
+                    output, (hidden, cell) = lstm(steps, (hidden0[:, s:s + 1], cell0[:, s:s + 1]))
+                    outputs.append(output[:, 0])
+                    finals[0].append(hidden)
+                    finals[1].append(cell)
+                passes.append((torch.cat(outputs), (torch.cat(finals[0], 1), torch.cat(finals[1], 1))))
+        loss = sum((output * weights).sum() + hidden.sum() + 0.5 * cell.sum() for output, (hidden, cell) in passes)
+        loss.backward()
+        results.append([*(tensor for output, finals in passes for tensor in (output, *finals)), features.grad,
+                        *(t.grad for state in states for t in state),
+                        *(p.grad for lstm in lstms for p in lstm.parameters())])
+    for ours, theirs in zip(*results, strict=True):
+        assert _relative_error(ours, theirs) < 1e-5
+    assert torch.equal(layout.pad(results[0][0])[layout.rows], results[0][0])
+    assert layout.pad(results[0][0]).abs().sum(1).eq(0).sum() == n_seq * max_length - lengths.sum()
+
+
+def test_a_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffer):
+    """Same random stream, same numbers, bit for bit: actions, values, log-probabilities, states."""
+    policy = filled_buffer.policy.__class__  # stock class, for the stock method
+    fused = FusedLstmPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                            **POLICY_KWARGS)
+    fused.load_state_dict(filled_buffer.policy.state_dict())
+    observations = filled_buffer.rollout_buffer.observations
+    obs = torch.as_tensor(observations.reshape(-1, *filled_buffer.observation_space.shape)[:4])
+    states = filled_buffer._last_lstm_states
+    starts = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    for deterministic in (False, True):
+        results = []
+        for forward in (policy.forward, FusedLstmPolicy.forward):
+            torch.manual_seed(9)
+            with torch.no_grad():
+                actions, values, log_prob, new_states = forward(fused, obs, states, starts, deterministic)
+            results.append([actions, values, log_prob, *new_states.pi, *new_states.vf])
+        for ours, theirs in zip(results[1], results[0], strict=True):
+            assert ours.shape == theirs.shape and torch.equal(ours, theirs)
 
 
 def test_in_double_precision_the_sequence_pass_is_the_same_computation(filled_buffer):
@@ -160,11 +246,13 @@ class _Losses(BaseCallback):
 
 def test_seeded_training_gives_the_same_losses_and_saves_a_stock_loadable_model(short_episode_env, tmp_path):
     losses = []
+    torch_threads = torch.get_num_threads()
     for policy in ("MlpLstmPolicy", FusedLstmPolicy):
         model = _model(policy, short_episode_env(), seed=11)
         recorder = _Losses()
         model.learn(1024, callback=recorder)
         losses.append(recorder.losses + [model.logger.name_to_value["train/loss"]])
+        assert torch.get_num_threads() == torch_threads  # the engine's update gives torch its threads back
     assert len(losses[0]) >= 3
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert isinstance(model, FusedRecurrentPPO) and isinstance(model.rollout_buffer, SequenceLengthRolloutBuffer)

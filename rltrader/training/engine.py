@@ -1,6 +1,6 @@
 """The fast recurrent engine: stock RecurrentPPO, with the LSTM work done the short way.
 
-Three places where sb3-contrib's ``RecurrentActorCriticPolicy`` does more work than the
+Where sb3-contrib's ``RecurrentActorCriticPolicy`` does more work than the
 math needs, and what the engine does instead (measured in ``bench/training_throughput.py``):
 
 1. **Minibatches with episode starts.** ``_process_sequence`` runs the fused ``nn.LSTM``
@@ -16,12 +16,21 @@ math needs, and what the engine does instead (measured in ``bench/training_throu
    of 512 steps that spans three accounts' rollouts pads to 768. ``SequenceLengthRolloutBuffer``
    tells the policy each sequence's true length; the policy runs the LSTM over the
    sequences sorted by length, dropping each from the batch as it ends (one fused call
-   per distinct length), and leaves zeros at the padded steps.
+   per distinct length), and leaves zeros at the padded steps. (The update's minibatches
+   now take item 5; this ``nn.LSTM`` path serves every other multi-step call.)
 3. **Single steps.** Rollouts feed one step per account. Through ``nn.LSTM`` (oneDNN) that
    step costs about 330 us on this CPU; through ``torch.lstm_cell`` about 145 us.
 4. **Adam.** torch's single-tensor CPU Adam launches several kernels per parameter
    tensor; the fused CPU kernel does the same update in one (about 1.5 ms saved per
    minibatch).
+5. **The LSTM of a minibatch** (:mod:`rltrader.training.packed_lstm`): with sequence
+   lengths known, both LSTMs run on the packed real steps: one input projection each, the
+   recurrence compiled (:mod:`rltrader.training.lstm_kernels`), actor and critic on two
+   threads when torch may use two. The heads, the log-probabilities and the entropy then
+   run on the real steps too, and only the three outputs are padded back.
+6. **Minibatch assembly**: one numpy gather per field instead of a tensor per sequence.
+7. **The rollout step** computes the action with ``Categorical``'s arithmetic directly,
+   without building the distribution objects (same random draw, same numbers).
 
 The algorithm is sb3-contrib's, untouched: same minibatches, same losses, same updates.
 The outputs at real steps agree with the stock policy to float rounding
@@ -36,10 +45,13 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
-from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer, create_sequencers
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples
+from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
+from stable_baselines3.common.distributions import CategoricalDistribution
 from torch import nn
+
+from rltrader.training.packed_lstm import PackedLayout, applies_to, packed_lstm_passes
 
 LSTMStates = tuple[th.Tensor, th.Tensor]
 
@@ -109,6 +121,7 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
             optimizer_kwargs = {"eps": 1e-5, "fused": True}
         super().__init__(*args, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs, **kwargs)
+        self.lstm_threads = 1  # threads for the actor's and the critic's LSTM passes; set by FusedRecurrentPPO.train
 
     @staticmethod
     def _process_sequence(
@@ -134,17 +147,121 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
             output, states = lstm(features_sequence, initial)
         return th.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states
 
+    def forward(self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor,
+                deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
+        """sb3-contrib's rollout step (one step per account) without its distribution objects.
+
+        Same ops in the same order as the stock path where numbers are made: the LSTM cells
+        (:func:`single_step`), the MLPs, and ``torch.distributions.Categorical``'s own
+        arithmetic for the action (logits normalized by ``logsumexp``, ``softmax``, one
+        ``multinomial`` draw, so the random stream is consumed identically). What goes is
+        the distribution objects, their argument validation and the sequence reshaping.
+        Anything but a discrete action space with actor and critic LSTMs takes the stock method.
+        """
+        if (not isinstance(self.action_dist, CategoricalDistribution) or self.lstm_critic is None
+                or not self.share_features_extractor or not isinstance(obs, th.Tensor)):
+            return super().forward(obs, lstm_states, episode_starts, deterministic)
+        features = self.extract_features(obs)
+        keep = (1.0 - episode_starts).view(1, -1, 1)
+        latent_pi, states_pi = single_step(features, (keep * lstm_states.pi[0], keep * lstm_states.pi[1]),
+                                           self.lstm_actor)
+        latent_vf, states_vf = single_step(features, (keep * lstm_states.vf[0], keep * lstm_states.vf[1]),
+                                           self.lstm_critic)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        logits = self.action_net(self.mlp_extractor.forward_actor(latent_pi))
+        logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+        probabilities = nn.functional.softmax(logits, dim=-1)
+        if deterministic:
+            actions = th.argmax(probabilities, dim=1)
+        else:
+            actions = th.multinomial(probabilities, 1, True).T.reshape(-1)
+        log_prob = logits.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return actions, values, log_prob, RNNStates(states_pi, states_vf)
+
+    def evaluate_actions(self, obs: th.Tensor, actions: th.Tensor, lstm_states: RNNStates,
+                         episode_starts: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """sb3-contrib's ``evaluate_actions`` with both LSTM passes on the compiled recurrence.
+
+        Taken for the engine buffer's minibatches (their ``episode_starts`` carry the
+        sequence lengths) when the starts sit at sequence heads only; anything else goes
+        through the stock method, i.e. :meth:`_process_sequence` above.
+        """
+        lengths = getattr(episode_starts, SEQUENCE_LENGTHS, None)
+        n_seq = lstm_states.pi[0].shape[1]
+        starts = episode_starts.reshape((n_seq, -1))
+        features = self.extract_features(obs)
+        pi_features, vf_features = (features, features) if self.share_features_extractor else features
+        lstms = [(pi_features, lstm_states.pi, self.lstm_actor)]
+        if self.lstm_critic is not None:
+            lstms.append((vf_features, lstm_states.vf, self.lstm_critic))
+        if (lengths is None or starts.shape[1] == 1 or not starts_only_at_sequence_heads(starts.T)
+                or not all(applies_to(lstm, lstm_features) for lstm_features, _, lstm in lstms)):
+            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
+        keep = (1.0 - starts[:, 0]).view(1, n_seq, 1)
+        lstms = [(lstm_features, (keep * states[0], keep * states[1]), lstm) for lstm_features, states, lstm in lstms]
+        layout = PackedLayout.from_lengths(lengths.numpy(), starts.shape[1])
+        if len({lstm.num_layers for _, _, lstm in lstms}) == 1:
+            passes = packed_lstm_passes(lstms, layout, self.lstm_threads)
+        else:
+            passes = [packed_lstm_passes([item], layout)[0] for item in lstms]
+        # everything from here on runs on the real steps only; the three outputs are padded at the end
+        latent_pi = passes[0][0]
+        if self.lstm_critic is not None:
+            latent_vf = passes[1][0]
+        elif self.shared_lstm:
+            latent_vf = latent_pi.detach()
+        else:
+            latent_vf = self.critic(vf_features.index_select(0, layout.rows))
+        latent_pi = self.mlp_extractor.forward_actor(latent_pi)
+        latent_vf = self.mlp_extractor.forward_critic(latent_vf)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        log_prob = distribution.log_prob(actions.index_select(0, layout.rows))
+        return layout.pad(self.value_net(latent_vf)), layout.pad(log_prob), layout.pad(distribution.entropy())
+
 
 class SequenceLengthRolloutBuffer(RecurrentRolloutBuffer):
-    """sb3-contrib's recurrent buffer, same minibatches, telling the policy each sequence's length."""
+    """sb3-contrib's recurrent buffer, same minibatches, telling the policy each sequence's length.
+
+    The minibatch is also assembled faster: sb3-contrib pads each of nine fields with a
+    ``torch.tensor`` per sequence and ``pad_sequence``; here each field is one numpy
+    gather into a zero-filled padded array. Same tensors, element for element
+    (``tests/test_engine.py``).
+    """
 
     def _get_samples(self, batch_inds: np.ndarray, env_change: np.ndarray,
                      env: Any = None) -> RecurrentRolloutBufferSamples:
-        samples = super()._get_samples(batch_inds, env_change, env)
+        self.seq_start_indices, self.pad, self.pad_and_flatten = create_sequencers(
+            self.episode_starts[batch_inds], env_change[batch_inds], self.device)
         # create_sequencers cuts the minibatch at these indices; the last sequence runs to its end
-        ends = np.append(self.seq_start_indices[1:], len(batch_inds))
-        setattr(samples.episode_starts, SEQUENCE_LENGTHS, th.as_tensor(ends - self.seq_start_indices))
-        return samples
+        starts = self.seq_start_indices
+        lengths = np.append(starts[1:], len(batch_inds)) - starts
+        n_seq, max_length = len(starts), int(lengths.max())
+        within = np.arange(len(batch_inds)) - np.repeat(starts, lengths)  # step within its sequence
+        padded_rows = np.repeat(np.arange(n_seq) * max_length, lengths) + within
+
+        def padded(values: np.ndarray) -> th.Tensor:
+            out = np.zeros((n_seq * max_length, *values.shape[1:]), dtype=values.dtype)
+            out[padded_rows] = values[batch_inds]
+            return th.from_numpy(out).to(self.device)
+
+        def initial_states(states: np.ndarray) -> th.Tensor:
+            # (n_envs * n_steps, n_layers, dim) -> (n_layers, n_seq, dim), as sb3-contrib
+            return self.to_torch(states[batch_inds[starts]].swapaxes(0, 1)).contiguous()
+
+        episode_starts = padded(self.episode_starts).flatten()
+        setattr(episode_starts, SEQUENCE_LENGTHS, th.as_tensor(lengths))
+        return RecurrentRolloutBufferSamples(
+            observations=padded(self.observations).reshape((n_seq * max_length, *self.obs_shape)),
+            actions=padded(self.actions).reshape((n_seq * max_length, *self.actions.shape[1:])),
+            old_values=padded(self.values).flatten(),
+            old_log_prob=padded(self.log_probs).flatten(),
+            advantages=padded(self.advantages).flatten(),
+            returns=padded(self.returns).flatten(),
+            lstm_states=RNNStates((initial_states(self.hidden_states_pi), initial_states(self.cell_states_pi)),
+                                  (initial_states(self.hidden_states_vf), initial_states(self.cell_states_vf))),
+            episode_starts=episode_starts,
+            mask=padded(np.ones_like(self.returns)).flatten(),
+        )
 
 
 class FusedRecurrentPPO(RecurrentPPO):
@@ -158,3 +275,22 @@ class FusedRecurrentPPO(RecurrentPPO):
         super()._setup_model()
         if not isinstance(self.observation_space, spaces.Dict):
             self.rollout_buffer.__class__ = SequenceLengthRolloutBuffer
+
+    def train(self) -> None:
+        """The update, with the actor's and the critic's LSTM work on two threads where torch may use two.
+
+        torch itself is kept on one thread meanwhile: after every parallel product its idle
+        OpenMP worker spins for milliseconds on the second core, which the critic's
+        recurrence needs. The thread budget (``torch.get_num_threads()``, which quiet and
+        performance mode set) is what the update uses, and it is restored afterwards.
+        """
+        threads = th.get_num_threads()
+        if threads < 2 or not isinstance(self.policy, FusedLstmPolicy):
+            return super().train()
+        th.set_num_threads(1)
+        self.policy.lstm_threads = 2
+        try:
+            super().train()
+        finally:
+            self.policy.lstm_threads = 1
+            th.set_num_threads(threads)
