@@ -20,7 +20,7 @@ per timestep is the policy's forward FLOPs x (1 + 3 x n_epochs): one forward in 
 rollout, and forward+backward (3x forward) per epoch, padding not counted.
 
 Target (issue): engine >= 4x stock timesteps/s on the default config (8 accounts).
-Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--n-envs 1 8]
+Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--n-envs 1 8] [--threads N]
 The last line printed is one JSON object with the figures (lists follow ``n_envs``).
 """
 
@@ -133,7 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=16384, help="timesteps per learn() call (default 16384)")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="account counts (default 1 8)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both (default: torch's, every core; quiet mode trains on 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     config = load_config().with_overrides({"cache.dir": str(CACHE)}, "bench")
     market = MarketData.from_prepared(preprocess(SAMPLE, config), config)
@@ -170,6 +174,7 @@ def main() -> None:
         "ceiling_fraction_stock": [round(fraction(results["stock", n]), 3) for n in args.n_envs],
         "ceiling_fraction_engine": [round(fraction(results["engine", n]), 3) for n in args.n_envs],
         "n_envs": list(args.n_envs),
+        "torch_threads": torch.get_num_threads(),
         "ceiling_gflops": round(ceiling, 1),
         "timesteps": args.timesteps,
     }

@@ -277,15 +277,18 @@ class FusedRecurrentPPO(RecurrentPPO):
             self.rollout_buffer.__class__ = SequenceLengthRolloutBuffer
 
     def train(self) -> None:
-        """The update, with the actor's and the critic's LSTM work on two threads where torch may use two.
+        """The update, with the actor's and the critic's LSTM work on two threads when torch has two.
 
-        torch itself is kept on one thread meanwhile: after every parallel product its idle
-        OpenMP worker spins for milliseconds on the second core, which the critic's
-        recurrence needs. The thread budget (``torch.get_num_threads()``, which quiet and
-        performance mode set) is what the update uses, and it is restored afterwards.
+        With a budget of exactly two threads (``torch.get_num_threads()``, which quiet and
+        performance mode set), torch itself is kept on one thread meanwhile and the second
+        core runs the critic's LSTM beside the actor's: after every parallel product
+        torch's idle OpenMP worker would spin on the second core for milliseconds, which
+        the critic's recurrence needs. The budget is restored afterwards. With one thread
+        everything runs on it; with more, torch keeps them for its products and the two
+        recurrences run one after the other (the split is measured on two cores only).
         """
         threads = th.get_num_threads()
-        if threads < 2 or not isinstance(self.policy, FusedLstmPolicy):
+        if threads != 2 or not isinstance(self.policy, FusedLstmPolicy):
             return super().train()
         th.set_num_threads(1)
         self.policy.lstm_threads = 2
