@@ -172,7 +172,12 @@ def packed_lstm_passes(inputs: list[tuple[th.Tensor, LSTMStates, nn.LSTM]], layo
     side (the caller keeps torch itself on one thread, or torch's idle OpenMP worker spins
     on the second core for milliseconds after each parallel product).
     """
-    layer_inputs = [features.index_select(0, layout.rows) for features, _, _ in inputs]
+    packed_features: dict[int, th.Tensor] = {}  # actor and critic usually share one features tensor
+    layer_inputs = []
+    for features, _, _ in inputs:
+        if id(features) not in packed_features:
+            packed_features[id(features)] = features.index_select(0, layout.rows)
+        layer_inputs.append(packed_features[id(features)])
     finals: list[tuple[list[th.Tensor], list[th.Tensor]]] = [([], []) for _ in inputs]
     for layer in range(inputs[0][2].num_layers):
         tensors: list[th.Tensor | None] = []
