@@ -67,7 +67,11 @@ def applies_to(lstm: nn.LSTM, features: th.Tensor) -> bool:
 
 
 def _single_threaded_torch() -> None:
-    """The second thread's torch ops stay on it: OpenMP's and MKL's thread counts are per thread."""
+    """The second thread's torch ops stay on it: OpenMP's and MKL's thread counts are per thread.
+
+    This also sets torch's default for threads started later; the trainer creates the
+    pool inside ``FusedRecurrentPPO.train``, which restores that default when it ends.
+    """
     th.set_num_threads(1)
 
 
