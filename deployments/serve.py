@@ -56,12 +56,31 @@ class Server:
         return self.api_url.rstrip("/").removesuffix("/api")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        """Stop the server this command started, all of it.
+
+        ``prefect server start`` runs uvicorn as a child process, which outlived a SIGTERM
+        to the parent alone (an orphaned server kept running after the tests). The server
+        has its own session, so its whole process group is signalled: SIGTERM, then
+        SIGKILL for whatever is left after 20 s.
+        """
+        if self.process is None:
+            return
+        group = self.process.pid  # start_new_session: the group id is the leader's pid
+        deadline = time.monotonic() + 20
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            while time.monotonic() < deadline:
+                self.process.poll()  # reap the leader, or the group never empties
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.2)
+            deadline = time.monotonic() + 5
+        self.process.poll()
 
 
 def ensure_server(host: str, port: int) -> Server:
