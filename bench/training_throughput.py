@@ -43,6 +43,7 @@ from rltrader.config import Config, load_config
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.preprocessing import preprocess
+from rltrader.training.allocator import fix_heap_thresholds
 from rltrader.training.models import build_model
 from rltrader.training.phases import hyperparameters_for
 
@@ -138,6 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    fix_heap_thresholds()  # as the trainer does, for both methods: glibc's dynamic thresholds make
+    # one measurement's speed depend on what the process allocated before it
 
     config = load_config().with_overrides({"cache.dir": str(CACHE)}, "bench")
     market = MarketData.from_prepared(preprocess(SAMPLE, config), config)

@@ -99,3 +99,20 @@ def test_a_dask_nanny_heap_setting_is_undone_once_per_process(environment, expec
     output = subprocess.run([sys.executable, "-c", script], env={**env, **environment}, capture_output=True,
                             text=True, check=True).stdout
     assert output.strip() == expected
+
+
+@pytest.mark.parametrize("environment, expected", [({}, "True True"), ({"MALLOC_MMAP_THRESHOLD_": "1048576"}, "False")])
+def test_training_processes_fix_the_heap_thresholds_unless_the_user_set_them(environment, expected):
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is a Linux matter")
+    script = ("from rltrader.training.allocator import fix_heap_thresholds\n"
+              "first = fix_heap_thresholds()\n"
+              "print(first, fix_heap_thresholds()) if first else print(first)\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    output = subprocess.run([sys.executable, "-c", script], env={**env, **environment}, capture_output=True,
+                            text=True, check=True).stdout
+    assert output.strip() == expected

@@ -41,6 +41,7 @@ from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData, preprocess
+from rltrader.training.allocator import fix_heap_thresholds
 from rltrader.training.budget import iteration_budget, original_budget
 from rltrader.training.callbacks import IterationCallback, UpdateHook
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
@@ -161,6 +162,7 @@ class Trainer:
         Preprocesses unless ``prepared`` is given (the flow's cached task already did it, and
         passes the seconds it took so the summary's total stays honest). The flow opens a
         trainer per task and says once itself what it resumes: ``log_resume=False``."""
+        fix_heap_thresholds()  # training speed otherwise depends on the process's allocation history
         if prepared is None:
             started = time.perf_counter()
             prepared = preprocess(self.data_path, self.config, use_cache=self.config.cache.enabled)
