@@ -25,6 +25,17 @@ TRAINING_TRIM_THRESHOLD = 64 * 1024 * 1024
 TRAINING_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling on 64-bit
 _SMALL_THRESHOLD = 1024 * 1024
 _relaxed_in: set[int] = set()  # pids already fixed: once per process, not once per task
+_fixed_in: set[int] = set()  # pids whose thresholds fix_heap_thresholds set
+
+
+def _set_training_thresholds() -> bool:
+    """``mallopt`` the training trim and mmap thresholds; False where libc is not glibc (e.g. musl)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)) \
+            and bool(libc.mallopt(M_MMAP_THRESHOLD, TRAINING_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
 
 
 def relax_heap_trimming() -> bool:
@@ -34,21 +45,13 @@ def relax_heap_trimming() -> bool:
         return False
     if os.getpid() in _relaxed_in:
         return True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        changed = bool(libc.mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)) \
-            and bool(libc.mallopt(M_MMAP_THRESHOLD, TRAINING_MMAP_THRESHOLD))
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to undo
-        return False
+    changed = _set_training_thresholds()
     if changed:
         _relaxed_in.add(os.getpid())
         logger.info("MALLOC_TRIM_THRESHOLD_=%s (set e.g. by a Dask nanny) halves training speed; heap trim and "
                     "mmap thresholds raised to %d and %d MiB", wanted, TRAINING_TRIM_THRESHOLD >> 20,
                     TRAINING_MMAP_THRESHOLD >> 20)
     return changed
-
-
-_fixed_in: set[int] = set()
 
 
 def fix_heap_thresholds() -> bool:
@@ -68,12 +71,7 @@ def fix_heap_thresholds() -> bool:
         return False
     if os.getpid() in _fixed_in:
         return True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fixed = bool(libc.mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)) \
-            and bool(libc.mallopt(M_MMAP_THRESHOLD, TRAINING_MMAP_THRESHOLD))
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
+    fixed = _set_training_thresholds()
     if fixed:
         _fixed_in.add(os.getpid())
     return fixed
