@@ -24,18 +24,23 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 TRAINING_TRIM_THRESHOLD = 64 * 1024 * 1024
 TRAINING_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling on 64-bit
 _SMALL_THRESHOLD = 1024 * 1024
-_relaxed_in: set[int] = set()  # pids already fixed: once per process, not once per task
-_fixed_in: set[int] = set()  # pids whose thresholds fix_heap_thresholds set
+_set_in: set[int] = set()  # pids whose thresholds are set: once per process, not once per task
 
 
 def _set_training_thresholds() -> bool:
-    """``mallopt`` the training trim and mmap thresholds; False where libc is not glibc (e.g. musl)."""
+    """``mallopt`` the training trim and mmap thresholds, once per process; False where libc
+    is not glibc (e.g. musl)."""
+    if os.getpid() in _set_in:
+        return True
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)) \
+        done = bool(libc.mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)) \
             and bool(libc.mallopt(M_MMAP_THRESHOLD, TRAINING_MMAP_THRESHOLD))
     except (OSError, AttributeError):
         return False
+    if done:
+        _set_in.add(os.getpid())
+    return done
 
 
 def relax_heap_trimming() -> bool:
@@ -43,11 +48,9 @@ def relax_heap_trimming() -> bool:
     wanted = os.environ.get("MALLOC_TRIM_THRESHOLD_", "").strip()
     if not sys.platform.startswith("linux") or not wanted.isdigit() or int(wanted) >= _SMALL_THRESHOLD:
         return False
-    if os.getpid() in _relaxed_in:
-        return True
+    first = os.getpid() not in _set_in
     changed = _set_training_thresholds()
-    if changed:
-        _relaxed_in.add(os.getpid())
+    if changed and first:
         logger.info("MALLOC_TRIM_THRESHOLD_=%s (set e.g. by a Dask nanny) halves training speed; heap trim and "
                     "mmap thresholds raised to %d and %d MiB", wanted, TRAINING_TRIM_THRESHOLD >> 20,
                     TRAINING_MMAP_THRESHOLD >> 20)
@@ -69,9 +72,4 @@ def fix_heap_thresholds() -> bool:
     """
     if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_", "").strip():
         return False
-    if os.getpid() in _fixed_in:
-        return True
-    fixed = _set_training_thresholds()
-    if fixed:
-        _fixed_in.add(os.getpid())
-    return fixed
+    return _set_training_thresholds()

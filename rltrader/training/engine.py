@@ -189,14 +189,15 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
         lengths = getattr(episode_starts, SEQUENCE_LENGTHS, None)
         n_seq = lstm_states.pi[0].shape[1]
         starts = episode_starts.reshape((n_seq, -1))
+        if (lengths is None or not isinstance(obs, th.Tensor) or starts.shape[1] == 1
+                or not starts_only_at_sequence_heads(starts.T)
+                or not all(applies_to(lstm, obs) for lstm in (self.lstm_actor, self.lstm_critic) if lstm is not None)):
+            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
         features = self.extract_features(obs)
         pi_features, vf_features = (features, features) if self.share_features_extractor else features
         lstms = [(pi_features, lstm_states.pi, self.lstm_actor)]
         if self.lstm_critic is not None:
             lstms.append((vf_features, lstm_states.vf, self.lstm_critic))
-        if (lengths is None or starts.shape[1] == 1 or not starts_only_at_sequence_heads(starts.T)
-                or not all(applies_to(lstm, lstm_features) for lstm_features, _, lstm in lstms)):
-            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
         keep = (1.0 - starts[:, 0]).view(1, n_seq, 1)
         lstms = [(lstm_features, (keep * states[0], keep * states[1]), lstm) for lstm_features, states, lstm in lstms]
         layout = PackedLayout.from_lengths(lengths.numpy(), starts.shape[1])

@@ -54,11 +54,12 @@ class PackedLayout:
         return packed.new_zeros((self.padded_rows, *packed.shape[1:])).index_copy(0, self.rows, packed)
 
 
-def applies_to(lstm: nn.LSTM, features: th.Tensor) -> bool:
-    """Whether the compiled path computes exactly what ``lstm`` would (else use ``nn.LSTM``)."""
+def applies_to(lstm: nn.LSTM, inputs: th.Tensor) -> bool:
+    """Whether the compiled path computes what ``lstm`` would on ``inputs`` (or the observations
+    they are flattened from), to float32 rounding; else use ``nn.LSTM``."""
     return (
-        features.dtype == th.float32
-        and features.device.type == "cpu"
+        inputs.dtype == th.float32
+        and inputs.device.type == "cpu"
         and not lstm.batch_first
         and not lstm.bidirectional
         and lstm.proj_size == 0
