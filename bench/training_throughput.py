@@ -19,9 +19,15 @@ policy's sizes, large batches, oneDNN and native kernels, the faster counts). Us
 per timestep is the policy's forward FLOPs x (1 + 3 x n_epochs): one forward in the
 rollout, and forward+backward (3x forward) per epoch, padding not counted.
 
+Each figure is the median of ``--repeats`` measurements taken in turns (stock, engine,
+engine, stock, stock, engine, ...): this machine's speed drifts by 10% and more within a
+minute, and one stock run beside one engine run moved the ratio by as much. Turns in
+both orders put the two methods under the same drift.
+
 Target (issue): engine >= 4x stock timesteps/s on the default config (8 accounts).
-Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--n-envs 1 8] [--threads N]
-The last line printed is one JSON object with the figures (lists follow ``n_envs``).
+Usage: .venv/bin/python bench/training_throughput.py [--timesteps 8192] [--repeats 3] [--n-envs 1 8] [--threads N]
+The last line printed is one JSON object with the figures (lists follow ``n_envs``;
+``speedup_runs`` holds each turn's engine/stock ratio).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import statistics
 import time
 import warnings
 from collections import defaultdict
@@ -132,7 +139,8 @@ def measure(kind: str, config: Config, market: MarketData, n_envs: int, timestep
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=16384, help="timesteps per learn() call (default 16384)")
+    parser.add_argument("--timesteps", type=int, default=8192, help="timesteps per learn() call (default 8192)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each method, in turns (default 3)")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="account counts (default 1 8)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both (default: torch's, every core; quiet mode trains on 1)")
@@ -148,12 +156,22 @@ def main() -> None:
           f"batch {config.training.batch_size}, epochs {config.training.n_epochs}; torch threads "
           f"{torch.get_num_threads()}; {args.timesteps:,} timesteps per measurement", flush=True)
     results: dict[tuple[str, int], dict[str, Any]] = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for n_envs in args.n_envs:
+        for turn in range(args.repeats):
+            for kind in KINDS if turn % 2 == 0 else KINDS[::-1]:
+                row = measure(kind, config, market, n_envs, args.timesteps)
+                runs[kind, n_envs].append(row)
+                print(f"  {kind:6s} n_envs {n_envs}: {row['fps']:7.1f} timesteps/s ({row['timesteps']:,} in "
+                      f"{row['seconds']:.1f} s)", flush=True)
         for kind in KINDS:
-            results[kind, n_envs] = measure(kind, config, market, n_envs, args.timesteps)
-            row = results[kind, n_envs]
-            print(f"  {kind:6s} n_envs {n_envs}: {row['fps']:7.1f} timesteps/s ({row['timesteps']:,} in "
-                  f"{row['seconds']:.1f} s)", flush=True)
+            rows = runs[kind, n_envs]
+            results[kind, n_envs] = {**rows[0], "fps": statistics.median(row["fps"] for row in rows),
+                                     "parts": {part: statistics.fmean(row["parts"][part] for row in rows)
+                                               for part in PARTS}}
+        print(f"  median n_envs {n_envs}: stock {results['stock', n_envs]['fps']:.1f}, engine "
+              f"{results['engine', n_envs]['fps']:.1f} timesteps/s, "
+              f"{results['engine', n_envs]['fps'] / results['stock', n_envs]['fps']:.2f}x", flush=True)
 
     input_size, hidden = results[KINDS[0], args.n_envs[0]]["lstm"]
     ceiling = lstm_ceiling_gflops(input_size, hidden)
@@ -162,7 +180,7 @@ def main() -> None:
     def fraction(row: dict[str, Any]) -> float:
         return row["fps"] * row["flops_per_timestep"] / (ceiling * 1e9)
 
-    print("\nwhere the time goes (% of learn()):")
+    print("\nwhere the time goes (% of learn(), mean over the repeats):")
     header = "".join(f" | {kind} n={n}" for n in args.n_envs for kind in KINDS)
     print(f"| part{header} |")
     print("|---" + "|---:" * (len(args.n_envs) * len(KINDS)) + "|")
@@ -177,6 +195,10 @@ def main() -> None:
         "ceiling_fraction_stock": [round(fraction(results["stock", n]), 3) for n in args.n_envs],
         "ceiling_fraction_engine": [round(fraction(results["engine", n]), 3) for n in args.n_envs],
         "n_envs": list(args.n_envs),
+        "speedup_runs": [[round(engine["fps"] / stock["fps"], 2)
+                          for engine, stock in zip(runs["engine", n], runs["stock", n], strict=True)]
+                         for n in args.n_envs],
+        "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
         "ceiling_gflops": round(ceiling, 1),
         "timesteps": args.timesteps,

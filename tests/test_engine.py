@@ -12,6 +12,7 @@ import pytest
 import torch
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rltrader.env import VecTradingEnv
@@ -23,7 +24,7 @@ from rltrader.training.engine import (
     SequenceLengthRolloutBuffer,
     single_step,
 )
-from rltrader.training.packed_lstm import PackedLayout, packed_lstm_passes
+from rltrader.training.packed_lstm import PackedLayout, joined_towers, packed_lstm_passes
 
 POLICY_KWARGS = {"lstm_hidden_size": 32, "net_arch": {"pi": [32], "vf": [32]}}
 
@@ -89,8 +90,10 @@ def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(fil
     fused = FusedLstmPolicy(stock.observation_space, stock.action_space, lambda _: 1e-3, **POLICY_KWARGS)
     fused.load_state_dict(stock.policy.state_dict())
     fused.lstm_threads = lstm_threads
-    compiled_calls = []
-    monkeypatch.setattr(engine, "packed_lstm_passes", lambda *a: compiled_calls.append(a[2]) or packed_lstm_passes(*a))
+    compiled_calls, tower_threads = [], []
+    monkeypatch.setattr(engine, "packed_lstm_passes", lambda *a: compiled_calls.append(1) or packed_lstm_passes(*a))
+    monkeypatch.setattr(engine, "joined_towers", lambda towers, threads: tower_threads.append(threads)
+                        or joined_towers(towers, threads))
     batches_with_starts = padded_batches = 0
     for batch in _engine_view(stock.rollout_buffer).get(64):
         batches_with_starts += bool(batch.episode_starts.any())
@@ -108,20 +111,28 @@ def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(fil
         for ours, theirs in zip(outputs[1], outputs[0], strict=True):
             assert _relative_error(ours, theirs) < 1e-5
     assert batches_with_starts >= 2 and padded_batches >= 2
-    assert compiled_calls == [lstm_threads] * len(compiled_calls) and len(compiled_calls) >= 4  # every minibatch
+    # every minibatch: both LSTMs compiled, their backward passes on lstm_threads threads
+    assert len(compiled_calls) == 2 * len(tower_threads) and tower_threads == [lstm_threads] * len(tower_threads)
+    assert len(tower_threads) >= 4
 
 
-@pytest.mark.parametrize(("num_layers", "bias", "threads"), [(1, True, 1), (1, True, 2), (2, False, 2)])
-def test_the_compiled_recurrence_equals_nn_lstm_sequence_by_sequence(num_layers, bias, threads):
-    """Outputs, final states and every gradient (weights, biases, inputs, initial states)."""
+@pytest.mark.parametrize(("num_layers", "bias", "threads", "size", "lengths"), [
+    (1, True, 1, 16, [7, 2, 11, 1]), (1, True, 2, 18, [4, 9, 6]), (2, False, 2, 16, [7, 2, 11, 1])])
+def test_the_compiled_recurrence_equals_nn_lstm_sequence_by_sequence(num_layers, bias, threads, size, lengths):
+    """Outputs, final states and every gradient (weights, biases, inputs, initial states).
+
+    The kernels step sequences two at a time (longest first) and one alone where a pair's
+    shorter has ended or the count is odd; a size not divisible by 4 leaves a remainder row.
+    """
     torch.manual_seed(num_layers)
-    lstms = [torch.nn.LSTM(9, 16, num_layers=num_layers, bias=bias) for _ in range(2)]
-    lengths, max_length = np.array([7, 2, 11, 1]), 11
+    lstms = [torch.nn.LSTM(9, size, num_layers=num_layers, bias=bias) for _ in range(2)]
+    lengths = np.array(lengths)
+    max_length = int(lengths.max())
     layout = PackedLayout.from_lengths(lengths, max_length)
     n_seq = len(lengths)
     features = torch.randn(n_seq * max_length, 9, requires_grad=True)
-    states = [tuple(torch.randn(num_layers, n_seq, 16, requires_grad=True) for _ in range(2)) for _ in lstms]
-    weights = torch.randn(int(lengths.sum()), 16)
+    states = [tuple(torch.randn(num_layers, n_seq, size, requires_grad=True) for _ in range(2)) for _ in lstms]
+    weights = torch.randn(int(lengths.sum()), size)
     results = []
     for compiled in (True, False):
         for tensor in (features, *states[0], *states[1], *(p for lstm in lstms for p in lstm.parameters())):
@@ -170,6 +181,64 @@ def test_a_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffe
             results.append([actions, values, log_prob, *new_states.pi, *new_states.vf])
         for ours, theirs in zip(results[1], results[0], strict=True):
             assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("policy_kwargs", [
+    POLICY_KWARGS,
+    {"lstm_hidden_size": 18, "n_lstm_layers": 2, "net_arch": {"pi": [16, 8], "vf": []},
+     "activation_fn": torch.nn.ReLU},
+])
+def test_the_compiled_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffer, policy_kwargs,
+                                                                              monkeypatch):
+    """Same random stream, same actions; values, log-probabilities and states to float32 rounding
+    (within 1e-5 relative, as the update's outputs: the kernel sums in a different order)."""
+    stock = RecurrentActorCriticPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                                       **policy_kwargs)
+    fused = FusedLstmPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                            **policy_kwargs)
+    fused.load_state_dict(stock.state_dict())
+    with torch.no_grad():  # spread the logits so that the draws differ between accounts
+        for policy in (stock, fused):
+            policy.action_net.weight.mul_(20.0)
+    observations = filled_buffer.rollout_buffer.observations
+    obs = torch.as_tensor(observations.reshape(-1, *filled_buffer.observation_space.shape)[:6])
+    shape = (policy_kwargs.get("n_lstm_layers", 1), 6, policy_kwargs["lstm_hidden_size"])
+    states = RNNStates(*((torch.randn(shape), torch.randn(shape)) for _ in range(2)))
+    starts = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    calls = []
+    monkeypatch.setattr(engine.RolloutStepWeights, "step",
+                        (lambda step: lambda *a: calls.append(1) or step(*a))(engine.RolloutStepWeights.step))
+    with fused.compiled_rollout():
+        assert fused.rollout_weights is not None
+        for deterministic in (False, True):
+            results = []
+            for policy in (stock, fused):
+                torch.manual_seed(9)
+                with torch.no_grad():
+                    actions, values, log_prob, new_states = policy.forward(obs, states, starts, deterministic)
+                results.append([actions, values, log_prob, *new_states.pi, *new_states.vf])
+            assert torch.equal(results[1][0], results[0][0])
+            if not deterministic:
+                drawn = results[0][0]
+            for ours, theirs in zip(results[1][1:], results[0][1:], strict=True):
+                assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+                assert _relative_error(ours, theirs) < 1e-5
+    assert calls == [1, 1] and fused.rollout_weights is None
+    assert len(set(drawn.tolist())) > 1  # the accounts' draws differ: the comparison can fail
+
+
+def test_the_compiled_rollout_is_used_in_rollouts_and_declines_what_it_does_not_cover(short_episode_env, monkeypatch):
+    model = _model(FusedLstmPolicy, short_episode_env(), seed=2)
+    steps = []
+    monkeypatch.setattr(engine.RolloutStepWeights, "step",
+                        (lambda step: lambda *a: steps.append(1) or step(*a))(engine.RolloutStepWeights.step))
+    model.learn(64 * 4)
+    assert len(steps) == 64  # every step of the rollout
+    no_critic_lstm = FusedLstmPolicy(model.observation_space, model.action_space, lambda _: 1e-3,
+                                     enable_critic_lstm=False, **POLICY_KWARGS)
+    silu = FusedLstmPolicy(model.observation_space, model.action_space, lambda _: 1e-3,
+                           activation_fn=torch.nn.SiLU, **POLICY_KWARGS)
+    assert engine.RolloutStepWeights.of(no_critic_lstm) is None and engine.RolloutStepWeights.of(silu) is None
 
 
 def test_in_double_precision_the_sequence_pass_is_the_same_computation(filled_buffer):

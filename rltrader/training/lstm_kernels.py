@@ -76,6 +76,76 @@ def _add_vector_matrix(out: np.ndarray, matrix: np.ndarray, vector: np.ndarray) 
         k += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
+                 exps: np.ndarray, bits: np.ndarray) -> None:
+    """One LSTM step from its pre-activation ``gates`` (4H, overwritten): ``act`` the gates after
+    their sigmoid / tanh, ``c`` updated in place, ``tanh_cell`` and ``h`` written.
+
+    sigmoid(x) = 1 / (1 + exp(-x)) and tanh(x) = 2 sigmoid(2x) - 1, so every gate is one
+    vectorized ``exp`` pass.
+    """
+    size = c.shape[0]
+    one, two = np.float32(1.0), np.float32(2.0)
+    for u in range(4 * size):
+        gates[u] = -gates[u]
+    for u in range(2 * size, 3 * size):
+        gates[u] = two * gates[u]
+    _exp_into(gates, exps, bits)
+    for u in range(4 * size):
+        act[u] = one / (one + exps[u])
+    for u in range(2 * size, 3 * size):
+        act[u] = two * act[u] - one
+    for u in range(size):
+        c[u] = act[size + u] * c[u] + act[u] * act[2 * size + u]
+        gates[u] = -two * c[u]
+    _exp_into(gates[:size], exps, bits)
+    for u in range(size):
+        tanh_cell[u] = two / (one + exps[u]) - one
+        h[u] = act[3 * size + u] * tanh_cell[u]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_vector_matrix_pair(out_a: np.ndarray, out_b: np.ndarray, matrix: np.ndarray, vector_a: np.ndarray,
+                            vector_b: np.ndarray) -> None:
+    """:func:`_add_vector_matrix` for two vectors at once, the same sums in the same order.
+
+    Why: the matrix (W_hh, 256 KB at H=128) streams from L2 once per step of a sequence,
+    and that stream, not the arithmetic, bounds a single sequence's step. Two sequences
+    stepping together share it.
+    """
+    width = out_a.shape[0]
+    k = 0
+    while k + 4 <= vector_a.shape[0]:
+        a0, a1, a2, a3 = vector_a[k], vector_a[k + 1], vector_a[k + 2], vector_a[k + 3]
+        b0, b1, b2, b3 = vector_b[k], vector_b[k + 1], vector_b[k + 2], vector_b[k + 3]
+        row_a, row_b, row_c, row_d = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
+        for j in range(width):
+            wa, wb, wc, wd = row_a[j], row_b[j], row_c[j], row_d[j]
+            out_a[j] += a0 * wa + a1 * wb + a2 * wc + a3 * wd
+            out_b[j] += b0 * wa + b1 * wb + b2 * wc + b3 * wd
+        k += 4
+    while k < vector_a.shape[0]:
+        a0, b0, row_a = vector_a[k], vector_b[k], matrix[k]
+        for j in range(width):
+            out_a[j] += a0 * row_a[j]
+            out_b[j] += b0 * row_a[j]
+        k += 1
+
+
+@njit(cache=True, nogil=True)
+def _pairs_by_length(lengths: np.ndarray) -> np.ndarray:
+    """Sequences longest first, as (longer, shorter) pairs; an odd one out is paired with -1.
+
+    Neighbours in length step together for as long as the shorter runs.
+    """
+    order = np.argsort(-lengths, kind="mergesort")
+    pairs = np.full(((order.shape[0] + 1) // 2, 2), -1, np.int64)
+    for p in range(order.shape[0]):
+        pairs[p // 2, p % 2] = order[p]
+    return pairs
+
+
 @njit(cache=True, nogil=True)
 def lstm_forward(
     input_gates: np.ndarray,  # float32 (R, 4H): x W_ih^T + b_ih + b_hh of every real step
@@ -90,42 +160,51 @@ def lstm_forward(
     tanh_cell: np.ndarray,  # float32 (R, H): written, tanh(c_t)
     activations: np.ndarray,  # float32 (R, 4H): written, the gates after their sigmoid / tanh
 ) -> None:
-    """Run every sequence from its initial state; keep what the backward pass needs."""
+    """Run every sequence from its initial state, two at a time; keep what the backward pass needs."""
     size = hidden0.shape[1]
-    one, two = np.float32(1.0), np.float32(2.0)
-    gates = np.empty(4 * size, np.float32)
+    gates = np.empty((2, 4 * size), np.float32)
     exps = np.empty(4 * size, np.float32)
     bits = np.empty(4 * size, np.int32)
-    h = np.empty(size, np.float32)
-    c = np.empty(size, np.float32)
-    for s in range(lengths.shape[0]):
-        h[:] = hidden0[s]
-        c[:] = cell0[s]
-        for r in range(starts[s], starts[s] + lengths[s]):
-            previous_hidden[r] = h
-            gates[:] = input_gates[r]
-            _add_vector_matrix(gates, weight_hh_t, h)
-            # sigmoid(x) = 1 / (1 + exp(-x)); tanh(x) = 2 sigmoid(2x) - 1
-            for u in range(4 * size):
-                gates[u] = -gates[u]
-            for u in range(2 * size, 3 * size):
-                gates[u] = two * gates[u]
-            _exp_into(gates, exps, bits)
-            act = activations[r]
-            for u in range(4 * size):
-                act[u] = one / (one + exps[u])
-            for u in range(2 * size, 3 * size):
-                act[u] = two * act[u] - one
-            for u in range(size):
-                c[u] = act[size + u] * c[u] + act[u] * act[2 * size + u]
-                gates[u] = -two * c[u]
-            _exp_into(gates[:size], exps, bits)
-            tc = tanh_cell[r]
-            for u in range(size):
-                tc[u] = two / (one + exps[u]) - one
-                h[u] = act[3 * size + u] * tc[u]
-            cell[r] = c
-            hidden[r] = h
+    h = np.empty((2, size), np.float32)
+    c = np.empty((2, size), np.float32)
+    for longer, shorter in _pairs_by_length(lengths):
+        together = 0 if shorter < 0 else lengths[shorter]
+        h[0], c[0] = hidden0[longer], cell0[longer]
+        if shorter >= 0:
+            h[1], c[1] = hidden0[shorter], cell0[shorter]
+        for t in range(lengths[longer]):
+            if t < together:
+                r, q = starts[longer] + t, starts[shorter] + t
+                previous_hidden[r], previous_hidden[q] = h[0], h[1]
+                gates[0], gates[1] = input_gates[r], input_gates[q]
+                _add_vector_matrix_pair(gates[0], gates[1], weight_hh_t, h[0], h[1])
+                _cell_update(gates[1], activations[q], c[1], tanh_cell[q], h[1], exps, bits)
+                cell[q], hidden[q] = c[1], h[1]
+            else:
+                r = starts[longer] + t
+                previous_hidden[r] = h[0]
+                gates[0] = input_gates[r]
+                _add_vector_matrix(gates[0], weight_hh_t, h[0])
+            _cell_update(gates[0], activations[r], c[0], tanh_cell[r], h[0], exps, bits)
+            cell[r], hidden[r] = c[0], h[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gate_grads(act: np.ndarray, tc: np.ndarray, above: np.ndarray, previous_cell: np.ndarray, dh: np.ndarray,
+                dc: np.ndarray, d: np.ndarray) -> None:
+    """One step back: ``d`` = dLoss/d(pre-activation gates) from dh, dc (of this step's outputs) and
+    the gradient from above; ``dc`` becomes the previous cell's gradient (dh is left to the caller)."""
+    size = dh.shape[0]
+    one = np.float32(1.0)
+    for u in range(size):
+        i, f, g, o = act[u], act[size + u], act[2 * size + u], act[3 * size + u]
+        dh_u = dh[u] + above[u]
+        dc_u = dc[u] + dh_u * o * (one - tc[u] * tc[u])
+        d[u] = dc_u * g * i * (one - i)
+        d[size + u] = dc_u * previous_cell[u] * f * (one - f)
+        d[2 * size + u] = dc_u * i * (one - g * g)
+        d[3 * size + u] = dh_u * tc[u] * o * (one - o)
+        dc[u] = dc_u * f
 
 
 @njit(cache=True, nogil=True)
@@ -144,29 +223,29 @@ def lstm_backward(
     grad_hidden0: np.ndarray,  # float32 (S, H): written
     grad_cell0: np.ndarray,  # float32 (S, H): written
 ) -> None:
-    """Back through time, sequence by sequence. ``grad_gates`` is all the weights need:
+    """Back through time, two sequences at a time. ``grad_gates`` is all the weights need:
     dW_ih, dW_hh and the biases are products of it with the inputs (done in torch)."""
     size = weight_hh.shape[1]
-    one = np.float32(1.0)
-    dh = np.empty(size, np.float32)
-    dc = np.empty(size, np.float32)
-    for s in range(lengths.shape[0]):
-        dh[:] = grad_last_hidden[s]
-        dc[:] = grad_last_cell[s]
-        for r in range(starts[s] + lengths[s] - 1, starts[s] - 1, -1):
-            act, tc, above = activations[r], tanh_cell[r], grad_hidden[r]
-            previous_cell = cell[r - 1] if r > starts[s] else cell0[s]
-            d = grad_gates[r]
-            for u in range(size):
-                i, f, g, o = act[u], act[size + u], act[2 * size + u], act[3 * size + u]
-                dh_u = dh[u] + above[u]
-                dc_u = dc[u] + dh_u * o * (one - tc[u] * tc[u])
-                d[u] = dc_u * g * i * (one - i)
-                d[size + u] = dc_u * previous_cell[u] * f * (one - f)
-                d[2 * size + u] = dc_u * i * (one - g * g)
-                d[3 * size + u] = dh_u * tc[u] * o * (one - o)
-                dc[u] = dc_u * f
-            dh[:] = 0.0
-            _add_vector_matrix(dh, weight_hh, d)
-        grad_hidden0[s] = dh
-        grad_cell0[s] = dc
+    dh = np.empty((2, size), np.float32)
+    dc = np.empty((2, size), np.float32)
+    for longer, shorter in _pairs_by_length(lengths):
+        together = 0 if shorter < 0 else lengths[shorter]
+        dh[0], dc[0] = grad_last_hidden[longer], grad_last_cell[longer]
+        if shorter >= 0:
+            dh[1], dc[1] = grad_last_hidden[shorter], grad_last_cell[shorter]
+        for t in range(lengths[longer] - 1, -1, -1):
+            r = starts[longer] + t
+            previous_cell = cell[r - 1] if t > 0 else cell0[longer]
+            _gate_grads(activations[r], tanh_cell[r], grad_hidden[r], previous_cell, dh[0], dc[0], grad_gates[r])
+            dh[0] = 0.0
+            if t < together:
+                q = starts[shorter] + t
+                previous_cell = cell[q - 1] if t > 0 else cell0[shorter]
+                _gate_grads(activations[q], tanh_cell[q], grad_hidden[q], previous_cell, dh[1], dc[1], grad_gates[q])
+                dh[1] = 0.0
+                _add_vector_matrix_pair(dh[0], dh[1], weight_hh, grad_gates[r], grad_gates[q])
+            else:
+                _add_vector_matrix(dh[0], weight_hh, grad_gates[r])
+        grad_hidden0[longer], grad_cell0[longer] = dh[0], dc[0]
+        if shorter >= 0:
+            grad_hidden0[shorter], grad_cell0[shorter] = dh[1], dc[1]

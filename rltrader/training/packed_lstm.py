@@ -198,3 +198,52 @@ def packed_lstm_passes(inputs: list[tuple[th.Tensor, LSTMStates, nn.LSTM]], layo
             finals[index][1].append(last_cell)
     return [(hidden, (th.stack(last_hidden), th.stack(last_cell)))
             for hidden, (last_hidden, last_cell) in zip(layer_inputs, finals, strict=True)]
+
+
+class _JoinedTowers(th.autograd.Function):
+    """The towers' outputs, cut from their graphs; its backward runs each tower's backward as one job.
+
+    Each tower's backward is a ``torch.autograd.backward`` from its own outputs (reentrant,
+    as ``torch.utils.checkpoint`` does), so with two threads the two run side by side. The
+    towers' graphs are not inputs of this node (the outer backward would walk them a second
+    time); a gradient-requiring ``anchor`` puts the node in the graph instead.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, towers: list[tuple[th.Tensor, ...]], threads: int, anchor: th.Tensor) -> tuple[th.Tensor, ...]:
+        ctx.towers, ctx.threads = towers, threads
+        return tuple(tensor.detach().clone() for tower in towers for tensor in tower)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: th.Tensor | None) -> tuple[None, None, None]:
+        jobs, at = [], 0
+        for tower in ctx.towers:
+            pairs = [(tensor, grad) for tensor, grad in zip(tower, grads[at:at + len(tower)], strict=True)
+                     if grad is not None and tensor.requires_grad]
+            at += len(tower)
+            if pairs:
+                jobs.append(functools.partial(th.autograd.backward, *map(list, zip(*pairs, strict=True))))
+        ctx.towers = None  # their graphs are freed by their backward passes
+        run_jobs(jobs, ctx.threads)
+        return None, None, None
+
+
+def joined_towers(towers: list[tuple[th.Tensor, ...]], threads: int = 1) -> list[tuple[th.Tensor, ...]]:
+    """The outputs of sub-networks that share no parameters and no graph (actor: LSTM, head,
+    action distribution; critic: LSTM, head, value), with their backward passes side by side.
+
+    With ``threads`` 2, a backward through the returned tensors runs each tower's backward
+    as a job (:class:`_JoinedTowers`): the heads' gradients and the LSTMs' run on both
+    cores. The backward is torch's C++ engine plus the recurrence's few calls, so the two
+    threads hardly contend for the GIL (a forward of small head ops on two threads does,
+    which is why the heads' forward stays on one). Gradients are those of one backward
+    through the whole graph: each parameter belongs to one tower only.
+    """
+    if not th.is_grad_enabled() or not any(t.requires_grad for tower in towers for t in tower):
+        return towers
+    joined = _JoinedTowers.apply(towers, threads, th.empty(0, requires_grad=True))
+    at, regrouped = 0, []
+    for tower in towers:
+        regrouped.append(tuple(joined[at:at + len(tower)]))
+        at += len(tower)
+    return regrouped
