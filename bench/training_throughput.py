@@ -25,7 +25,7 @@ minute, and one stock run beside one engine run moved the ratio by as much. Turn
 both orders put the two methods under the same drift.
 
 Target (issue): engine >= 4x stock timesteps/s on the default config (8 accounts).
-Usage: .venv/bin/python bench/training_throughput.py [--timesteps 8192] [--repeats 3] [--n-envs 1 8] [--threads N]
+Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--repeats 3] [--n-envs 1 8] [--threads N]
 The last line printed is one JSON object with the figures (lists follow ``n_envs``;
 ``speedup_runs`` holds each turn's engine/stock ratio).
 """
@@ -139,7 +139,7 @@ def measure(kind: str, config: Config, market: MarketData, n_envs: int, timestep
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=8192, help="timesteps per learn() call (default 8192)")
+    parser.add_argument("--timesteps", type=int, default=16384, help="timesteps per learn() call (default 16384)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each method, in turns (default 3)")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="account counts (default 1 8)")
     parser.add_argument("--threads", type=int, default=None,

@@ -235,8 +235,10 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
         packed_actions = actions.index_select(0, layout.rows)
         if self.lstm_critic is not None and not pi_features.requires_grad and not vf_features.requires_grad:
             # actor and critic share nothing: one LSTM pass per thread, one backward per thread
-            latent_pi, latent_vf = run_jobs([functools.partial(lambda item: packed_lstm_passes([item], layout)[0][0], item)
-                                             for item in lstms], self.lstm_threads)
+            def lstm_pass(item: tuple[th.Tensor, LSTMStates, nn.LSTM]) -> th.Tensor:
+                return packed_lstm_passes([item], layout)[0][0]
+
+            latent_pi, latent_vf = run_jobs([functools.partial(lstm_pass, item) for item in lstms], self.lstm_threads)
             log_prob, entropy = self._log_prob_and_entropy(self.mlp_extractor.forward_actor(latent_pi), packed_actions)
             values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
             (log_prob, entropy), (values,) = joined_towers([(log_prob, entropy), (values,)], self.lstm_threads)
@@ -252,11 +254,9 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
             latent_vf = latent_pi.detach()
         else:
             latent_vf = self.critic(vf_features.index_select(0, layout.rows))
-        latent_pi = self.mlp_extractor.forward_actor(latent_pi)
-        latent_vf = self.mlp_extractor.forward_critic(latent_vf)
-        distribution = self._get_action_dist_from_latent(latent_pi)
-        log_prob = distribution.log_prob(packed_actions)
-        return layout.pad(self.value_net(latent_vf)), layout.pad(log_prob), layout.pad(distribution.entropy())
+        log_prob, entropy = self._log_prob_and_entropy(self.mlp_extractor.forward_actor(latent_pi), packed_actions)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        return layout.pad(values), layout.pad(log_prob), layout.pad(entropy)
 
 
     def _log_prob_and_entropy(self, latent_pi: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

@@ -210,7 +210,8 @@ class _JoinedTowers(th.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, towers: list[tuple[th.Tensor, ...]], threads: int, anchor: th.Tensor) -> tuple[th.Tensor, ...]:
+    def forward(ctx: Any, towers: list[tuple[th.Tensor, ...]], threads: int,
+                anchor: th.Tensor) -> tuple[th.Tensor, ...]:
         ctx.towers, ctx.threads = towers, threads
         return tuple(tensor.detach().clone() for tower in towers for tensor in tower)
 
