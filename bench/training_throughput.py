@@ -155,6 +155,8 @@ def main() -> None:
     print(f"default config: LSTM {config.training.policy.lstm_hidden_size}, rollout {config.training.rollout_size}, "
           f"batch {config.training.batch_size}, epochs {config.training.n_epochs}; torch threads "
           f"{torch.get_num_threads()}; {args.timesteps:,} timesteps per measurement", flush=True)
+    # untimed: numba compiles (or loads from its cache) the engine's kernels on first use
+    measure("engine", config, market, args.n_envs[0], config.training.rollout_size)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     runs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for n_envs in args.n_envs:
