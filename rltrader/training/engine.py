@@ -258,7 +258,6 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
         values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
         return layout.pad(values), layout.pad(log_prob), layout.pad(entropy)
 
-
     def _log_prob_and_entropy(self, latent_pi: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """The action distribution's ``log_prob(actions)`` and ``entropy()``.
 

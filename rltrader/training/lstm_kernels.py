@@ -58,28 +58,6 @@ def _exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_vector_matrix(out: np.ndarray, matrix: np.ndarray, vector: np.ndarray) -> None:
-    """``out += vector @ matrix`` as column updates, four matrix rows per pass.
-
-    Four rows per pass load ``out`` once for four multiply-adds: without it the loop is
-    bound by storing ``out`` back (one store per multiply-add).
-    """
-    width = out.shape[0]
-    k = 0
-    while k + 4 <= vector.shape[0]:
-        a, b, c, d = vector[k], vector[k + 1], vector[k + 2], vector[k + 3]
-        row_a, row_b, row_c, row_d = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
-        for j in range(width):
-            out[j] += a * row_a[j] + b * row_b[j] + c * row_c[j] + d * row_d[j]
-        k += 4
-    while k < vector.shape[0]:
-        a, row_a = vector[k], matrix[k]
-        for j in range(width):
-            out[j] += a * row_a[j]
-        k += 1
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
                  exps: np.ndarray, bits: np.ndarray) -> None:
     """One LSTM step from its pre-activation ``gates`` (4H, overwritten): ``act`` the gates after
@@ -109,30 +87,32 @@ def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_vector_matrix_pair(out_a: np.ndarray, out_b: np.ndarray, matrix: np.ndarray, vector_a: np.ndarray,
-                            vector_b: np.ndarray) -> None:
-    """:func:`_add_vector_matrix` for two vectors at once, the same sums in the same order.
+def _add_products(out: np.ndarray, matrix: np.ndarray, vectors: np.ndarray) -> None:
+    """``out[n] += vectors[n] @ matrix`` for every row ``n``, as column updates, four matrix rows per pass.
 
-    Why: the matrix (W_hh, 256 KB at H=128) streams from L2 once per step of a sequence,
-    and that stream, not the arithmetic, bounds a single sequence's step. Two sequences
-    stepping together share it.
+    Four rows per pass load ``out[n]`` once for four multiply-adds: without it the loop is
+    bound by storing ``out`` back (one store per multiply-add). Each group of four rows is
+    loaded once for all rows of ``out``: the matrix (W_hh, 256 KB at H=128) streams from L2
+    once per step, and that stream bounds a single sequence's step, so sequences (or
+    accounts) stepping together share it. Each row's sums are in the same order whatever
+    the number of rows, so results do not depend on how sequences are grouped.
     """
-    width = out_a.shape[0]
+    width = out.shape[1]
     k = 0
-    while k + 4 <= vector_a.shape[0]:
-        a0, a1, a2, a3 = vector_a[k], vector_a[k + 1], vector_a[k + 2], vector_a[k + 3]
-        b0, b1, b2, b3 = vector_b[k], vector_b[k + 1], vector_b[k + 2], vector_b[k + 3]
+    while k + 4 <= matrix.shape[0]:
         row_a, row_b, row_c, row_d = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
-        for j in range(width):
-            wa, wb, wc, wd = row_a[j], row_b[j], row_c[j], row_d[j]
-            out_a[j] += a0 * wa + a1 * wb + a2 * wc + a3 * wd
-            out_b[j] += b0 * wa + b1 * wb + b2 * wc + b3 * wd
+        for n in range(out.shape[0]):
+            a, b, c, d = vectors[n, k], vectors[n, k + 1], vectors[n, k + 2], vectors[n, k + 3]
+            o = out[n]
+            for j in range(width):
+                o[j] += a * row_a[j] + b * row_b[j] + c * row_c[j] + d * row_d[j]
         k += 4
-    while k < vector_a.shape[0]:
-        a0, b0, row_a = vector_a[k], vector_b[k], matrix[k]
-        for j in range(width):
-            out_a[j] += a0 * row_a[j]
-            out_b[j] += b0 * row_a[j]
+    while k < matrix.shape[0]:
+        row_a = matrix[k]
+        for n in range(out.shape[0]):
+            a, o = vectors[n, k], out[n]
+            for j in range(width):
+                o[j] += a * row_a[j]
         k += 1
 
 
@@ -147,6 +127,18 @@ def _pairs_by_length(lengths: np.ndarray) -> np.ndarray:
     for p in range(order.shape[0]):
         pairs[p // 2, p % 2] = order[p]
     return pairs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _start_pair(first: np.ndarray, second: np.ndarray, first_from: np.ndarray, second_from: np.ndarray,
+                longer: int, shorter: int, lengths: np.ndarray) -> int:
+    """Load a pair's two running states (row 0 the longer sequence, row 1 the shorter) and
+    return how many steps the two take together (0 for an odd one out)."""
+    first[0], second[0] = first_from[longer], second_from[longer]
+    if shorter < 0:
+        return 0
+    first[1], second[1] = first_from[shorter], second_from[shorter]
+    return lengths[shorter]
 
 
 @njit(cache=True, nogil=True)
@@ -171,25 +163,17 @@ def lstm_forward(
     h = np.empty((2, size), np.float32)
     c = np.empty((2, size), np.float32)
     for longer, shorter in _pairs_by_length(lengths):
-        together = 0 if shorter < 0 else lengths[shorter]
-        h[0], c[0] = hidden0[longer], cell0[longer]
-        if shorter >= 0:
-            h[1], c[1] = hidden0[shorter], cell0[shorter]
+        together = _start_pair(h, c, hidden0, cell0, longer, shorter, lengths)
         for t in range(lengths[longer]):
-            if t < together:
-                r, q = starts[longer] + t, starts[shorter] + t
-                previous_hidden[r], previous_hidden[q] = h[0], h[1]
-                gates[0], gates[1] = input_gates[r], input_gates[q]
-                _add_vector_matrix_pair(gates[0], gates[1], weight_hh_t, h[0], h[1])
-                _cell_update(gates[1], activations[q], c[1], tanh_cell[q], h[1], exps, bits)
-                cell[q], hidden[q] = c[1], h[1]
-            else:
-                r = starts[longer] + t
-                previous_hidden[r] = h[0]
-                gates[0] = input_gates[r]
-                _add_vector_matrix(gates[0], weight_hh_t, h[0])
-            _cell_update(gates[0], activations[r], c[0], tanh_cell[r], h[0], exps, bits)
-            cell[r], hidden[r] = c[0], h[0]
+            stepping = 2 if t < together else 1
+            rows = (starts[longer] + t, starts[shorter] + t)  # the second is read only when stepping is 2
+            for n in range(stepping):
+                previous_hidden[rows[n]] = h[n]
+                gates[n] = input_gates[rows[n]]
+            _add_products(gates[:stepping], weight_hh_t, h[:stepping])
+            for n in range(stepping):
+                _cell_update(gates[n], activations[rows[n]], c[n], tanh_cell[rows[n]], h[n], exps, bits)
+                cell[rows[n]], hidden[rows[n]] = c[n], h[n]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -231,24 +215,19 @@ def lstm_backward(
     size = weight_hh.shape[1]
     dh = np.empty((2, size), np.float32)
     dc = np.empty((2, size), np.float32)
+    d = np.empty((2, 4 * size), np.float32)
     for longer, shorter in _pairs_by_length(lengths):
-        together = 0 if shorter < 0 else lengths[shorter]
-        dh[0], dc[0] = grad_last_hidden[longer], grad_last_cell[longer]
-        if shorter >= 0:
-            dh[1], dc[1] = grad_last_hidden[shorter], grad_last_cell[shorter]
+        together = _start_pair(dh, dc, grad_last_hidden, grad_last_cell, longer, shorter, lengths)
         for t in range(lengths[longer] - 1, -1, -1):
-            r = starts[longer] + t
-            previous_cell = cell[r - 1] if t > 0 else cell0[longer]
-            _gate_grads(activations[r], tanh_cell[r], grad_hidden[r], previous_cell, dh[0], dc[0], grad_gates[r])
-            dh[0] = 0.0
-            if t < together:
-                q = starts[shorter] + t
-                previous_cell = cell[q - 1] if t > 0 else cell0[shorter]
-                _gate_grads(activations[q], tanh_cell[q], grad_hidden[q], previous_cell, dh[1], dc[1], grad_gates[q])
-                dh[1] = 0.0
-                _add_vector_matrix_pair(dh[0], dh[1], weight_hh, grad_gates[r], grad_gates[q])
-            else:
-                _add_vector_matrix(dh[0], weight_hh, grad_gates[r])
+            stepping = 2 if t < together else 1
+            for n in range(stepping):
+                sequence = longer if n == 0 else shorter
+                r = starts[sequence] + t
+                previous_cell = cell[r - 1] if t > 0 else cell0[sequence]
+                _gate_grads(activations[r], tanh_cell[r], grad_hidden[r], previous_cell, dh[n], dc[n], d[n])
+                grad_gates[r] = d[n]
+                dh[n] = 0.0
+            _add_products(dh[:stepping], weight_hh, d[:stepping])
         grad_hidden0[longer], grad_cell0[longer] = dh[0], dc[0]
         if shorter >= 0:
             grad_hidden0[shorter], grad_cell0[shorter] = dh[1], dc[1]

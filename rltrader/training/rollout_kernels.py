@@ -19,36 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rltrader.training.lstm_kernels import _cell_update, _exp_into
+from rltrader.training.lstm_kernels import _add_products, _cell_update, _exp_into
 
 IDENTITY, TANH, RELU = 0, 1, 2
-"""Activation codes of :data:`head_layers` rows."""
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_products(out: np.ndarray, matrix: np.ndarray, vectors: np.ndarray) -> None:
-    """``out[n] += vectors[n] @ matrix`` for every account ``n``, four matrix rows at a time.
-
-    The four rows are loaded once for all accounts (they stay in L1 with the accounts'
-    outputs): one pass over the weights per step, not one per account.
-    """
-    width = out.shape[1]
-    k = 0
-    while k + 4 <= matrix.shape[0]:
-        row_a, row_b, row_c, row_d = matrix[k], matrix[k + 1], matrix[k + 2], matrix[k + 3]
-        for n in range(out.shape[0]):
-            a, b, c, d = vectors[n, k], vectors[n, k + 1], vectors[n, k + 2], vectors[n, k + 3]
-            o = out[n]
-            for j in range(width):
-                o[j] += a * row_a[j] + b * row_b[j] + c * row_c[j] + d * row_d[j]
-        k += 4
-    while k < matrix.shape[0]:
-        row_a = matrix[k]
-        for n in range(out.shape[0]):
-            a, o = vectors[n, k], out[n]
-            for j in range(width):
-                o[j] += a * row_a[j]
-        k += 1
+"""Activation codes in the last column of a head's layer rows (see :func:`policy_step`)."""
 
 
 @njit(cache=True, nogil=True)
