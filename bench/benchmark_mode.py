@@ -73,7 +73,7 @@ def main() -> None:
     print(f"\nprofile {args.profile}, seeds {args.seeds}, wall {time.perf_counter() - started:.0f}s")
     print(f"{'seed':>6} {'original s':>11} {'optimized s':>12} {'speedup':>8} {'orig val':>9} {'opt val':>8} "
           f"{'orig test':>10} {'opt test':>9} {'orig steps':>11} {'opt steps':>10}")
-    for seed, row in zip(args.seeds, rows):
+    for seed, row in zip(args.seeds, rows, strict=True):
         o, p = row["original"], row["optimized"]
         print(f"{seed:>6} {o['total_time_seconds']:>11.1f} {p['total_time_seconds']:>12.1f} {row['speedup']:>7.2f}x "
               f"{o['validation_sharpe'] or 0:>9.2f} {p['validation_sharpe'] or 0:>8.2f} {o['test_sharpe'] or 0:>10.2f} "

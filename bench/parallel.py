@@ -39,7 +39,8 @@ def main() -> None:
     from flows.train import train_pipeline
     from rltrader.config import load_config
     from rltrader.preprocessing import preprocess
-    from rltrader.training.performance_mode import write_mode
+    from rltrader.request import TrainRequest
+    from rltrader.runtime.performance_mode import write_mode
 
     shutil.rmtree(OUT, ignore_errors=True)
     cache = OUT / "cache"
@@ -54,13 +55,13 @@ def main() -> None:
     seconds, chosen, best = {}, {}, {}
     for name, extra in runs.items():
         started = time.perf_counter()
-        summary = train_pipeline(**common, **extra, results_dir=str(OUT / name))
+        summary = train_pipeline(TrainRequest(**common, **extra, results_dir=str(OUT / name)))
         seconds[name] = time.perf_counter() - started
         state = json.loads((OUT / name / "42" / "run_state.json").read_text(encoding="utf-8"))
         chosen[name] = [record["candidate"] for record in state["iterations"]]
-        best[name] = summary["best_model"]["score"]
+        best[name] = summary.best_model.score
         print(f"{name:<9} {seconds[name]:7.1f} s  candidates kept {chosen[name]}  best validation "
-              f"{summary['best_model']['metric']} {best[name]:.3f}", flush=True)
+              f"{summary.best_model.metric} {best[name]:.3f}", flush=True)
     runner = f"dask {args.dask_address}" if args.dask_address else f"process-pool x{args.candidates}"
     print(f"\n{args.candidates} candidates x {args.iterations} iterations: serial {seconds['serial']:.1f} s, "
           f"parallel {seconds['parallel']:.1f} s ({runner}), {seconds['serial'] / seconds['parallel']:.2f}x")

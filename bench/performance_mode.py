@@ -55,8 +55,8 @@ def train(mode: str, seconds: float) -> None:
     from rltrader.env import MarketData
     from rltrader.env.vec_env import VecTradingEnv
     from rltrader.preprocessing import preprocess
+    from rltrader.runtime.performance_mode import ModeSwitcher, write_mode
     from rltrader.training.models import build_model
-    from rltrader.training.performance_mode import ModeSwitcher, write_mode
     from rltrader.training.phases import hyperparameters_for
 
     config = load_config().with_overrides({"cache.dir": str(CACHE)}, "bench")

@@ -1,7 +1,7 @@
 """``rltrader serve``: a local Prefect server if none runs, the deployments, and the UI address.
 
-- ``train-ppo``: the training pipeline with default parameters, run from the UI's
-  "Run" button (every parameter editable there);
+- ``train-ppo``: the training pipeline, run from the UI's "Run" button; its one
+  parameter, the training request, is a form there (every field of ``rltrader train``);
 - ``performance-mode``: the mode flow on two cron schedules, performance in the evening
   and quiet in the morning, from ``orchestration.mode_schedule`` in the config, the mode
   set per schedule.
@@ -28,6 +28,7 @@ from typing import Any
 
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.request import TrainRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DEPLOYMENT = "train-ppo"
@@ -116,8 +117,16 @@ def ensure_server(host: str, port: int) -> Server:
                          f"see {log_path}")
 
 
+def default_request(config_path: Path | None, data_path: Path, results_dir: Path, settings_file: Path,
+                    cache_dir: Path | None = None) -> TrainRequest:
+    """What a ``train-ppo`` run trains unless the UI's form says otherwise."""
+    return TrainRequest(config=str(config_path) if config_path else None, data_path=str(data_path),
+                        results_dir=str(results_dir), settings_file=str(settings_file),
+                        cache_dir=str(cache_dir) if cache_dir else None)
+
+
 def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
-                      settings_file: Path) -> list[Any]:
+                      settings_file: Path, cache_dir: Path | None = None) -> list[Any]:
     """The two deployments; pass absolute paths (flow runs may start in another directory)."""
     from prefect.schedules import Cron
 
@@ -130,8 +139,8 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
         name=TRAIN_DEPLOYMENT,
         description="Train RecurrentPPO agents iteratively and report the best against buy-and-hold. "
                     "Edit the parameters to change data, seed, budget or optimizations.",
-        parameters={**common, "data_path": str(data_path), "results_dir": str(results_dir),
-                    "settings_file": str(settings_file)},
+        parameters={"request": default_request(config_path, data_path, results_dir, settings_file,
+                                               cache_dir).model_dump(mode="json", exclude_defaults=True)},
         tags=["rltrader", "training"],
     )
     mode = set_performance_mode.to_deployment(
@@ -155,9 +164,11 @@ def _stop_on_sigterm() -> None:
 
 
 def serve_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
-                      settings_file: Path, host: str | None = None, port: int | None = None) -> int:
+                      settings_file: Path, host: str | None = None, port: int | None = None,
+                      cache_dir: Path | None = None) -> int:
     """Start or find the server, serve both deployments until interrupted; stop what was started."""
     config_path = config_path.resolve() if config_path else None
+    cache_dir = cache_dir.resolve() if cache_dir else None
     data_path, results_dir, settings_file = data_path.resolve(), results_dir.resolve(), settings_file.resolve()
     if not data_path.is_file():
         raise UserInputError(f"{data_path}: bar file not found; pass --data_path (the train-ppo default)")
@@ -166,7 +177,7 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
     _stop_on_sigterm()
     try:
         os.chdir(PROJECT_ROOT)  # entrypoints (flows/train.py, flows/mode.py) are relative to here
-        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file)
+        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir)
         schedule = config.orchestration.mode_schedule
         started = "started by rltrader" if server.process else "already running"
         print(f"Prefect UI: {server.ui_url}  (server {started}"

@@ -13,3 +13,6 @@ if "rltrader" not in _extra.split(","):
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # the same logger also reports work done outside runs (a warm-up preprocess, a direct Trainer)
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# a temporary server on a new PREFECT_HOME migrates its database first: about 20 s on two
+# cores, Prefect's whole default wait, so a first `rltrader train` could time out
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

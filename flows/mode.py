@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
 from rltrader.config import load_config
-from rltrader.training.performance_mode import write_mode
+from rltrader.runtime.performance_mode import write_mode
 
 MODE_VARIABLE = "rltrader_performance_mode"
 

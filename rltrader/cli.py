@@ -13,14 +13,18 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from rltrader import __version__
-from rltrader.config import OPTIMIZATION_SWITCHES, Config, load_config, run_config
+from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.formatting import number, percent
+from rltrader.request import FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
 
 LOGGER_NAME = "rltrader"
 
@@ -49,20 +53,65 @@ def _quiet_prefect_tracebacks_for_user_errors() -> None:
             handler.addFilter(log_filter)
 
 
-def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """How to read the bar file, from the flags a command has (None = as the config says)."""
-    return {f"data.{name}": getattr(args, name, None) for name in ("sep", "date_format", "dayfirst", "point")}
+PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file"}
+"""Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
+
+
+def _scalar(annotation: Any) -> type:
+    """``int`` for ``int | None``, and so on: the type argparse converts a flag's value to."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return annotation
+
+
+def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], required: Iterable[str] = ()) -> None:
+    """One flag per :class:`~rltrader.request.TrainRequest` field, spelt as the field, its help its description.
+
+    A switch (an optimization) is ``--no-NAME``; a plain boolean ``--NAME``; a tri-state
+    boolean ``--NAME`` / ``--no-NAME`` (unset means detect); anything else takes a value.
+    """
+    for name in names:
+        field = TrainRequest.model_fields[name]
+        help_text = (field.description or "").replace("%", "%%")
+        if name in SWITCHES:
+            what = help_text.split(". Off")[0]
+            parser.add_argument(f"--no-{name}", dest=name, action="store_false", help=f"turn {name} off ({what})")
+        elif field.annotation is bool:
+            parser.add_argument(f"--{name}", action="store_true", help=help_text)
+        elif _scalar(field.annotation) is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = Path if name in PATH_FIELDS else _scalar(field.annotation)
+            default = kind(field.default) if kind is Path and field.default is not None else field.default
+            parser.add_argument(f"--{name}", type=kind, default=None if name in required else default,
+                                required=name in required, help=help_text)
+
+
+def request_from_args(args: argparse.Namespace,
+                      fields: Iterable[str] = tuple(TrainRequest.model_fields)) -> TrainRequest:
+    """The request that the parsed flags among ``fields`` spell (fields without a flag keep their defaults)."""
+    given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
+    given = {name: str(value) if isinstance(value, Path) else value for name, value in given.items()}
+    try:
+        return TrainRequest(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserInputError(f"--{first['loc'][0]} {message}") from None
+
+
+CONFIG_FIELDS = ("data_path", *LOADING_FIELDS, "config", "cache_dir", "cache_environments")
+"""What the commands other than ``train`` take from the request: the file, how to read bars, the cache."""
 
 
 def _resolve_config(args: argparse.Namespace) -> Config:
-    cache_dir = getattr(args, "cache_dir", None)
-    return load_config(args.config).with_overrides(
-        {**_data_overrides(args), "cache.dir": str(cache_dir) if cache_dir else None})
+    """The config file with the command's flags for reading bars and for the cache."""
+    return request_from_args(args, CONFIG_FIELDS).to_config()
 
 
 def _command_preprocess(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
-    use_cache = config.cache.enabled and not args.no_cache_environments
+    use_cache = config.optimizations.cache_environments
     _prefect_environment()
     from flows.preprocess import preprocess_flow  # Prefect import: seconds, so only here
     from rltrader.preprocessing import PreparedData
@@ -82,17 +131,6 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAINING_FLAGS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
-                  "convergence_threshold", "eval_freq", "checkpoint_freq")
-
-
-def _training_config(args: argparse.Namespace) -> Config:
-    """Config file, then --profile, then explicit flags: the most specific wins."""
-    return run_config(_resolve_config(args), args.profile, {name: getattr(args, name) for name in TRAINING_FLAGS},
-                      {flag: False for flag in OPTIMIZATION_SWITCHES if getattr(args, f"no_{flag}")},
-                      args.use_original_training)
-
-
 def _settings_file(args: argparse.Namespace, config: Config) -> Path:
     return args.settings_file or config.performance_mode.settings_file
 
@@ -109,85 +147,49 @@ def _console_log_level(verbose: int) -> None:
                 handler.setLevel(level)
 
 
-def _flow_parameters(args: argparse.Namespace) -> dict[str, object]:
-    """``train-pipeline``'s parameters for these flags: the flow rebuilds the same config."""
-    overrides = _data_overrides(args)
-    return {
-        "data_path": str(args.data_path), "config": str(args.config) if args.config else None,
-        "profile": args.profile, **{name: getattr(args, name) for name in TRAINING_FLAGS},
-        **{flag: False for flag in OPTIMIZATION_SWITCHES if getattr(args, f"no_{flag}")},
-        "use_original_training": args.use_original_training, "results_dir": str(args.results_dir),
-        "settings_file": str(args.settings_file) if args.settings_file else None,
-        "parallel_candidates": args.parallel_candidates,
-        "cache_dir": str(args.cache_dir) if args.cache_dir else None,
-        "overrides": {key: value for key, value in overrides.items() if value is not None} or None,
-    }
-
-
 def _command_train(args: argparse.Namespace) -> int:
-    config = _training_config(args)
-    if args.parallel_candidates < 1:
-        raise UserInputError(f"--parallel_candidates must be 1 or more, got {args.parallel_candidates}")
-    if not args.data_path.is_file():
-        raise UserInputError(f"{args.data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+    request = request_from_args(args)
+    config = request.to_config()
+    if not Path(request.data_path).is_file():
+        raise UserInputError(f"{request.data_path}: bar file not found; "
+                             "pass an existing CSV/TSV/parquet to --data_path")
     _prefect_environment()
     from rich.console import Console
 
     from flows.benchmark import benchmark_pipeline  # Prefect import: seconds, so only here
     from flows.train import train_pipeline
-    from rltrader.progress import LiveProgress, final_tables
+    from rltrader.display.tables import comparison_table, comparison_verdict, final_tables
+    from rltrader.progress import LiveProgress
 
     _quiet_prefect_tracebacks_for_user_errors()
     _console_log_level(args.verbose)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
     seed = config.training.seed
-    parameters = _flow_parameters(args)
     show = {"bars": args.verbose == 1, "lines": args.verbose == 1}
     if args.benchmark_mode:
-        run_dir = args.results_dir / f"benchmark-{seed}"
+        run_dir = Path(request.results_dir) / f"benchmark-{seed}"
         with LiveProgress(run_dir / "original", config.original_method(), console, **show), \
                 LiveProgress(run_dir / "optimized", config, console, **{**show, "bars": False}):
-            comparison = benchmark_pipeline(str(run_dir), parameters)
+            comparison = benchmark_pipeline(str(run_dir), request)
         from rltrader.training.benchmark import compare_runs, load_summary
 
-        sides = (load_summary(run_dir / "original"), load_summary(run_dir / "optimized"))
-        _print_comparison(console, compare_runs(*sides))
-        console.print(f"  wrote {run_dir / 'comparison.json'} (speedup {comparison['speedup']:.2f}x)")
+        quality = compare_runs(load_summary(run_dir / "original"), load_summary(run_dir / "optimized"))
+        console.print(comparison_table(quality))
+        console.print(comparison_verdict(quality))
+        console.print(f"  wrote {run_dir / 'comparison.json'} (speedup {comparison.speedup:.2f}x)")
         return 0
-    run_dir = args.results_dir / str(seed)
-    with LiveProgress(run_dir, config, console, parallel_candidates=args.parallel_candidates, **show):
-        summary = train_pipeline(**parameters)
+    run_dir = request.run_path(seed)
+    with LiveProgress(run_dir, config, console, parallel_candidates=request.parallel_candidates, **show):
+        summary = train_pipeline(request)
     for table in final_tables(summary):
         console.print(table)
-    console.print(f"rltrader train ({summary['method']}, seed {seed}): {len(summary['iterations'])} iterations, "
-                  f"{summary['total_timesteps']:,} timesteps in {summary['total_time_seconds'] / 60:.1f} min, "
-                  f"speedup {summary['total_speedup_achieved']:.2f}x ({summary['speedup_basis']}), "
-                  f"{summary['total_timesteps_saved']:,} timesteps saved")
-    console.print(f"  best model  {summary['best_model']['path']}\n  report      {summary['report']}\n"
+    console.print(f"rltrader train ({summary.method}, seed {seed}): {len(summary.iterations)} iterations, "
+                  f"{summary.total_timesteps:,} timesteps in {summary.total_time_seconds / 60:.1f} min, "
+                  f"speedup {summary.total_speedup_achieved:.2f}x ({summary.speedup_basis}), "
+                  f"{summary.total_timesteps_saved:,} timesteps saved")
+    console.print(f"  best model  {summary.best_model.path}\n  report      {summary.report}\n"
                   f"  summary     {run_dir / 'optimization_summary.json'}")
     return 0
-
-
-def _print_comparison(console: object, comparison: dict[str, object]) -> None:
-    from rich.table import Table
-
-    table = Table(title="Original vs optimized", title_justify="left")
-    for column in ("", "original", "optimized"):
-        table.add_column(column, justify="right")
-    original, optimized = comparison["original"], comparison["optimized"]
-    rows = (("time", "total_time_seconds", lambda v: f"{v / 60:.1f} min"),
-            ("timesteps", "total_timesteps", lambda v: f"{v:,}"),
-            ("early stops", "early_stops", str), ("warm starts", "warm_starts", str),
-            (f"best validation {comparison['selection_metric']}", "best_validation_score", number),
-            ("validation Sharpe", "validation_sharpe", number), ("test Sharpe", "test_sharpe", number),
-            ("test return", "test_total_return", percent),
-            ("buy-and-hold test Sharpe", "test_buy_and_hold_sharpe", number))
-    for label, key, show in rows:
-        table.add_row(label, show(original[key]), show(optimized[key]))
-    console.print(table)
-    verdict = "held" if comparison["quality_held"] else "NOT held"
-    console.print(f"speedup {comparison['speedup']:.2f}x; quality {verdict} (optimized best validation score "
-                  f">= original's - {comparison['quality_tolerance']})")
 
 
 def _command_compare(args: argparse.Namespace) -> int:
@@ -195,13 +197,16 @@ def _command_compare(args: argparse.Namespace) -> int:
 
     comparison = compare_runs(load_summary(args.original), load_summary(args.optimized))
     if args.json:
-        print(json.dumps(comparison, indent=2))
+        print(json.dumps(comparison.to_json(), indent=2))
         return 0
     from rich.console import Console
 
-    _print_comparison(Console(highlight=False), comparison)
-    return 0
+    from rltrader.display.tables import comparison_table, comparison_verdict
 
+    console = Console(highlight=False)
+    console.print(comparison_table(comparison))
+    console.print(comparison_verdict(comparison))
+    return 0
 
 
 def _human_bytes(size: float) -> str:
@@ -215,7 +220,7 @@ def _human_bytes(size: float) -> str:
 
 
 def _command_mode(args: argparse.Namespace) -> int:
-    from rltrader.training.performance_mode import parse_settings, read_status, write_mode
+    from rltrader.runtime.performance_mode import parse_settings, read_status, write_mode
 
     path = _settings_file(args, _resolve_config(args))
     if args.mode != "status":
@@ -267,9 +272,10 @@ def _command_clear_cache(args: argparse.Namespace) -> int:
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
+    from rltrader.display.tables import evaluation_text
     from rltrader.env import MarketData
     from rltrader.evaluation.loading import load_model
-    from rltrader.evaluation.report import evaluate_model, report_text, write_report
+    from rltrader.evaluation.report import evaluate_model, write_report
     from rltrader.preprocessing import preprocess
 
     config = _resolve_config(args)
@@ -278,7 +284,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_model(model, market, args.split, config.env, seed=args.seed, evaluator=args.evaluator)
     out_dir = args.out or Path("results") / "evaluations" / f"{Path(args.model).stem}-{args.split}"
     paths = write_report(report, out_dir)
-    print(report_text(report))
+    print(evaluation_text(report))
     print(f"\n  wrote {paths['metrics']}, {paths['equity'].name}, {paths['plot'].name}")
     return 0
 
@@ -289,26 +295,16 @@ def _command_serve(args: argparse.Namespace) -> int:
 
     config = _resolve_config(args)
     return serve_deployments(config, args.config, args.data_path, args.results_dir,
-                             _settings_file(args, config), args.host, args.port)
+                             _settings_file(args, config), args.host, args.port, args.cache_dir)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     """The bar file and how to read it: every command that reads bars takes the same overrides."""
-    parser.add_argument("--data_path", type=Path, required=True, help="bar file: CSV/TSV export or parquet")
-    parser.add_argument("--date_format", default=None,
-                        help="strftime format of the timestamps, e.g. '%%d.%%m.%%Y %%H:%%M'")
-    parser.add_argument(
-        "--dayfirst", action=argparse.BooleanOptionalAction, default=None,
-        help="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect",
-    )
-    parser.add_argument("--sep", default=None, help="column separator: ',', ';' or 'tab'; default: detect")
-    parser.add_argument("--point", type=float, default=None,
-                        help="price of one spread point; default: from price digits")
+    add_request_flags(parser, ("data_path", *LOADING_FIELDS), required=("data_path",))
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--cache_dir", type=Path, default=None, help="cache directory (default: cache.dir, ./cache)")
+    add_request_flags(parser, ("config", "cache_dir"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -333,10 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cache the result as parquet and print a data report.",
     )
     _add_data_options(pre)
-    pre.add_argument(
-        "--no-cache_environments", dest="no_cache_environments", action="store_true",
-        help="recompute features even if a cached result exists",
-    )
+    add_request_flags(pre, ("cache_environments",))
     pre.add_argument("--json", action="store_true", help="print the result as JSON instead of the report")
     _add_config_options(pre)
     pre.set_defaults(handler=_command_preprocess)
@@ -365,29 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train iteratively on the training split, keep the best model by validation score, "
         "report it against buy-and-hold on the test split. Re-running the same command resumes.",
     )
-    _add_data_options(train)
-    _add_config_options(train)
-    train.add_argument("--profile", default=None, help="named overrides from profiles: in the config (e.g. quick)")
-    train.add_argument("--results_dir", type=Path, default=Path("results"),
-                       help="runs go to RESULTS_DIR/<seed>/ (default: results)")
-    train.add_argument("--seed", type=int, default=None, help="run seed; iteration i uses seed + i")
-    train.add_argument("--iterations", type=int, default=None)
-    train.add_argument("--total_timesteps", type=int, default=None, help="timesteps of the first iteration")
-    train.add_argument("--min_timesteps", type=int, default=None, help="adaptive timesteps never go below this")
-    train.add_argument("--early_stopping_patience", type=int, default=None, help="0 disables early stopping")
-    train.add_argument("--convergence_threshold", type=float, default=None)
-    train.add_argument("--eval_freq", type=int, default=None, help="timesteps between validations")
-    train.add_argument("--checkpoint_freq", type=int, default=None, help="timesteps between checkpoints")
-    for flag in OPTIMIZATION_SWITCHES:
-        train.add_argument(f"--no-{flag}", dest=f"no_{flag}", action="store_true", help=f"turn {flag} off")
-    train.add_argument("--use_original_training", action="store_true",
-                       help="every optimization off: the baseline the speedup is measured against")
+    add_request_flags(train, [name for name in TrainRequest.model_fields if name not in FLOW_ONLY],
+                      required=("data_path",))
     train.add_argument("--benchmark_mode", action="store_true",
                        help="run the original and the optimized method on the same data and seed, then compare")
-    train.add_argument("--settings_file", type=Path, default=None,
-                       help="performance mode file read before every update (default: settings.json)")
-    train.add_argument("--parallel_candidates", type=int, default=1,
-                       help="train N candidates per iteration side by side and keep the best (default 1)")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                        help="0: final table only; 1: progress bars and a line per iteration (default); 2: every log")
     train.set_defaults(handler=_command_train)
@@ -410,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--settings_file", type=Path, default=None, help="default: settings.json")
     mode.add_argument("--results_dir", type=Path, default=Path("results"),
                       help="where status looks for the mode trainings applied (default: results)")
-    mode.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
+    add_request_flags(mode, ("config",))
     mode.set_defaults(handler=_command_mode)
 
     serve = commands.add_parser(

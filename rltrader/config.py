@@ -12,7 +12,6 @@ Named *profiles* (``profiles:`` in the YAML) are bundles of overrides selected w
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +38,7 @@ class LoadingConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _normalise_sep(self) -> "LoadingConfig":
+    def _normalise_sep(self) -> LoadingConfig:
         if self.sep is not None and self.sep.lower() in {"tab", "\\t"}:
             object.__setattr__(self, "sep", "\t")
         if self.sep is not None and len(self.sep) != 1:
@@ -53,7 +52,7 @@ class MacdConfig(_Strict):
     signal: int = Field(9, ge=2)
 
     @model_validator(mode="after")
-    def _fast_below_slow(self) -> "MacdConfig":
+    def _fast_below_slow(self) -> MacdConfig:
         if self.fast >= self.slow:
             raise ValueError("macd.fast must be smaller than macd.slow")
         return self
@@ -80,7 +79,7 @@ class FeatureConfig(_Strict):
     clip: float = Field(5.0, gt=0, description="Normalized features are clipped to +-clip.")
 
     @model_validator(mode="after")
-    def _positive_windows(self) -> "FeatureConfig":
+    def _positive_windows(self) -> FeatureConfig:
         for name in ("return_horizons", "volatility_windows"):
             if any(value < 1 for value in getattr(self, name)):
                 raise ValueError(f"{name} must hold positive bar counts")
@@ -101,7 +100,7 @@ class SplitConfig(_Strict):
     min_bars_per_split: int = Field(100, ge=1)
 
     @model_validator(mode="after")
-    def _fractions_sum_to_one(self) -> "SplitConfig":
+    def _fractions_sum_to_one(self) -> SplitConfig:
         total = self.train + self.validation + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
@@ -145,7 +144,8 @@ class CostConfig(_Strict):
 
 
 class CacheConfig(_Strict):
-    enabled: bool = Field(True, description="Reuse preprocessed features (the cache_environments optimization).")
+    """Where preprocessed features live; whether they are reused is ``optimizations.cache_environments``."""
+
     dir: Path = Path("cache")
 
 
@@ -216,7 +216,7 @@ class TrainingConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainingConfig":
+    def _consistent(self) -> TrainingConfig:
         rollout = self.n_steps * self.n_envs
         if rollout % self.batch_size:
             raise ValueError(
@@ -237,19 +237,22 @@ class TrainingConfig(_Strict):
 
 
 class OptimizationConfig(_Strict):
-    """The trainer's optimizations, all on by default; ``cache.enabled`` is the sixth."""
+    """The trainer's optimizations, all on by default; every one off is the original method.
 
-    adaptive_timesteps: bool = True
-    warm_start: bool = True
-    early_stopping: bool = True
-    progressive_training: bool = True
-    fast_evaluation: bool = True
+    The field names are the guide's flag names (``--no-warm_start``, ...)."""
+
+    adaptive_timesteps: bool = Field(True, description="Later iterations train fewer timesteps.")
+    warm_start: bool = Field(True, description="Each iteration continues from the best model so far.")
+    early_stopping: bool = Field(True, description="Stop an iteration once validation stops improving.")
+    progressive_training: bool = Field(True, description="Phases set learning rate, epochs, entropy, clip range.")
+    fast_evaluation: bool = Field(True, description="Validate with the compiled evaluator (same actions).")
     fast_engine: bool = Field(
         True, description="Fused, unpadded LSTM passes and fused Adam (same math as stock sb3-contrib).")
+    cache_environments: bool = Field(True, description="Reuse the preprocessed features of an unchanged bar file.")
 
 
 class ModeConfig(_Strict):
-    """What one performance mode does to each update (see ``rltrader/training/performance_mode.py``)."""
+    """What one performance mode does to each update (see ``rltrader/runtime/performance_mode.py``)."""
 
     batch_multiplier: float = Field(gt=0, description="x training.batch_size, then the nearest valid size below.")
     epochs_multiplier: float = Field(gt=0, description="x the phase's n_epochs, rounded half up, at least 1.")
@@ -317,12 +320,27 @@ class Config(_Strict):
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cache_switch_moved(cls, raw: Any) -> Any:
+        """``cache.enabled`` (rltrader 0.1) is ``optimizations.cache_environments`` now; old files still load."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("cache"), dict) or "enabled" not in raw["cache"]:
+            return raw
+        cache = dict(raw["cache"])
+        enabled = cache.pop("enabled")
+        optimizations = dict(raw.get("optimizations") or {})
+        if optimizations.get("cache_environments", enabled) != enabled:
+            raise ValueError("cache.enabled and optimizations.cache_environments disagree; "
+                             "keep optimizations.cache_environments only")
+        optimizations["cache_environments"] = enabled
+        return {**raw, "cache": cache, "optimizations": optimizations}
+
     @property
     def gap_bars(self) -> int:
         """The gap actually used: never shorter than one observation window."""
         return max(self.splits.gap_bars or 0, self.env.window_size)
 
-    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> "Config":
+    def with_overrides(self, overrides: dict[str, Any], source: str = "command line") -> Config:
         """Return a copy with dotted-key overrides applied (``{"training.policy.n_lstm_layers": 2}``),
         validated; ``None`` values are skipped so unset command-line flags change nothing."""
         raw = self.model_dump(mode="json")
@@ -341,7 +359,7 @@ class Config(_Strict):
             node[key] = value
         return parse_config(raw, source=source)
 
-    def with_profile(self, name: str | None) -> "Config":
+    def with_profile(self, name: str | None) -> Config:
         """Apply the profile ``name`` from ``profiles:``; bare keys mean ``training.<key>``."""
         if not name:
             return self
@@ -351,10 +369,10 @@ class Config(_Strict):
         overrides = {(key if "." in key else f"training.{key}"): value for key, value in self.profiles[name].items()}
         return self.with_overrides(overrides, source=f"profiles.{name}")
 
-    def original_method(self) -> "Config":
+    def original_method(self) -> Config:
         """The same configuration with every optimization off: the honest baseline."""
         switches = {f"optimizations.{name}": False for name in OptimizationConfig.model_fields}
-        return self.with_overrides({**switches, "cache.enabled": False}, source="original method")
+        return self.with_overrides(switches, source="original method")
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
@@ -396,32 +414,3 @@ def load_config(path: str | Path | None = None) -> Config:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
     return parse_config(raw, source=str(path))
-
-
-OPTIMIZATION_SWITCHES = {  # the guide's name of each optimization -> the config key that holds it
-    "adaptive_timesteps": "optimizations.adaptive_timesteps",
-    "warm_start": "optimizations.warm_start",
-    "early_stopping": "optimizations.early_stopping",
-    "progressive_training": "optimizations.progressive_training",
-    "fast_evaluation": "optimizations.fast_evaluation",
-    "fast_engine": "optimizations.fast_engine",
-    "cache_environments": "cache.enabled",
-}
-
-
-def run_config(base: Config, profile: str | None = None, training: Mapping[str, Any] | None = None,
-               switches: Mapping[str, bool | None] | None = None, original: bool = False,
-               source: str = "command line") -> Config:
-    """The config of one training run: file, then profile, then explicit values (the most specific wins).
-
-    ``training`` holds ``training.<key>`` values (None = not given); ``switches`` the
-    optimizations by their guide names (:data:`OPTIMIZATION_SWITCHES`); ``original``
-    turns every optimization off. The CLI and the Prefect flow both build runs here, so a
-    flag and a flow parameter of the same name always mean the same thing."""
-    unknown = sorted(set(switches or {}) - set(OPTIMIZATION_SWITCHES))
-    if unknown:
-        raise ConfigError(f"{source}: unknown optimization {unknown[0]!r}; known: {', '.join(OPTIMIZATION_SWITCHES)}")
-    overrides: dict[str, Any] = {f"training.{key}": value for key, value in (training or {}).items()}
-    overrides.update({OPTIMIZATION_SWITCHES[name]: value for name, value in (switches or {}).items()})
-    config = base.with_profile(profile).with_overrides(overrides, source=source)
-    return config.original_method() if original else config

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class PreparedData:
         return {"parquet_path": str(self.parquet_path), "metadata": self.metadata, "cache_hit": self.cache_hit}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "PreparedData":
+    def from_dict(cls, raw: dict[str, Any]) -> PreparedData:
         return cls(Path(raw["parquet_path"]), raw["metadata"], bool(raw["cache_hit"]))
 
 
@@ -154,12 +154,12 @@ def build_features_frame(
 def preprocess(data_path: str | Path, config: Config | None = None, use_cache: bool | None = None) -> PreparedData:
     """Load, validate, featurize, split and normalize ``data_path``, reusing the cache.
 
-    ``use_cache`` defaults to ``config.cache.enabled``. With the cache off the result is
+    ``use_cache`` defaults to ``config.optimizations.cache_environments``. With the cache off the result is
     still written (training reads it from disk) but never reused. Nothing is written when
     the input is invalid.
     """
     config = config or Config()
-    use_cache = config.cache.enabled if use_cache is None else use_cache
+    use_cache = config.optimizations.cache_environments if use_cache is None else use_cache
     store = FeatureStore(config.cache.dir)
     path = Path(data_path)
     started = time.perf_counter()
@@ -178,7 +178,7 @@ def preprocess(data_path: str | Path, config: Config | None = None, use_cache: b
     metadata: dict[str, Any] = {
         "cache_key": key,
         "feature_code_version": FEATURE_CODE_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {
             "path": str(path),
             "sha256": file_digest(path),

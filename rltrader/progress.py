@@ -13,29 +13,22 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import threading
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from rltrader.config import Config
-from rltrader.formatting import cell, number
+from rltrader.display.formatting import rate
+from rltrader.display.lines import iteration_line
+from rltrader.runtime.update_metrics import METRICS_FILE
 from rltrader.training.budget import iteration_budget
 from rltrader.training.run_state import RunState
-from rltrader.training.summary import iteration_progress_line
+from rltrader.training.summary import speedup_so_far
 
 POLL_SECONDS = 0.5
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # not written yet (files are replaced atomically, never torn)
-        return None
 
 
 def _update_rows(path: Path) -> list[dict[str, str]]:
@@ -62,9 +55,9 @@ class LiveProgress:
         self._task: Any = None
         self._rows_before = 0
 
-    def __enter__(self) -> "LiveProgress":
-        state = _read_json(self.run_dir / "run_state.json")
-        self._finished = len(state["iterations"]) if state else 0
+    def __enter__(self) -> LiveProgress:
+        state = RunState.read(self.run_dir / "run_state.json")
+        self._finished = state.next_iteration if state else 0
         self._rows_before = len(_update_rows(self._updates_path(self._finished)))
         self.progress.start()
         self._thread.start()
@@ -78,7 +71,7 @@ class LiveProgress:
 
     def _updates_path(self, iteration: int) -> Path:
         root = self.run_dir / "candidates" / f"iter_{iteration:02d}" / "cand_0" if self.parallel else self.run_dir
-        return root / "metrics" / "updates.csv"
+        return root / METRICS_FILE
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -86,18 +79,18 @@ class LiveProgress:
 
     def _poll(self) -> None:
         training = self.config.training
-        raw = _read_json(self.run_dir / "run_state.json")
-        records = raw["iterations"] if raw else []
+        state = RunState.read(self.run_dir / "run_state.json")
+        records = state.iterations if state else []
         while self._finished < len(records):  # iterations that ended since the last look
             record = records[self._finished]
             if self._task is not None:
-                self.progress.update(self._task, total=record["timesteps"], completed=record["timesteps"],
-                                     rate=f"{record['timesteps_per_second'] or 0:,.0f}")
-            if self.lines:
-                state = RunState(**{key: value for key, value in raw.items() if key != "version"})
-                state.iterations = records[: self._finished + 1]
-                self.console.print(iteration_progress_line(state, training), highlight=False, markup=False,
-                                   soft_wrap=True)
+                self.progress.update(self._task, total=record.timesteps, completed=record.timesteps,
+                                     rate=rate(record.timesteps_per_second))
+            if self.lines and state is not None:
+                so_far = state.model_copy(update={"iterations": records[: self._finished + 1]})
+                line = iteration_line(so_far.iterations, training.iterations, training.selection_metric,
+                                      record.best_score_after, speedup_so_far(so_far, training))
+                self.console.print(line, highlight=False, markup=False, soft_wrap=True)
             self._finished += 1
             # the next iteration's rows: a new file per iteration with candidates, else after these
             self._task = None
@@ -115,28 +108,3 @@ class LiveProgress:
             self.progress.update(self._task, completed=min(int(last["timesteps"]), budget),
                                  rate=f"{float(last['timesteps_per_s']):,.0f}" if last["timesteps_per_s"] else "-",
                                  mode=last["mode"])
-
-
-
-
-def final_tables(summary: dict[str, Any]) -> list[Table]:
-    """The iterations, and the best model against buy-and-hold on validation and test."""
-    iterations = Table(title=f"Iterations ({summary['method']} method, seed {summary['seed']})", title_justify="left")
-    for column in ("#", "phase", "timesteps", "wall", "ts/s", "validation", "early stop", "warm start"):
-        iterations.add_column(column, justify="left" if column in ("phase",) else "right")
-    for record in summary["iterations"]:
-        iterations.add_row(str(record["iteration"] + 1), record["phase"], f"{record['timesteps']:,}",
-                           f"{record['wall_seconds'] / 60:.1f} min", f"{record['timesteps_per_second'] or 0:,.0f}",
-                           number(record["validation_score"]), "yes" if record["early_stopped"] else "",
-                           "yes" if record["warm_started"] else "")
-    best = summary["best_model"]
-    quality = Table(title=f"Best model (iteration {best['iteration'] + 1}, validation {best['metric']} "
-                          f"{number(best['score'])}) vs buy-and-hold", title_justify="left")
-    for column in ("", "agent validation", "buy-and-hold validation", "agent test", "buy-and-hold test"):
-        quality.add_column(column, justify="right")
-    for label, key, as_percent in (("total return", "total_return", True), ("Sharpe", "sharpe", False),
-                                   ("Sortino", "sortino", False), ("max drawdown", "max_drawdown", True),
-                                   ("trades", "trades", False)):
-        values = [summary[split][who][key] for split in ("validation", "test") for who in ("agent", "buy_and_hold")]
-        quality.add_row(label, *[cell(value, as_percent) for value in values])
-    return [iterations, quality]

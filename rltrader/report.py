@@ -44,7 +44,8 @@ def report_rows(prepared: PreparedData) -> list[tuple[str, str]]:
             ("splits" if i == 0 else "",
              f"{name:<10} {split['bars']:>9,} bars  {_short(split['start'])} -> {_short(split['end'])}")
         )
-    rows.append(("", f"{splits['warmup_bars_dropped']} warm-up bars dropped, {splits['gap_bars']}-bar gaps between splits"))
+    rows.append(("", f"{splits['warmup_bars_dropped']} warm-up bars dropped, "
+                     f"{splits['gap_bars']}-bar gaps between splits"))
     columns = prepared.feature_columns
     rows.append(("features", f"{len(columns)}: {', '.join(columns)}"))
     rows.append(("normalization", "z-score fitted on the train split only, clipped to "

@@ -48,7 +48,7 @@ def run_preprocessing(data_path: str | Path, config: Config, use_cache: bool | N
     - record present but its parquet deleted or damaged: ``refresh_cache`` rebuilds both;
     - otherwise Prefect serves the record (state ``Cached``) without running the task.
     """
-    use_cache = config.cache.enabled if use_cache is None else use_cache
+    use_cache = config.optimizations.cache_environments if use_cache is None else use_cache
     data_path = str(data_path)
     configured = preprocess_task.with_options(result_storage=Path(config.cache.dir) / PREFECT_RECORDS_DIR)
     if not use_cache:

@@ -1,7 +1,7 @@
 """Training as Prefect tasks: one iteration, one candidate, adopting the best candidate, the report.
 
 Each task rebuilds its :class:`~rltrader.training.Trainer` from the run directory and
-returns the iteration's record (plain JSON: paths and metrics, never a model). That is
+returns the iteration's record (a typed record of paths and metrics, never a model). That is
 what makes retries resume: a retried attempt, in this process or a new one, finds the
 checkpoints and run state the failed attempt left and trains on from the last checkpoint.
 
@@ -25,10 +25,11 @@ from prefect.states import State
 from rltrader.config import Config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData
+from rltrader.records import CandidateResult, IterationRecord, RunSummary
+from rltrader.runtime.allocator import relax_heap_trimming
+from rltrader.runtime.performance_mode import ModeSwitcher
 from rltrader.training import Trainer
-from rltrader.training.allocator import relax_heap_trimming
 from rltrader.training.candidates import adopt_best_candidate, train_candidate
-from rltrader.training.performance_mode import ModeSwitcher
 
 
 def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -59,7 +60,7 @@ _TRAINING_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condi
 
 @task(name="train-iteration", **_TRAINING_TASK_OPTIONS)
 def train_iteration_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
-                         run_dir: str, iteration: int, settings_file: str | None = None) -> dict[str, Any]:
+                         run_dir: str, iteration: int, settings_file: str | None = None) -> IterationRecord:
     """Train one iteration (warm start, adaptive timesteps, early stopping on fast validation),
     keep its best model if it beats the run's; returns the iteration's record.
 
@@ -74,7 +75,7 @@ def train_iteration_task(config: dict[str, Any], data_path: str, prepared: dict[
 @task(name="train-candidate", **_TRAINING_TASK_OPTIONS)
 def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
                          run_dir: str, iteration: int, candidate: int,
-                         settings_file: str | None = None) -> dict[str, Any]:
+                         settings_file: str | None = None) -> CandidateResult:
     """Train ``iteration`` as candidate ``candidate``, in its own fork of the run."""
     relax_heap_trimming()  # Dask workers start with a heap setting that halves training speed
     run_config = parse_config(config, source="train-candidate task")
@@ -83,13 +84,13 @@ def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[
 
 
 @task(name="keep-best-candidate", cache_policy=NO_CACHE, task_run_name=lambda: f"{_iteration_label()} keep best")
-def keep_best_candidate_task(run_dir: str, iteration: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+def keep_best_candidate_task(run_dir: str, iteration: int, results: list[CandidateResult]) -> IterationRecord:
     """Adopt the candidate with the highest validation score as the run's iteration."""
     return adopt_best_candidate(run_dir, iteration, results)
 
 
 @task(name="final-report", cache_policy=NO_CACHE, task_run_name="final report")
-def final_report_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def final_report_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], run_dir: str) -> RunSummary:
     """Score the best model on validation and, once, on the test split; write the report and summary."""
     run_config = parse_config(config, source="final-report task")
     return Trainer(run_config, data_path, run_dir).open(PreparedData.from_dict(prepared), log_resume=False).finish()

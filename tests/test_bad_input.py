@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT, cache_is_untouched
 
 from rltrader.errors import DataError
 from rltrader.preprocessing import preprocess
-
-from conftest import PROJECT_ROOT, cache_is_untouched
 
 
 def _csv_lines(sample_csv: Path, n: int = 400) -> list[str]:
@@ -42,7 +41,7 @@ def _bad_files(sample_csv: Path) -> dict[str, tuple[bytes | str, str]]:
         "html": ("<!DOCTYPE html><html><body>Login</body></html>\n", r"HTML"),
         "binary": (bytes(range(256)) * 8, r"binary file"),
         "missing_price_column": (
-            "\n".join(",".join(l.split(",")[:4] + l.split(",")[5:]) for l in lines) + "\n",
+            "\n".join(",".join(line.split(",")[:4] + line.split(",")[5:]) for line in lines) + "\n",
             r"missing price column\(s\) close",
         ),
         "non_numeric": (_edit(sample_csv, 58, "high", "2066.5x"), r"line 58, column 'high': '2066.5x' is not a number"),

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from rltrader.preprocessing import preprocess, preprocessing_key
-from rltrader.cache import FeatureStore
-
 from conftest import PROJECT_ROOT
+
+from rltrader.cache import FeatureStore
+from rltrader.preprocessing import preprocess, preprocessing_key
 
 
 def test_second_call_hits_and_returns_the_same_file(sample_csv, config):
@@ -60,7 +59,7 @@ def test_deleted_or_truncated_parquet_is_recomputed(sample_csv, config):
 def test_cache_switch_off_recomputes(sample_csv, config):
     preprocess(sample_csv, config)
     assert not preprocess(sample_csv, config, use_cache=False).cache_hit
-    assert not preprocess(sample_csv, config.with_overrides({"cache.enabled": False})).cache_hit
+    assert not preprocess(sample_csv, config.with_overrides({"optimizations.cache_environments": False})).cache_hit
 
 
 def test_cache_hit_across_two_processes(sample_csv, cache_dir):

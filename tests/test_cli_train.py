@@ -1,8 +1,9 @@
 """``rltrader train`` flags, ``compare`` and ``clear-cache --dry-run``: parse -> config, no training.
 
 Every flag must reach the config key it names, both in the CLI's own config (used for
-the progress display) and in the config the Prefect flow rebuilds from the parameters
-the CLI hands it: the two must be the same config.
+the progress display) and in the config the Prefect flow builds from the request the
+CLI hands it (after a JSON round trip, as a deployment's parameters arrive): the two
+must be the same config.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from flows.train import pipeline_config
-from rltrader.cli import _flow_parameters, _training_config, build_parser, main
+from rltrader.cli import build_parser, main, request_from_args
 from rltrader.config import load_config
+from rltrader.request import TrainRequest
 
 SAMPLE = "data/XAUUSDm_15min.csv"
-FLOW_ONLY = ("data_path", "results_dir", "settings_file", "parallel_candidates")
 
 
 def _configs(*flags: str):
     args = build_parser().parse_args(["train", "--data_path", SAMPLE, *flags])
-    parameters = {key: value for key, value in _flow_parameters(args).items() if key not in FLOW_ONLY}
-    return _training_config(args), pipeline_config(parameters), args
+    request = request_from_args(args)
+    flow_request = TrainRequest.model_validate(json.loads(request.model_dump_json()))
+    return request.to_config(), flow_request.to_config(source="train-pipeline request"), args
 
 
 @pytest.mark.parametrize("flag, value, key", [
@@ -54,7 +55,7 @@ def test_each_value_flag_reaches_its_key(flag, value, key):
     ("--no-progressive_training", "optimizations.progressive_training"),
     ("--no-fast_evaluation", "optimizations.fast_evaluation"),
     ("--no-fast_engine", "optimizations.fast_engine"),
-    ("--no-cache_environments", "cache.enabled"),
+    ("--no-cache_environments", "optimizations.cache_environments"),
 ])
 def test_each_switch_turns_only_its_optimization_off(flag, key):
     cli, flow, _ = _configs(flag)
@@ -70,7 +71,7 @@ def test_profile_original_and_the_rest():
                                "--parallel_candidates", "3", "--verbose", "0", "--benchmark_mode",
                                "--results_dir", "out", "--config", "configs/default.yaml")
     assert cli.training.iterations == 2 and cli.training.seed == 5  # the profile, then the flag
-    assert not any(cli.optimizations.model_dump().values()) and not cli.cache.enabled
+    assert not any(cli.optimizations.model_dump().values()) and not cli.optimizations.cache_environments
     assert cli == flow
     assert (args.parallel_candidates, args.verbose, args.benchmark_mode, args.results_dir) == (3, 0, True, Path("out"))
 
@@ -104,15 +105,17 @@ def test_bad_flag_values_give_one_line(flags, expected, capsys):
     assert expected in error and "\n" not in error and "Traceback" not in error
 
 
+FINISHED_RUN = Path(__file__).resolve().parent / "fixtures" / "state_v1" / "finished" / "optimization_summary.json"
+
+
 def _summary(run_dir: Path, seconds: float, score: float, timesteps: int) -> None:
+    """A finished run's summary (one written by rltrader 0.1) with these figures."""
     run_dir.mkdir(parents=True)
-    agent = {"sharpe": score, "total_return": 0.01}
-    (run_dir / "optimization_summary.json").write_text(json.dumps({
-        "optimization_completed": True, "total_time_seconds": seconds, "total_timesteps": timesteps,
-        "early_stops": 1, "warm_starts": 2, "iterations": [{"wall_seconds": seconds}],
-        "best_model": {"score": score, "metric": "sharpe"},
-        "validation": {"agent": agent}, "test": {"agent": agent, "buy_and_hold": {"sharpe": 0.5}},
-        "report": str(run_dir / "report" / "report.md")}))
+    summary = json.loads(FINISHED_RUN.read_text())
+    summary.update(total_time_seconds=seconds, total_timesteps=timesteps, early_stops=1, warm_starts=2,
+                   report=str(run_dir / "report" / "report.md"))
+    summary["best_model"].update(score=score, metric="sharpe")
+    (run_dir / "optimization_summary.json").write_text(json.dumps(summary))
 
 
 def test_compare_prints_the_speedup_and_the_verdict(tmp_path, capsys):

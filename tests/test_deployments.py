@@ -21,7 +21,7 @@ def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_pa
     assert (train.name, mode.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT)
     assert train.entrypoint == "flows/train.py:train_pipeline"
     assert mode.entrypoint == "flows/mode.py:set_performance_mode"
-    assert train.parameters["results_dir"] == str(tmp_path / "results")
+    assert train.parameters["request"]["results_dir"] == str(tmp_path / "results")
     assert mode.parameters["settings_file"] == str(tmp_path / "settings.json")
     schedules = {s.parameters["mode"]: (s.schedule.cron, s.schedule.timezone) for s in mode.schedules}
     assert schedules == {"performance": ("30 21 * * 1-5", "Europe/London"), "quiet": ("0 7 * * *", "Europe/London")}

@@ -15,16 +15,10 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import BaseCallback
 
+from rltrader.engine import SEQUENCE_LENGTHS, FusedLstmPolicy, FusedRecurrentPPO, SequenceLengthRolloutBuffer, policies
+from rltrader.engine.packed_lstm import PackedLayout, joined_towers, packed_lstm_passes
+from rltrader.engine.policies import single_step
 from rltrader.env import VecTradingEnv
-from rltrader.training import engine
-from rltrader.training.engine import (
-    SEQUENCE_LENGTHS,
-    FusedLstmPolicy,
-    FusedRecurrentPPO,
-    SequenceLengthRolloutBuffer,
-    single_step,
-)
-from rltrader.training.packed_lstm import PackedLayout, joined_towers, packed_lstm_passes
 
 POLICY_KWARGS = {"lstm_hidden_size": 32, "net_arch": {"pi": [32], "vf": [32]}}
 
@@ -91,8 +85,8 @@ def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(fil
     fused.load_state_dict(stock.policy.state_dict())
     fused.lstm_threads = lstm_threads
     compiled_calls, tower_threads = [], []
-    monkeypatch.setattr(engine, "packed_lstm_passes", lambda *a: compiled_calls.append(1) or packed_lstm_passes(*a))
-    monkeypatch.setattr(engine, "joined_towers", lambda towers, threads: tower_threads.append(threads)
+    monkeypatch.setattr(policies, "packed_lstm_passes", lambda *a: compiled_calls.append(1) or packed_lstm_passes(*a))
+    monkeypatch.setattr(policies, "joined_towers", lambda towers, threads: tower_threads.append(threads)
                         or joined_towers(towers, threads))
     batches_with_starts = padded_batches = 0
     for batch in _engine_view(stock.rollout_buffer).get(64):
@@ -138,11 +132,11 @@ def test_the_compiled_recurrence_equals_nn_lstm_sequence_by_sequence(num_layers,
         for tensor in (features, *states[0], *states[1], *(p for lstm in lstms for p in lstm.parameters())):
             tensor.grad = None
         if compiled:
-            passes = packed_lstm_passes([(features, state, lstm) for state, lstm in zip(states, lstms)], layout,
-                                        threads)
+            items = [(features, state, lstm) for state, lstm in zip(states, lstms, strict=True)]
+            passes = packed_lstm_passes(items, layout, threads)
         else:  # each sequence alone through nn.LSTM, its real steps only
             passes = []
-            for (hidden0, cell0), lstm in zip(states, lstms):
+            for (hidden0, cell0), lstm in zip(states, lstms, strict=True):
                 outputs, finals = [], ([], [])
                 for s, length in enumerate(lengths):
                     steps = features[s * max_length:s * max_length + length, None]
@@ -206,8 +200,8 @@ def test_the_compiled_rollout_step_draws_the_same_actions_as_the_stock_forward(f
     states = RNNStates(*((torch.randn(shape), torch.randn(shape)) for _ in range(2)))
     starts = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
     calls = []
-    monkeypatch.setattr(engine.RolloutStepWeights, "step",
-                        (lambda step: lambda *a: calls.append(1) or step(*a))(engine.RolloutStepWeights.step))
+    monkeypatch.setattr(policies.RolloutStepWeights, "step",
+                        (lambda step: lambda *a: calls.append(1) or step(*a))(policies.RolloutStepWeights.step))
     with fused.compiled_rollout():
         assert fused.rollout_weights is not None
         for deterministic in (False, True):
@@ -230,15 +224,15 @@ def test_the_compiled_rollout_step_draws_the_same_actions_as_the_stock_forward(f
 def test_the_compiled_rollout_is_used_in_rollouts_and_declines_what_it_does_not_cover(short_episode_env, monkeypatch):
     model = _model(FusedLstmPolicy, short_episode_env(), seed=2)
     steps = []
-    monkeypatch.setattr(engine.RolloutStepWeights, "step",
-                        (lambda step: lambda *a: steps.append(1) or step(*a))(engine.RolloutStepWeights.step))
+    monkeypatch.setattr(policies.RolloutStepWeights, "step",
+                        (lambda step: lambda *a: steps.append(1) or step(*a))(policies.RolloutStepWeights.step))
     model.learn(64 * 4)
     assert len(steps) == 64  # every step of the rollout
     no_critic_lstm = FusedLstmPolicy(model.observation_space, model.action_space, lambda _: 1e-3,
                                      enable_critic_lstm=False, **POLICY_KWARGS)
     silu = FusedLstmPolicy(model.observation_space, model.action_space, lambda _: 1e-3,
                            activation_fn=torch.nn.SiLU, **POLICY_KWARGS)
-    assert engine.RolloutStepWeights.of(no_critic_lstm) is None and engine.RolloutStepWeights.of(silu) is None
+    assert policies.RolloutStepWeights.of(no_critic_lstm) is None and policies.RolloutStepWeights.of(silu) is None
 
 
 def test_in_double_precision_the_sequence_pass_is_the_same_computation(filled_buffer):
@@ -288,7 +282,7 @@ def test_a_start_inside_a_sequence_falls_back_to_the_stock_loop(monkeypatch):
     starts[1, 4] = 1.0  # sequence 1 starts an episode at its 5th step
     calls = []
     stock_process = RecurrentActorCriticPolicy._process_sequence
-    monkeypatch.setattr(engine.RecurrentActorCriticPolicy, "_process_sequence",
+    monkeypatch.setattr(policies.RecurrentActorCriticPolicy, "_process_sequence",
                         staticmethod(lambda *a: calls.append(1) or stock_process(*a)))
     ours, _ = FusedLstmPolicy._process_sequence(features, states, starts.reshape(-1), lstm)
     assert calls == [1]

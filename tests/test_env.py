@@ -137,7 +137,7 @@ def test_no_look_ahead(prepared_market, config):
     )
     assert not np.array_equal(shuffled.close, market.close)
     seen_after, earned_after, _ = run(shuffled)
-    assert all(np.array_equal(a, b) for a, b in zip(seen, seen_after))
+    assert all(np.array_equal(a, b) for a, b in zip(seen, seen_after, strict=True))
     assert earned == earned_after
 
 
@@ -176,7 +176,7 @@ def test_vectorized_env_equals_independent_envs(prepared_market, config, reward)
         assert np.array_equal(obs_a, obs_b)
         assert np.array_equal(rewards_a, rewards_b)
         assert np.array_equal(dones_a, dones_b)
-        for info_a, info_b, done in zip(infos_a, infos_b, dones_a):
+        for info_a, info_b, done in zip(infos_a, infos_b, dones_a, strict=True):
             assert info_a["TimeLimit.truncated"] == info_b.get("TimeLimit.truncated", False)
             if done:
                 assert np.array_equal(info_a["terminal_observation"], info_b["terminal_observation"])

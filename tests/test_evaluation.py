@@ -38,7 +38,7 @@ def test_fast_and_reference_evaluators_agree_on_trained_models(trained_models, p
     for split in ("validation", "test"):
         reference = [reference_actions(model, prepared_market, split, config.env) for model in trained_models]
         batched = fast_actions(trained_models, prepared_market, split, config.env)
-        for ref, fast in zip(reference, batched):
+        for ref, fast in zip(reference, batched, strict=True):
             assert np.array_equal(ref, fast)
         assert len(set(reference[0].tolist())) > 1  # the models really trade: the check is not vacuous
     one = evaluate_model(trained_models[0], prepared_market, "validation", config.env, evaluator="fast")

@@ -26,7 +26,8 @@ from prefect.client.schemas.filters import (
 from flows.mode import MODE_VARIABLE, set_performance_mode
 from flows.train import train_pipeline
 from rltrader.config import DEFAULT_CONFIG_PATH
-from rltrader.training.faults import FAULT_VARIABLE
+from rltrader.request import TrainRequest
+from rltrader.runtime.faults import FAULT_VARIABLE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -52,7 +53,7 @@ def _run(tmp_path: Path, cache: str, **parameters: Any):
     """Run the pipeline on the smoke profile; returns its final state (never raises)."""
     defaults = {"data_path": SAMPLE, "profile": "smoke", "results_dir": str(tmp_path / "results"),
                 "settings_file": str(tmp_path / "settings.json"), "cache_dir": cache}
-    return train_pipeline(**{**defaults, **parameters}, return_state=True)
+    return train_pipeline(TrainRequest(**{**defaults, **parameters}), return_state=True)
 
 
 def _task_runs(flow_run_id) -> list[Any]:

@@ -63,11 +63,13 @@ def test_parallel_candidates_on_a_local_dask_cluster(tmp_path):
     from distributed import LocalCluster
 
     from flows.train import train_pipeline
+    from rltrader.request import TrainRequest
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        state = train_pipeline(data_path=str(SAMPLE), profile="smoke", results_dir=str(tmp_path / "results"),
+        request = TrainRequest(data_path=str(SAMPLE), profile="smoke", results_dir=str(tmp_path / "results"),
                                settings_file=str(tmp_path / "settings.json"), cache_dir=str(tmp_path / "cache"),
-                               parallel_candidates=2, dask_address=cluster.scheduler_address, return_state=True)
+                               parallel_candidates=2, dask_address=cluster.scheduler_address)
+        state = train_pipeline(request, return_state=True)
         workers = {worker["id"] for worker in cluster.scheduler_info["workers"].values()}
     assert state.is_completed(), state.message
     assert len(workers) == 2
@@ -93,7 +95,7 @@ def test_a_dask_nanny_heap_setting_is_undone_once_per_process(environment, expec
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is a Linux matter")
-    script = ("from rltrader.training.allocator import relax_heap_trimming\n"
+    script = ("from rltrader.runtime.allocator import relax_heap_trimming\n"
               "print(relax_heap_trimming(), relax_heap_trimming())\n")
     env = {key: value for key, value in os.environ.items() if key != "MALLOC_TRIM_THRESHOLD_"}
     output = subprocess.run([sys.executable, "-c", script], env={**env, **environment}, capture_output=True,
@@ -109,7 +111,7 @@ def test_training_processes_fix_the_heap_thresholds_unless_the_user_set_them(env
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is a Linux matter")
-    script = ("from rltrader.training.allocator import fix_heap_thresholds\n"
+    script = ("from rltrader.runtime.allocator import fix_heap_thresholds\n"
               "first = fix_heap_thresholds()\n"
               "print(first, fix_heap_thresholds()) if first else print(first)\n")
     env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}

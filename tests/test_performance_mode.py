@@ -22,9 +22,10 @@ import torch
 
 from rltrader.cli import main
 from rltrader.config import load_config
+from rltrader.runtime import performance_mode as pm
+from rltrader.runtime.performance_mode import ModeSwitcher, SettingsFile, parse_settings, valid_batch_size, write_mode
+from rltrader.runtime.update_metrics import UpdateMetrics
 from rltrader.training import Trainer
-from rltrader.training import performance_mode as pm
-from rltrader.training.performance_mode import ModeSwitcher, SettingsFile, parse_settings, valid_batch_size, write_mode
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 
@@ -117,7 +118,7 @@ def test_quiet_mode_lowers_the_priority_of_every_thread():
         "import os, sys, threading, time, torch\n"
         "torch.set_num_threads(2); torch.ones(512, 512) @ torch.ones(512, 512)\n"
         "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
-        "from rltrader.training.performance_mode import ProcessPriority\n"
+        "from rltrader.runtime.performance_mode import ProcessPriority\n"
         "p = ProcessPriority(); p.set(5)\n"
         "tids = [int(t) for t in os.listdir('/proc/self/task')]\n"
         "print(len(tids), sorted({os.getpriority(os.PRIO_PROCESS, t) - p.base for t in tids}))\n"
@@ -229,10 +230,10 @@ def test_out_of_memory_in_quiet_mode_is_not_swallowed(tiny_config, tmp_path):
 
 
 def test_a_resumed_run_continues_its_metrics_file(tmp_path):
-    first = pm.UpdateMetrics(tmp_path)
+    first = UpdateMetrics(tmp_path)
     first.add(pm.AppliedMode("quiet", 256, 10, 1), 512, None)
     first.add(pm.AppliedMode("quiet", 256, 10, 1), 1024, 900.0)
-    resumed = pm.UpdateMetrics(tmp_path)  # a new process after a kill
+    resumed = UpdateMetrics(tmp_path)  # a new process after a kill
     resumed.add(pm.AppliedMode("performance", 512, 15, 2), 1536, 800.0)
     rows = list(csv.DictReader((tmp_path / "metrics" / "updates.csv").open()))
     assert [(row["timesteps"], row["mode"], row["timesteps_per_s"]) for row in rows] == [
@@ -243,7 +244,7 @@ def test_a_resumed_run_continues_its_metrics_file(tmp_path):
 def test_switchers_made_one_after_another_do_not_compound_niceness():
     script = (
         "import os\n"
-        "from rltrader.training.performance_mode import ProcessPriority\n"
+        "from rltrader.runtime.performance_mode import ProcessPriority\n"
         "start = os.nice(0)\n"
         "for _ in range(3):\n"
         "    ProcessPriority().set(5)\n"

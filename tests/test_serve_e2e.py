@@ -116,8 +116,10 @@ def served(tmp_path_factory) -> Iterator[Served]:
         assert FAULT
 
 
-def _smoke(results: Path, **extra: Any) -> dict[str, Any]:
-    return {"profile": "smoke", "results_dir": str(results), **extra}
+def _smoke(served: Served, results: Path, **extra: Any) -> dict[str, Any]:
+    """train-ppo's parameters as the UI's form sends them: the deployment's request, fields edited."""
+    request = served.deployment("train-pipeline/train-ppo").parameters["request"]
+    return {"request": {**request, "profile": "smoke", "results_dir": str(results), **extra}}
 
 
 def test_serve_prints_the_ui_address(served):
@@ -126,7 +128,7 @@ def test_serve_prints_the_ui_address(served):
 
 def test_train_ppo_runs_from_the_ui_and_publishes_artifacts(served):
     results = served.root / "ui-run"
-    flow_run = served.run_and_wait("train-pipeline/train-ppo", _smoke(results))
+    flow_run = served.run_and_wait("train-pipeline/train-ppo", _smoke(served, results))
     assert flow_run.state.is_completed(), flow_run.state.message
     summary = json.loads((results / "42" / "optimization_summary.json").read_text())
     assert summary["optimization_completed"] and len(summary["iterations"]) == 2
@@ -170,7 +172,8 @@ def test_mode_deployment_run_by_hand_switches_the_mode(served):
 def test_a_killed_flow_run_retried_from_the_ui_skips_finished_iterations(served):
     results = served.root / "crash"
     run_dir = results / "42"
-    parameters = _smoke(results, iterations=3, total_timesteps=8192, min_timesteps=4096, early_stopping_patience=0)
+    parameters = _smoke(served, results, iterations=3, total_timesteps=8192, min_timesteps=4096,
+                        early_stopping_patience=0)
     with served.client() as client:
         flow_run = client.create_flow_run_from_deployment(served.deployment("train-pipeline/train-ppo").id,
                                                           parameters=parameters)

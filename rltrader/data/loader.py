@@ -119,7 +119,8 @@ def _describe_format(frame: pd.DataFrame, layout: TextLayout | None, epoch: bool
     return f"{kind} ({details})"
 
 
-def _parse_times(frame: pd.DataFrame, roles: ColumnRoles, path: Path, rows: RowLocator, options: LoadingConfig) -> tuple[ParsedTimes, bool]:
+def _parse_times(frame: pd.DataFrame, roles: ColumnRoles, path: Path, rows: RowLocator,
+                 options: LoadingConfig) -> tuple[ParsedTimes, bool]:
     if roles.date and roles.time:
         column = f"{roles.date}+{roles.time}"
         text = frame[roles.date].astype("str").str.strip() + " " + frame[roles.time].astype("str").str.strip()
@@ -137,7 +138,8 @@ def _parse_times(frame: pd.DataFrame, roles: ColumnRoles, path: Path, rows: RowL
             parsed = parsed.tz_convert("UTC").tz_localize(None)
         if parsed.isna().any():
             row = int(np.flatnonzero(parsed.isna())[0])
-            raise DataError(path, f"{rows(row)}, column {roles.timestamp!r}: timestamp is missing; fill or remove the row")
+            raise DataError(path, f"{rows(row)}, column {roles.timestamp!r}: timestamp is missing; "
+                                  "fill or remove the row")
         return ParsedTimes(parsed.as_unit("ns"), "native datetime column"), False
     is_number = pd.api.types.is_numeric_dtype(values.dtype)
     if is_number and options.date_format is None and float(values.abs().max()) >= _EPOCH_MINIMUM:

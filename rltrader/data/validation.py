@@ -31,10 +31,10 @@ class RowLocator:
     def __call__(self, row: int) -> str:
         return f"{self.unit} {int(self.numbers[row])}"
 
-    def reordered(self, order: np.ndarray) -> "RowLocator":
+    def reordered(self, order: np.ndarray) -> RowLocator:
         return RowLocator(self.numbers[order], self.unit)
 
-    def subset(self, mask: np.ndarray) -> "RowLocator":
+    def subset(self, mask: np.ndarray) -> RowLocator:
         return RowLocator(self.numbers[mask], self.unit)
 
 
@@ -89,13 +89,13 @@ def check_prices(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
     bad = (high < low - tolerance) | (high < body_top - tolerance) | (low > body_bottom + tolerance)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        o, h, l, c = prices[row]
-        if h < l:
-            what = f"high {h:g} is below low {l:g}"
+        o, h, low_, c = prices[row]
+        if h < low_:
+            what = f"high {h:g} is below low {low_:g}"
         elif h < max(o, c):
             what = f"high {h:g} is below {'open' if o > c else 'close'} {max(o, c):g}"
         else:
-            what = f"low {l:g} is above {'open' if o < c else 'close'} {min(o, c):g}"
+            what = f"low {low_:g} is above {'open' if o < c else 'close'} {min(o, c):g}"
         raise DataError(
             path,
             f"{rows(row)}: inconsistent bar, {what}; fix or remove the row "

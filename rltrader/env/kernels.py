@@ -1,15 +1,15 @@
 """The vectorized step, compiled with numba: one call moves every account one bar.
 
-Why compiled: a numpy step of N accounts is some 25 array calls of 0.5-1 us each whatever
-N is, about 30 us at N=16, while the work itself (N table lookups and N window copies) is
-about 2 us. One loop over the accounts in machine code does the work at its own cost.
+Why compiled: a numpy step of N accounts is some 25 array calls, each paying its call
+overhead whatever N is, while the work itself (N table lookups and N window copies) is a
+small fraction of that. One loop over the accounts in machine code does the work at its
+own cost (the figures are in ``bench/README.md``, ``bench/env.py``).
 
 The arithmetic is :meth:`rltrader.env.trading_env.TradingEnv.step`'s, operation for
 operation and in the same order (IEEE doubles, no fast-math, ``math.log`` is libm's in
 both), so the vectorized accounts stay bit-identical to single environments
 (``tests/test_env.py`` checks it). Copy loops index with unsigned integers: numba then
-drops the negative-index wraparound test and the loop compiles to vector moves (about
-4x faster than a signed-index loop).
+drops the negative-index wraparound test and the loop compiles to vector moves.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def step_accounts(
     Actions are checked before any state changes, so a bad batch leaves the accounts as
     they were. The caller resets every account whose episode ended before stepping
     again: nothing here stops a bar index from running past the data. Arguments are few
-    and packed because each one costs about 0.1 us to pass, a tenth of the whole step.
+    and packed because passing each one costs a noticeable share of so short a step.
     """
     n = actions.shape[0]
     for i in range(n):

@@ -90,7 +90,7 @@ class VecTradingEnv(VecEnv):
         return obs
 
     def step(self, actions: np.ndarray) -> VecEnvStepReturn:
-        """``step_async`` and ``step_wait`` in one call: a whole step costs about 6 us, so each layer counts."""
+        """``step_async`` and ``step_wait`` in one call: a whole step takes microseconds, so each layer counts."""
         return self._advance(self._action_codes(actions))
 
     def step_async(self, actions: np.ndarray) -> None:

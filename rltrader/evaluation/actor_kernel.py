@@ -8,7 +8,7 @@ compiled loop they cost their arithmetic. The large product runs as column updat
 vectorizes without fast-math and keeps pace with BLAS on one core.
 
 Weights arrive packed and transposed (``(K, inputs, outputs)``, K models); see
-:func:`rltrader.evaluation.fast.pack_actors`. Gate order is torch's: input, forget,
+:meth:`rltrader.evaluation.fast.PackedActors.of`. Gate order is torch's: input, forget,
 candidate, output.
 """
 
@@ -19,10 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
+from rltrader.engine.kernels.activations import RELU, TANH
 from rltrader.env.market import CLOSE_COLUMN, OPEN_COLUMN
-
-#: Activation codes of the MLP layers (``mlp_activation``).
-IDENTITY, TANH, RELU = 0, 1, 2
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -32,7 +30,7 @@ def _sigmoid(x: float) -> float:
 
 @njit(cache=True, nogil=True, inline="always")
 def _tanh(x: float) -> float:
-    """tanh through ``exp`` in double precision: libm's ``tanhf`` costs 4x ``exp``, and the
+    """tanh through ``exp`` in double precision: libm's ``tanhf`` costs several ``exp``, and the
     absolute error here (about 1e-16) is far below float32's resolution."""
     return 2.0 / (1.0 + math.exp(-2.0 * x)) - 1.0
 
@@ -166,4 +164,4 @@ def step_actors(
     return False
 
 
-__all__ = ["IDENTITY", "RELU", "TANH", "step_actors"]
+__all__ = ["step_actors"]

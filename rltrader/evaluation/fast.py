@@ -30,9 +30,11 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from rltrader.config import EnvConfig
+from rltrader.engine.kernels.activations import IDENTITY
+from rltrader.engine.policy_arrays import UnsupportedPolicyError, actor_head, lstm_layers
 from rltrader.env import ACTION_SIGNS, FLAT, MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
-from rltrader.evaluation.actor_kernel import IDENTITY, RELU, TANH, step_actors
+from rltrader.evaluation.actor_kernel import step_actors
 
 #: Bars whose input projection is computed per matrix product (bounds memory at ~4 MB x K).
 CHUNK_BARS = 1024
@@ -40,33 +42,18 @@ CHUNK_BARS = 1024
 
 @functools.cache
 def _thread_pools() -> ThreadpoolController:
-    """Found once per process (scanning the loaded libraries takes milliseconds; limiting then is ~30 us)."""
+    """Found once per process: scanning the loaded libraries is slow, limiting them afterwards is cheap."""
     return ThreadpoolController()
-
-
-class UnsupportedPolicyError(ValueError):
-    """The policy has a part the fast evaluator does not implement; use the reference one."""
-
-
-def _activation_code(module: Any) -> int:
-    from torch import nn
-
-    for kind, code in ((nn.Tanh, TANH), (nn.ReLU, RELU), (nn.Identity, IDENTITY)):
-        if isinstance(module, kind):
-            return code
-    raise UnsupportedPolicyError(f"activation {type(module).__name__} is not supported by the fast evaluator")
-
-
-def _numpy(tensor: Any) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.float32)
 
 
 @dataclass(frozen=True)
 class ActorWeights:
     """The actor path of one ``RecurrentActorCriticPolicy`` as float32 arrays, laid out for the kernel.
 
-    Matrices are stored transposed, ``(inputs, outputs)``: the kernel adds one input's
-    column of weights at a time. Gate rows keep torch's order and the two biases are summed.
+    Read through :mod:`rltrader.engine.policy_arrays` (the engine's rollout kernel reads
+    policies the same way); here the layer-0 input weights are split: the feature window's
+    part is projected for many bars at once, and the position and PnL columns join the
+    recurrent weights, since those two inputs depend on earlier actions.
     """
 
     hidden: int
@@ -90,34 +77,20 @@ class ActorWeights:
         extractor = policy.features_extractor if policy.share_features_extractor else policy.pi_features_extractor
         if not isinstance(extractor, FlattenExtractor):
             raise UnsupportedPolicyError(f"features extractor {type(extractor).__name__} is not supported")
-        if lstm.input_size != observation_size or lstm.bidirectional or lstm.proj_size:
+        if lstm.input_size != observation_size:
             raise UnsupportedPolicyError("the LSTM does not read this environment's observation")
-        hidden = lstm.hidden_size
-        weight_ih = _numpy(lstm.weight_ih_l0)
-        bias = _numpy(lstm.bias_ih_l0) + _numpy(lstm.bias_hh_l0)
-        recurrent = np.concatenate((_numpy(lstm.weight_hh_l0), weight_ih[:, -2:]), axis=1)
-        upper = []
-        for layer in range(1, lstm.num_layers):
-            w_ih = _numpy(getattr(lstm, f"weight_ih_l{layer}"))
-            w_hh = _numpy(getattr(lstm, f"weight_hh_l{layer}"))
-            b = _numpy(getattr(lstm, f"bias_ih_l{layer}")) + _numpy(getattr(lstm, f"bias_hh_l{layer}"))
-            upper.append((_transposed(np.concatenate((w_ih, w_hh), axis=1)), b))
-        mlp: list[tuple[np.ndarray, np.ndarray, int]] = []
-        for module in policy.mlp_extractor.policy_net:
-            if isinstance(module, nn.Linear):
-                mlp.append((_transposed(_numpy(module.weight)), _numpy(module.bias), IDENTITY))
-            elif mlp and mlp[-1][2] == IDENTITY:
-                mlp[-1] = (mlp[-1][0], mlp[-1][1], _activation_code(module))
-            else:
-                raise UnsupportedPolicyError(f"policy_net layer {type(module).__name__} is not supported")
-        action_net = policy.action_net
-        if not isinstance(action_net, nn.Linear) or action_net.out_features != len(ACTION_SIGNS):
+        first, *upper_layers = lstm_layers(lstm)
+        *mlp_layers, action_layer = actor_head(policy)
+        if action_layer.outputs != len(ACTION_SIGNS) or action_layer.activation != IDENTITY:
             raise UnsupportedPolicyError("the action net must be one linear layer onto 3 logits")
-        signature = (hidden, lstm.num_layers, tuple((w.shape, code) for w, _, code in mlp))
+        mlp = tuple((layer.weight_t, layer.bias, layer.activation) for layer in mlp_layers)
+        upper = tuple((_transposed(np.concatenate((layer.weight_ih, layer.weight_hh), axis=1)), layer.bias)
+                      for layer in upper_layers)
+        signature = (lstm.hidden_size, lstm.num_layers, tuple((w.shape, code) for w, _, code in mlp))
         return cls(
-            hidden=hidden, window_in=_transposed(weight_ih[:, :-2]), bias0=bias,
-            recurrent0=_transposed(recurrent), upper=tuple(upper), mlp=tuple(mlp),
-            action=(_transposed(_numpy(action_net.weight)), _numpy(action_net.bias)), signature=signature,
+            hidden=lstm.hidden_size, window_in=_transposed(first.weight_ih[:, :-2]), bias0=first.bias,
+            recurrent0=_transposed(np.concatenate((first.weight_hh, first.weight_ih[:, -2:]), axis=1)),
+            upper=upper, mlp=mlp, action=(action_layer.weight_t, action_layer.bias), signature=signature,
         )
 
 
@@ -212,7 +185,7 @@ def fast_actions(
                                packed.action_bias, layer0_input, hidden_state, cell_state, account, held, alive,
                                market.step_table, market.position_size, taken, steps):
                 break
-    return [row[:count].copy() for row, count in zip(taken, steps.tolist())]
+    return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 
 
 __all__ = ["ActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions"]

@@ -125,30 +125,6 @@ def equity_frame(report: EvaluationReport) -> pd.DataFrame:
     return frame
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.2f}%"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def report_text(report: EvaluationReport) -> str:
-    """A terminal table: the agent and each baseline on the headline metrics."""
-    info = report.info
-    lines = [f"{report.split}: {info['bars']:,} bars, {info['start']} -> {info['end']} "
-             f"({info.get('evaluator', 'given actions')} evaluator)",
-             f"  {'policy':14s} {'return':>9s} {'CAGR':>9s} {'Sharpe':>7s} {'Sortino':>8s} {'max DD':>8s} "
-             f"{'trades':>7s} {'win':>6s} {'costs':>9s}"]
-    for name in ("agent", *BASELINES):
-        m = report.metrics[name]
-        win = "n/a" if m["win_rate"] is None else f"{100 * m['win_rate']:.0f}%"
-        lines.append(f"  {name:14s} {_percent(m['total_return']):>9s} {_percent(m['cagr']):>9s} "
-                     f"{_number(m['sharpe']):>7s} {_number(m['sortino']):>8s} {100 * m['max_drawdown']:7.2f}% "
-                     f"{m['trades']:7d} {win:>6s} {m['costs_paid']:9.2f}")
-    return "\n".join(lines)
-
-
 def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
     import matplotlib
 

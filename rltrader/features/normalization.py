@@ -32,7 +32,7 @@ class NormalizationStats:
         return {"mean": self.mean, "std": self.std, "clip": self.clip}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "NormalizationStats":
+    def from_dict(cls, raw: dict) -> NormalizationStats:
         return cls(mean=dict(raw["mean"]), std=dict(raw["std"]), clip=float(raw["clip"]))
 
 

@@ -6,20 +6,20 @@ rollout *end* would count timesteps the model has not yet learned from). ``on_ro
 comes just before the next update: the per-update hooks apply runtime settings there, so
 a change never lands mid-update. Stopping is signalled through ``_on_step``, the only
 callback return value SB3 honours.
+
+The SB3 logger is dumped right after each update too: SB3 writes a rollout's row before
+the update that learns from it, so its ``train/*`` diagnostics would wait for the next
+rollout's row, and the last update's would never be written. Dumped here, an update's
+diagnostics sit at the timesteps of the rollout it learned from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-
-class UpdateHook(Protocol):
-    """Called before every update with the model and the iteration's timesteps so far."""
-
-    def __call__(self, model: Any, timesteps_done: int) -> None: ...
+from rltrader.runtime.hooks import UpdateHook
 
 
 class IterationCallback(BaseCallback):
@@ -39,6 +39,8 @@ class IterationCallback(BaseCallback):
         return self.timesteps_before + self.model.num_timesteps
 
     def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps > 0:
+            self._dump_update_diagnostics()
         if self.model.num_timesteps > 0 and not self.stop_requested:
             self.stop_requested = not self.at_boundary(self.timesteps_done)
 
@@ -48,3 +50,10 @@ class IterationCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         for hook in self.update_hooks:
             hook(self.model, self.timesteps_done)
+
+    def _on_training_end(self) -> None:
+        self._dump_update_diagnostics()
+
+    def _dump_update_diagnostics(self) -> None:
+        if self.model.logger.name_to_value:  # nothing pending after a stop at a rollout's first step
+            self.model.logger.dump(self.model.num_timesteps)

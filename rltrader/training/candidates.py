@@ -17,13 +17,14 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rltrader.atomic import atomic_path, write_json
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData
-from rltrader.training.callbacks import UpdateHook
+from rltrader.records import CandidateEntry, CandidateResult, IterationRecord
+from rltrader.runtime.hooks import UpdateHook
+from rltrader.training.run_state import RunState
 from rltrader.training.trainer import RunPaths, Trainer
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,6 @@ def candidate_dir(run_dir: str | Path, iteration: int, candidate: int) -> Path:
 def _copy_atomically(source: Path, target: Path) -> None:
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-
-
-def _trained_iterations(state_path: Path) -> int:
-    if not state_path.is_file():
-        return 0
-    return len(json.loads(state_path.read_text(encoding="utf-8")).get("iterations", []))
 
 
 def fork_run(run_dir: str | Path, iteration: int, candidate: int) -> Path:
@@ -69,7 +64,7 @@ def fork_run(run_dir: str | Path, iteration: int, candidate: int) -> Path:
 
 def train_candidate(config: Config, data_path: str | Path, run_dir: str | Path, iteration: int, candidate: int,
                     prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
-                    make_hooks: Callable[[Path], Sequence[UpdateHook]] = lambda fork: ()) -> dict[str, Any]:
+                    make_hooks: Callable[[Path], Sequence[UpdateHook]] = lambda fork: ()) -> CandidateResult:
     """Train ``iteration`` in candidate ``candidate``'s fork; returns its record and where it lives.
 
     ``make_hooks(fork_dir)`` builds the per-update hooks once the fork exists (hooks that
@@ -77,18 +72,19 @@ def train_candidate(config: Config, data_path: str | Path, run_dir: str | Path, 
     fork = fork_run(run_dir, iteration, candidate)
     trainer = Trainer(config, data_path, fork, make_hooks(fork), seed_offset=candidate * SEED_STRIDE)
     record = trainer.open(prepared, preprocess_seconds, log_resume=False).train_iteration(iteration)
-    return {**record, "candidate": candidate, "candidate_dir": str(fork), "peak_score": peak_score(record)}
+    return CandidateResult(**{**record.model_dump(), "candidate": candidate}, candidate_dir=str(fork),
+                           peak_score=peak_score(record))
 
 
-def peak_score(record: dict[str, Any]) -> float:
+def peak_score(record: IterationRecord) -> float:
     """The best validation score the iteration reached: what a new best model would hold."""
-    scores = [entry["score"] for entry in record.get("validations", [])]
-    if record.get("validation_score") is not None:
-        scores.append(record["validation_score"])
+    scores = [validation.score for validation in record.validations]
+    if record.validation_score is not None:
+        scores.append(record.validation_score)
     return max(scores) if scores else float("-inf")
 
 
-def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[CandidateResult]) -> IterationRecord:
     """Make the candidate with the highest peak validation score the run's ``iteration``.
 
     Its iteration directory and best model are copied into the run, then its state with
@@ -96,29 +92,33 @@ def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[
     if not results:
         raise UserInputError(f"{run_dir}: no candidate finished iteration {iteration + 1}")
     run = RunPaths(Path(run_dir))
-    if _trained_iterations(run.state) > iteration:
+    adopted = RunState.read(run.state)
+    if adopted is not None and adopted.next_iteration > iteration:
         logger.info("Iteration %d: a candidate was already adopted", iteration + 1)
-        return json.loads(run.state.read_text(encoding="utf-8"))["iterations"][iteration]
-    winner = max(results, key=lambda result: (result["peak_score"], -result["candidate"]))
-    fork = RunPaths(Path(winner["candidate_dir"]))
+        return adopted.iterations[iteration]
+    winner = max(results, key=lambda result: (result.peak_score, -result.candidate))
+    fork = RunPaths(Path(winner.candidate_dir))
     for source in sorted(fork.iteration_dir(iteration).glob("*")):
         _copy_atomically(source, run.iteration_dir(iteration) / source.name)
     for name in ("best_model.zip", "best_model.json"):
         if (fork.root / name).is_file():
             _copy_atomically(fork.root / name, run.root / name)
-    state = json.loads(fork.state.read_text(encoding="utf-8"))
-    record = state["iterations"][iteration]
-    record["candidate"] = winner["candidate"]
-    record["candidates"] = [{"candidate": result["candidate"], "seed": result["seed"],
-                             "peak_score": result["peak_score"], "timesteps": result["timesteps"],
-                             "wall_seconds": result["wall_seconds"]}
-                            for result in sorted(results, key=lambda result: result["candidate"])]
+    state = RunState.read(fork.state)
+    if state is None or state.next_iteration <= iteration:
+        raise UserInputError(f"{fork.root}: the winning candidate's run state lacks iteration {iteration + 1}")
     # the iteration took as long as its slowest candidate when they ran side by side; the
     # compute spent is every candidate's, so both are kept
-    record["wall_seconds"] = max(result["wall_seconds"] for result in results)
-    record["candidates_timesteps_total"] = sum(result["timesteps"] for result in results)
-    write_json(run.state, state)
+    record = state.iterations[iteration].model_copy(update={
+        "candidate": winner.candidate,
+        "candidates": [CandidateEntry(candidate=result.candidate, seed=result.seed, peak_score=result.peak_score,
+                                      timesteps=result.timesteps, wall_seconds=result.wall_seconds)
+                       for result in sorted(results, key=lambda result: result.candidate)],
+        "wall_seconds": max(result.wall_seconds for result in results),
+        "candidates_timesteps_total": sum(result.timesteps for result in results),
+    })
+    state.iterations[iteration] = record
+    state.save(run.state)
     logger.info("Iteration %d: kept candidate %d of %d (peak validation %.3f; others %s)", iteration + 1,
-                winner["candidate"], len(results), winner["peak_score"],
-                ", ".join(f"{result['peak_score']:.3f}" for result in results if result is not winner) or "none")
+                winner.candidate, len(results), winner.peak_score,
+                ", ".join(f"{result.peak_score:.3f}" for result in results if result is not winner) or "none")
     return record

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rltrader.atomic import atomic_path, write_json
+from rltrader.records import CheckpointState
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ class Checkpoint:
     """A verified checkpoint: the zip to load and the state saved with it."""
 
     model_path: Path
-    state: dict[str, Any]
+    state: CheckpointState
 
     @property
     def timesteps(self) -> int:
-        return int(self.state["timesteps_done"])
+        return self.state.timesteps_done
 
 
 class CheckpointStore:
@@ -64,12 +65,13 @@ class CheckpointStore:
     def _iteration_dir(self, iteration: int) -> Path:
         return self.root / f"iter_{iteration:02d}"
 
-    def save(self, model: Any, iteration: int, state: dict[str, Any]) -> Path:
-        """Write a checkpoint of ``model`` at ``state["timesteps_done"]`` and prune old ones."""
-        stem = self._iteration_dir(iteration) / f"step_{int(state['timesteps_done']):09d}"
+    def save(self, model: Any, iteration: int, state: CheckpointState) -> Path:
+        """Write a checkpoint of ``model`` at ``state.timesteps_done`` and prune old ones."""
+        stem = self._iteration_dir(iteration) / f"step_{state.timesteps_done:09d}"
         zip_path = stem.with_suffix(".zip")
         digest = save_model_atomically(model, zip_path)
-        write_json(stem.with_suffix(".json"), {**state, "iteration": iteration, "model_sha256": digest})
+        sidecar = state.model_copy(update={"iteration": iteration, "model_sha256": digest})
+        write_json(stem.with_suffix(".json"), sidecar.to_json())
         self._prune(iteration)
         return zip_path
 
@@ -86,9 +88,9 @@ class CheckpointStore:
         for sidecar in reversed(self._sidecars(iteration)):
             model_path = sidecar.with_suffix(".zip")
             try:
-                state = json.loads(sidecar.read_text(encoding="utf-8"))
-                intact = model_path.is_file() and sha256_of(model_path) == state.get("model_sha256")
-            except (OSError, ValueError):
+                state = CheckpointState.model_validate(json.loads(sidecar.read_text(encoding="utf-8")))
+                intact = model_path.is_file() and sha256_of(model_path) == state.model_sha256
+            except (OSError, ValueError):  # a pydantic ValidationError is a ValueError
                 intact = False
             if intact:
                 return Checkpoint(model_path, state)

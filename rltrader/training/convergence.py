@@ -49,7 +49,7 @@ class ConvergenceTracker:
         return payload
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any], patience: int, threshold: float) -> "ConvergenceTracker":
+    def from_dict(cls, payload: dict[str, Any], patience: int, threshold: float) -> ConvergenceTracker:
         """Restore the saved score and counter under the current patience/threshold settings."""
         best = payload.get("best_score")
         return cls(patience, threshold, -math.inf if best is None else float(best),

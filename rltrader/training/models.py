@@ -15,7 +15,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltrader.config import TrainingConfig
-from rltrader.training.engine import FusedLstmPolicy, FusedRecurrentPPO
+from rltrader.engine import FusedLstmPolicy, FusedRecurrentPPO
 from rltrader.training.phases import Hyperparameters
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -34,7 +34,7 @@ def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
 
 
 def algorithm(fast_engine: bool) -> type[RecurrentPPO]:
-    """The engine (``engine.py``) or stock sb3-contrib with its stock ``MlpLstmPolicy``."""
+    """The engine (:mod:`rltrader.engine`) or stock sb3-contrib with its stock ``MlpLstmPolicy``."""
     return FusedRecurrentPPO if fast_engine else RecurrentPPO
 
 

@@ -9,26 +9,12 @@ themselves (``lr_schedule`` drives the optimizer's learning rate in ``train()``)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from stable_baselines3.common.utils import ConstantSchedule
 
 from rltrader.config import PhaseConfig, TrainingConfig
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """The phase-dependent hyperparameters in force for one iteration."""
-
-    phase: str
-    learning_rate: float
-    n_epochs: int
-    ent_coef: float
-    clip_range: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from rltrader.records import Hyperparameters
 
 
 def phase_for(iteration: int, iterations: int, phases: list[PhaseConfig]) -> PhaseConfig | None:

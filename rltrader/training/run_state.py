@@ -5,20 +5,26 @@ crash or to extend a run: the fingerprint of the data and configuration it belon
 (resuming under another config would mix two experiments), a record per finished
 iteration, the early-stopping tracker, and which model is best. It is rewritten
 atomically at the end of each iteration; in-iteration progress lives in the checkpoints.
+
+Everything that reads a run (the trainer, the terminal's progress, the Prefect artifacts)
+reads it through :class:`RunState`. Version 1 files (rltrader 0.1, where the cache switch
+was ``cache.enabled``) are read and upgraded on the next save.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from rltrader.atomic import write_json
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.records import BestModel, IterationRecord, Record
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
@@ -30,6 +36,16 @@ def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
     return {"data_sha256": data_sha256, "config": settings}
 
 
+def _upgrade_fingerprint_v1(saved: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept the cache switch as ``cache.enabled``; it is ``optimizations.cache_environments`` now."""
+    config = dict(saved.get("config") or {})
+    cache = dict(config.get("cache") or {})
+    if "enabled" in cache:
+        config["optimizations"] = {**(config.get("optimizations") or {}), "cache_environments": cache.pop("enabled")}
+        config["cache"] = cache
+    return {**saved, "config": config}
+
+
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
@@ -38,15 +54,15 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     return f"{prefix} was {old!r}, now {new!r}"
 
 
-@dataclass
-class RunState:
+class RunState(Record):
     """Finished iterations, early-stopping state and the best model of one run."""
 
+    version: int = STATE_VERSION
     fingerprint: dict[str, Any]
     method: str
-    iterations: list[dict[str, Any]] = field(default_factory=list)
-    tracker: dict[str, Any] = field(default_factory=dict)
-    best: dict[str, Any] | None = None
+    iterations: list[IterationRecord] = []
+    tracker: dict[str, Any] = {}
+    best: BestModel | None = None
     preprocess_seconds: float = 0.0
     completed: bool = False
 
@@ -55,10 +71,36 @@ class RunState:
         return len(self.iterations)
 
     def save(self, path: Path) -> None:
-        write_json(path, {"version": STATE_VERSION, **self.__dict__})
+        self.version = STATE_VERSION
+        write_json(path, self.to_json())
 
     @classmethod
-    def load_or_create(cls, path: Path, expected: dict[str, Any], method: str) -> "RunState":
+    def parse(cls, raw: Any, path: Path) -> RunState:
+        """A saved state of any version, upgraded to this one; a one-line error if it is not one."""
+        if not isinstance(raw, dict):
+            raise UserInputError(f"{path}: not a run state; move that results directory away "
+                                 "or pass another --results_dir")
+        if raw.get("version", 1) == 1:
+            raw = {**raw, "version": STATE_VERSION,
+                   "fingerprint": _upgrade_fingerprint_v1(raw.get("fingerprint") or {})}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise UserInputError(f"{path}: unreadable run state ({where}: {first['msg']}); move that results "
+                                 "directory away or pass another --results_dir") from None
+
+    @classmethod
+    def read(cls, path: Path) -> RunState | None:
+        """The state at ``path``, or None where there is none yet (readers watching a run that starts)."""
+        try:
+            return cls.parse(json.loads(path.read_text(encoding="utf-8")), path)
+        except (OSError, ValueError, UserInputError):  # not written yet: files are replaced whole, never torn
+            return None
+
+    @classmethod
+    def load_or_create(cls, path: Path, expected: dict[str, Any], method: str) -> RunState:
         """The saved state when it belongs to the same data and config; a new one if none."""
         if not path.is_file():
             return cls(fingerprint=expected, method=method)
@@ -68,11 +110,14 @@ class RunState:
             raise UserInputError(
                 f"{path}: unreadable run state; move that results directory away or pass another --results_dir"
             ) from None
-        if raw.get("fingerprint") != expected:
-            difference = _first_difference(raw.get("fingerprint"), expected)
+        state = cls.parse(raw, path)
+        if state.fingerprint != expected:
+            difference = _first_difference(state.fingerprint, expected)
             raise UserInputError(
                 f"{path.parent}: holds a run with other settings ({difference}); "
                 "re-run with the same settings to resume, or pass another --results_dir"
             )
-        raw.pop("version", None)
-        return cls(**raw)
+        return state
+
+
+__all__ = ["STATE_VERSION", "RunState", "fingerprint"]

@@ -4,7 +4,8 @@ One run = preprocess once, then ``training.iterations`` iterations, each of whic
 on the training split, is scored on the validation split, and may replace the best model;
 at the end the best model meets the test split once, next to the baselines. The
 optimizations are switches on this one loop (``Config.optimizations`` and
-``cache.enabled``), so the original method is the same code with every switch off:
+``optimizations.cache_environments`` among them), so the original method is the same
+code with every switch off:
 
 - adaptive timesteps: later iterations train fewer timesteps (``budget.py``);
 - warm start: iteration i > 0 continues from the best model so far, re-seeded;
@@ -13,10 +14,13 @@ optimizations are switches on this one loop (``Config.optimizations`` and
 - progressive training: phase hyperparameters through SB3's schedules (``phases.py``);
 - cached preprocessing: features are read from the cache instead of recomputed;
 - fast evaluation: the compiled actor instead of ``model.predict`` per bar;
-- fast engine: every minibatch on the fused LSTM path (``engine.py``), same math.
+- fast engine: every minibatch on the fused LSTM path (:mod:`rltrader.engine`), same math.
 
 Crash safety: checkpoints at update boundaries (``checkpoints.py``) and the run state at
 iteration ends (``run_state.py``); the same call on the same ``run_dir`` resumes.
+
+Every model logs SB3's own training diagnostics (``diagnostics.py``), and every update
+is recorded with the settings it ran with (:mod:`rltrader.runtime.update_metrics`).
 
 ``run()`` is the whole loop; the Prefect flow drives the same steps one task each:
 ``open()``, ``train_iteration(i)`` per iteration, ``finish()``. Every step reads what it
@@ -28,29 +32,36 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rltrader.atomic import remove_stray_temp_files, write_json
+from rltrader.atomic import remove_stray_temp_files, write_json, write_text
 from rltrader.config import Config
+from rltrader.display.lines import iteration_line
+from rltrader.display.markdown import run_report
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
+from rltrader.evaluation.report import EvaluationReport, evaluate_model, write_report
 from rltrader.preprocessing import PreparedData, preprocess
-from rltrader.training.allocator import fix_heap_thresholds
+from rltrader.records import BestModel, CheckpointState, IterationRecord, RunSummary, SplitOutcome, Validation
+from rltrader.runtime.allocator import fix_heap_thresholds
+from rltrader.runtime.faults import maybe_inject_fault
+from rltrader.runtime.hooks import UpdateHook, as_hooks
+from rltrader.runtime.update_metrics import UpdateMetrics
 from rltrader.training.budget import iteration_budget, original_budget
-from rltrader.training.callbacks import IterationCallback, UpdateHook
+from rltrader.training.callbacks import IterationCallback
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
 from rltrader.training.convergence import ConvergenceTracker
-from rltrader.training.faults import maybe_inject_fault
+from rltrader.training.diagnostics import run_logger
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
 from rltrader.training.run_state import RunState, fingerprint
-from rltrader.training.summary import final_report, iteration_progress_line, write_summary
+from rltrader.training.summary import TEST, build_summary, speedup_so_far
 from rltrader.training.validation import ValidationResult, Validator
 
 logger = logging.getLogger(__name__)
@@ -97,10 +108,8 @@ class RunPaths:
 
 
 def method_name(config: Config) -> str:
-    switches = config.optimizations.model_dump()
-    if not any(switches.values()) and not config.cache.enabled:
-        return "original"
-    return "optimized" if all(switches.values()) and config.cache.enabled else "custom"
+    switches = config.optimizations.model_dump().values()
+    return "original" if not any(switches) else "optimized" if all(switches) else "custom"
 
 
 @dataclass
@@ -118,7 +127,7 @@ class _IterationProgress:
     evaluation_seconds: float = 0.0
     last_result: ValidationResult | None = None
     stopped_at: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[Validation] = field(default_factory=list)
     resumed_at: int = 0
     elapsed_before: float = 0.0
     clock_start: float = field(default_factory=time.perf_counter)
@@ -133,22 +142,23 @@ class Trainer:
     """Runs (or resumes) one training run in ``run_dir``; see the module docstring."""
 
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
-                 update_hooks: Sequence[UpdateHook] = (), seed_offset: int = 0) -> None:
-        """``seed_offset`` shifts every iteration's seed: parallel candidates of one iteration
-        differ by it (candidate 0 has offset 0, so it is exactly the serial run)."""
+                 update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0) -> None:
+        """``update_hooks`` run before every update (:mod:`rltrader.runtime.hooks`); ``seed_offset``
+        shifts every iteration's seed: parallel candidates of one iteration differ by it
+        (candidate 0 has offset 0, so it is exactly the serial run)."""
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
         self.data_path = Path(data_path)
         self.paths = RunPaths(Path(run_dir))
-        self.update_hooks = list(update_hooks)
+        self.update_hooks = as_hooks(update_hooks)
         self.method = method_name(config)
         self.seed_offset = seed_offset
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunSummary:
         """Train every unfinished iteration, then report the best model; returns the summary."""
         self.open()
         for iteration in range(self.state.next_iteration, self.training.iterations):
@@ -156,7 +166,7 @@ class Trainer:
         return self.finish()
 
     def open(self, prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
-             log_resume: bool = True) -> "Trainer":
+             log_resume: bool = True) -> Trainer:
         """Load the data and the run's saved state.
 
         Preprocesses unless ``prepared`` is given (the flow's cached task already did it, and
@@ -165,7 +175,7 @@ class Trainer:
         fix_heap_thresholds()  # training speed otherwise depends on the process's allocation history
         if prepared is None:
             started = time.perf_counter()
-            prepared = preprocess(self.data_path, self.config, use_cache=self.config.cache.enabled)
+            prepared = preprocess(self.data_path, self.config)
             preprocess_seconds = time.perf_counter() - started
         self.market = MarketData.from_prepared(prepared, self.config)
         expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
@@ -191,7 +201,7 @@ class Trainer:
 
     # -- one iteration ---------------------------------------------------------------------
 
-    def train_iteration(self, iteration: int) -> dict[str, Any]:
+    def train_iteration(self, iteration: int) -> IterationRecord:
         """Train, validate and keep the best of ``iteration``; returns its record.
 
         An iteration already recorded is not trained again: its record is returned, so a
@@ -219,17 +229,22 @@ class Trainer:
                     f"{budget - progress.last_checkpoint_at:,}" + (" remaining" if progress.last_checkpoint_at else ""),
                     seed)
 
+        recorder = UpdateMetrics(self.paths.root, self._applied_mode)  # last: it records what the others set
         callback = IterationCallback(progress.last_checkpoint_at,
                                      lambda done: self._at_update_boundary(model, progress, done),
-                                     self.update_hooks)
+                                     [*self.update_hooks, recorder])
+        timesteps_before = sum(record.timesteps for record in self.state.iterations) + progress.last_checkpoint_at
+        model.set_logger(run_logger(self.paths.root, timesteps_before))
         train_started = time.perf_counter()
         try:
             model.learn(total_timesteps=budget - progress.last_checkpoint_at, callback=callback,
                         reset_num_timesteps=True)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+            model.logger.close()
             if not is_out_of_memory(error) or not self._recover_from_out_of_memory(iteration, error):
                 raise
             return self._run_iteration(iteration)  # from the last checkpoint, under the hooks' new settings
+        model.logger.close()
         train_seconds = time.perf_counter() - train_started
         timesteps = progress.stopped_at if progress.stopped_at is not None else callback.timesteps_done
         if progress.stopped_at is None and (progress.last_result is None or progress.last_validation_at != timesteps):
@@ -237,39 +252,45 @@ class Trainer:
 
         iteration_dir = self.paths.iteration_dir(iteration)
         save_model_atomically(model, iteration_dir / "model.zip")
-        record = {
-            "iteration": iteration,
-            "phase": hyper.phase,
-            "hyperparameters": hyper.to_dict(),
-            "seed": seed,
-            "budget_timesteps": budget,
-            "timesteps": timesteps,
-            "timesteps_saved": original_budget(self.training) - timesteps,
-            "early_stopped": progress.stopped_at is not None,
-            "warm_started": progress.warm_started,
-            "evaluations": progress.evaluations,
-            "evaluation_seconds": round(progress.evaluation_seconds, 3),
-            "validation_score": progress.last_result.score if progress.last_result else None,
-            "validation_metrics": progress.last_result.metrics if progress.last_result else None,
-            "best_score_after": self.tracker.to_dict()["best_score"],
-            "timesteps_per_second": round((timesteps - progress.resumed_at) / train_seconds, 1)
+        result = progress.last_result
+        record = IterationRecord(
+            iteration=iteration,
+            phase=hyper.phase,
+            hyperparameters=hyper,
+            seed=seed,
+            budget_timesteps=budget,
+            timesteps=timesteps,
+            timesteps_saved=original_budget(self.training) - timesteps,
+            early_stopped=progress.stopped_at is not None,
+            warm_started=progress.warm_started,
+            evaluations=progress.evaluations,
+            evaluation_seconds=round(progress.evaluation_seconds, 3),
+            validation_score=result.score if result else None,
+            validation_metrics=result.metrics if result else None,
+            best_score_after=self.tracker.to_dict()["best_score"],
+            timesteps_per_second=round((timesteps - progress.resumed_at) / train_seconds, 1)
             if train_seconds > 0 else None,
-            "wall_seconds": round(progress.wall_seconds, 3),
-            "resumed_at": progress.resumed_at,
-            "performance_modes": [mode for hook in self.update_hooks for mode in getattr(hook, "modes_used", [])],
-            "validations": progress.history,
-        }
-        write_json(iteration_dir / "metrics.json", record)
+            wall_seconds=round(progress.wall_seconds, 3),
+            resumed_at=progress.resumed_at,
+            performance_modes=[mode for hook in self.update_hooks for mode in hook.modes_used],
+            validations=progress.history,
+        )
+        write_json(iteration_dir / "metrics.json", record.to_json())
         self.state.iterations.append(record)
         self.state.tracker = self.tracker.to_dict()
         self.state.save(self.paths.state)
         self.checkpoints.clear(iteration)
-        logger.info(iteration_progress_line(self.state, self.training))
+        logger.info(iteration_line(self.state.iterations, self.training.iterations, self.training.selection_metric,
+                                   self.state.best.score if self.state.best else None,
+                                   speedup_so_far(self.state, self.training)))
+
+    def _applied_mode(self) -> str | None:
+        """The performance mode a hook put in force, if any (the update recorder writes it down)."""
+        return next((mode for hook in self.update_hooks if (mode := hook.applied_mode())), None)
 
     def _recover_from_out_of_memory(self, iteration: int, error: BaseException) -> bool:
         """Let the hooks shrink the work (performance -> quiet); False if none could."""
-        recovered = [hook for hook in self.update_hooks
-                     if getattr(hook, "recover_from_out_of_memory", None) and hook.recover_from_out_of_memory()]
+        recovered = [hook for hook in self.update_hooks if hook.recover_from_out_of_memory()]
         if not recovered:
             return False
         checkpoint = self.checkpoints.latest(iteration)
@@ -290,15 +311,14 @@ class Trainer:
             # a resumed segment gets its own seed: repeating the lost segment's exploration helps nobody
             model = load_for_training(checkpoint.model_path, self.env, seed + checkpoint.timesteps,
                                       self.switches.fast_engine)
-            self.tracker = ConvergenceTracker.from_dict(saved["tracker"], *self._stopping_rule())
+            self.tracker = ConvergenceTracker.from_dict(saved.tracker, *self._stopping_rule())
             self._reconcile_with_best()
-            progress = _IterationProgress(iteration, seed, budget, bool(saved["warm_started"]), phase,
-                                          last_validation_at=int(saved["last_validation_at"]),
+            progress = _IterationProgress(iteration, seed, budget, saved.warm_started, phase,
+                                          last_validation_at=saved.last_validation_at,
                                           last_checkpoint_at=checkpoint.timesteps,
-                                          evaluations=int(saved["evaluations"]),
-                                          evaluation_seconds=float(saved["evaluation_seconds"]),
-                                          history=list(saved["validations"]), resumed_at=checkpoint.timesteps,
-                                          elapsed_before=float(saved["wall_seconds"]))
+                                          evaluations=saved.evaluations, evaluation_seconds=saved.evaluation_seconds,
+                                          history=list(saved.validations), resumed_at=checkpoint.timesteps,
+                                          elapsed_before=saved.wall_seconds)
             logger.info("Iteration %d resumes from its checkpoint at %s timesteps", iteration + 1,
                         f"{checkpoint.timesteps:,}")
             return model, progress
@@ -318,20 +338,21 @@ class Trainer:
             self.state.best = None
             return
         best_state = self.paths.best_state
-        record = json.loads(best_state.read_text(encoding="utf-8")) if best_state.is_file() else {}
-        if record.get("model_sha256") != sha256_of(self.paths.best_model):
+        saved = json.loads(best_state.read_text(encoding="utf-8")) if best_state.is_file() else {}
+        digest = sha256_of(self.paths.best_model)
+        if saved.get("model_sha256") != digest:
             logger.warning("%s does not match its record; re-scoring it on validation", self.paths.best_model)
             result = self.validator(load_for_training(self.paths.best_model, self.env, self.training.seed))
-            record = {**record, "score": result.score, "metric": self.training.selection_metric,
-                      "model_sha256": sha256_of(self.paths.best_model), "validation_metrics": result.metrics}
-            write_json(self.paths.best_state, record)
-        self.state.best = record
+            saved = {**saved, "score": result.score, "metric": self.training.selection_metric,
+                     "model_sha256": digest, "validation_metrics": result.metrics}
+            write_json(self.paths.best_state, saved)
+        self.state.best = BestModel.model_validate(saved)
 
     def _reconcile_with_best(self) -> None:
         """A kill between saving a new best model and the next checkpoint leaves the tracker
         behind the best model's score; the best model's own record wins."""
         if self.state.best is not None:
-            self.tracker.best_score = max(self.tracker.best_score, float(self.state.best["score"]))
+            self.tracker.best_score = max(self.tracker.best_score, self.state.best.score)
 
     # -- between updates -------------------------------------------------------------------
 
@@ -360,7 +381,7 @@ class Trainer:
         improved = self.tracker.update(result.score)
         if improved:
             self._save_best(model, progress, done, result)
-        progress.history.append({"timesteps": done, "score": result.score, "new_best": improved})
+        progress.history.append(Validation(timesteps=done, score=result.score, new_best=improved))
         logger.info("  validation at %s timesteps: %s %.3f (best %.3f%s)", f"{done:,}",
                     self.training.selection_metric, result.score, self.tracker.best_score,
                     ", new best" if improved else
@@ -369,37 +390,49 @@ class Trainer:
 
     def _save_best(self, model: Any, progress: _IterationProgress, done: int, result: ValidationResult) -> None:
         digest = save_model_atomically(model, self.paths.best_model)
-        self.state.best = {"iteration": progress.iteration, "timesteps": done, "score": result.score,
-                           "metric": self.training.selection_metric, "model_sha256": digest,
-                           "validation_metrics": result.metrics}
-        write_json(self.paths.best_state, self.state.best)
+        self.state.best = BestModel(iteration=progress.iteration, timesteps=done, score=result.score,
+                                    metric=self.training.selection_metric, model_sha256=digest,
+                                    validation_metrics=result.metrics)
+        write_json(self.paths.best_state, self.state.best.to_json())
 
     def _checkpoint(self, model: Any, progress: _IterationProgress, done: int) -> None:
         progress.last_checkpoint_at = done
-        self.checkpoints.save(model, progress.iteration, {
-            "timesteps_done": done,
-            "budget_timesteps": progress.budget,
-            "seed": progress.seed,
-            "phase": progress.phase,
-            "warm_started": progress.warm_started,
-            "tracker": self.tracker.to_dict(),
-            "last_validation_at": progress.last_validation_at,
-            "evaluations": progress.evaluations,
-            "evaluation_seconds": progress.evaluation_seconds,
-            "validations": progress.history,
-            "wall_seconds": progress.wall_seconds,
-        })
+        self.checkpoints.save(model, progress.iteration, CheckpointState(
+            timesteps_done=done, budget_timesteps=progress.budget, seed=progress.seed, phase=progress.phase,
+            warm_started=progress.warm_started, tracker=self.tracker.to_dict(),
+            last_validation_at=progress.last_validation_at, evaluations=progress.evaluations,
+            evaluation_seconds=progress.evaluation_seconds, validations=progress.history,
+            wall_seconds=progress.wall_seconds))
 
     # -- the end ---------------------------------------------------------------------------
 
-    def finish(self) -> dict[str, Any]:
-        """Score the best model on validation and, once, on test; write the report and summary."""
+    def finish(self) -> RunSummary:
+        """Score the best model on validation and, once, on test; write the report and the summary."""
         if self.state.next_iteration < self.training.iterations:
             raise UserInputError(f"{self.paths.root}: {self.state.next_iteration} of {self.training.iterations} "
                                  "iterations trained; train the rest before the final report")
         if self.state.best is None:
             raise UserInputError(f"{self.paths.root}: no model was kept; nothing to report")
-        final = final_report(self)
+        started = time.perf_counter()
+        reports = self._score_best_model()
+        for split, report in reports.items():
+            write_report(report, self.paths.report / split)
+        write_text(self.paths.report / "report.md", run_report(self.method, self.training.seed, self.state.best,
+                                                                  reports))
+        scores = {split: SplitOutcome(agent=report.metrics["agent"], buy_and_hold=report.metrics["buy_and_hold"])
+                  for split, report in reports.items()}
+        report_seconds = time.perf_counter() - started
         self.state.completed = True
         self.state.save(self.paths.state)
-        return write_summary(self, final)
+        summary = build_summary(self.state, self.config, scores, report_seconds, self.paths.best_model,
+                                self.paths.report / "report.md")
+        write_json(self.paths.summary, summary.to_json())
+        return summary
+
+    def _score_best_model(self) -> dict[str, EvaluationReport]:
+        """The best model on validation and, once, on the test split, with the baselines."""
+        evaluator = "fast" if self.switches.fast_evaluation else "reference"
+        model = load_for_training(self.paths.best_model, self.env, self.training.seed)
+        return {split: evaluate_model(model, self.market, split, self.config.env, seed=self.training.seed,
+                                      evaluator=evaluator)
+                for split in ("validation", TEST)}

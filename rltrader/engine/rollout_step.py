@@ -17,36 +17,30 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from torch import nn
 
-from rltrader.training.rollout_kernels import IDENTITY, RELU, TANH, policy_step
-
-_ACTIVATIONS = {nn.Tanh: TANH, nn.ReLU: RELU}
-
-
-def _head_layers(modules: list[nn.Module]) -> list[tuple[nn.Linear, int]] | None:
-    """Linear layers each followed by at most one supported activation; ``None`` for anything else."""
-    layers: list[tuple[nn.Linear, int]] = []
-    for module in modules:
-        if isinstance(module, nn.Linear):
-            layers.append((module, IDENTITY))
-        elif type(module) in _ACTIVATIONS and layers and layers[-1][1] == IDENTITY:
-            layers[-1] = (layers[-1][0], _ACTIVATIONS[type(module)])
-        else:
-            return None
-    return layers
+from rltrader.engine.kernels.rollout import policy_step
+from rltrader.engine.policy_arrays import (
+    DenseLayer,
+    LstmLayer,
+    UnsupportedPolicyError,
+    actor_head,
+    critic_head,
+    lstm_layers,
+)
 
 
-def _per_lstm(lstms: tuple[nn.LSTM, ...], name: str, layers: range, transpose: bool = False) -> np.ndarray:
-    """(n LSTMs, layers, ...) float32 copy of each LSTM's ``{name}_l{layer}``, transposed if asked."""
-    def weights(lstm: nn.LSTM) -> np.ndarray:
+def _stacked(lstms: list[list[LstmLayer]], part: str, layers: range, transpose: bool = False) -> np.ndarray:
+    """(2 LSTMs, layers, ...) float32 array of each layer's ``part``, transposed if asked."""
+    def per_lstm(lstm: list[LstmLayer]) -> np.ndarray:
         if not layers:
-            return np.empty((0, lstm.hidden_size, 4 * lstm.hidden_size), np.float32)
-        tensors = [getattr(lstm, f"{name}_l{layer}") for layer in layers]
-        return np.stack([(tensor.t() if transpose else tensor).detach().numpy() for tensor in tensors])
+            size = lstm[0].weight_hh.shape[1]
+            return np.empty((0, size, 4 * size), np.float32)
+        return np.stack([getattr(lstm[layer], part).T if transpose else getattr(lstm[layer], part)
+                         for layer in layers])
 
-    return np.ascontiguousarray(np.stack([weights(lstm) for lstm in lstms]), dtype=np.float32)
+    return np.ascontiguousarray(np.stack([per_lstm(lstm) for lstm in lstms]), dtype=np.float32)
 
 
-def _flattened_heads(heads: list[list[tuple[nn.Linear, int]]]) -> tuple[np.ndarray, list[np.ndarray]]:
+def _flattened_heads(heads: list[list[DenseLayer]]) -> tuple[np.ndarray, list[np.ndarray]]:
     """All heads' transposed weights and biases in one flat array, and per head its layers' rows
     (weight offset, bias offset, inputs, outputs, activation)."""
     pieces: list[np.ndarray] = []
@@ -54,12 +48,10 @@ def _flattened_heads(heads: list[list[tuple[nn.Linear, int]]]) -> tuple[np.ndarr
     descriptions = []
     for head in heads:
         rows = []
-        for linear, activation in head:
-            weight_t = linear.weight.detach().t().contiguous().numpy().ravel()
-            bias = th.zeros(linear.out_features) if linear.bias is None else linear.bias
-            rows.append((offset, offset + weight_t.size, linear.in_features, linear.out_features, activation))
-            pieces += [weight_t, bias.detach().numpy()]
-            offset += weight_t.size + linear.out_features
+        for layer in head:
+            rows.append((offset, offset + layer.weight_t.size, layer.inputs, layer.outputs, layer.activation))
+            pieces += [layer.weight_t.ravel(), layer.bias]
+            offset += layer.weight_t.size + layer.outputs
         descriptions.append(np.array(rows, dtype=np.int64))
     return np.concatenate(pieces).astype(np.float32), descriptions
 
@@ -78,20 +70,23 @@ class RolloutStepWeights:
 
     @classmethod
     def of(cls, policy: RecurrentActorCriticPolicy) -> RolloutStepWeights | None:
+        """The layout of ``policy``'s weights now; None for a shape the kernel does not cover."""
         lstms = (policy.lstm_actor, policy.lstm_critic)
-        actor = _head_layers([*policy.mlp_extractor.policy_net, policy.action_net])
-        critic = _head_layers([*policy.mlp_extractor.value_net, policy.value_net])
-        if (policy.lstm_critic is None or actor is None or critic is None
+        if (policy.lstm_critic is None
                 or any(p.dtype != th.float32 or p.device.type != "cpu" for p in policy.parameters())
-                or len({(lstm.num_layers, lstm.hidden_size, lstm.input_size) for lstm in lstms}) != 1
-                or any(lstm.bidirectional or lstm.proj_size or not lstm.bias for lstm in lstms)):
+                or len({(lstm.num_layers, lstm.hidden_size, lstm.input_size) for lstm in lstms}) != 1):
             return None
         with th.no_grad():
-            layers = range(policy.lstm_actor.num_layers)
-            bias = _per_lstm(lstms, "bias_ih", layers) + _per_lstm(lstms, "bias_hh", layers)
-            weight_hh_t = _per_lstm(lstms, "weight_hh", layers, transpose=True)
-            upper_weight_ih_t = _per_lstm(lstms, "weight_ih", layers[1:], transpose=True)
-            params, (actor_layers, critic_layers) = _flattened_heads([actor, critic])
+            try:
+                layers = [lstm_layers(lstm) for lstm in lstms]
+                heads = [actor_head(policy), critic_head(policy)]
+            except UnsupportedPolicyError:
+                return None
+            depth = range(policy.lstm_actor.num_layers)
+            bias = _stacked(layers, "bias", depth)
+            weight_hh_t = _stacked(layers, "weight_hh", depth, transpose=True)
+            upper_weight_ih_t = _stacked(layers, "weight_ih", depth[1:], transpose=True)
+            params, (actor_layers, critic_layers) = _flattened_heads(heads)
             input_weight = th.cat([policy.lstm_actor.weight_ih_l0, policy.lstm_critic.weight_ih_l0]).contiguous()
         return cls(input_weight, bias, weight_hh_t, upper_weight_ih_t, params, actor_layers, critic_layers)
 
@@ -122,3 +117,6 @@ class RolloutStepWeights:
         log_prob = th.from_numpy(log_probabilities).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         hidden_pi, cell_pi, hidden_vf, cell_vf = (th.from_numpy(state) for state in new_states)
         return actions, th.from_numpy(values), log_prob, RNNStates((hidden_pi, cell_pi), (hidden_vf, cell_vf))
+
+
+__all__ = ["RolloutStepWeights"]

@@ -2,15 +2,16 @@
 
 Why compiled: a rollout step for 8 accounts is about 25 small torch ops (an ``lstm_cell``
 per LSTM, six linear layers, four ``tanh``, ``logsumexp``, ``softmax``, the state masks),
-each paying 5-20 us of dispatch for a few thousand multiply-adds: about 600 us of a 900 us
-step. The one large product of the step, the observations' projection onto both LSTMs'
-input weights, stays in torch (MKL); everything after it is this one call.
+each paying its dispatch cost for a few thousand multiply-adds: most of the step went to
+dispatch (``bench/README.md``). The one large product of the step, the observations'
+projection onto both LSTMs' input weights, stays in torch (MKL); everything after it is
+this one call.
 
 The math is the stock policy's, in float32: states zeroed where an episode starts, torch's
 LSTM cell (gate order input, forget, candidate, output), each head a stack of linear
 layers with tanh or ReLU, and ``torch.distributions.Categorical``'s normalization (logits
 minus their ``logsumexp``; probabilities as ``softmax``). The only differences are
-summation order and ``exp`` (:func:`rltrader.training.lstm_kernels._exp_into`, within
+summation order and ``exp`` (:func:`rltrader.engine.kernels.lstm.exp_into`, within
 1e-7 relative), so the numbers agree to float32 rounding (``tests/test_engine.py``).
 """
 
@@ -19,10 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rltrader.training.lstm_kernels import _add_products, _cell_update, _exp_into
-
-IDENTITY, TANH, RELU = 0, 1, 2
-"""Activation codes in the last column of a head's layer rows (see :func:`policy_step`)."""
+from rltrader.engine.kernels.activations import RELU, TANH
+from rltrader.engine.kernels.lstm import add_products, cell_update, exp_into
 
 
 @njit(cache=True, nogil=True)
@@ -56,10 +55,10 @@ def _lstm_cells(
                 h[n, u] = keep[n] * hidden[layer, n, u]
                 new_cell[layer, n, u] = keep[n] * cell[layer, n, u]
         if layer > 0:
-            _add_products(gates, upper_weight_ih_t[lstm, layer - 1], new_hidden[layer - 1])
-        _add_products(gates, weight_hh_t[lstm, layer], h)
+            add_products(gates, upper_weight_ih_t[lstm, layer - 1], new_hidden[layer - 1])
+        add_products(gates, weight_hh_t[lstm, layer], h)
         for n in range(accounts):
-            _cell_update(gates[n], act, new_cell[layer, n], tanh_cell, new_hidden[layer, n], exps, bits)
+            cell_update(gates[n], act, new_cell[layer, n], tanh_cell, new_hidden[layer, n], exps, bits)
 
 
 @njit(cache=True, nogil=True)
@@ -75,13 +74,13 @@ def _dense_layers(x: np.ndarray, params: np.ndarray, layers: np.ndarray) -> np.n
         bits = np.empty(n_out, np.int32)
         for n in range(x.shape[0]):
             out[n] = params[bias_at:bias_at + n_out]
-        _add_products(out, weight_t, x)
+        add_products(out, weight_t, x)
         for n in range(x.shape[0]):
             y = out[n]
             if activation == TANH:  # tanh(x) = 2 / (1 + exp(-2x)) - 1, one vectorized exp pass
                 for u in range(n_out):
                     exps[u] = -two * y[u]
-                _exp_into(exps, exps, bits)
+                exp_into(exps, exps, bits)
                 for u in range(n_out):
                     y[u] = two / (one + exps[u]) - one
             elif activation == RELU:
@@ -130,3 +129,6 @@ def policy_step(
             total += probabilities[n, a]
         for a in range(row.shape[0]):
             probabilities[n, a] /= total
+
+
+__all__ = ["policy_step"]

@@ -3,14 +3,12 @@
 Why compiled: a RecurrentPPO minibatch holds a few long sequences (8 accounts x 256
 steps cut into 512-step minibatches: about 3 sequences of up to 256 steps). The input
 projection of all those steps is one large matrix product that torch does well; what is
-left is 256 dependent steps of a (3 x 128) x (128 x 512) product plus the gates, far too
-small for BLAS or oneDNN to run at more than a fraction of the core (oneDNN's fused LSTM
-takes about 21 us per step, forward and backward, at this size). Here one step is a
-vectorized column update of the gates plus one vectorized ``exp`` pass for all gates:
-about 4.5 us forward and 4 us backward. Sequences step two at a time (longest first) so
-that each read of the recurrent weights from L2 serves both; with the same sums in the
-same order, the results are bit for bit those of one sequence at a time (about 10% less
-time in ``bench``-style measurements on this machine, within its noise).
+left is a chain of dependent steps, each a (few x H) x (H x 4H) product plus the gates:
+far too small for BLAS or oneDNN to keep a core busy, and latency-bound. Here one step is
+a vectorized column update of the gates plus one vectorized ``exp`` pass for all gates.
+Sequences step two at a time (longest first) so that each read of the recurrent weights
+from L2 serves both; with the same sums in the same order, the results are bit for bit
+those of one sequence at a time. Timings: ``bench/README.md`` (training engine).
 
 The math is torch's LSTM (gate order input, forget, candidate, output), in float32. The
 only differences are summation order and ``exp`` (a Cephes polynomial, within 1e-7
@@ -19,6 +17,9 @@ and gradients agree with ``nn.LSTM`` to float32 rounding (``tests/test_engine.py
 
 Layout: sequences are *packed*, sequence ``s`` occupying rows ``starts[s]`` to
 ``starts[s] + lengths[s] - 1`` of every ``(R, ...)`` array; padding never enters.
+
+:func:`exp_into`, :func:`cell_update` and :func:`add_products` are the building blocks
+the rollout kernel (:mod:`rltrader.engine.kernels.rollout`) shares.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _ROUNDING = np.float32(12582912.0)  # 1.5 x 2**23: adding and subtracting it rou
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
+def exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
     """``out = exp(x)`` in float32, vectorizable (no libm call, no branches).
 
     Cephes' ``expf``: ``x = k ln 2 + r`` with ``|r| <= ln 2 / 2``, a degree-6 polynomial
@@ -58,7 +59,7 @@ def _exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
+def cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
                  exps: np.ndarray, bits: np.ndarray) -> None:
     """One LSTM step from its pre-activation ``gates`` (4H, overwritten): ``act`` the gates after
     their sigmoid / tanh, ``c`` updated in place, ``tanh_cell`` and ``h`` written.
@@ -72,7 +73,7 @@ def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: n
         gates[u] = -gates[u]
     for u in range(2 * size, 3 * size):
         gates[u] = two * gates[u]
-    _exp_into(gates, exps, bits)
+    exp_into(gates, exps, bits)
     for u in range(4 * size):
         act[u] = one / (one + exps[u])
     for u in range(2 * size, 3 * size):
@@ -80,14 +81,14 @@ def _cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: n
     for u in range(size):
         c[u] = act[size + u] * c[u] + act[u] * act[2 * size + u]
         gates[u] = -two * c[u]
-    _exp_into(gates[:size], exps, bits)
+    exp_into(gates[:size], exps, bits)
     for u in range(size):
         tanh_cell[u] = two / (one + exps[u]) - one
         h[u] = act[3 * size + u] * tanh_cell[u]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_products(out: np.ndarray, matrix: np.ndarray, vectors: np.ndarray) -> None:
+def add_products(out: np.ndarray, matrix: np.ndarray, vectors: np.ndarray) -> None:
     """``out[n] += vectors[n] @ matrix`` for every row ``n``, as column updates, four matrix rows per pass.
 
     Four rows per pass load ``out[n]`` once for four multiply-adds: without it the loop is
@@ -170,9 +171,9 @@ def lstm_forward(
             for n in range(stepping):
                 previous_hidden[rows[n]] = h[n]
                 gates[n] = input_gates[rows[n]]
-            _add_products(gates[:stepping], weight_hh_t, h[:stepping])
+            add_products(gates[:stepping], weight_hh_t, h[:stepping])
             for n in range(stepping):
-                _cell_update(gates[n], activations[rows[n]], c[n], tanh_cell[rows[n]], h[n], exps, bits)
+                cell_update(gates[n], activations[rows[n]], c[n], tanh_cell[rows[n]], h[n], exps, bits)
                 cell[rows[n]], hidden[rows[n]] = c[n], h[n]
 
 
@@ -227,7 +228,10 @@ def lstm_backward(
                 _gate_grads(activations[r], tanh_cell[r], grad_hidden[r], previous_cell, dh[n], dc[n], d[n])
                 grad_gates[r] = d[n]
                 dh[n] = 0.0
-            _add_products(dh[:stepping], weight_hh, d[:stepping])
+            add_products(dh[:stepping], weight_hh, d[:stepping])
         grad_hidden0[longer], grad_cell0[longer] = dh[0], dc[0]
         if shorter >= 0:
             grad_hidden0[shorter], grad_cell0[shorter] = dh[1], dc[1]
+
+
+__all__ = ["add_products", "cell_update", "exp_into", "lstm_backward", "lstm_forward"]

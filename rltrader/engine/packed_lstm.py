@@ -1,11 +1,11 @@
 """A training minibatch's LSTM passes on the compiled recurrence, actor and critic at once.
 
-``nn.LSTM`` on CPU (oneDNN) runs a minibatch of a few long sequences in about 14 ms per
-LSTM, forward and backward, at the default sizes: its input projection covers the
-padding too and computes a gradient for the observations that nothing uses, and its
-recurrence is latency-bound. Here the input projection is one matrix product over the
-real steps only (and its backward computes the weight gradients, plus the input's only
-where a layer below needs it), the recurrence runs in :mod:`rltrader.training.lstm_kernels`,
+``nn.LSTM`` on CPU (oneDNN) spends a minibatch of a few long sequences on work nobody
+uses: its input projection covers the padding too, it computes a gradient for the
+observations, and its recurrence is latency-bound (timings: ``bench/README.md``). Here the
+input projection is one matrix product over the real steps only (and its backward
+computes the weight gradients, plus the input's only where a layer below needs it), the
+recurrence runs in :mod:`rltrader.engine.kernels.lstm`,
 and each LSTM's whole layer is one job: with two threads the actor's and the critic's run
 side by side (torch and the kernels release the GIL), forward and backward.
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from rltrader.training.lstm_kernels import lstm_backward, lstm_forward
+from rltrader.engine.kernels.lstm import lstm_backward, lstm_forward
 
 LSTMStates = tuple[th.Tensor, th.Tensor]
 _TENSORS_PER_LSTM = 7  # layer input, W_ih, b_ih, b_hh, W_hh, initial hidden, initial cell
@@ -248,3 +248,6 @@ def joined_towers(towers: list[tuple[th.Tensor, ...]], threads: int = 1) -> list
         regrouped.append(tuple(joined[at:at + len(tower)]))
         at += len(tower)
     return regrouped
+
+
+__all__ = ["LSTMStates", "PackedLayout", "applies_to", "joined_towers", "packed_lstm_passes", "run_jobs"]

@@ -13,28 +13,26 @@ a missing, empty, corrupt or unknown setting means quiet, with one warning per d
 problem rather than one per update.
 
 What the running training applied is written to ``<run>/performance_mode.json`` (read by
-``rltrader mode status``) and every update's mode, batch, epochs, threads and
-timesteps/s go to ``<run>/metrics/updates.csv`` and to TensorBoard (``<run>/tensorboard``).
+``rltrader mode status``); every update's mode, batch, epochs, threads and timesteps/s
+are recorded by the trainer's own hook (:mod:`rltrader.runtime.update_metrics`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from rltrader.atomic import write_json, write_text
+from rltrader.atomic import write_json
 from rltrader.config import ModeConfig, PerformanceModeConfig
+from rltrader.runtime.hooks import UpdateHook
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +40,6 @@ Mode = Literal["quiet", "performance"]
 MODES: tuple[Mode, ...] = ("quiet", "performance")
 SETTINGS_KEY = "performance_mode"
 STATUS_FILE = "performance_mode.json"
-METRICS_FILE = Path("metrics") / "updates.csv"
-METRICS_COLUMNS = ("time", "timesteps", "mode", "batch_size", "n_epochs", "torch_threads", "timesteps_per_s")
 
 
 @dataclass(frozen=True)
@@ -156,49 +152,11 @@ class ProcessPriority:
             self.current = target
 
 
-class UpdateMetrics:
-    """One row per update in ``metrics/updates.csv`` and in TensorBoard.
-
-    The CSV is kept as text and rewritten atomically with each row (a few kB per run), so
-    a kill never leaves a torn last line; a resumed run continues its file.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.csv_path = run_dir / METRICS_FILE
-        if self.csv_path.is_file():
-            self.text = self.csv_path.read_text(encoding="utf-8")
-        else:
-            self.text = ",".join(METRICS_COLUMNS) + "\n"
-        self.step = self.text.count("\n") - 1
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is a dependency; a trimmed install still gets the CSV
-            self.tensorboard = None
-
-    def add(self, applied: AppliedMode, timesteps: int, timesteps_per_s: float | None) -> None:
-        row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timesteps": timesteps,
-               **asdict(applied), "timesteps_per_s": "" if timesteps_per_s is None else round(timesteps_per_s, 1)}
-        line = io.StringIO()
-        csv.DictWriter(line, fieldnames=METRICS_COLUMNS, lineterminator="\n").writerow(row)
-        self.text += line.getvalue()
-        write_text(self.csv_path, self.text)
-        self.step += 1
-        if self.tensorboard is not None:
-            scalars = {"performance": MODES.index(applied.mode), "batch_size": applied.batch_size,
-                       "n_epochs": applied.n_epochs, "torch_threads": applied.torch_threads,
-                       "timesteps_per_s": timesteps_per_s}
-            for name, value in scalars.items():
-                if value is not None:
-                    self.tensorboard.add_scalar(f"performance_mode/{name}", value, self.step)
-            self.tensorboard.flush()
-
-
 # per process, so a flow that builds a switcher per task still warns once, not per iteration
 _PROBLEMS_WARNED: dict[Path, str | None] = {}
 
 
-class ModeSwitcher:
+class ModeSwitcher(UpdateHook):
     """The trainer's per-update hook that applies the mode from the settings file.
 
     The base batch size and epochs are those the trainer set on the model (the phase's);
@@ -210,7 +168,6 @@ class ModeSwitcher:
         self.config = config
         self.settings = SettingsFile(settings_file or config.settings_file)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.metrics = UpdateMetrics(self.run_dir) if self.run_dir is not None else None
         self.priority = ProcessPriority()
         self.applied: AppliedMode | None = None
         self.forced_quiet = False  # after an out-of-memory error, until the settings file changes
@@ -219,7 +176,6 @@ class ModeSwitcher:
         self._model: Any = None
         self.modes_used: list[str] = []  # by the current model (iteration), for its record
         self._base: tuple[int, int] = (0, 0)
-        self._last: tuple[int, float] | None = None
 
     # -- what to run with -------------------------------------------------------------------
 
@@ -251,7 +207,7 @@ class ModeSwitcher:
 
     def __call__(self, model: Any, timesteps_done: int) -> None:
         if model is not self._model:
-            self._model, self._base, self._last = model, (model.batch_size, model.n_epochs), None
+            self._model, self._base = model, (model.batch_size, model.n_epochs)
             self.modes_used = []
         mode = self.wanted_mode()
         target = self.settings_for(mode, model)
@@ -259,13 +215,9 @@ class ModeSwitcher:
             self.modes_used.append(mode)
         if target != self.applied:
             self._apply(model, target)
-        now = time.perf_counter()
-        rate = None
-        if self._last is not None and timesteps_done > self._last[0]:
-            rate = (timesteps_done - self._last[0]) / (now - self._last[1])
-        self._last = (timesteps_done, now)
-        if self.metrics is not None:
-            self.metrics.add(target, timesteps_done, rate)
+
+    def applied_mode(self) -> str | None:
+        return self.applied.mode if self.applied is not None else None
 
     def _apply(self, model: Any, target: AppliedMode) -> None:
         previous = self.applied
@@ -283,7 +235,7 @@ class ModeSwitcher:
         if self.run_dir is not None:
             write_json(self.run_dir / STATUS_FILE, {
                 **asdict(target), "settings_file": str(self.settings.path), "pid": os.getpid(),
-                "applied_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def recover_from_out_of_memory(self) -> bool:
         """After an out-of-memory error: quiet until the settings file is written again.

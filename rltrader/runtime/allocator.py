@@ -4,9 +4,9 @@ Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` so that fr
 memory goes back to the OS quickly. Setting it also freezes glibc's mmap threshold at
 128 KiB (it normally grows to fit the program), so every buffer above that size, which is
 most of what a PPO update allocates per minibatch, is a fresh ``mmap`` whose pages fault
-in again each time: measured here, training ran at half speed (457 against about 850
-timesteps/s). glibc reads the variable once, at start-up, so the fix is ``mallopt`` in
-the running process: a larger trim threshold and a fixed 32 MiB mmap threshold.
+in again each time: training then runs at about half speed (``bench/README.md``). glibc
+reads the variable once, at start-up, so the fix is ``mallopt`` in the running process: a
+larger trim threshold and a fixed 32 MiB mmap threshold.
 :func:`fix_heap_thresholds` sets the same two in every training process (see why there).
 """
 
@@ -63,12 +63,10 @@ def fix_heap_thresholds() -> bool:
     Left dynamic, glibc raises its mmap threshold to the largest block freed so far and
     trims the heap top whenever 128 KiB are free there: whether a PPO minibatch's
     megabyte-sized buffers come from the heap or from fresh, page-faulting ``mmap`` calls
-    then depends on what the process allocated before. Measured in one process: the
-    engine's 8-account training ran at 1,720 timesteps/s, then at 1,458 after a 1-account
-    run, and at 1,722 / 1,811 with the thresholds fixed (stock sb3-contrib: 394 against
-    433). Applied for every method alike (the original too), and not where the user set
-    ``MALLOC_MMAP_THRESHOLD_`` themselves. The cost is memory: up to 64 MiB of freed heap
-    kept for reuse.
+    then depends on what the process allocated before, and so does training speed (the
+    measurements are in ``bench/README.md``). Applied for every method alike (the
+    original too), and not where the user set ``MALLOC_MMAP_THRESHOLD_`` themselves. The
+    cost is memory: up to 64 MiB of freed heap kept for reuse.
     """
     if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_", "").strip():
         return False

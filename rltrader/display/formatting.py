@@ -1,0 +1,50 @@
+"""How figures are written for people: one place, so the terminal, the report and the UI agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A ratio or score (Sharpe, validation score); ``n/a`` where there is none."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A fraction as a percentage (returns, drawdowns, exposure)."""
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def count(value: int | None) -> str:
+    """A count with thousands separators (timesteps, trades)."""
+    return "n/a" if value is None else f"{value:,}"
+
+
+def money(value: float | None) -> str:
+    """An amount in the account currency (costs paid)."""
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def minutes(seconds: float | None) -> str:
+    """A duration in minutes, as every progress line and table shows wall time."""
+    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def rate(per_second: float | None) -> str:
+    """A throughput (timesteps per second), whole units."""
+    return f"{per_second or 0:,.0f}"
+
+
+def cell(value: Any, as_percent: bool = False) -> str:
+    """A table cell: percentages and floats formatted, counts and text as they are."""
+    if value is None or as_percent:
+        return percent(value)
+    return number(value) if isinstance(value, float) else str(value)
+
+
+def yes(flag: bool) -> str:
+    """A true flag as "yes", a false one as an empty cell (tables stay scannable)."""
+    return "yes" if flag else ""
+
+
+__all__ = ["cell", "count", "minutes", "money", "number", "percent", "rate", "yes"]

@@ -1,0 +1,239 @@
+"""Typed records of a training run: what each step writes and every reader reads.
+
+The trainer writes them as JSON (``iterations/iter_XX/metrics.json``, ``best_model.json``,
+checkpoint sidecars, ``optimization_summary.json``, ``comparison.json``, and inside
+``run_state.json``, whose own model is :class:`rltrader.training.run_state.RunState`), the
+flow passes them between tasks and processes, and the terminal, the report and the
+Prefect artifacts display them (:mod:`rltrader.display`). One model per record means one
+spelling of every field; the JSON keys are the ones earlier versions wrote, so their
+files still load.
+
+For scripts written when these were plain dicts, a record can still be read by key
+(``summary["test"]``); new code uses the attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+Metrics = dict[str, Any]
+"""One policy's metrics on one split (``rltrader.evaluation.metrics.compute_metrics``), by name."""
+
+
+class Record(BaseModel):
+    """A JSON record with typed fields; unknown keys are refused (a misspelt field is a bug)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, key: str) -> Any:
+        """Read a field by name, as the dicts these records replace were read (scripts, notebooks)."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in type(self).model_fields else default
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``json.dumps`` (floats stay floats: an infinite score stays infinite)."""
+        return self.model_dump()
+
+
+class Hyperparameters(Record):
+    """The phase-dependent hyperparameters in force for one iteration (``rltrader.training.phases``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phase: str
+    learning_rate: float
+    n_epochs: int
+    ent_coef: float
+    clip_range: float
+
+
+class Validation(Record):
+    """One validation inside an iteration."""
+
+    timesteps: int
+    score: float
+    new_best: bool
+
+
+class CandidateEntry(Record):
+    """One parallel candidate of an iteration, as the adopted record lists them."""
+
+    candidate: int
+    seed: int
+    peak_score: float
+    timesteps: int
+    wall_seconds: float
+
+
+class IterationSummary(Record):
+    """An iteration as the run's summary lists it (:class:`IterationRecord` holds the rest)."""
+
+    iteration: int
+    phase: str
+    seed: int
+    budget_timesteps: int
+    timesteps: int
+    timesteps_saved: int
+    early_stopped: bool
+    warm_started: bool
+    validation_score: float | None
+    wall_seconds: float
+    timesteps_per_second: float | None
+
+
+class IterationRecord(IterationSummary):
+    """A finished iteration: ``run_state.json``'s ``iterations`` and ``iterations/iter_XX/metrics.json``."""
+
+    hyperparameters: Hyperparameters
+    evaluations: int
+    evaluation_seconds: float
+    validation_metrics: Metrics | None
+    best_score_after: float | None
+    resumed_at: int
+    performance_modes: list[str]
+    validations: list[Validation]
+    candidate: int | None = None  # with parallel candidates: the adopted one
+    candidates: list[CandidateEntry] | None = None
+    candidates_timesteps_total: int | None = None
+
+
+class CandidateResult(IterationRecord):
+    """A candidate's iteration record as its task returns it, with where its fork lives."""
+
+    candidate_dir: str
+    peak_score: float  # the best validation score the candidate reached
+
+
+class BestModel(Record):
+    """``best_model.json``: which model is best and what it scored, with the hash of the zip it describes."""
+
+    iteration: int | None = None
+    timesteps: int | None = None
+    score: float
+    metric: str
+    model_sha256: str
+    validation_metrics: Metrics | None = None
+
+
+class CheckpointState(Record):
+    """A checkpoint's sidecar: where the iteration was when its model was saved."""
+
+    timesteps_done: int
+    budget_timesteps: int
+    seed: int
+    phase: str
+    warm_started: bool
+    tracker: dict[str, Any]
+    last_validation_at: int
+    evaluations: int
+    evaluation_seconds: float
+    validations: list[Validation]
+    wall_seconds: float
+    iteration: int | None = None
+    model_sha256: str | None = None
+
+
+class SplitOutcome(Record):
+    """The best model and buy-and-hold on one split."""
+
+    agent: Metrics
+    buy_and_hold: Metrics
+
+
+class BestModelSummary(Record):
+    """The summary's view of the best model: its record, less the metrics, plus where the zip is."""
+
+    iteration: int | None = None
+    timesteps: int | None = None
+    score: float | None = None
+    metric: str | None = None
+    model_sha256: str | None = None
+    path: str
+
+
+class RunSummary(Record):
+    """``optimization_summary.json``: the run's outcome, its speedup and where its files are."""
+
+    optimization_completed: bool
+    method: str
+    optimizations: dict[str, bool]
+    seed: int
+    total_speedup_achieved: float
+    speedup_basis: str
+    total_timesteps: int
+    total_timesteps_saved: int
+    early_stops: int
+    warm_starts: int
+    avg_iteration_time_minutes: float | None
+    estimated_time_saved_hours: float
+    total_time_seconds: float
+    preprocess_seconds: float
+    report_seconds: float
+    best_model: BestModelSummary
+    validation: SplitOutcome
+    test: SplitOutcome
+    iterations: list[IterationSummary]
+    report: str
+
+
+class MethodFigures(Record):
+    """One side of a comparison of two runs (benchmark mode, ``rltrader compare``)."""
+
+    total_time_seconds: float
+    iteration_wall_seconds: list[float]
+    total_timesteps: int
+    early_stops: int
+    warm_starts: int
+    best_validation_score: float | None
+    validation_sharpe: float | None
+    test_sharpe: float | None
+    test_total_return: float | None
+    test_buy_and_hold_sharpe: float | None
+    summary: str
+
+
+class Comparison(Record):
+    """``comparison.json`` of benchmark mode: both methods on the same data, config and seed."""
+
+    seed: int
+    speedup: float
+    original: MethodFigures
+    optimized: MethodFigures
+    timesteps_ratio: float
+
+
+class QualityComparison(Record):
+    """``rltrader compare``: time and quality of two finished runs, and whether quality held."""
+
+    speedup: float
+    quality_held: bool
+    quality_tolerance: float
+    selection_metric: str | None
+    original: MethodFigures
+    optimized: MethodFigures
+
+
+__all__ = [
+    "BestModel",
+    "BestModelSummary",
+    "CandidateEntry",
+    "CandidateResult",
+    "CheckpointState",
+    "Comparison",
+    "Hyperparameters",
+    "IterationRecord",
+    "IterationSummary",
+    "MethodFigures",
+    "Metrics",
+    "QualityComparison",
+    "Record",
+    "RunSummary",
+    "SplitOutcome",
+    "Validation",
+]

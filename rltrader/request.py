@@ -1,0 +1,115 @@
+"""One training run, however it is asked for: the single definition of a training request.
+
+``rltrader train`` generates its flags from :class:`TrainRequest` (``rltrader.cli``), the
+``train-pipeline`` flow takes it as its one parameter (the Prefect UI renders it as a
+validated form), ``rltrader serve`` and ``prefect.yaml`` give its defaults, and benchmark
+mode runs it twice. Every one of them turns it into the run's :class:`~rltrader.config.Config`
+through :meth:`TrainRequest.to_config`, so a flag and a form field of the same name can
+never mean two things.
+
+Field names are the guide's flag names. A switch left ``True`` means "as the config file
+says" (what a missing ``--no-...`` flag means); ``False`` turns that optimization off.
+Values left ``None`` keep the config's. Limits on the training values (``seed >= 0``, a
+batch size that divides the rollout, ...) are the config's, checked when the config is
+built, so their errors name the config key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rltrader.config import Config, OptimizationConfig, load_config
+
+DEFAULT_DATA = "data/XAUUSDm_15min.csv"
+
+LOADING_FIELDS = ("date_format", "dayfirst", "sep", "point")
+"""How to read the bar file: ``data.<name>`` overrides (None = detect, or as the config says)."""
+
+TRAINING_FIELDS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
+                   "convergence_threshold", "eval_freq", "checkpoint_freq")
+"""``training.<name>`` overrides (None = as the config and the profile say)."""
+
+SWITCHES = tuple(OptimizationConfig.model_fields)
+"""The optimizations, by the guide's names, which are also their keys under ``optimizations:``."""
+
+FLOW_ONLY = ("candidate_workers", "dask_address", "overrides", "run_dir")
+"""Fields the flow takes that ``rltrader train`` has no flag for."""
+
+
+def _switch(description: str) -> Any:
+    return Field(True, description=f"{description}. Off (false) runs without it; on keeps the config's setting.")
+
+
+class TrainRequest(BaseModel):
+    """A training run: the bar file, the configuration and its overrides, where results go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_path: str = Field(DEFAULT_DATA, description="bar file: CSV/TSV export or parquet")
+    date_format: str | None = Field(None, description="strftime format of the timestamps, e.g. '%d.%m.%Y %H:%M'")
+    dayfirst: bool | None = Field(
+        None, description="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect")
+    sep: str | None = Field(None, description="column separator: ',', ';' or 'tab'; default: detect")
+    point: float | None = Field(None, description="price of one spread point; default: from price digits")
+    config: str | None = Field(None, description="YAML config (default: configs/default.yaml)")
+    cache_dir: str | None = Field(None, description="cache directory (default: cache.dir, ./cache)")
+    profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick)")
+    results_dir: str = Field("results", description="runs go to RESULTS_DIR/SEED/ (default: results)")
+    seed: int | None = Field(None, description="run seed; iteration i uses seed + i")
+    iterations: int | None = Field(None, description="training iterations (default: training.iterations)")
+    total_timesteps: int | None = Field(None, description="timesteps of the first iteration")
+    min_timesteps: int | None = Field(None, description="adaptive timesteps never go below this")
+    early_stopping_patience: int | None = Field(None, description="0 disables early stopping")
+    convergence_threshold: float | None = Field(
+        None, description="a validation gain must exceed this to count as an improvement")
+    eval_freq: int | None = Field(None, description="timesteps between validations")
+    checkpoint_freq: int | None = Field(None, description="timesteps between checkpoints")
+    adaptive_timesteps: bool = _switch("later iterations train fewer timesteps")
+    warm_start: bool = _switch("each iteration continues from the best model so far")
+    early_stopping: bool = _switch("stop an iteration once validation stops improving")
+    progressive_training: bool = _switch("phases explore -> refine -> fine_tune set the hyperparameters")
+    fast_evaluation: bool = _switch("validate with the compiled evaluator (same actions as model.predict)")
+    fast_engine: bool = _switch("train on the fused recurrent engine (same math as sb3-contrib)")
+    cache_environments: bool = _switch("reuse the cached features of the bar file")
+    use_original_training: bool = Field(
+        False, description="every optimization off: the baseline the speedup is measured against")
+    settings_file: str | None = Field(
+        None, description="performance mode file read before every update (default: settings.json)")
+    parallel_candidates: int = Field(
+        1, description="train N candidates per iteration side by side and keep the best (default 1)")
+    candidate_workers: int | None = Field(
+        None, description="at most this many candidates train at once (default: all of them)")
+    dask_address: str | None = Field(
+        None, description="train candidates on the Dask cluster at this scheduler address, e.g. tcp://host:8786")
+    overrides: dict[str, Any] | None = Field(
+        None, description='any config key by its dotted name, e.g. {"training.n_envs": 4}; '
+                          "applied after the file, before the named values")
+    run_dir: str | None = Field(None, description="the run's directory, instead of RESULTS_DIR/SEED")
+
+    @field_validator("parallel_candidates", "candidate_workers")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be 1 or more, got {value}")
+        return value
+
+    def to_config(self, source: str = "command line") -> Config:
+        """The run's config: file, then ``overrides`` and how to read the bars, then the profile,
+        then the named values and switches (the most specific wins), then ``use_original_training``."""
+        loading = {f"data.{name}": getattr(self, name) for name in LOADING_FIELDS}
+        base = load_config(self.config).with_overrides(
+            {**(self.overrides or {}), **loading, "cache.dir": self.cache_dir}, source=source)
+        named = {f"training.{name}": getattr(self, name) for name in TRAINING_FIELDS}
+        named.update({f"optimizations.{name}": False for name in SWITCHES if not getattr(self, name)})
+        config = base.with_profile(self.profile).with_overrides(named, source=source)
+        return config.original_method() if self.use_original_training else config
+
+    def run_path(self, seed: int) -> Path:
+        """Where the run lives: ``run_dir`` if given, else ``results_dir/<seed>``."""
+        return Path(self.run_dir) if self.run_dir else Path(self.results_dir) / str(seed)
+
+
+__all__ = ["DEFAULT_DATA", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS", "TrainRequest"]
