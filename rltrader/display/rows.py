@@ -40,7 +40,7 @@ METRICS: dict[str, Row] = {row.key: row for row in (
     Row("sortino", "Sortino", number),
     Row("max_drawdown", "Max drawdown", percent, "max DD"),
     Row("calmar", "Calmar", number),
-    Row("trades", "Trades", count),
+    Row("trades", "Trades", count, "trades"),
     Row("win_rate", "Win rate", percent, "win"),
     Row("exposure", "Exposure", percent),
     Row("costs_paid", "Costs paid", money, "costs"),
