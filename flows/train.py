@@ -31,7 +31,10 @@ from tasks.train import final_report_task, keep_best_candidate_task, train_candi
 
 
 def _flow_run_name() -> str:
-    request = TrainRequest.model_validate(current_flow_run.parameters.get("request") or {})
+    try:
+        request = TrainRequest.model_validate(current_flow_run.parameters.get("request") or {})
+    except ValueError:  # refused before the run starts; its message says why, the name need not
+        return "train (invalid request)"
     seed = request.seed
     return f"train {Path(request.data_path).stem}" + (f" seed {seed}" if seed is not None else "")
 

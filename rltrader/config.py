@@ -323,17 +323,7 @@ class Config(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _cache_switch_moved(cls, raw: Any) -> Any:
-        """``cache.enabled`` (rltrader 0.1) is ``optimizations.cache_environments`` now; old files still load."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("cache"), dict) or "enabled" not in raw["cache"]:
-            return raw
-        cache = dict(raw["cache"])
-        enabled = cache.pop("enabled")
-        optimizations = dict(raw.get("optimizations") or {})
-        if optimizations.get("cache_environments", enabled) != enabled:
-            raise ValueError("cache.enabled and optimizations.cache_environments disagree; "
-                             "keep optimizations.cache_environments only")
-        optimizations["cache_environments"] = enabled
-        return {**raw, "cache": cache, "optimizations": optimizations}
+        return moved_cache_switch(raw)
 
     @property
     def gap_bars(self) -> int:
@@ -373,6 +363,21 @@ class Config(_Strict):
         """The same configuration with every optimization off: the honest baseline."""
         switches = {f"optimizations.{name}": False for name in OptimizationConfig.model_fields}
         return self.with_overrides(switches, source="original method")
+
+
+def moved_cache_switch(raw: Any) -> Any:
+    """A config mapping (a file, or a run fingerprint's settings) with rltrader 0.1's ``cache.enabled``
+    moved to ``optimizations.cache_environments``, where it is now; anything else as it is."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("cache"), dict) or "enabled" not in raw["cache"]:
+        return raw
+    cache = dict(raw["cache"])
+    enabled = cache.pop("enabled")
+    optimizations = dict(raw.get("optimizations") or {})
+    if optimizations.get("cache_environments", enabled) != enabled:
+        raise ValueError("cache.enabled and optimizations.cache_environments disagree; "
+                         "keep optimizations.cache_environments only")
+    optimizations["cache_environments"] = enabled
+    return {**raw, "cache": cache, "optimizations": optimizations}
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 def number(value: float | None, digits: int = 3) -> str:
     """A ratio or score (Sharpe, validation score); ``n/a`` where there is none."""
@@ -35,16 +33,9 @@ def rate(per_second: float | None) -> str:
     return f"{per_second or 0:,.0f}"
 
 
-def cell(value: Any, as_percent: bool = False) -> str:
-    """A table cell: percentages and floats formatted, counts and text as they are."""
-    if value is None or as_percent:
-        return percent(value)
-    return number(value) if isinstance(value, float) else str(value)
-
-
 def yes(flag: bool) -> str:
     """A true flag as "yes", a false one as an empty cell (tables stay scannable)."""
     return "yes" if flag else ""
 
 
-__all__ = ["cell", "count", "minutes", "money", "number", "percent", "rate", "yes"]
+__all__ = ["count", "minutes", "money", "number", "percent", "rate", "yes"]

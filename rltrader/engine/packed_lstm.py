@@ -5,9 +5,9 @@ uses: its input projection covers the padding too, it computes a gradient for th
 observations, and its recurrence is latency-bound (timings: ``bench/README.md``). Here the
 input projection is one matrix product over the real steps only (and its backward
 computes the weight gradients, plus the input's only where a layer below needs it), the
-recurrence runs in :mod:`rltrader.engine.kernels.lstm`,
-and each LSTM's whole layer is one job: with two threads the actor's and the critic's run
-side by side (torch and the kernels release the GIL), forward and backward.
+recurrence runs in :mod:`rltrader.engine.kernels.lstm`, and each LSTM's whole layer is
+one job: with two threads the actor's and the critic's run side by side (torch and the
+kernels release the GIL), forward and backward.
 
 Exactness: the same function as ``nn.LSTM`` from the same initial states, to float32
 rounding; outputs at padded steps are zero (every loss term masks them out).

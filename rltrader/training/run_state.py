@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rltrader.atomic import write_json
-from rltrader.config import Config
+from rltrader.config import Config, moved_cache_switch
 from rltrader.errors import UserInputError
 from rltrader.records import BestModel, IterationRecord, Record
 
@@ -34,16 +34,6 @@ def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
     settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True,
                                                        "orchestration": True})
     return {"data_sha256": data_sha256, "config": settings}
-
-
-def _upgrade_fingerprint_v1(saved: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 kept the cache switch as ``cache.enabled``; it is ``optimizations.cache_environments`` now."""
-    config = dict(saved.get("config") or {})
-    cache = dict(config.get("cache") or {})
-    if "enabled" in cache:
-        config["optimizations"] = {**(config.get("optimizations") or {}), "cache_environments": cache.pop("enabled")}
-        config["cache"] = cache
-    return {**saved, "config": config}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
@@ -81,8 +71,10 @@ class RunState(Record):
             raise UserInputError(f"{path}: not a run state; move that results directory away "
                                  "or pass another --results_dir")
         if raw.get("version", 1) == 1:
-            raw = {**raw, "version": STATE_VERSION,
-                   "fingerprint": _upgrade_fingerprint_v1(raw.get("fingerprint") or {})}
+            # version 1 kept the cache switch as cache.enabled in the fingerprint's settings
+            fingerprint = dict(raw.get("fingerprint") or {})
+            fingerprint["config"] = moved_cache_switch(fingerprint.get("config"))
+            raw = {**raw, "version": STATE_VERSION, "fingerprint": fingerprint}
         try:
             return cls.model_validate(raw)
         except ValidationError as error:

@@ -60,7 +60,7 @@ def exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
-                 exps: np.ndarray, bits: np.ndarray) -> None:
+                exps: np.ndarray, bits: np.ndarray) -> None:
     """One LSTM step from its pre-activation ``gates`` (4H, overwritten): ``act`` the gates after
     their sigmoid / tanh, ``c`` updated in place, ``tanh_cell`` and ``h`` written.
 
