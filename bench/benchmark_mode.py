@@ -54,7 +54,8 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     for seed in args.seeds:
-        command = [sys.executable, "-m", "rltrader", "train", "--benchmark_mode", "--data_path", str(SAMPLE),
+        command = [sys.executable, "-m", "rltrader", "train", "--benchmark_mode", "--benchmark_seeds", "1",
+                   "--data_path", str(SAMPLE),
                    "--profile", args.profile, "--seed", str(seed), "--results_dir", str(OUT),
                    "--settings_file", str(settings),
                    "--cache_dir", str(OUT / "cache")]

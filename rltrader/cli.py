@@ -8,6 +8,7 @@ bug shows a traceback. Prefect is imported only by the subcommands that orchestr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from rltrader import __version__
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.request import FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
+from rltrader.synthetic import MARKET_KINDS, KnownAnswerMarket
 
 LOGGER_NAME = "rltrader"
 
@@ -167,16 +169,21 @@ def _command_train(args: argparse.Namespace) -> int:
     seed = config.training.seed
     show = {"bars": args.verbose == 1, "lines": args.verbose == 1}
     if args.benchmark_mode:
-        run_dir = Path(request.results_dir) / f"benchmark-{seed}"
-        with LiveProgress(run_dir / "original", config.original_method(), console, **show), \
-                LiveProgress(run_dir / "optimized", config, console, **{**show, "bars": False}):
-            comparison = benchmark_pipeline(str(run_dir), request)
-        from rltrader.training.benchmark import compare_runs, load_summary
+        from flows.benchmark import benchmark_dir
+        from rltrader.training.benchmark import benchmark_seeds
 
-        quality = compare_runs(load_summary(run_dir / "original"), load_summary(run_dir / "optimized"))
+        seeds = benchmark_seeds(seed, request.benchmark_seeds)
+        dirs = [benchmark_dir(request, each) for each in seeds]
+        with contextlib.ExitStack() as stack:
+            for each, run_dir in zip(seeds, dirs, strict=True):
+                seeded = config.with_overrides({"training.seed": each}, source="benchmark seed")
+                stack.enter_context(LiveProgress(run_dir / "original", seeded.original_method(), console, **show))
+                stack.enter_context(LiveProgress(run_dir / "optimized", seeded, console, **{**show, "bars": False}))
+            quality = benchmark_pipeline(request)
         console.print(comparison_table(quality))
         console.print(comparison_verdict(quality))
-        console.print(f"  wrote {run_dir / 'comparison.json'} (speedup {comparison.speedup:.2f}x)")
+        console.print(f"  wrote {dirs[0] / 'quality.json'} and each seed's comparison.json "
+                      f"({', '.join(map(str, dirs))})")
         return 0
     run_dir = request.run_path(seed)
     with LiveProgress(run_dir, config, console, parallel_candidates=request.parallel_candidates, **show):
@@ -195,7 +202,8 @@ def _command_train(args: argparse.Namespace) -> int:
 def _command_compare(args: argparse.Namespace) -> int:
     from rltrader.training.benchmark import compare_runs, load_summary
 
-    comparison = compare_runs(load_summary(args.original), load_summary(args.optimized))
+    comparison = compare_runs([load_summary(path) for path in args.original],
+                              [load_summary(path) for path in args.optimized])
     if args.json:
         print(json.dumps(comparison.to_json(), indent=2))
         return 0
@@ -289,6 +297,29 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_synth(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rltrader.synthetic import KnownAnswerMarket, sidecar_path, write_market
+
+    settings = {name: getattr(args, name) for name in KnownAnswerMarket.model_fields
+                if name not in ("sha256",) and getattr(args, name, None) is not None}
+    try:
+        market = KnownAnswerMarket(**settings)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserInputError(f"--{first['loc'][0]}: {first['msg']}") from None
+    out = args.out or Path("data") / "synthetic" / f"{market.kind}_seed{market.seed}.csv"
+    if out.suffix.lower() != ".csv":
+        raise UserInputError(f"--out {out}: known-answer markets are written as MT5 CSV; give a .csv path")
+    written = write_market(market, out)
+    print(f"rltrader synth: {written.bars:,} {written.bar_minutes}-minute bars of a {written.kind} market "
+          f"(seed {written.seed}, spread {written.spread_points} points) -> {out}\n"
+          f"  generator and oracle: {sidecar_path(out)}\n"
+          f"  train on it: rltrader train --data_path {out}   (reports then show the oracle and edge captured)")
+    return 0
+
+
 def _command_serve(args: argparse.Namespace) -> int:
     _prefect_environment()
     from deployments.serve import serve_deployments
@@ -336,9 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a saved RecurrentPPO model on one split against buy-and-hold, flat and random",
+        help="score a saved RecurrentPPO model on one split against buy-and-hold, flat and 1,000 random policies",
         description="Run a saved model deterministically over a whole split, score it and the baselines "
-        "on the same bars and costs, and write metrics.json, equity.parquet and equity.png.",
+        "on the same bars and costs (each Sharpe with its 95%% interval; the agent ranked among 1,000 random "
+        "policies with its turnover; the oracle on a known-answer market), and write metrics.json, "
+        "equity.parquet and equity.png.",
     )
     evaluate.add_argument("--model", type=Path, required=True, help="RecurrentPPO .zip saved by stable-baselines3")
     _add_data_options(evaluate)
@@ -346,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="split to evaluate (default: validation; keep test for the final report)")
     evaluate.add_argument("--evaluator", choices=("fast", "reference"), default="fast",
                           help="fast (numpy, default) or reference (model.predict per bar); same results")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default: 0)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seed of the random policies the agent is ranked among (default: 0)")
     evaluate.add_argument("--out", type=Path, default=None,
                           help="output directory (default: results/evaluations/<model>-<split>)")
     _add_config_options(evaluate)
@@ -361,18 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_request_flags(train, [name for name in TrainRequest.model_fields if name not in FLOW_ONLY],
                       required=("data_path",))
     train.add_argument("--benchmark_mode", action="store_true",
-                       help="run the original and the optimized method on the same data and seed, then compare")
+                       help="run the original and the optimized method on the same data and seeds "
+                       "(--benchmark_seeds, default 5), then judge quality on test over the seeds")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                        help="0: final table only; 1: progress bars and a line per iteration (default); 2: every log")
     train.set_defaults(handler=_command_train)
 
     compare = commands.add_parser(
-        "compare", help="compare two finished runs: time, timesteps, early stops, warm starts, quality",
-        description="Side by side: wall time, timesteps, early stops, warm starts, validation and test metrics, "
-        "the speedup, and whether quality held (optimized best validation score at least the original's "
-        "minus 0.1).")
-    compare.add_argument("--original", type=Path, required=True, help="run directory of the baseline, e.g. results/42")
-    compare.add_argument("--optimized", type=Path, required=True, help="run directory to compare, e.g. results/999")
+        "compare", help="compare finished original and optimized runs: time, timesteps, quality over seeds",
+        description="Side by side: wall time, timesteps, early stops, warm starts, validation and test metrics "
+        "and the speedup. Quality is judged on the test split (which selected neither model), as optimized - "
+        "original per seed (runs paired in the order given) with a 90%% interval: test edge captured on "
+        "known-answer markets, else test Sharpe. 'Quality held' needs the interval's lower end above minus the "
+        "tolerance (1.0 Sharpe, or 5 points of edge); otherwise it is 'not shown'.")
+    compare.add_argument("--original", type=Path, nargs="+", required=True,
+                         help="run directories of the baseline, one per seed, e.g. results/benchmark-42/original")
+    compare.add_argument("--optimized", type=Path, nargs="+", required=True,
+                         help="run directories to compare, in the same seed order")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(handler=_command_compare)
 
@@ -402,6 +441,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="performance mode file (default: settings.json)")
     _add_config_options(serve)
     serve.set_defaults(handler=_command_serve)
+
+    synth = commands.add_parser(
+        "synth", help="write a known-answer market: bars with a planted edge whose oracle is known",
+        description="Write bars (MT5 CSV) with a planted, learnable edge: AR(1) momentum, a time-of-day drift, "
+        "or mean reversion, with a per-bar spread and a seed; the generator goes beside the file "
+        "(<file>.oracle.json), so every report on it scores the oracle and the edge the agent captured.")
+    synth.add_argument("kind", choices=MARKET_KINDS, help="which edge to plant")
+    synth.add_argument("--out", type=Path, default=None,
+                       help="CSV to write (default: data/synthetic/<kind>_seed<seed>.csv)")
+    for name, field in KnownAnswerMarket.model_fields.items():
+        if name in ("kind", "sha256"):
+            continue
+        synth.add_argument(f"--{name}", type=_scalar(field.annotation), default=None,
+                           help=f"{field.description or name} (default: {field.default})")
+    synth.set_defaults(handler=_command_synth)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",

@@ -59,6 +59,8 @@ class Validation(Record):
     timesteps: int
     score: float
     new_best: bool
+    total_return: float | None = None  # the look's validation return (edge captured on known-answer markets)
+    wall_seconds: float | None = None  # time into the iteration when the look was taken (time-to-quality)
 
 
 class CandidateEntry(Record):
@@ -69,6 +71,7 @@ class CandidateEntry(Record):
     peak_score: float
     timesteps: int
     wall_seconds: float
+    evaluations: int = 0  # validation looks the candidate took (trials of the run)
 
 
 class IterationSummary(Record):
@@ -144,6 +147,7 @@ class SplitOutcome(Record):
 
     agent: Metrics
     buy_and_hold: Metrics
+    oracle: Metrics | None = None  # on a known-answer market: the policy that knows the planted edge
 
 
 class BestModelSummary(Record):
@@ -180,6 +184,7 @@ class RunSummary(Record):
     test: SplitOutcome
     iterations: list[IterationSummary]
     report: str
+    trials: int | None = None  # every validation look of every iteration and candidate (the deflated Sharpe's N)
 
 
 class MethodFigures(Record):
@@ -196,6 +201,9 @@ class MethodFigures(Record):
     test_total_return: float | None
     test_buy_and_hold_sharpe: float | None
     summary: str
+    test_sharpe_interval: list[float] | None = None
+    test_edge_captured: float | None = None  # on a known-answer market
+    validation_looks: int | None = None  # how many looks the kept model was the best of
 
 
 class Comparison(Record):
@@ -208,15 +216,28 @@ class Comparison(Record):
     timesteps_ratio: float
 
 
-class QualityComparison(Record):
-    """``rltrader compare``: time and quality of two finished runs, and whether quality held."""
+class SeedPair(Record):
+    """One seed of a quality comparison: both methods' figures and the speedup."""
 
+    seed: int
     speedup: float
-    quality_held: bool
-    quality_tolerance: float
-    selection_metric: str | None
     original: MethodFigures
     optimized: MethodFigures
+
+
+class QualityComparison(Record):
+    """``rltrader compare`` and benchmark mode: time and quality of original and optimized runs over
+    one or more seeds, judged on the test split, which selected neither method's model."""
+
+    speedup: float  # total original time over total optimized time
+    quality_metric: str  # the per-seed test figure compared: test Sharpe, or edge captured on known-answer markets
+    differences: list[float]  # optimized - original, per seed
+    mean_difference: float | None
+    difference_interval: list[float] | None  # 90% Student t interval of the mean; None for one seed
+    quality_tolerance: float  # held when the interval's lower end is above -tolerance
+    quality_held: bool
+    selection_metric: str | None
+    pairs: list[SeedPair]
 
 
 __all__ = [
@@ -234,6 +255,7 @@ __all__ = [
     "QualityComparison",
     "Record",
     "RunSummary",
+    "SeedPair",
     "SplitOutcome",
     "Validation",
 ]

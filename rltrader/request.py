@@ -88,8 +88,10 @@ class TrainRequest(BaseModel):
         None, description='any config key by its dotted name, e.g. {"training.n_envs": 4}; '
                           "applied after the file, before the named values")
     run_dir: str | None = Field(None, description="the run's directory, instead of RESULTS_DIR/SEED")
+    benchmark_seeds: int = Field(
+        5, description="benchmark mode: seeds per method (SEED, SEED + 1000, ...); quality is judged over them")
 
-    @field_validator("parallel_candidates", "candidate_workers")
+    @field_validator("parallel_candidates", "candidate_workers", "benchmark_seeds")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
         if value is not None and value < 1:

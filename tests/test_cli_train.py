@@ -9,6 +9,7 @@ must be the same config.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -108,36 +109,56 @@ def test_bad_flag_values_give_one_line(flags, expected, capsys):
 FINISHED_RUN = Path(__file__).resolve().parent / "fixtures" / "state_v1" / "finished" / "optimization_summary.json"
 
 
-def _summary(run_dir: Path, seconds: float, score: float, timesteps: int) -> None:
+def _summary(run_dir: Path, seconds: float, score: float, timesteps: int, test_sharpe: float = 1.0,
+             seed: int = 42) -> None:
     """A finished run's summary (one written by rltrader 0.1) with these figures."""
     run_dir.mkdir(parents=True)
     summary = json.loads(FINISHED_RUN.read_text())
     summary.update(total_time_seconds=seconds, total_timesteps=timesteps, early_stops=1, warm_starts=2,
-                   report=str(run_dir / "report" / "report.md"))
+                   report=str(run_dir / "report" / "report.md"), seed=seed)
     summary["best_model"].update(score=score, metric="sharpe")
+    summary["test"]["agent"]["sharpe"] = test_sharpe
     (run_dir / "optimization_summary.json").write_text(json.dumps(summary))
 
 
-def test_compare_prints_the_speedup_and_the_verdict(tmp_path, capsys):
-    _summary(tmp_path / "42", 600.0, 1.0, 400_000)
-    _summary(tmp_path / "999", 150.0, 0.95, 120_000)
-    assert main(["compare", "--original", str(tmp_path / "42"), "--optimized", str(tmp_path / "999")]) == 0
-    out = capsys.readouterr().out
-    assert "speedup 4.00x; quality held" in out and "10.0 min" in out and "2.5 min" in out
-    assert main(["compare", "--original", str(tmp_path / "42"), "--optimized", str(tmp_path / "999"),
-                 "--json"]) == 0
+def test_compare_judges_quality_on_test_over_seeds_with_an_interval(tmp_path, capsys):
+    originals, optimizeds = [], []
+    for index, (before, after) in enumerate([(1.0, 1.2), (2.0, 2.1), (0.5, 0.9), (1.5, 1.4), (3.0, 3.3)]):
+        # the optimized side's validation scores are far lower: validation never decides
+        _summary(tmp_path / f"o{index}", 600.0, 5.0, 400_000, test_sharpe=before, seed=42 + 1000 * index)
+        _summary(tmp_path / f"p{index}", 150.0, -5.0, 120_000, test_sharpe=after, seed=42 + 1000 * index)
+        originals.append(str(tmp_path / f"o{index}"))
+        optimizeds.append(str(tmp_path / f"p{index}"))
+    assert main(["compare", "--original", *originals, "--optimized", *optimizeds, "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert figures["speedup"] == 4.0 and figures["quality_held"] is True
-    assert figures["original"]["total_timesteps"] == 400_000
+    differences = [0.2, 0.1, 0.4, -0.1, 0.3]
+    assert figures["differences"] == pytest.approx(differences)
+    half = 2.132 * statistics.stdev(differences) / 5 ** 0.5  # Student t, 4 degrees of freedom, 90%
+    assert figures["difference_interval"] == pytest.approx([0.18 - half, 0.18 + half])
+    assert figures["quality_metric"] == "test_sharpe" and figures["quality_held"] is True
+    assert figures["speedup"] == 4.0 and len(figures["pairs"]) == 5
+    assert main(["compare", "--original", *originals, "--optimized", *optimizeds]) == 0
+    out = capsys.readouterr().out
+    assert "speedup 4.00x; quality held (test Sharpe, optimized - original 0.18, 90% interval" in out
+    assert "10.0 min" in out and "2.5 min" in out
 
 
-def test_compare_says_when_quality_did_not_hold_and_names_a_missing_run(tmp_path, capsys):
-    _summary(tmp_path / "a", 100.0, 1.0, 10)
-    _summary(tmp_path / "b", 50.0, 0.5, 10)
+def test_compare_says_not_shown_for_one_seed_or_a_wide_interval_and_names_a_missing_run(tmp_path, capsys):
+    _summary(tmp_path / "a", 100.0, 1.0, 10, test_sharpe=2.0)
+    _summary(tmp_path / "b", 50.0, 9.0, 10, test_sharpe=2.5)
     main(["compare", "--original", str(tmp_path / "a"), "--optimized", str(tmp_path / "b")])
-    assert "speedup 2.00x; quality NOT held" in capsys.readouterr().out
+    assert "speedup 2.00x; quality not shown (test Sharpe: optimized - original 0.50 on 1 seed: no interval" in \
+        capsys.readouterr().out
+    _summary(tmp_path / "c", 100.0, 1.0, 10, test_sharpe=5.0)
+    _summary(tmp_path / "d", 50.0, 1.0, 10, test_sharpe=-4.0)
+    main(["compare", "--original", str(tmp_path / "a"), str(tmp_path / "c"),
+          "--optimized", str(tmp_path / "b"), str(tmp_path / "d")])
+    assert "quality not shown (test Sharpe, optimized - original -4.25" in capsys.readouterr().out
     assert main(["compare", "--original", str(tmp_path / "a"), "--optimized", str(tmp_path / "nope")]) == 2
     assert "nope: no optimization_summary.json" in capsys.readouterr().err
+    assert main(["compare", "--original", str(tmp_path / "a"), "--optimized", str(tmp_path / "b"),
+                 str(tmp_path / "d")]) == 2
+    assert "as many original runs as optimized ones" in capsys.readouterr().err
 
 
 def test_clear_cache_dry_run_removes_nothing(tmp_path, capsys):

@@ -84,12 +84,12 @@ def test_a_model_saved_before_the_move_loads_in_stock_sb3_contrib_and_evaluates(
 def test_version_1_summaries_and_states_load_as_records(tmp_path, capsys):
     raw = json.loads((FIXTURES / "finished" / "optimization_summary.json").read_text())
     summary = RunSummary.model_validate(raw)
-    assert summary.to_json() == raw  # nothing lost, nothing renamed
+    assert _contains(summary.to_json(), raw)  # nothing lost, nothing renamed (new fields are added)
     state = RunState.parse(json.loads((FIXTURES / "finished" / "run_state.json").read_text()), tmp_path)
     assert state.completed and state.best.score == raw["best_model"]["score"]
     assert main(["compare", "--original", str(FIXTURES / "finished"), "--optimized",
                  str(FIXTURES / "finished")]) == 0
-    assert "speedup 1.00x; quality held" in capsys.readouterr().out
+    assert "speedup 1.00x; quality not shown" in capsys.readouterr().out  # one seed proves nothing
 
 
 def test_a_config_file_with_the_old_cache_switch_still_loads(tmp_path):
@@ -102,3 +102,11 @@ def test_a_config_file_with_the_old_cache_switch_still_loads(tmp_path):
 
     with pytest.raises(ConfigError, match="cache.enabled and optimizations.cache_environments disagree"):
         parse_config({"cache": {"enabled": False}, "optimizations": {"cache_environments": True}})
+
+
+def _contains(whole: object, part: object) -> bool:
+    """Whether ``whole`` holds every key and value of ``part`` (recursively)."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(key in whole and _contains(whole[key], value)
+                                               for key, value in part.items())
+    return whole == part

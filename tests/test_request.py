@@ -24,7 +24,7 @@ FLAGS_BEFORE_THE_REQUEST = {  # `rltrader train --help` of rltrader 0.1, the gui
     "--no-adaptive_timesteps", "--no-warm_start", "--no-early_stopping", "--no-progressive_training",
     "--no-fast_evaluation", "--no-fast_engine", "--no-cache_environments", "--use_original_training",
     "--benchmark_mode", "--settings_file", "--parallel_candidates", "--verbose",
-}
+} | {"--benchmark_seeds"}  # added since: benchmark mode judges quality over several seeds
 
 
 def _train_parser():

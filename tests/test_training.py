@@ -298,10 +298,31 @@ def test_train_command_writes_the_results_directory(tiny_config, tmp_path, capsy
     out = capsys.readouterr().out
     assert "Iterations (optimized method, seed 7)" in out and "buy-and-hold test" in out
     assert "Iteration 1/1 [explore] done:" in out  # verbose 1 without a terminal: one line per iteration
+    assert "Sharpe 95% interval" in out and "Rank among 1,000 random" in out and "validation looks" in out
 
     rc = main(["train", "--data_path", str(SAMPLE), "--iterations", "0", "--results_dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "training.iterations" in err
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_benchmark_mode_judges_quality_on_test_over_several_seeds(tiny_config, tmp_path, capsys):
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"performance_mode": "performance"}')
+    rc = main(["train", "--benchmark_mode", "--benchmark_seeds", "2", "--data_path", str(SAMPLE), "--profile", "smoke",
+               "--iterations", "1", "--total_timesteps", "1024", "--settings_file", str(settings), "--seed", "5",
+               "--results_dir", str(tmp_path), "--cache_dir", str(tiny_config.cache.dir), "--verbose", "0"])
+    assert rc == 0
+    quality = json.loads((tmp_path / "benchmark-5" / "quality.json").read_text())
+    assert [pair["seed"] for pair in quality["pairs"]] == [5, 1005]
+    for seed, pair in zip((5, 1005), quality["pairs"], strict=True):
+        comparison = json.loads((tmp_path / f"benchmark-{seed}" / "comparison.json").read_text())
+        assert comparison["seed"] == seed and comparison["original"]["test_sharpe"] == pair["original"]["test_sharpe"]
+        assert pair["original"]["validation_looks"] == 1 and pair["optimized"]["validation_looks"] >= 1
+    assert quality["quality_metric"] == "test_sharpe" and len(quality["difference_interval"]) == 2
+    out = capsys.readouterr().out
+    assert "Original vs optimized over 2 seeds" in out and "90% interval" in out
 
 
 def test_benchmark_mode_runs_both_methods_on_the_same_seed(tiny_config, tmp_path):

@@ -13,6 +13,26 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
+def interval(bounds: list[float] | None) -> str:
+    """A confidence interval, ``[low, high]``."""
+    return "n/a" if bounds is None else f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
+def probability(value: float | None) -> str:
+    """A probability (probabilistic and deflated Sharpe ratios)."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def percentile(value: float | None) -> str:
+    """A percentile rank (0-100)."""
+    return "n/a" if value is None else f"{value:.0f}th"
+
+
+def days(value: float | None) -> str:
+    """A span of calendar days."""
+    return "n/a" if value is None else f"{value:.1f} days"
+
+
 def count(value: int | None) -> str:
     """A count with thousands separators (timesteps, trades)."""
     return "n/a" if value is None else f"{value:,}"
@@ -38,4 +58,5 @@ def yes(flag: bool) -> str:
     return "yes" if flag else ""
 
 
-__all__ = ["count", "minutes", "money", "number", "percent", "rate", "yes"]
+__all__ = ["count", "days", "interval", "minutes", "money", "number", "percent", "percentile", "probability", "rate",
+           "yes"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rltrader.display.formatting import count, minutes, money, number, percent
+from rltrader.display.formatting import count, days, interval, minutes, money, number, percent, percentile, probability
 
 
 @dataclass(frozen=True)
@@ -28,18 +28,28 @@ class Row:
         return self.short or self.label
 
     def of(self, source: Any) -> str:
-        """The formatted figure of a metrics mapping or a record."""
-        value = source.get(self.key) if isinstance(source, dict) else getattr(source, self.key)
-        return self.show(value)
+        """The formatted figure of a metrics mapping or a record; empty where the mapping has no such
+        figure at all (the agent-only rows in a buy-and-hold column), ``n/a`` where it is undefined."""
+        if isinstance(source, dict):
+            return self.show(source[self.key]) if self.key in source else ""
+        return self.show(getattr(source, self.key))
 
 
 METRICS: dict[str, Row] = {row.key: row for row in (
+    Row("span_days", "Span", days),
+    Row("steps", "Bars", count),
     Row("total_return", "Total return", percent, "return"),
-    Row("cagr", "CAGR", percent),
+    Row("cagr", "CAGR (spans of 90+ days)", percent, "CAGR"),
     Row("sharpe", "Sharpe", number),
+    Row("sharpe_interval", "Sharpe 95% interval", interval, "95% interval"),
+    Row("psr_vs_zero", "P(true Sharpe > 0)", probability, "P(SR>0)"),
+    Row("psr_vs_buy_and_hold", "P(true Sharpe > buy-and-hold's)", probability, "P(SR>B&H)"),
+    Row("null_percentile", "Rank among 1,000 random", percentile, "vs random"),
+    Row("deflated_sharpe", "Deflated Sharpe (all looks counted)", probability, "deflated"),
+    Row("edge_captured", "Edge captured (return / oracle's)", percent, "edge"),
     Row("sortino", "Sortino", number),
     Row("max_drawdown", "Max drawdown", percent, "max DD"),
-    Row("calmar", "Calmar", number),
+    Row("calmar", "Calmar (spans of 90+ days)", number, "Calmar"),
     Row("trades", "Trades", count, "trades"),
     Row("win_rate", "Win rate", percent, "win"),
     Row("exposure", "Exposure", percent),
@@ -52,14 +62,16 @@ def metric_rows(*keys: str) -> tuple[Row, ...]:
     return tuple(METRICS[key] for key in keys)
 
 
-HEADLINE = metric_rows("total_return", "sharpe", "sortino", "max_drawdown", "trades")
+HEADLINE = metric_rows("span_days", "steps", "total_return", "sharpe", "sharpe_interval", "psr_vs_zero",
+                       "psr_vs_buy_and_hold", "null_percentile", "deflated_sharpe", "edge_captured", "max_drawdown",
+                       "trades")
 """The terminal's best-model table: validation and test, agent and buy-and-hold."""
 SUMMARY = (*HEADLINE, METRICS["costs_paid"])
 """The Prefect summary artifact (test split)."""
 REPORT = tuple(METRICS.values())
 """``report.md``, per split."""
-EVALUATION = metric_rows("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
-                         "costs_paid")
+EVALUATION = metric_rows("total_return", "sharpe", "sharpe_interval", "psr_vs_zero", "null_percentile",
+                         "edge_captured", "max_drawdown", "trades", "costs_paid")
 """``rltrader evaluate``: the agent and each baseline."""
 
 COMPARISON: tuple[Row, ...] = (
@@ -67,9 +79,12 @@ COMPARISON: tuple[Row, ...] = (
     Row("total_timesteps", "timesteps", count),
     Row("early_stops", "early stops", str),
     Row("warm_starts", "warm starts", str),
-    Row("best_validation_score", "best validation score", number),
+    Row("validation_looks", "validation looks (selection, not a result)", count),
+    Row("best_validation_score", "best validation score (of those looks)", number),
     Row("validation_sharpe", "validation Sharpe", number),
-    Row("test_sharpe", "test Sharpe", number),
+    Row("test_sharpe", "test Sharpe (one look)", number),
+    Row("test_sharpe_interval", "test Sharpe 95% interval", interval),
+    Row("test_edge_captured", "test edge captured", percent),
     Row("test_total_return", "test return", percent),
     Row("test_buy_and_hold_sharpe", "buy-and-hold test Sharpe", number),
 )

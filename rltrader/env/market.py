@@ -30,6 +30,7 @@ from rltrader.data.loader import infer_point
 from rltrader.errors import ConfigError
 from rltrader.features.splits import SPLIT_NAMES
 from rltrader.preprocessing import SPLIT_COLUMN
+from rltrader.synthetic import KnownAnswerMarket, read_market
 
 if TYPE_CHECKING:
     from rltrader.preprocessing import PreparedData
@@ -62,6 +63,7 @@ class MarketData:
     swap_long: float
     swap_short: float
     spread_source: str
+    known_answer: KnownAnswerMarket | None = None  # the generator of a known-answer market (its oracle)
 
     @functools.cached_property
     def step_table(self) -> np.ndarray:
@@ -103,6 +105,7 @@ class MarketData:
         return cls.from_frame(
             frame, prepared.feature_columns, split_rows, float(prepared.metadata["bars"]["bars_per_year"]), config,
             source=str(prepared.metadata["source"]["path"]),
+            known_answer=read_market(prepared.metadata["source"]["path"], prepared.metadata["source"].get("sha256")),
         )
 
     @classmethod
@@ -114,6 +117,7 @@ class MarketData:
         bars_per_year: float,
         config: Config,
         source: str = "data",
+        known_answer: KnownAnswerMarket | None = None,
     ) -> MarketData:
         """Build the arrays and cost tables from a frame with timestamp, open, close[, spread]."""
         open_ = frame["open"].to_numpy(dtype=np.float64)
@@ -135,6 +139,7 @@ class MarketData:
             split_rows={name: (int(a), int(b)) for name, (a, b) in split_rows.items()},
             feature_columns=tuple(feature_columns), bars_per_year=float(bars_per_year), position_size=float(size),
             swap_long=config.costs.swap_long, swap_short=config.costs.swap_short, spread_source=spread_source,
+            known_answer=known_answer,
         )
 
 

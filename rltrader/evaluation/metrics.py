@@ -6,6 +6,11 @@ the one measured on the file (``metadata["bars"]["bars_per_year"]``).
 
 Undefined ratios (a Sharpe ratio with no variance, a profit factor with no losing trade)
 are ``None``, never a made-up number or ``inf`` (which JSON cannot hold).
+
+Every Sharpe comes with its standard error and 95% interval
+(:mod:`rltrader.evaluation.significance`), and the span it was measured on. CAGR and
+Calmar are not given for spans under ``MIN_ANNUALIZED_DAYS``: two weeks compounded to a
+year is a number without meaning (the period's total return is shown instead).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import numpy as np
 
 from rltrader.env.market import MarketData
 from rltrader.evaluation.ledger import Ledger, trade_pnls
+from rltrader.evaluation.significance import sharpe_estimate
+
+#: Shorter spans get no CAGR or Calmar.
+MIN_ANNUALIZED_DAYS = 90.0
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -52,7 +61,9 @@ def compute_metrics(ledger: Ledger, market: MarketData, first_bar: int) -> dict[
     returns = equity[1:] / equity[:-1] - 1.0 if steps else np.zeros(0)
     growth = equity[-1] / equity[0]
     years = steps / bars_per_year if bars_per_year > 0 else float("nan")
-    cagr = _cagr(float(growth), years)
+    span_days = float((ledger.timestamps[-1] - ledger.timestamps[0]) / np.timedelta64(1, "D")) if steps else 0.0
+    cagr = _cagr(float(growth), years) if span_days >= MIN_ANNUALIZED_DAYS else None
+    estimate = sharpe_estimate(returns, bars_per_year)
     mean = float(returns.mean()) if steps else 0.0
     std = float(returns.std(ddof=1)) if steps > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))) if steps else 0.0
@@ -68,6 +79,8 @@ def compute_metrics(ledger: Ledger, market: MarketData, first_bar: int) -> dict[
         "total_return": float(growth - 1.0),
         "cagr": None if cagr is None else float(cagr),
         "sharpe": _ratio(mean * annual, std),
+        "sharpe_se": estimate.standard_error,
+        "sharpe_interval": None if estimate.low is None else [estimate.low, estimate.high],
         "sortino": _ratio(mean * annual, downside),
         "max_drawdown": drawdown,
         "calmar": None if cagr is None else _ratio(float(cagr), drawdown),
@@ -81,7 +94,8 @@ def compute_metrics(ledger: Ledger, market: MarketData, first_bar: int) -> dict[
         "spread_and_commission_paid": trade_costs,
         "swap_paid": swap_costs,
         "steps": steps,
+        "span_days": span_days,
     }
 
 
-__all__ = ["compute_metrics", "drawdown_curve", "max_drawdown"]
+__all__ = ["MIN_ANNUALIZED_DAYS", "compute_metrics", "drawdown_curve", "max_drawdown"]

@@ -2,7 +2,11 @@
 
 Every policy, the agent and the baselines alike, trades the same bars under the same
 costs and is scored by the same ledger: buy-and-hold is "long from the first fill to the
-end", flat never trades, and the random policy draws its actions from a recorded seed.
+end", flat never trades, and on a known-answer market (:mod:`rltrader.synthetic`) the
+oracle trades the planted edge, so the agent's share of it ("edge captured": the agent's
+return over the oracle's) is known. Luck gets its own yardstick: a thousand random
+policies with the agent's turnover, and the agent's percentile among them
+(:mod:`rltrader.evaluation.significance`, which also gives every Sharpe its interval).
 Outputs (all written atomically): ``metrics.json``, ``equity.parquet`` and ``equity.png``.
 """
 
@@ -27,22 +31,62 @@ from rltrader.evaluation.fast import fast_actions
 from rltrader.evaluation.ledger import Ledger, replay
 from rltrader.evaluation.metrics import compute_metrics, drawdown_curve
 from rltrader.evaluation.reference import reference_actions
+from rltrader.evaluation.significance import (
+    NULL_POLICIES,
+    SHARPE_ERROR_METHOD,
+    deflated_sharpe,
+    null_distribution,
+    probabilistic_sharpe,
+    sharpe_estimate,
+    turnover,
+)
+from rltrader.synthetic import oracle_actions
 
 logger = logging.getLogger(__name__)
 
 LONG = ACTION_NAMES.index("long")
-BASELINES = ("buy_and_hold", "flat", "random")
+BASELINES = ("buy_and_hold", "flat")
+ORACLE = "oracle"
 
 
-def baseline_actions(name: str, steps: int, seed: int) -> np.ndarray:
+def baseline_actions(name: str, steps: int) -> np.ndarray:
     """Actions of a baseline policy over ``steps`` decisions."""
     if name == "buy_and_hold":
         return np.full(steps, LONG, dtype=np.int64)
     if name == "flat":
         return np.full(steps, FLAT, dtype=np.int64)
-    if name == "random":
-        return np.random.default_rng(seed).integers(0, len(ACTION_NAMES), steps).astype(np.int64)
     raise ValueError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+
+
+def edge_captured(agent: dict[str, Any], oracle: dict[str, Any] | None) -> float | None:
+    """The agent's return as a share of the oracle's (None without an oracle, or one that lost)."""
+    if oracle is None or not oracle["total_return"] > 0:
+        return None
+    return float(agent["total_return"] / oracle["total_return"])
+
+
+def significance(market: MarketData, first_bar: int, ledgers: dict[str, Ledger], metrics: dict[str, dict[str, Any]],
+                 initial_balance: float, seed: int, trials: int | None) -> dict[str, Any]:
+    """The agent's figures that say how much its Sharpe means (added to its metrics)."""
+    agent = ledgers["agent"]
+    returns = agent.equity[1:] / agent.equity[:-1] - 1.0
+    estimate = sharpe_estimate(returns, market.bars_per_year)
+    null = null_distribution(market, first_bar, agent.steps, initial_balance, turnover(agent.actions),
+                             NULL_POLICIES, seed)
+    figures = {
+        "psr_vs_zero": probabilistic_sharpe(estimate, 0.0),
+        "psr_vs_buy_and_hold": probabilistic_sharpe(estimate, metrics["buy_and_hold"]["sharpe"]),
+        "turnover": turnover(agent.actions),
+        "null_policies": NULL_POLICIES,
+        "null_percentile": null.percentile(metrics["agent"]["sharpe"]),
+        "null_median_sharpe": null.quantile(0.5),
+        "null_p95_sharpe": null.quantile(0.95),
+        "edge_captured": edge_captured(metrics["agent"], metrics.get(ORACLE)),
+    }
+    if trials is not None:
+        figures["trials"] = trials
+        figures["deflated_sharpe"] = deflated_sharpe(estimate, trials)
+    return figures
 
 
 @dataclass
@@ -57,20 +101,29 @@ class EvaluationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.info, "agent": self.metrics["agent"],
-                "baselines": {name: self.metrics[name] for name in BASELINES if name in self.metrics}}
+                "baselines": {name: self.metrics[name] for name in BASELINES if name in self.metrics},
+                ORACLE: self.metrics.get(ORACLE)}
 
 
 def evaluate_actions(
     market: MarketData, split: str, config: EnvConfig, agent_actions: np.ndarray, seed: int,
-    info: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None, trials: int | None = None,
 ) -> EvaluationReport:
-    """Score ``agent_actions`` (one per bar of the split) and the baselines on the same bars."""
+    """Score ``agent_actions`` (one per bar of the split), the baselines and (on a known-answer
+    market) the oracle on the same bars; ``seed`` seeds the random policies of the null
+    distribution; ``trials``, where the split selected the model, is how many looks it had."""
     bounds = EpisodeBounds.of(market, split, evaluation_config(config))
     steps = bounds.last - bounds.first
     ledgers = {"agent": replay(market, bounds.first, agent_actions, config.initial_balance)}
     for name in BASELINES:
-        ledgers[name] = replay(market, bounds.first, baseline_actions(name, steps, seed), config.initial_balance)
+        ledgers[name] = replay(market, bounds.first, baseline_actions(name, steps), config.initial_balance)
+    if market.known_answer is not None:
+        oracle = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost,
+                                bounds.first, steps)
+        ledgers[ORACLE] = replay(market, bounds.first, oracle, config.initial_balance)
     metrics = {name: compute_metrics(ledger, market, bounds.first) for name, ledger in ledgers.items()}
+    metrics["agent"].update(significance(market, bounds.first, ledgers, metrics, config.initial_balance, seed,
+                                         trials))
     start, end = ledgers["agent"].timestamps[[0, -1]]
     header = {
         "split": split,
@@ -78,7 +131,9 @@ def evaluate_actions(
         "end": str(pd.Timestamp(end)),
         "bars": steps,
         "bars_per_year": market.bars_per_year,
-        "random_seed": seed,
+        "null_seed": seed,
+        "sharpe_error_method": SHARPE_ERROR_METHOD,
+        "known_answer": None if market.known_answer is None else market.known_answer.model_dump(),
         "costs": {"spread": market.spread_source, "swap_long": market.swap_long, "swap_short": market.swap_short},
         "position_size": market.position_size,
         "initial_balance": config.initial_balance,
@@ -96,7 +151,7 @@ def policy_actions(model: Any, market: MarketData, split: str, config: EnvConfig
 
 def evaluate_model(
     model: Any, market: MarketData, split: str, config: EnvConfig, seed: int = 0,
-    evaluator: Literal["fast", "reference"] = "fast",
+    evaluator: Literal["fast", "reference"] = "fast", trials: int | None = None,
 ) -> EvaluationReport:
     """Run ``model`` deterministically over ``split`` and score it against the baselines."""
     expected = (config.window_size * market.n_features + 2,)
@@ -111,7 +166,7 @@ def evaluate_model(
     seconds = time.perf_counter() - started
     logger.info("Evaluated %d bars of %s with the %s evaluator in %.2fs", len(actions), split, evaluator, seconds)
     return evaluate_actions(market, split, config, actions, seed,
-                            {"evaluator": evaluator, "evaluation_seconds": round(seconds, 3)})
+                            {"evaluator": evaluator, "evaluation_seconds": round(seconds, 3)}, trials)
 
 
 def equity_frame(report: EvaluationReport) -> pd.DataFrame:
@@ -119,8 +174,9 @@ def equity_frame(report: EvaluationReport) -> pd.DataFrame:
     agent = report.ledgers["agent"]
     frame = pd.DataFrame({"timestamp": agent.timestamps, "close": agent.close, "agent_equity": agent.equity,
                           "agent_position": agent.positions, "agent_drawdown": drawdown_curve(agent.equity)})
-    for name in BASELINES:
-        frame[f"{name}_equity"] = report.ledgers[name].equity
+    for name in (*BASELINES, ORACLE):
+        if name in report.ledgers:
+            frame[f"{name}_equity"] = report.ledgers[name].equity
     frame["buy_and_hold_drawdown"] = drawdown_curve(report.ledgers["buy_and_hold"].equity)
     return frame
 
@@ -137,7 +193,9 @@ def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
     time_axis = frame["timestamp"]
     equity_ax.plot(time_axis, frame["agent_equity"], label="agent", color="tab:blue", linewidth=1.2)
     equity_ax.plot(time_axis, frame["buy_and_hold_equity"], label="buy and hold", color="tab:orange", linewidth=1)
-    equity_ax.plot(time_axis, frame["random_equity"], label="random", color="tab:gray", linewidth=0.8, alpha=0.7)
+    if "oracle_equity" in frame:
+        equity_ax.plot(time_axis, frame["oracle_equity"], label="oracle (planted edge)", color="tab:green",
+                       linewidth=0.8, alpha=0.8)
     equity_ax.set_ylabel("equity")
     equity_ax.legend(loc="upper left")
     equity_ax.set_title(title)
@@ -161,6 +219,11 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
     agent = report.metrics["agent"]
     title = (f"{report.split}: agent {100 * agent['total_return']:+.2f}% vs buy and hold "
              f"{100 * report.metrics['buy_and_hold']['total_return']:+.2f}%")
+    if agent["sharpe_interval"] is not None:
+        low, high = agent["sharpe_interval"]
+        title += f"; agent Sharpe {agent['sharpe']:.2f} (95% interval {low:.1f} to {high:.1f})"
+    if agent.get("edge_captured") is not None:
+        title += f", edge captured {agent['edge_captured']:.0%}"
     _plot(frame, title, paths["plot"])
     write_json(paths["metrics"], report.to_json())
     return paths

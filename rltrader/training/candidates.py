@@ -111,7 +111,8 @@ def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[
     record = state.iterations[iteration].model_copy(update={
         "candidate": winner.candidate,
         "candidates": [CandidateEntry(candidate=result.candidate, seed=result.seed, peak_score=result.peak_score,
-                                      timesteps=result.timesteps, wall_seconds=result.wall_seconds)
+                                      timesteps=result.timesteps, wall_seconds=result.wall_seconds,
+                                      evaluations=result.evaluations)
                        for result in sorted(results, key=lambda result: result.candidate)],
         "wall_seconds": max(result.wall_seconds for result in results),
         "candidates_timesteps_total": sum(result.timesteps for result in results),

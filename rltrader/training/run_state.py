@@ -44,6 +44,19 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     return f"{prefix} was {old!r}, now {new!r}"
 
 
+def count_trials(iterations: list[IterationRecord]) -> int:
+    """Every validation look the run took: the looks of each iteration, and with parallel candidates
+    the looks of every candidate (the losers' looks were chances to be lucky too)."""
+    total = 0
+    for record in iterations:
+        if record.candidates:
+            looks = sum(candidate.evaluations for candidate in record.candidates)
+            total += looks or record.evaluations * len(record.candidates)  # records from before looks were kept
+        else:
+            total += record.evaluations
+    return total
+
+
 class RunState(Record):
     """Finished iterations, early-stopping state and the best model of one run."""
 
@@ -55,6 +68,7 @@ class RunState(Record):
     best: BestModel | None = None
     preprocess_seconds: float = 0.0
     completed: bool = False
+    trials: int = 0  # validation looks so far, every candidate's included: see count_trials
 
     @property
     def next_iteration(self) -> int:
@@ -62,6 +76,7 @@ class RunState(Record):
 
     def save(self, path: Path) -> None:
         self.version = STATE_VERSION
+        self.trials = count_trials(self.iterations)
         write_json(path, self.to_json())
 
     @classmethod
@@ -112,4 +127,4 @@ class RunState(Record):
         return state
 
 
-__all__ = ["STATE_VERSION", "RunState", "fingerprint"]
+__all__ = ["STATE_VERSION", "RunState", "count_trials", "fingerprint"]

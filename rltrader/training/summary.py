@@ -68,6 +68,7 @@ def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOut
         iterations=[IterationSummary(**record.model_dump(include=set(IterationSummary.model_fields)))
                     for record in records],  # the summary's subset of each record
         report=str(report_path),
+        trials=state.trials,
     )
 
 

@@ -60,7 +60,7 @@ from rltrader.training.convergence import ConvergenceTracker
 from rltrader.training.diagnostics import run_logger
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
-from rltrader.training.run_state import RunState, fingerprint
+from rltrader.training.run_state import RunState, count_trials, fingerprint
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
 from rltrader.training.validation import ValidationResult, Validator
 
@@ -381,7 +381,9 @@ class Trainer:
         improved = self.tracker.update(result.score)
         if improved:
             self._save_best(model, progress, done, result)
-        progress.history.append(Validation(timesteps=done, score=result.score, new_best=improved))
+        progress.history.append(Validation(timesteps=done, score=result.score, new_best=improved,
+                                           total_return=result.metrics["total_return"],
+                                           wall_seconds=round(progress.wall_seconds, 3)))
         logger.info("  validation at %s timesteps: %s %.3f (best %.3f%s)", f"{done:,}",
                     self.training.selection_metric, result.score, self.tracker.best_score,
                     ", new best" if improved else
@@ -418,8 +420,9 @@ class Trainer:
         for split, report in reports.items():
             write_report(report, self.paths.report / split)
         write_text(self.paths.report / "report.md", run_report(self.method, self.training.seed, self.state.best,
-                                                                  reports))
-        scores = {split: SplitOutcome(agent=report.metrics["agent"], buy_and_hold=report.metrics["buy_and_hold"])
+                                                                  reports, count_trials(self.state.iterations)))
+        scores = {split: SplitOutcome(agent=report.metrics["agent"], buy_and_hold=report.metrics["buy_and_hold"],
+                                      oracle=report.metrics.get("oracle"))
                   for split, report in reports.items()}
         report_seconds = time.perf_counter() - started
         self.state.completed = True
@@ -430,9 +433,10 @@ class Trainer:
         return summary
 
     def _score_best_model(self) -> dict[str, EvaluationReport]:
-        """The best model on validation and, once, on the test split, with the baselines."""
+        """The best model on validation (deflated by every look the run took) and, once, on the test split."""
         evaluator = "fast" if self.switches.fast_evaluation else "reference"
         model = load_for_training(self.paths.best_model, self.env, self.training.seed)
+        trials = {"validation": count_trials(self.state.iterations), TEST: None}
         return {split: evaluate_model(model, self.market, split, self.config.env, seed=self.training.seed,
-                                      evaluator=evaluator)
-                for split in ("validation", TEST)}
+                                      evaluator=evaluator, trials=looks)
+                for split, looks in trials.items()}

@@ -1,0 +1,194 @@
+"""Known-answer markets: bar files with a planted, learnable edge and the policy that knows it.
+
+A Sharpe ratio on real bars cannot say whether a learner learns: nobody knows what was
+there to learn. These markets plant an edge of a known size and shape, write the bars in
+MetaTrader 5's export format (so they pass through the normal loader, features,
+environment and costs), and keep the generator's parameters beside the file
+(``<file>.oracle.json``), so every report on them can score the *oracle*, the policy that
+knows the planted process, through the same ledger and costs as the agent, and say what
+fraction of the available edge the agent captured.
+
+Markets (log returns ``r_t``, per-bar noise ``sigma``):
+
+- ``momentum``: AR(1), ``r_t = phi r_{t-1} + e_t`` (unconditional sd ``sigma``);
+  expected next return ``phi r_t``.
+- ``time_of_day``: ``r_t = d(t) + e_t`` with a drift of ``+drift`` in even and ``-drift`` in
+  odd ``block_hours``-hour blocks of the day; expected next return ``d(t+1)``, known from
+  the calendar.
+- ``mean_reversion``: log price ``m + y_t`` with ``y_t = (1 - kappa) y_{t-1} + e_t``;
+  expected next return ``-kappa (log close_t - m)``.
+
+The oracle decides at bar ``t``'s close from what is known then (the closes up to ``t`` and
+the calendar), like the agent, and fills at ``t+1``'s open: it goes long (short) when the
+expected next move exceeds (falls below minus) the cost of one fill, and otherwise keeps
+its position. It is a known good answer, not an upper bound: an agent may beat it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rltrader.atomic import write_json, write_with
+from rltrader.errors import UserInputError
+
+MarketKind = Literal["momentum", "time_of_day", "mean_reversion"]
+MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion")
+SIDECAR_SUFFIX = ".oracle.json"
+
+
+class KnownAnswerMarket(BaseModel):
+    """How a known-answer market was generated: everything needed to rebuild it and its oracle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: MarketKind = Field(description="which edge is planted")
+    bars: int = Field(20_000, ge=1_000, description="number of bars")
+    seed: int = Field(0, description="seed of the noise (the same seed gives the same file)")
+    sigma: float = Field(0.001, gt=0, description="sd of one bar's log return (0.1%)")
+    spread_points: int = Field(16, ge=0, description="spread of every bar, in points")
+    point: float = Field(0.01, gt=0, description="price of one point (prices are written with its decimals)")
+    start_price: float = Field(2000.0, gt=0)
+    start: str = Field("2024-01-01 00:00", description="time of the first bar")
+    bar_minutes: int = Field(15, ge=1, le=1440)
+    phi: float = Field(0.15, gt=-1, lt=1, description="momentum: AR(1) coefficient of log returns")
+    drift: float = Field(0.0004, description="time_of_day: drift per bar in the positive blocks (0.04%)")
+    block_hours: int = Field(4, ge=1, le=12, description="time_of_day: hours per drift block")
+    kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
+    sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
+
+
+def _timestamps(market: KnownAnswerMarket) -> pd.DatetimeIndex:
+    """Bars around the clock on weekdays, as a 24/5 market exports them (weekends are gaps)."""
+    step = pd.Timedelta(minutes=market.bar_minutes)
+    start = pd.Timestamp(market.start)
+    # enough calendar time for the bars, weekends included, then the first ``bars`` weekday bars
+    span = int(market.bars * 7 / 5) + 10
+    times = pd.date_range(start, periods=span, freq=step)
+    return times[times.day_of_week < 5][: market.bars]
+
+
+def block_drift(times: pd.DatetimeIndex | np.ndarray, market: KnownAnswerMarket) -> np.ndarray:
+    """time_of_day: the planted expected log return of a bar at each time."""
+    hours = pd.DatetimeIndex(times).hour.to_numpy()
+    return np.where((hours // market.block_hours) % 2 == 0, market.drift, -market.drift)
+
+
+def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(len(times))
+    if market.kind == "momentum":
+        shocks = noise * market.sigma * np.sqrt(1.0 - market.phi**2)
+        returns = np.empty(len(times))
+        previous = noise[0] * market.sigma  # start in the stationary distribution
+        for index, shock in enumerate(shocks):
+            previous = market.phi * previous + shock
+            returns[index] = previous
+        return returns
+    if market.kind == "time_of_day":
+        return block_drift(times, market) + noise * market.sigma
+    deviation = np.empty(len(times))  # mean_reversion: AR(1) deviation of the log price from its mean
+    level = 0.0
+    for index, shock in enumerate(noise * market.sigma):
+        level = (1.0 - market.kappa) * level + shock
+        deviation[index] = level
+    return np.diff(np.concatenate(([0.0], deviation)))
+
+
+def generate(market: KnownAnswerMarket) -> pd.DataFrame:
+    """The bars of ``market`` in MT5's Python export layout (``time`` in Unix seconds)."""
+    rng = np.random.default_rng(market.seed)
+    times = _timestamps(market)
+    close = market.start_price * np.exp(np.cumsum(_log_returns(market, times, rng)))
+    open_ = np.concatenate(([market.start_price], close[:-1]))
+    wick = np.abs(rng.standard_normal((2, len(times)))) * market.sigma * 0.5
+    high = np.maximum(open_, close) * np.exp(wick[0])
+    low = np.minimum(open_, close) * np.exp(-wick[1])
+    digits = max(0, int(round(-np.log10(market.point))))
+    return pd.DataFrame({
+        "time": ((times - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64),
+        "open": np.round(open_, digits), "high": np.round(high, digits),
+        "low": np.round(low, digits), "close": np.round(close, digits),
+        "tick_volume": rng.integers(500, 1500, len(times)),
+        "spread": np.full(len(times), market.spread_points, dtype=np.int64),
+        "real_volume": np.zeros(len(times), dtype=np.int64),
+    })
+
+
+def sidecar_path(data_path: str | Path) -> Path:
+    data_path = Path(data_path)
+    return data_path.with_name(data_path.name + SIDECAR_SUFFIX)
+
+
+def write_market(market: KnownAnswerMarket, path: str | Path) -> KnownAnswerMarket:
+    """Write the bars to ``path`` (CSV) and the generator beside it, both atomically."""
+    path = Path(path)
+    frame = generate(market)
+    write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+    written = market.model_copy(update={"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    write_json(sidecar_path(path), written.model_dump())
+    return written
+
+
+def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownAnswerMarket | None:
+    """The generator of a known-answer bar file, or None for any other file.
+
+    A sidecar whose hash does not match the bars (the file was edited or replaced) is
+    ignored: its oracle would describe other bars."""
+    sidecar = sidecar_path(data_path)
+    if not sidecar.is_file():
+        return None
+    try:
+        market = KnownAnswerMarket.model_validate(json.loads(sidecar.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as error:
+        raise UserInputError(f"{sidecar}: not a known-answer market description ({error.__class__.__name__}); "
+                             "delete it or rewrite it with rltrader synth") from None
+    if data_sha256 is not None and market.sha256 not in (None, data_sha256):
+        return None
+    return market
+
+
+def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Per bar ``t``: the planted expected log return of bar ``t+1``, from what is known at ``t``'s close.
+
+    The last bar has no next bar (NaN)."""
+    log_close = np.log(close)
+    expected = np.full(len(close), np.nan)
+    if market.kind == "momentum":
+        expected[1:] = market.phi * np.diff(log_close)
+        expected[0] = 0.0
+    elif market.kind == "time_of_day":
+        expected[:-1] = block_drift(timestamps[1:], market)
+    else:
+        expected[:] = -market.kappa * (log_close - np.log(market.start_price))
+    return expected
+
+
+def oracle_actions(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.ndarray, trade_cost: np.ndarray,
+                   first_bar: int, steps: int) -> np.ndarray:
+    """The oracle's actions (0 short, 1 flat, 2 long) decided at bars ``first_bar .. first_bar + steps - 1``.
+
+    Long when the expected next move in price exceeds one fill's cost, short when it falls
+    below minus that cost, otherwise the position it holds (flat at the start)."""
+    decisions = np.arange(first_bar, first_bar + steps)
+    move = expected_next_return(market, timestamps, close)[decisions] * close[decisions]
+    cost = trade_cost[np.minimum(decisions + 1, len(close) - 1)]
+    wanted = pd.Series(np.where(move > cost, 2.0, np.where(move < -cost, 0.0, np.nan)))
+    return wanted.ffill().fillna(1.0).to_numpy(dtype=np.int64)
+
+
+__all__ = [
+    "MARKET_KINDS",
+    "KnownAnswerMarket",
+    "expected_next_return",
+    "generate",
+    "oracle_actions",
+    "read_market",
+    "sidecar_path",
+    "write_market",
+]

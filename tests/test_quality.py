@@ -1,0 +1,214 @@
+"""The quality yardstick: known-answer markets, their oracle, Sharpe intervals, the null distribution,
+trials, and one end-to-end check that training on a planted edge learns some of it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rltrader.cli import main
+from rltrader.config import Config, load_config
+from rltrader.env import MarketData, evaluation_config
+from rltrader.env.trading_env import EpisodeBounds
+from rltrader.evaluation.ledger import replay
+from rltrader.evaluation.metrics import compute_metrics
+from rltrader.evaluation.report import evaluate_actions
+from rltrader.evaluation.significance import (
+    deflated_sharpe,
+    expected_maximum_sharpe,
+    null_distribution,
+    random_policies,
+    sharpe_estimate,
+)
+from rltrader.records import CandidateEntry, Hyperparameters, IterationRecord
+from rltrader.synthetic import KnownAnswerMarket, oracle_actions, read_market, sidecar_path, write_market
+from rltrader.training.run_state import count_trials
+from tests.conftest import cache_is_untouched
+
+SPLITS = ("train", "validation", "test")
+
+
+@pytest.fixture(scope="module")
+def time_of_day(tmp_path_factory):
+    """A time-of-day known-answer market (12,000 M15 bars), preprocessed like any bar file."""
+    from rltrader.preprocessing import preprocess
+
+    root = tmp_path_factory.mktemp("synth")
+    path = root / "time_of_day.csv"
+    write_market(KnownAnswerMarket(kind="time_of_day", bars=12_000, seed=3), path)
+    config = load_config().with_overrides({"cache.dir": str(root / "cache")})
+    market = MarketData.from_prepared(preprocess(path, config), config)
+    return path, config, market
+
+
+def _bounds(market: MarketData, split: str, config: Config) -> EpisodeBounds:
+    return EpisodeBounds.of(market, split, evaluation_config(config.env))
+
+
+def _oracle(market: MarketData, split: str, config: Config) -> np.ndarray:
+    bounds = _bounds(market, split, config)
+    return oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, bounds.first,
+                          bounds.last - bounds.first)
+
+
+def test_a_known_answer_market_goes_through_the_normal_loader_and_knows_its_oracle(time_of_day):
+    path, config, market = time_of_day
+    assert market.known_answer is not None and market.known_answer.kind == "time_of_day"
+    assert path.read_text().splitlines()[0] == "time,open,high,low,close,tick_volume,spread,real_volume"
+    assert market.spread_source == "per-bar spread column"
+    # same seed, same bytes; an edited file loses its oracle rather than being scored against the wrong one
+    again = write_market(KnownAnswerMarket(kind="time_of_day", bars=12_000, seed=3), path.with_name("again.csv"))
+    assert again.sha256 == market.known_answer.sha256
+    assert read_market(path, data_sha256="0" * 64) is None
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_oracle_scores_edge_captured_one_and_ranks_top_of_the_null(time_of_day, split):
+    _, config, market = time_of_day
+    report = evaluate_actions(market, split, config.env, _oracle(market, split, config), seed=1)
+    agent = report.metrics["agent"]
+    assert agent["edge_captured"] == pytest.approx(1.0)
+    assert report.metrics["oracle"]["total_return"] > 0.02  # the planted edge is there after costs
+    assert agent["null_percentile"] > 99 and agent["psr_vs_zero"] > 0.99
+
+
+def test_half_random_decisions_capture_part_of_the_edge_and_random_or_flat_none(time_of_day):
+    _, config, market = time_of_day
+    oracle = _oracle(market, "test", config)
+    rng = np.random.default_rng(5)
+    half = np.where(rng.random(len(oracle)) < 0.5, rng.integers(0, 3, len(oracle)), oracle)
+    partly = evaluate_actions(market, "test", config.env, half, seed=1).metrics["agent"]
+    assert 0.15 < partly["edge_captured"] < 0.85
+    for actions in (np.full(len(oracle), 1), rng.integers(0, 3, len(oracle))):  # flat, random
+        agent = evaluate_actions(market, "test", config.env, actions, seed=1).metrics["agent"]
+        assert abs(agent["edge_captured"]) < 0.15
+        if agent["sharpe"] is not None:  # flat has no Sharpe, and so no rank
+            assert 2.5 < agent["null_percentile"] < 97.5
+
+
+def test_the_null_distribution_is_the_ledger_run_a_thousand_times(time_of_day):
+    _, config, market = time_of_day
+    bounds = _bounds(market, "validation", config)
+    steps = bounds.last - bounds.first
+    null = null_distribution(market, bounds.first, steps, 10_000.0, 0.1, policies=1_000, seed=9)
+    policies = random_policies(steps, 0.1, 1_000, 9)
+    assert len(null.sharpe) == 1_000 and abs(np.mean(policies[:, 1:] != policies[:, :-1]) - 0.1) < 0.005
+    for index in (0, 17, 999):
+        metrics = compute_metrics(replay(market, bounds.first, policies[index], 10_000.0), market, bounds.first)
+        assert null.sharpe[index] == pytest.approx(metrics["sharpe"], rel=1e-9)
+        assert null.total_return[index] == pytest.approx(metrics["total_return"], rel=1e-9)
+
+
+def _newey_west_sharpe_error(returns: np.ndarray, periods: float) -> float:
+    """Lo's GMM standard error written out independently: explicit sums over every lag."""
+    n = len(returns)
+    mu, var = returns.mean(), returns.var()
+    u = np.stack([returns - mu, (returns - mu) ** 2 - var], axis=1)
+    u = u - u.mean(axis=0)
+    lags = math.floor(4 * (n / 100) ** (2 / 9))
+    s = sum(np.outer(u[t], u[t]) for t in range(n)) / n
+    for lag in range(1, lags + 1):
+        gamma = sum(np.outer(u[t], u[t - lag]) for t in range(lag, n)) / n
+        s = s + (1 - lag / (lags + 1)) * (gamma + gamma.T)
+    d = np.array([1 / math.sqrt(var), -mu / (2 * var**1.5)])
+    return math.sqrt(d @ s @ d / n) * math.sqrt(periods)
+
+
+def test_the_sharpe_interval_matches_an_independent_computation():
+    returns = np.random.default_rng(2).standard_t(5, 600) * 0.001 + 0.0002
+    estimate = sharpe_estimate(returns, 23_546.0)
+    expected = _newey_west_sharpe_error(returns, 23_546.0)
+    assert estimate.standard_error == pytest.approx(expected, rel=1e-9)
+    assert estimate.sharpe == pytest.approx(returns.mean() / returns.std(ddof=1) * math.sqrt(23_546.0))
+    assert estimate.low == pytest.approx(estimate.sharpe - 1.959964 * expected, rel=1e-6)
+    # i.i.d. normal returns: close to the textbook sqrt((1 + SR^2 / 2) / T), annualized
+    normal = np.random.default_rng(3).standard_normal(5_000) * 0.001 + 0.00005
+    textbook = math.sqrt((1 + (normal.mean() / normal.std()) ** 2 / 2) / 5_000) * math.sqrt(252)
+    assert sharpe_estimate(normal, 252).standard_error == pytest.approx(textbook, rel=0.1)
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.3])
+def test_the_95_percent_interval_covers_the_true_sharpe_95_percent_of_the_time(phi):
+    rng = np.random.default_rng(11)
+    draws, length, mean = 400, 1_000, 0.05
+    covered = 0
+    for _ in range(draws):
+        shocks = rng.standard_normal(length + 100)
+        noise = np.empty_like(shocks)
+        noise[0] = shocks[0]
+        for t in range(1, len(shocks)):
+            noise[t] = phi * noise[t - 1] + math.sqrt(1 - phi**2) * shocks[t]
+        estimate = sharpe_estimate(mean + noise[100:], 1.0)  # unit variance: the true Sharpe is the mean
+        covered += estimate.low <= mean <= estimate.high
+    assert 0.93 <= covered / draws <= 0.97
+
+
+def test_the_deflated_sharpe_discounts_the_best_of_many_looks():
+    estimate = sharpe_estimate(np.random.default_rng(4).standard_normal(900) * 0.001 + 0.0001, 23_546.0)
+    assert deflated_sharpe(estimate, 1) == pytest.approx(0.5 + 0.5 * math.erf(
+        estimate.sharpe / estimate.standard_error / math.sqrt(2)))
+    assert deflated_sharpe(estimate, 20) < deflated_sharpe(estimate, 2) < deflated_sharpe(estimate, 1)
+    # the false strategy theorem's approximation against the simulated best of 20 pure-noise looks
+    simulated = np.random.default_rng(6).standard_normal((20_000, 20)).max(axis=1).mean()
+    assert expected_maximum_sharpe(20, 1.0) == pytest.approx(simulated, abs=0.05)
+
+
+def _record(iteration: int, looks: int, candidates: int) -> IterationRecord:
+    hyper = Hyperparameters(phase="explore", learning_rate=3e-4, n_epochs=10, ent_coef=0.01, clip_range=0.2)
+    entries = [CandidateEntry(candidate=k, seed=k, peak_score=0.0, timesteps=1, wall_seconds=1.0, evaluations=looks)
+               for k in range(candidates)] if candidates > 1 else None
+    return IterationRecord(iteration=iteration, phase="explore", seed=0, budget_timesteps=1, timesteps=1,
+                           timesteps_saved=0, early_stopped=False, warm_started=False, validation_score=0.0,
+                           wall_seconds=1.0, timesteps_per_second=1.0, hyperparameters=hyper, evaluations=looks,
+                           evaluation_seconds=0.0, validation_metrics=None, best_score_after=0.0, resumed_at=0,
+                           performance_modes=[], validations=[], candidates=entries)
+
+
+def test_trials_count_every_look_of_every_candidate():
+    assert count_trials([_record(0, 5, 3), _record(1, 4, 3)]) == 5 * 3 + 4 * 3
+    assert count_trials([_record(0, 5, 1), _record(1, 2, 1)]) == 7
+
+
+def test_short_spans_get_no_annualized_figures_long_ones_do(time_of_day):
+    _, config, market = time_of_day
+    short = evaluate_actions(market, "test", config.env, _oracle(market, "test", config), seed=1)
+    long = evaluate_actions(market, "train", config.env, _oracle(market, "train", config), seed=1)
+    assert short.metrics["agent"]["span_days"] < 90 and short.metrics["agent"]["cagr"] is None
+    assert short.metrics["agent"]["calmar"] is None
+    assert long.metrics["agent"]["span_days"] >= 90 and long.metrics["agent"]["cagr"] is not None
+
+
+def test_synth_writes_a_market_and_refuses_bad_values_without_writing(tmp_path, capsys):
+    out = tmp_path / "m.csv"
+    assert main(["synth", "momentum", "--bars", "2000", "--phi", "0.2", "--seed", "4", "--out", str(out)]) == 0
+    assert "2,000 15-minute bars of a momentum market" in capsys.readouterr().out
+    described = json.loads(sidecar_path(out).read_text())
+    assert described["phi"] == 0.2 and described["seed"] == 4 and len(out.read_text().splitlines()) == 2_001
+    bad = tmp_path / "bad"
+    assert main(["synth", "momentum", "--phi", "1.5", "--out", str(bad / "x.csv")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--phi" in error and not bad.exists()
+    assert cache_is_untouched(tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_training_on_a_planted_edge_beats_flat_and_the_null_median(time_of_day, tmp_path):
+    from rltrader.training.trainer import Trainer
+
+    path, config, _ = time_of_day
+    config = config.with_profile("smoke").with_overrides({"training.iterations": 2, "training.total_timesteps": 4096,
+                                                          "training.min_timesteps": 2048})
+    summary = Trainer(config, path, tmp_path / "run").run()
+    test = summary.test.agent
+    assert test["total_return"] > 0 and test["sharpe"] > test["null_median_sharpe"]  # flat returns 0
+    assert summary.test.oracle is not None and test["edge_captured"] > 0
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())
+    looks = sum(record["evaluations"] for record in state["iterations"])
+    assert summary.trials == state["trials"] == looks > 2
+    assert summary.validation.agent["trials"] == looks and "deflated_sharpe" not in summary.test.agent
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert f"the best of {looks} validation looks" in report and "| Oracle |" in report
+    assert "95% interval" in report and "random policies" in report
