@@ -181,7 +181,7 @@ def _command_train(args: argparse.Namespace) -> int:
                 stack.enter_context(LiveProgress(run_dir / "optimized", seeded, console, **{**show, "bars": False}))
             quality = benchmark_pipeline(request)
         console.print(comparison_table(quality))
-        console.print(comparison_verdict(quality))
+        print(comparison_verdict(quality))  # one line, never wrapped: scripts grep it
         console.print(f"  wrote {dirs[0] / 'quality.json'} and each seed's comparison.json "
                       f"({', '.join(map(str, dirs))})")
         return 0
@@ -211,9 +211,9 @@ def _command_compare(args: argparse.Namespace) -> int:
 
     from rltrader.display.tables import comparison_table, comparison_verdict
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     console.print(comparison_table(comparison))
-    console.print(comparison_verdict(comparison))
+    print(comparison_verdict(comparison))  # one line, never wrapped: scripts grep it
     return 0
 
 

@@ -51,8 +51,10 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
     assert summary.optimization_completed and [it.iteration for it in summary.iterations] == [0, 1]
     after = json.loads((old_run / "run_state.json").read_text())
     assert after["version"] == STATE_VERSION
-    assert after["iterations"][0] == before["iterations"][0] | {
-        "candidate": None, "candidates": None, "candidates_timesteps_total": None}  # iteration 1 kept as it was
+    old = before["iterations"][0]
+    added_since = {"candidate": None, "candidates": None, "candidates_timesteps_total": None,
+                   "validations": [look | {"total_return": None, "wall_seconds": None} for look in old["validations"]]}
+    assert after["iterations"][0] == old | added_since  # iteration 1 kept as it was, new fields empty
     assert after["iterations"][1]["resumed_at"] == 256  # iteration 2 went on from the old checkpoint
     assert after["fingerprint"]["config"]["optimizations"]["cache_environments"] is True
     assert (old_run / "iterations" / "iter_00" / "model.zip").read_bytes() == finished

@@ -47,9 +47,9 @@ def run_report(method: str, seed: int, best: BestModel | None, reports: Mapping[
              HOW_TO_READ, ""]
     for split, report in reports.items():
         info, agent = report.info, report.metrics["agent"]
-        role = "selected the model: not a result" if split == "validation" else "out of sample, one look"
-        lines += [f"## {split.capitalize()}: {role} ({info['start']} to {info['end']}, {agent['span_days']:.1f} days, "
-                  f"{info['bars']:,} bars)", ""]
+        role = ", which selected the model (not a result)" if split == "validation" else ", out of sample (one look)"
+        lines += [f"## {split.capitalize()}{role}", "",
+                  f"{info['start']} to {info['end']}: {agent['span_days']:.1f} days, {info['bars']:,} bars.", ""]
         lines += agent_vs_hold_table(REPORT, agent, report.metrics["buy_and_hold"], report.metrics.get("oracle"))
         lines += ["", f"Sharpe intervals: {info['sharpe_error_method']}. Random policies: {agent['null_policies']:,} "
                   f"with the agent's turnover ({agent['turnover']:.1%} of bars), median Sharpe "

@@ -45,7 +45,7 @@ METRICS: dict[str, Row] = {row.key: row for row in (
     Row("psr_vs_zero", "P(true Sharpe > 0)", probability, "P(SR>0)"),
     Row("psr_vs_buy_and_hold", "P(true Sharpe > buy-and-hold's)", probability, "P(SR>B&H)"),
     Row("null_percentile", "Rank among 1,000 random", percentile, "vs random"),
-    Row("deflated_sharpe", "Deflated Sharpe (all looks counted)", probability, "deflated"),
+    Row("deflated_sharpe", "Deflated Sharpe (all looks)", probability, "deflated"),
     Row("edge_captured", "Edge captured (return / oracle's)", percent, "edge"),
     Row("sortino", "Sortino", number),
     Row("max_drawdown", "Max drawdown", percent, "max DD"),

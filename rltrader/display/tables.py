@@ -66,9 +66,8 @@ def comparison_table(comparison: QualityComparison) -> Table:
     edge = comparison.quality_metric == "test_edge_captured"
     table = Table(title=f"Original vs optimized over {len(comparison.pairs)} seeds (test: one look per model)",
                   title_justify="left")
-    for column in ("seed", "original time", "optimized time", "speedup", "original test Sharpe",
-                   "optimized test Sharpe", *(("original edge", "optimized edge") if edge else ()),
-                   "original looks", "optimized looks"):
+    for column in ("seed", "time orig", "time opt", "speedup", "test Sharpe orig", "test Sharpe opt",
+                   *(("edge orig", "edge opt") if edge else ()), "looks orig", "looks opt"):
         table.add_column(column, justify="right")
     for pair in comparison.pairs:
         before, after = pair.original, pair.optimized

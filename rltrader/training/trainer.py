@@ -382,7 +382,7 @@ class Trainer:
         if improved:
             self._save_best(model, progress, done, result)
         progress.history.append(Validation(timesteps=done, score=result.score, new_best=improved,
-                                           total_return=result.metrics["total_return"],
+                                           total_return=result.metrics.get("total_return"),
                                            wall_seconds=round(progress.wall_seconds, 3)))
         logger.info("  validation at %s timesteps: %s %.3f (best %.3f%s)", f"{done:,}",
                     self.training.selection_metric, result.score, self.tracker.best_score,
