@@ -143,6 +143,7 @@ def test_report_files_are_written_atomically(trained_models, prepared_market, co
     metrics = json.loads(paths["metrics"].read_text())
     assert set(metrics["baselines"]) == {"buy_and_hold", "flat"} and metrics["oracle"] is None  # real bars
     assert metrics["agent"]["null_policies"] == 1_000 and 0 <= metrics["agent"]["null_percentile"] <= 100
+    assert "edge_captured" not in metrics["agent"]  # no planted edge on real bars, so no row for it
     assert metrics["bars_per_year"] == pytest.approx(prepared_market.bars_per_year)
     frame = pd.read_parquet(paths["equity"])
     assert len(frame) == metrics["bars"] + 1

@@ -167,6 +167,13 @@ def _record(iteration: int, looks: int, candidates: int) -> IterationRecord:
                            performance_modes=[], validations=[], candidates=entries)
 
 
+def test_ranks_read_as_ordinals():
+    from rltrader.display.formatting import percentile
+
+    assert [percentile(v) for v in (1, 22, 63.4, 11, 12, 13, 100, 99.6, None)] == [
+        "1st", "22nd", "63rd", "11th", "12th", "13th", "100th", "100th", "n/a"]
+
+
 def test_trials_count_every_look_of_every_candidate():
     assert count_trials([_record(0, 5, 3), _record(1, 4, 3)]) == 5 * 3 + 4 * 3
     assert count_trials([_record(0, 5, 1), _record(1, 2, 1)]) == 7

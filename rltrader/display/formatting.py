@@ -24,8 +24,12 @@ def probability(value: float | None) -> str:
 
 
 def percentile(value: float | None) -> str:
-    """A percentile rank (0-100)."""
-    return "n/a" if value is None else f"{value:.0f}th"
+    """A percentile rank (0-100) as an ordinal: 1st, 22nd, 63rd, 100th."""
+    if value is None:
+        return "n/a"
+    rank = round(value)
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"{rank}{suffix}"
 
 
 def days(value: float | None) -> str:

@@ -81,8 +81,9 @@ def significance(market: MarketData, first_bar: int, ledgers: dict[str, Ledger],
         "null_percentile": null.percentile(metrics["agent"]["sharpe"]),
         "null_median_sharpe": null.quantile(0.5),
         "null_p95_sharpe": null.quantile(0.95),
-        "edge_captured": edge_captured(metrics["agent"], metrics.get(ORACLE)),
     }
+    if ORACLE in metrics:  # a known-answer market: what share of the planted edge the agent took
+        figures["edge_captured"] = edge_captured(metrics["agent"], metrics[ORACLE])
     if trials is not None:
         figures["trials"] = trials
         figures["deflated_sharpe"] = deflated_sharpe(estimate, trials)
