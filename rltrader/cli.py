@@ -288,7 +288,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 
     config = _resolve_config(args)
     model = load_model(args.model)
-    market = MarketData.from_prepared(preprocess(args.data_path, config), config)
+    market = MarketData.from_prepared(preprocess(args.data_path, config), config, args.data_path)
     report = evaluate_model(model, market, args.split, config.env, seed=args.seed, evaluator=args.evaluator)
     out_dir = args.out or Path("results") / "evaluations" / f"{Path(args.model).stem}-{args.split}"
     paths = write_report(report, out_dir)

@@ -63,6 +63,20 @@ def test_a_known_answer_market_goes_through_the_normal_loader_and_knows_its_orac
     again = write_market(KnownAnswerMarket(kind="time_of_day", bars=12_000, seed=3), path.with_name("again.csv"))
     assert again.sha256 == market.known_answer.sha256
     assert read_market(path, data_sha256="0" * 64) is None
+    # a copy elsewhere hits the cache entry built from the first path, yet finds its own oracle
+    from rltrader.preprocessing import preprocess
+
+    copy = path.with_name("copy.csv")
+    copy.write_bytes(path.read_bytes())
+    sidecar_path(copy).write_bytes(sidecar_path(path).read_bytes())
+    prepared = preprocess(copy, config)
+    assert prepared.cache_hit and prepared.metadata["source"]["path"] != str(copy)
+    sidecar_path(path).rename(path.with_name("elsewhere.json"))
+    try:
+        assert MarketData.from_prepared(prepared, config, copy).known_answer == market.known_answer
+        assert MarketData.from_prepared(prepared, config).known_answer is None  # the first path lost its oracle
+    finally:
+        path.with_name("elsewhere.json").rename(sidecar_path(path))
 
 
 @pytest.mark.parametrize("split", SPLITS)

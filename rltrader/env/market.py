@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,14 +99,18 @@ class MarketData:
         )
 
     @classmethod
-    def from_prepared(cls, prepared: PreparedData, config: Config) -> MarketData:
-        """Read the cached parquet of :func:`rltrader.preprocessing.preprocess`."""
+    def from_prepared(cls, prepared: PreparedData, config: Config, data_path: str | Path | None = None) -> MarketData:
+        """Read the cached parquet of :func:`rltrader.preprocessing.preprocess`.
+
+        ``data_path`` is the bar file as the caller named it: a cache entry records the path it
+        was first built from, and a known-answer market's oracle lies beside the file."""
         frame = prepared.load()
         split_rows = {name: prepared.split_rows(name) for name in SPLIT_NAMES}
+        source = prepared.metadata["source"]
+        path = data_path if data_path is not None else source["path"]
         return cls.from_frame(
             frame, prepared.feature_columns, split_rows, float(prepared.metadata["bars"]["bars_per_year"]), config,
-            source=str(prepared.metadata["source"]["path"]),
-            known_answer=read_market(prepared.metadata["source"]["path"], prepared.metadata["source"].get("sha256")),
+            source=str(source["path"]), known_answer=read_market(path, source.get("sha256")),
         )
 
     @classmethod

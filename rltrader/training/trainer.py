@@ -177,7 +177,7 @@ class Trainer:
             started = time.perf_counter()
             prepared = preprocess(self.data_path, self.config)
             preprocess_seconds = time.perf_counter() - started
-        self.market = MarketData.from_prepared(prepared, self.config)
+        self.market = MarketData.from_prepared(prepared, self.config, self.data_path)
         expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
         self.state = RunState.load_or_create(self.paths.state, expected, self.method)
         for stray in remove_stray_temp_files(self.paths.root):
