@@ -103,11 +103,12 @@ def evaluation_text(report: EvaluationReport) -> str:
     """A plain-text table: the agent and each baseline on the evaluation metrics."""
     info = report.info
     names = ("agent", *BASELINES, *(["oracle"] if "oracle" in report.metrics else []))
-    cells = [[row.of(report.metrics[name]) for row in EVALUATION] for name in names]
-    widths = [max(len(row.header), *(len(line[i]) for line in cells)) for i, row in enumerate(EVALUATION)]
+    rows = [row for row in EVALUATION if any(row.of(report.metrics[name]) for name in names)]
+    cells = [[row.of(report.metrics[name]) for row in rows] for name in names]
+    widths = [max(len(row.header), *(len(line[i]) for line in cells)) for i, row in enumerate(rows)]
     first = max(len("policy"), *map(len, names))
     header = "  " + "policy".ljust(first) + "".join(
-        f" {row.header:>{w}}" for row, w in zip(EVALUATION, widths, strict=True))
+        f" {row.header:>{w}}" for row, w in zip(rows, widths, strict=True))
     agent = report.metrics["agent"]
     lines = [f"{report.split}: {info['bars']:,} bars, {agent['span_days']:.1f} days, {info['start']} -> {info['end']} "
              f"({info.get('evaluator', 'given actions')} evaluator)", header]
