@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from rltrader import __version__
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.known_answer import MARKET_KINDS, KnownAnswerMarket
 from rltrader.request import FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
-from rltrader.synthetic import MARKET_KINDS, KnownAnswerMarket
 
 LOGGER_NAME = "rltrader"
 
@@ -300,7 +300,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 def _command_synth(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from rltrader.synthetic import KnownAnswerMarket, sidecar_path, write_market
+    from rltrader.known_answer import sidecar_path
+    from rltrader.synthetic import write_market
 
     settings = {name: getattr(args, name) for name in KnownAnswerMarket.model_fields
                 if name not in ("sha256",) and getattr(args, name, None) is not None}

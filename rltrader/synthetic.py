@@ -27,41 +27,13 @@ its position. It is a known good answer, not an upper bound: an agent may beat i
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltrader.atomic import write_json, write_with
-from rltrader.errors import UserInputError
-
-MarketKind = Literal["momentum", "time_of_day", "mean_reversion"]
-MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion")
-SIDECAR_SUFFIX = ".oracle.json"
-
-
-class KnownAnswerMarket(BaseModel):
-    """How a known-answer market was generated: everything needed to rebuild it and its oracle."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: MarketKind = Field(description="which edge is planted")
-    bars: int = Field(20_000, ge=1_000, description="number of bars")
-    seed: int = Field(0, description="seed of the noise (the same seed gives the same file)")
-    sigma: float = Field(0.001, gt=0, description="sd of one bar's log return (0.1%)")
-    spread_points: int = Field(16, ge=0, description="spread of every bar, in points")
-    point: float = Field(0.01, gt=0, description="price of one point (prices are written with its decimals)")
-    start_price: float = Field(2000.0, gt=0)
-    start: str = Field("2024-01-01 00:00", description="time of the first bar")
-    bar_minutes: int = Field(15, ge=1, le=1440)
-    phi: float = Field(0.15, gt=-1, lt=1, description="momentum: AR(1) coefficient of log returns")
-    drift: float = Field(0.0004, description="time_of_day: drift per bar in the positive blocks (0.04%)")
-    block_hours: int = Field(4, ge=1, le=12, description="time_of_day: hours per drift block")
-    kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
-    sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
+from rltrader.known_answer import MARKET_KINDS, KnownAnswerMarket, read_market, sidecar_path
 
 
 def _timestamps(market: KnownAnswerMarket) -> pd.DatetimeIndex:
@@ -120,11 +92,6 @@ def generate(market: KnownAnswerMarket) -> pd.DataFrame:
     })
 
 
-def sidecar_path(data_path: str | Path) -> Path:
-    data_path = Path(data_path)
-    return data_path.with_name(data_path.name + SIDECAR_SUFFIX)
-
-
 def write_market(market: KnownAnswerMarket, path: str | Path) -> KnownAnswerMarket:
     """Write the bars to ``path`` (CSV) and the generator beside it, both atomically."""
     path = Path(path)
@@ -133,24 +100,6 @@ def write_market(market: KnownAnswerMarket, path: str | Path) -> KnownAnswerMark
     written = market.model_copy(update={"sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
     write_json(sidecar_path(path), written.model_dump())
     return written
-
-
-def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownAnswerMarket | None:
-    """The generator of a known-answer bar file, or None for any other file.
-
-    A sidecar whose hash does not match the bars (the file was edited or replaced) is
-    ignored: its oracle would describe other bars."""
-    sidecar = sidecar_path(data_path)
-    if not sidecar.is_file():
-        return None
-    try:
-        market = KnownAnswerMarket.model_validate(json.loads(sidecar.read_text(encoding="utf-8")))
-    except (ValueError, ValidationError) as error:
-        raise UserInputError(f"{sidecar}: not a known-answer market description ({error.__class__.__name__}); "
-                             "delete it or rewrite it with rltrader synth") from None
-    if data_sha256 is not None and market.sha256 not in (None, data_sha256):
-        return None
-    return market
 
 
 def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.ndarray) -> np.ndarray:

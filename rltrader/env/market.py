@@ -30,8 +30,8 @@ from rltrader.config import Config
 from rltrader.data.loader import infer_point
 from rltrader.errors import ConfigError
 from rltrader.features.splits import SPLIT_NAMES
+from rltrader.known_answer import KnownAnswerMarket, read_market
 from rltrader.preprocessing import SPLIT_COLUMN
-from rltrader.synthetic import KnownAnswerMarket, read_market
 
 if TYPE_CHECKING:
     from rltrader.preprocessing import PreparedData

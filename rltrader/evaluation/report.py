@@ -34,10 +34,10 @@ from rltrader.evaluation.reference import reference_actions
 from rltrader.evaluation.significance import (
     NULL_POLICIES,
     SHARPE_ERROR_METHOD,
+    SharpeEstimate,
     deflated_sharpe,
     null_distribution,
     probabilistic_sharpe,
-    sharpe_estimate,
     turnover,
 )
 from rltrader.synthetic import oracle_actions
@@ -68,15 +68,15 @@ def edge_captured(agent: dict[str, Any], oracle: dict[str, Any] | None) -> float
 def significance(market: MarketData, first_bar: int, ledgers: dict[str, Ledger], metrics: dict[str, dict[str, Any]],
                  initial_balance: float, seed: int, trials: int | None) -> dict[str, Any]:
     """The agent's figures that say how much its Sharpe means (added to its metrics)."""
-    agent = ledgers["agent"]
-    returns = agent.equity[1:] / agent.equity[:-1] - 1.0
-    estimate = sharpe_estimate(returns, market.bars_per_year)
-    null = null_distribution(market, first_bar, agent.steps, initial_balance, turnover(agent.actions),
-                             NULL_POLICIES, seed)
+    agent, scores = ledgers["agent"], metrics["agent"]
+    low, high = scores["sharpe_interval"] or (None, None)  # compute_metrics estimated it already
+    estimate = SharpeEstimate(scores["sharpe"], scores["sharpe_se"], low, high, agent.steps)
+    agent_turnover = turnover(agent.actions)
+    null = null_distribution(market, first_bar, agent.steps, initial_balance, agent_turnover, NULL_POLICIES, seed)
     figures = {
         "psr_vs_zero": probabilistic_sharpe(estimate, 0.0),
         "psr_vs_buy_and_hold": probabilistic_sharpe(estimate, metrics["buy_and_hold"]["sharpe"]),
-        "turnover": turnover(agent.actions),
+        "turnover": agent_turnover,
         "null_policies": NULL_POLICIES,
         "null_percentile": null.percentile(metrics["agent"]["sharpe"]),
         "null_median_sharpe": null.quantile(0.5),

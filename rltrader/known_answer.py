@@ -1,0 +1,67 @@
+"""What a known-answer market is: the description written beside its bar file, and how it is found.
+
+Kept apart from the generator (:mod:`rltrader.synthetic`, numpy and pandas) so that the
+command line can build ``rltrader synth``'s flags, and any reader can find a file's oracle,
+without importing the numeric stack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rltrader.errors import UserInputError
+
+MarketKind = Literal["momentum", "time_of_day", "mean_reversion"]
+MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion")
+SIDECAR_SUFFIX = ".oracle.json"
+
+
+class KnownAnswerMarket(BaseModel):
+    """How a known-answer market was generated: everything needed to rebuild it and its oracle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: MarketKind = Field(description="which edge is planted")
+    bars: int = Field(20_000, ge=1_000, description="number of bars")
+    seed: int = Field(0, description="seed of the noise (the same seed gives the same file)")
+    sigma: float = Field(0.001, gt=0, description="sd of one bar's log return (0.1%)")
+    spread_points: int = Field(16, ge=0, description="spread of every bar, in points")
+    point: float = Field(0.01, gt=0, description="price of one point (prices are written with its decimals)")
+    start_price: float = Field(2000.0, gt=0)
+    start: str = Field("2024-01-01 00:00", description="time of the first bar")
+    bar_minutes: int = Field(15, ge=1, le=1440)
+    phi: float = Field(0.15, gt=-1, lt=1, description="momentum: AR(1) coefficient of log returns")
+    drift: float = Field(0.0004, description="time_of_day: drift per bar in the positive blocks (0.04%)")
+    block_hours: int = Field(4, ge=1, le=12, description="time_of_day: hours per drift block")
+    kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
+    sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
+
+
+def sidecar_path(data_path: str | Path) -> Path:
+    data_path = Path(data_path)
+    return data_path.with_name(data_path.name + SIDECAR_SUFFIX)
+
+
+def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownAnswerMarket | None:
+    """The generator of a known-answer bar file, or None for any other file.
+
+    A sidecar whose hash does not match the bars (the file was edited or replaced) is
+    ignored: its oracle would describe other bars."""
+    sidecar = sidecar_path(data_path)
+    if not sidecar.is_file():
+        return None
+    try:
+        market = KnownAnswerMarket.model_validate(json.loads(sidecar.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as error:
+        raise UserInputError(f"{sidecar}: not a known-answer market description ({error.__class__.__name__}); "
+                             "delete it or rewrite it with rltrader synth") from None
+    if data_sha256 is not None and market.sha256 not in (None, data_sha256):
+        return None
+    return market
+
+
+__all__ = ["MARKET_KINDS", "SIDECAR_SUFFIX", "KnownAnswerMarket", "MarketKind", "read_market", "sidecar_path"]
