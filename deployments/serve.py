@@ -33,6 +33,7 @@ from rltrader.request import TrainRequest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DEPLOYMENT = "train-ppo"
 MODE_DEPLOYMENT = "performance-mode"
+TUNE_DEPLOYMENT = "tune"
 SERVER_START_TIMEOUT_S = 90.0
 
 
@@ -127,17 +128,19 @@ def default_request(config_path: Path | None, data_path: Path, results_dir: Path
 
 def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
                       settings_file: Path, cache_dir: Path | None = None) -> list[Any]:
-    """The two deployments; pass absolute paths (flow runs may start in another directory)."""
+    """The three deployments; pass absolute paths (flow runs may start in another directory)."""
     from prefect.schedules import Cron
 
     from flows.mode import set_performance_mode
     from flows.train import train_pipeline
+    from flows.tune import tune_study
+    from rltrader.tuning.request import TuneRequest
 
     schedule = config.orchestration.mode_schedule
     common = {"config": str(config_path) if config_path else None}
     train = train_pipeline.to_deployment(
         name=TRAIN_DEPLOYMENT,
-        description="Train RecurrentPPO agents iteratively and report the best against buy-and-hold. "
+        description="Train PPO agents iteratively and report the best against buy-and-hold. "
                     "Edit the parameters to change data, seed, budget or optimizations.",
         parameters={"request": default_request(config_path, data_path, results_dir, settings_file,
                                                cache_dir).model_dump(mode="json", exclude_defaults=True)},
@@ -154,7 +157,16 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
                         slug="morning-quiet")],
         tags=["rltrader", "performance-mode"],
     )
-    return [train, mode]
+    tune_request = TuneRequest(config=common["config"], data_path=str(data_path), results_dir=str(results_dir),
+                               settings_file=str(settings_file), cache_dir=str(cache_dir) if cache_dir else None)
+    tune = tune_study.to_deployment(
+        name=TUNE_DEPLOYMENT,
+        description="Optuna search over tune.space (TPE, median pruning) on validation only; the best trial is "
+                    "written as a config file for train-ppo. Re-run with the same name to resume.",
+        parameters={"request": tune_request.model_dump(mode="json", exclude_defaults=True)},
+        tags=["rltrader", "tuning"],
+    )
+    return [train, mode, tune]
 
 
 def _stop_on_sigterm() -> None:
@@ -184,7 +196,7 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
               + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
         print(f"Deployments: train-pipeline/{TRAIN_DEPLOYMENT} (Run it from the UI), set-performance-mode/"
               f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "
-              f"{schedule.timezone}). Ctrl-C stops serving.", flush=True)
+              f"{schedule.timezone}), tune/{TUNE_DEPLOYMENT} (an Optuna search). Ctrl-C stops serving.", flush=True)
         from prefect import serve
 
         serve(*deployments, print_starting_message=False)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rltrader import __version__
 from rltrader.config import Config
@@ -56,6 +56,9 @@ def _quiet_prefect_tracebacks_for_user_errors() -> None:
 
 
 PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file"}
+TUNE_FIELDS = ("data_path", "config", "name", "trials", "workers", "profile", "storage", "seed", "results_dir",
+               "cache_dir", "dask_address", "settings_file")
+"""``rltrader tune``'s flags: the fields of :class:`~rltrader.tuning.request.TuneRequest`."""
 """Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
 
 
@@ -66,14 +69,15 @@ def _scalar(annotation: Any) -> type:
     return annotation
 
 
-def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], required: Iterable[str] = ()) -> None:
+def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], required: Iterable[str] = (),
+                      model: type[BaseModel] = TrainRequest) -> None:
     """One flag per :class:`~rltrader.request.TrainRequest` field, spelt as the field, its help its description.
 
     A switch (an optimization) is ``--no-NAME``; a plain boolean ``--NAME``; a tri-state
     boolean ``--NAME`` / ``--no-NAME`` (unset means detect); anything else takes a value.
     """
     for name in names:
-        field = TrainRequest.model_fields[name]
+        field = model.model_fields[name]
         help_text = (field.description or "").replace("%", "%%")
         if name in SWITCHES:
             what = help_text.split(". Off")[0]
@@ -82,6 +86,9 @@ def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], req
             parser.add_argument(f"--{name}", action="store_true", help=help_text)
         elif _scalar(field.annotation) is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(_scalar(field.annotation)) is typing.Literal:
+            parser.add_argument(f"--{name}", choices=typing.get_args(_scalar(field.annotation)), default=field.default,
+                                help=help_text)
         else:
             kind = Path if name in PATH_FIELDS else _scalar(field.annotation)
             default = kind(field.default) if kind is Path and field.default is not None else field.default
@@ -89,13 +96,13 @@ def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], req
                                 required=name in required, help=help_text)
 
 
-def request_from_args(args: argparse.Namespace,
-                      fields: Iterable[str] = tuple(TrainRequest.model_fields)) -> TrainRequest:
+def request_from_args(args: argparse.Namespace, fields: Iterable[str] = tuple(TrainRequest.model_fields),
+                      model: type[Any] = TrainRequest) -> Any:
     """The request that the parsed flags among ``fields`` spell (fields without a flag keep their defaults)."""
     given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
     given = {name: str(value) if isinstance(value, Path) else value for name, value in given.items()}
     try:
-        return TrainRequest(**given)
+        return model(**given)
     except ValidationError as error:
         first = error.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
@@ -197,6 +204,47 @@ def _command_train(args: argparse.Namespace) -> int:
     console.print(f"  best model  {summary.best_model.path}\n  report      {summary.report}\n"
                   f"  summary     {run_dir / 'optimization_summary.json'}")
     return 0
+
+
+def _command_tune(args: argparse.Namespace) -> int:
+    from rltrader.tuning.request import TuneRequest
+
+    request = request_from_args(args, TUNE_FIELDS, TuneRequest)
+    request.to_config()  # a bad config fails here, before Prefect starts
+    if not Path(request.data_path).is_file():
+        raise UserInputError(f"{request.data_path}: bar file not found; "
+                             "pass an existing CSV/TSV/parquet to --data_path")
+    _prefect_environment()
+    from flows.tune import tune_study  # Prefect import: seconds, so only here
+
+    _quiet_prefect_tracebacks_for_user_errors()
+    _console_log_level(2 if args.verbose else 1)
+    _show_tune_progress()
+    result = tune_study(request, trial_console_level=logging.INFO if args.verbose else logging.WARNING)
+    print(f"rltrader tune {result['study']}: {result['finished']} trials finished in {result['root']}")
+    if result["best_trial"] is None:
+        print("  no trial completed (every one pruned or failed): nothing to write")
+        return 0
+    print(f"  best        trial {result['best_trial']}, validation {result['best_value']:.3f}: {result['best_params']}")
+    print(f"  config      {result['best_config']}  (rltrader train --config {result['best_config']})")
+    root = Path(result["root"])
+    print(f"  trials      {root / 'trials.json'}; importances {root / 'importances.json'}")
+    return 0
+
+
+def _show_tune_progress() -> None:
+    """The flow's per-trial lines (trials done, best so far, ETA) on the terminal at the default verbosity."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    class _TuneLines(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.WARNING or record.getMessage().startswith(("Trial ", "Study ", "Resuming"))
+
+    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.INFO)
+                handler.addFilter(_TuneLines())
 
 
 def _command_compare(args: argparse.Namespace) -> int:
@@ -368,13 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a saved RecurrentPPO model on one split against buy-and-hold, flat and 1,000 random policies",
+        help="score a saved model on one split against buy-and-hold, flat and 1,000 random policies",
         description="Run a saved model deterministically over a whole split, score it and the baselines "
         "on the same bars and costs (each Sharpe with its 95%% interval; the agent ranked among 1,000 random "
         "policies with its turnover; the oracle on a known-answer market), and write metrics.json, "
         "equity.parquet and equity.png.",
     )
-    evaluate.add_argument("--model", type=Path, required=True, help="RecurrentPPO .zip saved by stable-baselines3")
+    evaluate.add_argument("--model", type=Path, required=True,
+                          help="PPO or RecurrentPPO .zip saved by stable-baselines3 (best_model.zip)")
     _add_data_options(evaluate)
     evaluate.add_argument("--split", choices=("validation", "test", "train"), default="validation",
                           help="split to evaluate (default: validation; keep test for the final report)")
@@ -389,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train RecurrentPPO agents iteratively with the optimizations on (resumable)",
+        help="train PPO agents (recurrent by default) iteratively with the optimizations on (resumable)",
         description="Train iteratively on the training split, keep the best model by validation score, "
         "report it against buy-and-hold on the test split. Re-running the same command resumes.",
     )
@@ -415,6 +464,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run directories to compare, in the same seed order")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(handler=_command_compare)
+
+    from rltrader.tuning.request import TuneRequest
+
+    tune = commands.add_parser(
+        "tune", help="search config keys (tune.space) with Optuna on validation; write the best as a config file",
+        description="Optuna study (TPE sampler, median pruner on the validation looks) over tune.space in the "
+                    "config; trials train in parallel (a process pool, or Dask with --dask_address), the study is "
+                    "kept in SQLite under RESULTS_DIR/tune-NAME/ (or --storage) and resumes after a kill. "
+                    "The test split is never used.")
+    add_request_flags(tune, TUNE_FIELDS, model=TuneRequest)
+    tune.add_argument("--verbose", action="store_true", help="every log line, not only one line per trial")
+    tune.set_defaults(handler=_command_tune)
 
     mode = commands.add_parser(
         "mode", help="switch running and future training between quiet and performance, or show the mode",

@@ -110,7 +110,7 @@ class SplitConfig(_Strict):
 class EnvConfig(_Strict):
     """The trading environment: what the agent sees, what it may hold, how it is rewarded."""
 
-    window_size: int = Field(32, ge=1, description="Bars of features in one observation.")
+    window_size: int = Field(1, ge=1, description="Bars of features in one observation (the LSTM carries history).")
     initial_balance: float = Field(10_000.0, gt=0, description="Account equity at the start of an episode.")
     max_position_size: float = Field(
         1.0, gt=0, description="Units held at full long or short (ounces for XAUUSD); flat is 0."
@@ -150,12 +150,13 @@ class CacheConfig(_Strict):
 
 
 class PolicyConfig(_Strict):
-    """Network sizes of the ``MlpLstmPolicy``."""
+    """Network sizes: ``MlpLstmPolicy`` (recurrent) or ``MlpPolicy`` (feed-forward, which uses
+    only the two heads and the activation)."""
 
     lstm_hidden_size: int = Field(128, ge=1)
     n_lstm_layers: int = Field(1, ge=1)
-    net_arch_pi: list[int] = Field([64, 64], description="Hidden layers of the actor head after the LSTM.")
-    net_arch_vf: list[int] = Field([64, 64], description="Hidden layers of the critic head after the LSTM.")
+    net_arch_pi: list[int] = Field([64, 64], description="Hidden layers of the actor (after the LSTM if recurrent).")
+    net_arch_vf: list[int] = Field([64, 64], description="Hidden layers of the critic (after the LSTM if recurrent).")
     activation: Literal["tanh", "relu"] = "tanh"
     enable_critic_lstm: bool = Field(True, description="The critic has its own LSTM (sb3-contrib default).")
 
@@ -173,8 +174,13 @@ class PhaseConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """The iterative RecurrentPPO loop and its optimizations' parameters."""
+    """The iterative PPO loop and its optimizations' parameters."""
 
+    algorithm: Literal["recurrent", "feedforward"] = Field(
+        "recurrent",
+        description="recurrent: sb3-contrib RecurrentPPO with MlpLstmPolicy (the LSTM carries history); "
+        "feedforward: stable-baselines3 PPO with MlpPolicy on the observation window.",
+    )
     iterations: int = Field(8, ge=1)
     seed: int = Field(42, ge=0)
     total_timesteps: int = Field(
@@ -303,6 +309,64 @@ class OrchestrationConfig(_Strict):
     mode_schedule: ModeScheduleConfig = ModeScheduleConfig()
 
 
+class SearchParameter(_Strict):
+    """One searched config key: a range (``low``/``high``, optionally ``log`` or ``step``) or ``choices``.
+
+    A range of two integers (and an integer ``step``, if any) is searched over integers."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = Field(False, description="Sample the range on a log scale (low must be > 0).")
+    step: float | None = Field(None, gt=0, description="Grid step within the range.")
+    choices: list[Any] | None = Field(None, min_length=1, description="Values to choose from, instead of a range.")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParameter:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("a range needs low < high (or give choices)")
+        if self.log and self.low <= 0:
+            raise ValueError("log needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def is_integer(self) -> bool:
+        values = [self.low, self.high] + ([] if self.step is None else [self.step])
+        return self.choices is None and all(float(value).is_integer() for value in values)
+
+
+class TunePrunerConfig(_Strict):
+    """Optuna's median pruner, fed the best validation score at each of a trial's validation looks."""
+
+    n_startup_trials: int = Field(3, ge=0, description="Trials that finish unpruned before pruning starts.")
+    n_warmup_steps: int = Field(2, ge=0, description="Validation looks of a trial before it may be pruned.")
+
+
+class TuneConfig(_Strict):
+    """``rltrader tune``: an Optuna study over config keys, scored on validation only."""
+
+    trials: int = Field(20, ge=1, description="Finished trials (complete or pruned) the study runs to.")
+    workers: int = Field(2, ge=1, description="Trials trained at once (process pool or Dask workers).")
+    profile: str | None = Field("quick", description="Profile of every trial (its training budget); null = none.")
+    storage: str | None = Field(None, description="Optuna RDB URL; null = SQLite in the study's results folder.")
+    sampler_seed: int = Field(0, ge=0, description="Seed of the TPE sampler (the search is reproducible).")
+    pruner: TunePrunerConfig = TunePrunerConfig()
+    space: dict[str, SearchParameter] = Field(
+        default_factory=lambda: {
+            "training.algorithm": SearchParameter(choices=["recurrent", "feedforward"]),
+            "env.window_size": SearchParameter(choices=[1, 4, 16]),
+            "training.gamma": SearchParameter(low=0.9, high=0.999),
+            "training.gae_lambda": SearchParameter(low=0.8, high=0.99),
+        },
+        description="Dotted config key -> its range or choices.",
+    )
+
+
 class Config(_Strict):
     """The whole configuration; sections match the top-level keys of the YAML file."""
 
@@ -316,6 +380,7 @@ class Config(_Strict):
     optimizations: OptimizationConfig = OptimizationConfig()
     performance_mode: PerformanceModeConfig = PerformanceModeConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    tune: TuneConfig = TuneConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )
@@ -324,6 +389,18 @@ class Config(_Strict):
     @classmethod
     def _cache_switch_moved(cls, raw: Any) -> Any:
         return moved_cache_switch(raw)
+
+    @model_validator(mode="after")
+    def _tune_names_known_keys(self) -> Config:
+        raw = self.model_dump(mode="json", exclude={"tune", "profiles"})
+        for dotted in self.tune.space:
+            node: Any = raw
+            for part in dotted.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise ValueError(f"tune.space: {dotted!r} is not a config key; use a dotted key such as "
+                                     "training.learning_rate")
+                node = node[part]
+        return self
 
     @property
     def gap_bars(self) -> int:

@@ -17,7 +17,7 @@ built, so their errors name the config key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,9 +28,12 @@ DEFAULT_DATA = "data/XAUUSDm_15min.csv"
 LOADING_FIELDS = ("date_format", "dayfirst", "sep", "point")
 """How to read the bar file: ``data.<name>`` overrides (None = detect, or as the config says)."""
 
-TRAINING_FIELDS = ("seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
+TRAINING_FIELDS = ("algorithm", "seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
                    "convergence_threshold", "eval_freq", "checkpoint_freq")
 """``training.<name>`` overrides (None = as the config and the profile say)."""
+
+ENV_FIELDS = ("window_size",)
+"""``env.<name>`` overrides (None = as the config and the profile say)."""
 
 SWITCHES = tuple(OptimizationConfig.model_fields)
 """The optimizations, by the guide's names, which are also their keys under ``optimizations:``."""
@@ -58,6 +61,9 @@ class TrainRequest(BaseModel):
     cache_dir: str | None = Field(None, description="cache directory (default: cache.dir, ./cache)")
     profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick)")
     results_dir: str = Field("results", description="runs go to RESULTS_DIR/SEED/ (default: results)")
+    algorithm: Literal["recurrent", "feedforward"] | None = Field(
+        None, description="recurrent (RecurrentPPO, LSTM) or feedforward (PPO, MLP on the window); default: config")
+    window_size: int | None = Field(None, description="bars of features in one observation (default: env.window_size)")
     seed: int | None = Field(None, description="run seed; iteration i uses seed + i")
     iterations: int | None = Field(None, description="training iterations (default: training.iterations)")
     total_timesteps: int | None = Field(None, description="timesteps of the first iteration")
@@ -105,6 +111,7 @@ class TrainRequest(BaseModel):
         base = load_config(self.config).with_overrides(
             {**(self.overrides or {}), **loading, "cache.dir": self.cache_dir}, source=source)
         named = {f"training.{name}": getattr(self, name) for name in TRAINING_FIELDS}
+        named.update({f"env.{name}": getattr(self, name) for name in ENV_FIELDS})
         named.update({f"optimizations.{name}": False for name in SWITCHES if not getattr(self, name)})
         config = base.with_profile(self.profile).with_overrides(named, source=source)
         return config.original_method() if self.use_original_training else config
@@ -114,4 +121,4 @@ class TrainRequest(BaseModel):
         return Path(self.run_dir) if self.run_dir else Path(self.results_dir) / str(seed)
 
 
-__all__ = ["DEFAULT_DATA", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS", "TrainRequest"]
+__all__ = ["DEFAULT_DATA", "ENV_FIELDS", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS", "TrainRequest"]

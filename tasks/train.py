@@ -49,7 +49,8 @@ def _iteration_label() -> str:
     return label + (f" candidate {parameters['candidate']}" if "candidate" in parameters else "")
 
 
-def _switcher(config: Config, run_dir: str, settings_file: str | None) -> ModeSwitcher:
+def mode_switcher(config: Config, run_dir: str, settings_file: str | None) -> ModeSwitcher:
+    """The performance-mode hook of a run in ``run_dir`` (quiet unless the settings file says otherwise)."""
     path = Path(settings_file) if settings_file else config.performance_mode.settings_file
     return ModeSwitcher(config.performance_mode, Path(run_dir), path)
 
@@ -67,7 +68,7 @@ def train_iteration_task(config: dict[str, Any], data_path: str, prepared: dict[
     Validation runs inside training, every ``eval_freq`` timesteps, because early stopping
     and keeping the best snapshot both need it there; a finished iteration is skipped."""
     run_config = parse_config(config, source="train-iteration task")
-    trainer = Trainer(run_config, data_path, run_dir, [_switcher(run_config, run_dir, settings_file)])
+    trainer = Trainer(run_config, data_path, run_dir, [mode_switcher(run_config, run_dir, settings_file)])
     return trainer.open(PreparedData.from_dict(prepared), preprocess_seconds, log_resume=False) \
         .train_iteration(iteration)
 
@@ -80,7 +81,7 @@ def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[
     relax_heap_trimming()  # Dask workers start with a heap setting that halves training speed
     run_config = parse_config(config, source="train-candidate task")
     return train_candidate(run_config, data_path, run_dir, iteration, candidate, PreparedData.from_dict(prepared),
-                           preprocess_seconds, lambda fork: [_switcher(run_config, str(fork), settings_file)])
+                           preprocess_seconds, lambda fork: [mode_switcher(run_config, str(fork), settings_file)])
 
 
 @task(name="keep-best-candidate", cache_policy=NO_CACHE, task_run_name=lambda: f"{_iteration_label()} keep best")

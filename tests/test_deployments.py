@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.serve import MODE_DEPLOYMENT, TRAIN_DEPLOYMENT, build_deployments
+from deployments.serve import MODE_DEPLOYMENT, TRAIN_DEPLOYMENT, TUNE_DEPLOYMENT, build_deployments
 from rltrader.cli import main
 from rltrader.config import load_config
 
@@ -16,9 +16,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_path):
     config = load_config().with_overrides({"orchestration.mode_schedule.timezone": "Europe/London",
                                            "orchestration.mode_schedule.performance_cron": "30 21 * * 1-5"})
-    train, mode = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
-                                    tmp_path / "results", tmp_path / "settings.json")
-    assert (train.name, mode.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT)
+    train, mode, tune = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
+                                          tmp_path / "results", tmp_path / "settings.json")
+    assert (train.name, mode.name, tune.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT, TUNE_DEPLOYMENT)
+    assert tune.entrypoint == "flows/tune.py:tune_study"
+    assert tune.parameters["request"]["results_dir"] == str(tmp_path / "results") and not tune.schedules
     assert train.entrypoint == "flows/train.py:train_pipeline"
     assert mode.entrypoint == "flows/mode.py:set_performance_mode"
     assert train.parameters["request"]["results_dir"] == str(tmp_path / "results")
@@ -33,6 +35,7 @@ def test_prefect_yaml_matches_the_configured_schedule():
     schedule = load_config().orchestration.mode_schedule
     deployments = {deployment["name"]: deployment for deployment in spec["deployments"]}
     assert deployments[TRAIN_DEPLOYMENT]["entrypoint"] == "flows/train.py:train_pipeline"
+    assert deployments[TUNE_DEPLOYMENT]["entrypoint"] == "flows/tune.py:tune_study"
     crons = {entry["parameters"]["mode"]: (entry["cron"], entry["timezone"])
              for entry in deployments[MODE_DEPLOYMENT]["schedules"]}
     assert crons == {"performance": (schedule.performance_cron, schedule.timezone),

@@ -24,7 +24,8 @@ FLAGS_BEFORE_THE_REQUEST = {  # `rltrader train --help` of rltrader 0.1, the gui
     "--no-adaptive_timesteps", "--no-warm_start", "--no-early_stopping", "--no-progressive_training",
     "--no-fast_evaluation", "--no-fast_engine", "--no-cache_environments", "--use_original_training",
     "--benchmark_mode", "--settings_file", "--parallel_candidates", "--verbose",
-} | {"--benchmark_seeds"}  # added since: benchmark mode judges quality over several seeds
+} | {"--benchmark_seeds"} | {  # added since: benchmark mode judges quality over several seeds;
+    "--algorithm", "--window_size"}  # the feed-forward option and the observation window (issue 19)
 
 
 def _train_parser():
@@ -78,7 +79,7 @@ def test_cli_flow_and_deployment_build_the_same_config_from_one_request(fields, 
     assert from_cli == request and from_cli.to_config() == expected
 
     # a deployment: its default request as Prefect stores it (JSON), the form's edits, Prefect's validation
-    [train, _] = build_deployments(load_config(), paths["config"], paths["data_path"], paths["results_dir"],
+    [train, _, _] = build_deployments(load_config(), paths["config"], paths["data_path"], paths["results_dir"],
                                    paths["settings_file"], paths["cache_dir"])
     stored = json.loads(json.dumps(train.parameters))
     assert TrainRequest.model_validate(stored["request"]) == deployment_defaults

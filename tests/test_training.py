@@ -150,9 +150,11 @@ def test_warm_start_reloads_the_best_model_and_phases_reach_the_optimizer(tiny_c
     by_seed = {seed: [c for c in recorder.calls if c["seed"] == seed] for seed in (42, 43)}
     # iteration 1 (seed 43) starts from the best model's weights, not from scratch
     from sb3_contrib import RecurrentPPO
-    best = RecurrentPPO.load(tmp_path / "warm" / "best_model.zip", device="cpu")
+    # without early stopping iteration 0 is validated once, at its end: its final model was the best when
+    # iteration 1 began (whichever iteration holds best_model.zip at the end of the run)
+    best = RecurrentPPO.load(tmp_path / "warm" / "iterations" / "iter_00" / "model.zip", device="cpu")
     assert summary["iterations"][1]["warm_started"] and summary["warm_starts"] == 1
-    assert summary["best_model"]["iteration"] == 0  # the best was saved before iteration 1 began
+    assert len(json.loads((tmp_path / "warm" / "run_state.json").read_text())["iterations"][0]["validations"]) == 1
     best_params = torch.nn.utils.parameters_to_vector(best.policy.parameters())
     assert torch.equal(by_seed[43][0]["params"], best_params)
     # phase hyperparameters are in force at every update, the optimizer's learning rate included

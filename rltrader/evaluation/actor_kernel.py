@@ -164,4 +164,92 @@ def step_actors(
     return False
 
 
-__all__ = ["step_actors"]
+@njit(cache=True, nogil=True)
+def step_mlp_actors(
+    projected: np.ndarray,  # float32 (B, K, W0): first layer's pre-activation from the feature windows + bias
+    first_bar: int,  # row of the bar whose close the first decision follows
+    tail: np.ndarray,  # float32 (K, 2, W0): first layer's position and PnL columns (W^T rows)
+    mlp: np.ndarray,  # float32 (K, sum of in x out): layers after the first, W^T flattened, action layer last
+    mlp_bias: np.ndarray,  # float32 (K, sum of out)
+    mlp_widths: np.ndarray,  # int64 (M + 1,): W0, then each later layer's output width (3 last)
+    mlp_activation: np.ndarray,  # int64 (M + 1,): the first layer's activation, then each later layer's
+    position_pnl: np.ndarray,  # float32 (K, 2): state, the observation's last two values
+    account: np.ndarray,  # float64 (K, 2): state, equity and entry price
+    held: np.ndarray,  # int64 (K,): state, held action
+    alive: np.ndarray,  # bool (K,): state, False once bankrupt
+    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
+    position_size: float,
+    taken: np.ndarray,  # int64 (K, bars of the split): actions, written
+    steps: np.ndarray,  # int64 (K,): decisions made so far, advanced
+) -> bool:
+    """:func:`step_actors` for feed-forward (``MlpPolicy``) actors: no state but the account.
+
+    The first layer's window part arrives projected; only its position and PnL columns
+    are added per bar, then the later layers (the action logits last), arg-max and the
+    account, in ``TradingEnv.step``'s order.
+    """
+    n_bars, n_models = projected.shape[0], projected.shape[1]
+    widest = mlp_widths.max()
+    latent = np.zeros(widest, dtype=np.float32)
+    layer_out = np.zeros(widest, dtype=np.float32)
+    for j in range(n_bars):
+        t = first_bar + j + 1
+        any_alive = False
+        for k in range(n_models):
+            if not alive[k]:
+                continue
+            any_alive = True
+            width = mlp_widths[0]
+            layer_out[:width] = projected[j, k]
+            _add_product(layer_out[:width], tail[k], position_pnl[k])
+            _activate(layer_out, latent, width, mlp_activation[0])
+            weight_at = bias_at = 0
+            for m in range(1, mlp_widths.shape[0]):
+                out_width = mlp_widths[m]
+                weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
+                layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
+                _add_product(layer_out[:out_width], weights, latent[:width])
+                weight_at += width * out_width
+                bias_at += out_width
+                _activate(layer_out, latent, out_width, mlp_activation[m])
+                width = out_width
+            choice = 0  # arg-max of the logits, the first on ties (as torch's)
+            if latent[1] > latent[choice]:
+                choice = 1
+            if latent[2] > latent[choice]:
+                choice = 2
+
+            taken[k, steps[k]] = choice
+            steps[k] += 1
+            equity = account[k, 0] + table[t, held[k] * 3 + choice]
+            if choice != held[k]:
+                account[k, 1] = table[t, OPEN_COLUMN]
+            held[k] = choice
+            account[k, 0] = equity
+            sign = float(choice - 1)
+            unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
+            position_pnl[k, 0] = sign
+            position_pnl[k, 1] = unrealized / equity if equity != 0.0 else 0.0
+            if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv
+                alive[k] = False
+        if not any_alive:
+            return False
+    for k in range(n_models):
+        if alive[k]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _activate(values: np.ndarray, out: np.ndarray, width: int, code: int) -> None:
+    """``out[:width] = activation(values[:width])`` for the codes the kernels implement."""
+    for u in range(width):
+        value = values[u]
+        if code == TANH:
+            value = _tanh(value)
+        elif code == RELU and value < 0.0:
+            value = 0.0
+        out[u] = value
+
+
+__all__ = ["step_actors", "step_mlp_actors"]

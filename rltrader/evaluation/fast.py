@@ -1,4 +1,4 @@
-"""The fast evaluator: a recurrent policy's actor run without SB3, several models at once.
+"""The fast evaluator: a policy's actor run without SB3, several models at once.
 
 Why it is fast, and still exact:
 
@@ -11,6 +11,10 @@ Why it is fast, and still exact:
   (:func:`rltrader.evaluation.actor_kernel.step_actors`) over a chunk of bars: no per-step
   SB3 machinery (tensor conversion, distributions, state tuples), no per-step Python;
 * the account is advanced with the same table lookups and arithmetic as ``TradingEnv.step``.
+
+A feed-forward (``MlpPolicy``) actor takes the same route without the LSTM: its first
+layer's window part is projected per chunk, and each step adds the position and PnL
+columns and runs the later layers (:func:`~rltrader.evaluation.actor_kernel.step_mlp_actors`).
 
 The actions are the deterministic ones (arg-max of the logits). Floating-point sums run in
 a different order than torch's, so logits differ in the last bits; an action could only
@@ -34,7 +38,7 @@ from rltrader.engine.kernels.activations import IDENTITY
 from rltrader.engine.policy_arrays import UnsupportedPolicyError, actor_head, lstm_layers
 from rltrader.env import ACTION_SIGNS, FLAT, MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
-from rltrader.evaluation.actor_kernel import step_actors
+from rltrader.evaluation.actor_kernel import step_actors, step_mlp_actors
 
 #: Bars whose input projection is computed per matrix product (bounds memory at ~4 MB x K).
 CHUNK_BARS = 1024
@@ -94,6 +98,41 @@ class ActorWeights:
         )
 
 
+@dataclass(frozen=True)
+class MlpActorWeights:
+    """The actor of one feed-forward ``ActorCriticPolicy`` (SB3's ``MlpPolicy``) as float32 arrays.
+
+    The first layer is split like the LSTM's input weights: the feature window's rows are
+    projected for many bars at once, the position and PnL rows are added per step."""
+
+    window_in: np.ndarray  # (window values, W0)
+    bias0: np.ndarray  # (W0,)
+    tail: np.ndarray  # (2, W0): the position and PnL rows of the first layer's W^T
+    first_activation: int
+    later: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # (W^T, bias, activation), the action logits last
+    signature: tuple
+
+    @classmethod
+    def from_model(cls, model: Any, observation_size: int) -> MlpActorWeights:
+        from stable_baselines3.common.torch_layers import FlattenExtractor
+
+        policy = model.policy
+        extractor = policy.features_extractor if policy.share_features_extractor else policy.pi_features_extractor
+        if not isinstance(extractor, FlattenExtractor):
+            raise UnsupportedPolicyError(f"features extractor {type(extractor).__name__} is not supported")
+        first, *later = actor_head(policy)
+        if first.inputs != observation_size:
+            raise UnsupportedPolicyError("the policy does not read this environment's observation")
+        action_layer = (later or [first])[-1]
+        if action_layer.outputs != len(ACTION_SIGNS) or action_layer.activation != IDENTITY:
+            raise UnsupportedPolicyError("the action net must be one linear layer onto 3 logits")
+        rest = tuple((layer.weight_t, layer.bias, layer.activation) for layer in later)
+        return cls(window_in=np.ascontiguousarray(first.weight_t[:-2]), bias0=first.bias,
+                   tail=np.ascontiguousarray(first.weight_t[-2:]), first_activation=first.activation, later=rest,
+                   signature=("mlp", first.weight_t.shape, first.activation,
+                              tuple((w.shape, code) for w, _, code in rest)))
+
+
 def _transposed(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix.T)
 
@@ -145,6 +184,8 @@ def fast_actions(
     matches :func:`~rltrader.evaluation.reference.reference_actions` model by model.
     """
     config = evaluation_config(config)
+    if not any(hasattr(model.policy, "lstm_actor") for model in models):
+        return _feedforward_actions(models, market, split, config)
     bounds = EpisodeBounds.of(market, split, config)
     size = config.window_size * market.n_features
     actors = [ActorWeights.from_model(model, size + 2) for model in models]
@@ -188,4 +229,39 @@ def fast_actions(
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 
 
-__all__ = ["ActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions"]
+def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
+                         config: EnvConfig) -> list[np.ndarray]:
+    """:func:`fast_actions` for ``MlpPolicy`` models: the same chunked projection, no LSTM state."""
+    bounds = EpisodeBounds.of(market, split, config)
+    actors = [MlpActorWeights.from_model(model, config.window_size * market.n_features + 2) for model in models]
+    if len({actor.signature for actor in actors}) > 1:
+        raise UnsupportedPolicyError("models evaluated in one batch must share their architecture")
+    n_models = len(actors)
+    first = actors[0]
+    widths = np.array([first.bias0.shape[0]] + [weight.shape[1] for weight, _, _ in first.later], dtype=np.int64)
+    activations = np.array([first.first_activation] + [code for _, _, code in first.later], dtype=np.int64)
+    mlp = np.stack([np.concatenate([w.reshape(-1) for w, _, _ in actor.later] or [np.zeros(0, np.float32)])
+                    for actor in actors])
+    mlp_bias = np.stack([np.concatenate([b for _, b, _ in actor.later] or [np.zeros(0, np.float32)])
+                         for actor in actors])
+    tail = np.stack([actor.tail for actor in actors])
+    position_pnl = np.zeros((n_models, 2), dtype=np.float32)
+    account = np.zeros((n_models, 2))
+    account[:, 0] = config.initial_balance
+    held = np.full(n_models, FLAT, dtype=np.int64)
+    alive = np.ones(n_models, dtype=np.bool_)
+    taken = np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64)
+    steps = np.zeros(n_models, dtype=np.int64)
+    windows = market.windows(config.window_size)
+    offset = config.window_size - 1
+    with _thread_pools().limit(limits=1, user_api="blas"):
+        for chunk_start in range(bounds.first, bounds.last, CHUNK_BARS):
+            rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
+            projected = np.stack([rows @ actor.window_in + actor.bias0 for actor in actors], axis=1)
+            if not step_mlp_actors(projected, chunk_start, tail, mlp, mlp_bias, widths, activations, position_pnl,
+                                   account, held, alive, market.step_table, market.position_size, taken, steps):
+                break
+    return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
+
+
+__all__ = ["ActorWeights", "MlpActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions"]

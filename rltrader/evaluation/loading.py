@@ -10,15 +10,15 @@ from rltrader.errors import UserInputError
 
 
 class ModelError(UserInputError):
-    """A model file that is missing, not a stable-baselines3 zip, or not a RecurrentPPO."""
+    """A model file that is missing, not a stable-baselines3 zip, or not a (Recurrent)PPO."""
 
     def __init__(self, path: str | Path, message: str) -> None:
         super().__init__(f"{path}: {message}")
 
 
 def load_model(path: str | Path) -> Any:
-    """``RecurrentPPO.load`` on the CPU (evaluation never needs a GPU)."""
-    from sb3_contrib import RecurrentPPO
+    """``RecurrentPPO.load`` or ``PPO.load``, whichever saved it, on the CPU (evaluation never needs a GPU)."""
+    from rltrader.training.models import algorithm_class, saved_algorithm
 
     path = Path(path)
     if not path.is_file():
@@ -26,6 +26,7 @@ def load_model(path: str | Path) -> Any:
     if not zipfile.is_zipfile(path):
         raise ModelError(path, "not a stable-baselines3 model (.zip); pass the file that model.save() wrote")
     try:
-        return RecurrentPPO.load(path, device="cpu")
+        return algorithm_class(saved_algorithm(path)).load(path, device="cpu")
     except Exception as error:  # noqa: BLE001 - any load failure is the file's fault, reported in one line
-        raise ModelError(path, f"cannot be loaded as a RecurrentPPO model ({type(error).__name__}: {error})") from None
+        raise ModelError(path, f"cannot be loaded as a PPO or RecurrentPPO model ({type(error).__name__}: {error})"
+                         ) from None

@@ -1,4 +1,10 @@
-"""Building a fresh RecurrentPPO and loading a saved one for further training.
+"""Building a fresh model and loading a saved one for further training.
+
+Two algorithms share the loop (``training.algorithm``): ``recurrent`` is sb3-contrib's
+``RecurrentPPO`` with an ``MlpLstmPolicy`` (on the fast engine, :mod:`rltrader.engine`, or
+stock), ``feedforward`` is stable-baselines3's ``PPO`` with an ``MlpPolicy`` reading the
+observation window. Both take the same hyperparameters, callbacks and schedules, so every
+optimization applies to either.
 
 Loading is where SB3's defaults bite this loop: ``load`` restores the saved seed (every
 iteration would explore identically) and the saved schedules. The seed is therefore
@@ -7,42 +13,54 @@ passed explicitly, and the trainer applies the phase's hyperparameters after loa
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltrader.config import TrainingConfig
 from rltrader.engine import FusedLstmPolicy, FusedRecurrentPPO
 from rltrader.training.phases import Hyperparameters
 
+Algorithm = Literal["recurrent", "feedforward"]
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-DEVICE = "cpu"  # MlpLstm policies this size run faster on the CPU than through a GPU round trip per step
+DEVICE = "cpu"  # policies this size run faster on the CPU than through a GPU round trip per step
 
 
 def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
+    """The policy's network as SB3 takes it; the LSTM keys only for the recurrent policy."""
     policy = training.policy
-    return {
-        "lstm_hidden_size": policy.lstm_hidden_size,
-        "n_lstm_layers": policy.n_lstm_layers,
+    kwargs: dict[str, Any] = {
         "net_arch": {"pi": list(policy.net_arch_pi), "vf": list(policy.net_arch_vf)},
         "activation_fn": ACTIVATIONS[policy.activation],
-        "enable_critic_lstm": policy.enable_critic_lstm,
     }
+    if training.algorithm == "recurrent":
+        kwargs.update(lstm_hidden_size=policy.lstm_hidden_size, n_lstm_layers=policy.n_lstm_layers,
+                      enable_critic_lstm=policy.enable_critic_lstm)
+    return kwargs
 
 
-def algorithm(fast_engine: bool) -> type[RecurrentPPO]:
-    """The engine (:mod:`rltrader.engine`) or stock sb3-contrib with its stock ``MlpLstmPolicy``."""
+def algorithm_class(algorithm: Algorithm, fast_engine: bool = False) -> type[BaseAlgorithm]:
+    """Recurrent: the engine or stock sb3-contrib (``fast_engine``); feed-forward: SB3's ``PPO``,
+    whose update has no LSTM work for the engine to save."""
+    if algorithm == "feedforward":
+        return PPO
     return FusedRecurrentPPO if fast_engine else RecurrentPPO
 
 
 def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, seed: int,
-                fast_engine: bool = False) -> RecurrentPPO:
+                fast_engine: bool = False) -> BaseAlgorithm:
     """A fresh model with the run's network sizes and the iteration's hyperparameters."""
-    return algorithm(fast_engine)(
-        FusedLstmPolicy if fast_engine else "MlpLstmPolicy", env,
+    recurrent = training.algorithm == "recurrent"
+    policy: Any = "MlpPolicy" if not recurrent else FusedLstmPolicy if fast_engine else "MlpLstmPolicy"
+    return algorithm_class(training.algorithm, fast_engine)(
+        policy, env,
         learning_rate=hyper.learning_rate,
         n_steps=training.n_steps,
         batch_size=training.batch_size,
@@ -60,6 +78,16 @@ def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, s
     )
 
 
-def load_for_training(path: Path, env: VecEnv, seed: int, fast_engine: bool = False) -> RecurrentPPO:
+def saved_algorithm(path: str | Path) -> Algorithm:
+    """Which algorithm saved the zip at ``path``: recurrent if its policy has an LSTM actor.
+
+    Read from the weights rather than the pickled class, so stock and engine recurrent
+    zips and any SB3 version's ``PPO`` zip are told apart the same way."""
+    with zipfile.ZipFile(path) as archive:
+        weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
+    return "recurrent" if any(key.startswith("lstm_actor.") for key in weights) else "feedforward"
+
+
+def load_for_training(path: Path, env: VecEnv, seed: int, fast_engine: bool = False) -> BaseAlgorithm:
     """Weights *and* optimizer state from ``path``, re-seeded with ``seed``, attached to ``env``."""
-    return algorithm(fast_engine).load(path, env=env, device=DEVICE, seed=seed)
+    return algorithm_class(saved_algorithm(path), fast_engine).load(path, env=env, device=DEVICE, seed=seed)

@@ -30,9 +30,9 @@ STATE_VERSION = 2
 def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
     """What must match for a results directory to be resumed: data content and settings."""
     # runtime knobs, not the experiment: where the cache lives, how hard the machine works,
-    # how failures are retried and where the server is
+    # how failures are retried and where the server is, and how a search would vary it
     settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True,
-                                                       "orchestration": True})
+                                                       "orchestration": True, "tune": True})
     return {"data_sha256": data_sha256, "config": settings}
 
 
@@ -90,6 +90,12 @@ class RunState(Record):
             fingerprint = dict(raw.get("fingerprint") or {})
             fingerprint["config"] = moved_cache_switch(fingerprint.get("config"))
             raw = {**raw, "version": STATE_VERSION, "fingerprint": fingerprint}
+        settings = (raw.get("fingerprint") or {}).get("config")
+        if isinstance(settings, dict) and isinstance(settings.get("training"), dict) \
+                and "algorithm" not in settings["training"]:
+            # runs from before training.algorithm were all recurrent: they resume as they were
+            training = {**settings["training"], "algorithm": "recurrent"}
+            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": {**settings, "training": training}}}
         try:
             return cls.model_validate(raw)
         except ValidationError as error:

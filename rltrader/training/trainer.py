@@ -142,10 +142,14 @@ class Trainer:
     """Runs (or resumes) one training run in ``run_dir``; see the module docstring."""
 
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
-                 update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0) -> None:
+                 update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0,
+                 validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = ()) -> None:
         """``update_hooks`` run before every update (:mod:`rltrader.runtime.hooks`); ``seed_offset``
         shifts every iteration's seed: parallel candidates of one iteration differ by it
-        (candidate 0 has offset 0, so it is exactly the serial run)."""
+        (candidate 0 has offset 0, so it is exactly the serial run). ``validation_hooks`` are
+        called after every validation look with the look's number in the run (0, 1, ...), the
+        best score so far, the model and the timesteps the run has trained; an exception raised
+        there (a pruned tuning trial) ends training."""
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
@@ -154,6 +158,7 @@ class Trainer:
         self.update_hooks = as_hooks(update_hooks)
         self.method = method_name(config)
         self.seed_offset = seed_offset
+        self.validation_hooks = tuple(validation_hooks)
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     # -- the run ---------------------------------------------------------------------------
@@ -389,6 +394,11 @@ class Trainer:
                     ", new best" if improved else
                     f", {self.tracker.evaluations_without_improvement} without gain, patience {self.tracker.patience}"
                     if self.tracker.patience else "")
+        if self.validation_hooks:
+            looks = sum(record.evaluations for record in self.state.iterations) + progress.evaluations - 1
+            trained = sum(record.timesteps for record in self.state.iterations) + done
+            for hook in self.validation_hooks:
+                hook(looks, self.tracker.best_score, model, trained)
 
     def _save_best(self, model: Any, progress: _IterationProgress, done: int, result: ValidationResult) -> None:
         digest = save_model_atomically(model, self.paths.best_model)

@@ -1,0 +1,251 @@
+"""Learning curves on known-answer markets: how much of a planted edge a configuration learns, and how fast.
+
+For each market (``rltrader synth`` with its default parameters: 20,000 M15 bars, seed 0,
+written to ``bench/out/learning_curves/data``), each configuration and each seed, one
+training run of the real pipeline (``Trainer``, every optimization as configured) is
+recorded at every validation look: cumulative timesteps, wall seconds since the run
+started, and the agent's Sharpe and edge captured (return / oracle's return) on
+validation *and* test.
+
+The test figures at every look are a diagnosis of learning on a synthetic market whose
+answer is known; nothing selects on them (the trainer keeps its best model by validation
+alone), and the final "test" figures are the kept model's single test look, as
+``rltrader train`` reports it.
+
+``plain_ppo`` is the yardstick the issue names: stable-baselines3's ``PPO("MlpPolicy")``
+with SB3's defaults on the same ``VecTradingEnv`` (8 accounts, the previous default window of
+32 bars), trained for the same wall time as the ``default`` configuration's run on that
+market and seed (it needs ``default`` in ``--configs``, listed before it), its final
+model scored once on test.
+
+Usage: .venv/bin/python bench/learning_curves.py [--configs default previous feedforward plain_ppo]
+       [--seeds 42 1042 2042] [--markets momentum time_of_day]
+Writes bench/out/learning_curves/{curves.json, <market>.png}. Last line: one JSON object with
+markets, configs, seeds, edge_captured_test and seconds (per config, per market, one value
+per seed), and sharpe_fraction_of_oracle_test the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from rltrader.config import Config, load_config  # noqa: E402
+from rltrader.evaluation.report import evaluate_actions, policy_actions  # noqa: E402
+from rltrader.synthetic import KnownAnswerMarket, write_market  # noqa: E402
+from rltrader.training.trainer import Trainer  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "learning_curves"
+MARKETS = ("momentum", "time_of_day")
+SPLITS = ("validation", "test")
+
+PREVIOUS_DEFAULTS: dict[str, Any] = {
+    "training.algorithm": "recurrent",
+    "env.window_size": 32,
+}
+"""The shipped defaults before the learning issue (19), as overrides of today's configs/default.yaml."""
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "previous": PREVIOUS_DEFAULTS,
+    "recurrent": {"training.algorithm": "recurrent"},
+    "feedforward": {"training.algorithm": "feedforward"},
+    "recurrent_window32": {"training.algorithm": "recurrent", "env.window_size": 32},
+    "feedforward_window32": {"training.algorithm": "feedforward", "env.window_size": 32},
+}
+"""Named configurations: dotted overrides of configs/default.yaml (``plain_ppo`` is not a config)."""
+
+
+class CurveRecorder:
+    """A validation hook of the real trainer: each validation look also scored on test, for the curve
+    (never for selection: the trainer keeps its best model by validation alone)."""
+
+    def __init__(self, market: Any, config: Config) -> None:
+        self.market, self.config = market, config
+        self.started = time.perf_counter()
+        self.curve: list[dict[str, float | None]] = []
+        self.oracle: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, look_number: int, best_score: float, model: Any, timesteps: int) -> None:
+        self.curve.append({"timesteps": timesteps, "seconds": round(time.perf_counter() - self.started, 2),
+                           **look(model, self.market, self.config, self.oracle)})
+
+
+def look(model: Any, market: Any, config: Config, oracle: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Sharpe and edge captured of ``model`` on validation and test (the oracle's figures cached in ``oracle``)."""
+    figures: dict[str, float | None] = {}
+    for split in SPLITS:
+        actions = policy_actions(model, market, split, config.env, "fast")
+        metrics = evaluate_actions(market, split, config.env, actions, seed=0).metrics
+        oracle.setdefault(split, metrics["oracle"])
+        figures[f"{split}_sharpe"] = metrics["agent"].get("sharpe")
+        figures[f"{split}_edge"] = metrics["agent"].get("edge_captured")
+    return figures
+
+
+def train_config(name: str, base: Config, seed: int, data: Path) -> dict[str, Any]:
+    config = base.with_overrides({**CONFIGS[name], "training.seed": seed}, source=f"bench config {name}")
+    run_dir = OUT / "runs" / data.stem / name / str(seed)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    recorder = CurveRecorder(None, config)
+    trainer = Trainer(config, data, run_dir, validation_hooks=[recorder])
+    trainer.open()
+    recorder.market = trainer.market
+    for iteration in range(trainer.state.next_iteration, config.training.iterations):
+        trainer.train_iteration(iteration)
+    summary = trainer.finish()
+    return {"curve": recorder.curve, "seconds": round(summary.total_time_seconds, 1),
+            "timesteps": summary.total_timesteps,
+            "test_sharpe": summary.test.agent.get("sharpe"), "test_edge": summary.test.agent.get("edge_captured"),
+            "oracle_test_sharpe": summary.test.oracle["sharpe"]}
+
+
+def train_plain_ppo(base: Config, seed: int, data: Path, seconds: float) -> dict[str, Any]:
+    """SB3's ``PPO("MlpPolicy")`` with its defaults for ``seconds`` of training, looked at every 16,384 steps."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from rltrader.env import MarketData
+    from rltrader.env.vec_env import VecTradingEnv
+    from rltrader.preprocessing import preprocess
+
+    config = base.with_overrides({"env.window_size": 32}, source="bench plain_ppo")
+    started = time.perf_counter()
+    market = MarketData.from_prepared(preprocess(data, config), config, data)
+    env = VecTradingEnv(market, "train", config.env, config.training.n_envs)
+    torch.manual_seed(seed)
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
+    curve, oracle, training_seconds = [], {}, 0.0
+    while training_seconds < seconds:
+        chunk = time.perf_counter()
+        model.learn(16_384, reset_num_timesteps=False)
+        training_seconds += time.perf_counter() - chunk
+        curve.append({"timesteps": int(model.num_timesteps), "seconds": round(time.perf_counter() - started, 2),
+                      **look(model, market, config, oracle)})
+    final = curve[-1]
+    return {"curve": curve, "seconds": round(time.perf_counter() - started, 1), "timesteps": int(model.num_timesteps),
+            "test_sharpe": final["test_sharpe"], "test_edge": final["test_edge"],
+            "oracle_test_sharpe": oracle["test"]["sharpe"]}
+
+
+def plot(market: str, results: dict[str, dict[int, dict[str, Any]]], target: Path) -> None:
+    """Test and validation edge captured against wall time: one thin line per seed, the seeds' mean thick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, runs) in enumerate(results.items()):
+        colour = colours[index % len(colours)]
+        for axis, split in zip(axes, SPLITS, strict=True):
+            grid = np.linspace(0, max(run["seconds"] for run in runs.values()), 60)
+            lines = []
+            for run in runs.values():
+                points = [(p["seconds"], p[f"{split}_edge"]) for p in run["curve"] if p[f"{split}_edge"] is not None]
+                if not points:
+                    continue
+                xs, ys = zip(*points, strict=True)
+                axis.plot(xs, ys, color=colour, alpha=0.25, linewidth=0.8)
+                lines.append(np.interp(grid, xs, ys, left=np.nan, right=ys[-1]))
+            if lines:
+                axis.plot(grid, np.nanmean(lines, axis=0), color=colour, linewidth=2.2,
+                          label=f"{name} ({len(lines)} seeds)")
+    for axis, split in zip(axes, SPLITS, strict=True):
+        axis.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        axis.axhline(0.0, color="grey", linewidth=0.6)
+        axis.set_xlabel("wall seconds since the run started (preprocessing included)")
+        axis.set_title(f"{market}: {split} edge captured at each validation look")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("agent's return / oracle's return (1 = oracle)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["default", "previous", "plain_ppo"],
+                        choices=[*CONFIGS, "plain_ppo"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042, 2042])
+    parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS)
+    parser.add_argument("--profile", default=None, help="profile of configs/default.yaml applied to every config")
+    args = parser.parse_args()
+    if "plain_ppo" in args.configs and ("default" not in args.configs
+                                        or args.configs.index("default") > args.configs.index("plain_ppo")):
+        parser.error("plain_ppo trains for the default config's wall time: list default before it")
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", message="Mean of empty slice")  # a plot's early grid points
+
+    for stale in ("runs", "warmup"):
+        shutil.rmtree(OUT / stale, ignore_errors=True)
+    base = load_config().with_profile(args.profile).with_overrides({"cache.dir": str(OUT / "cache")}, source="bench")
+    data = {kind: OUT / "data" / f"{kind}.csv" for kind in args.markets}
+    for kind, path in data.items():
+        write_market(KnownAnswerMarket(kind=kind), path)
+    # numba compiles and caches on first use: one tiny untimed run of each algorithm first
+    for algorithm in ("recurrent", "feedforward"):
+        Trainer(base.with_profile("smoke").with_overrides({"training.algorithm": algorithm}, source="bench"),
+                data[args.markets[0]], OUT / "warmup" / algorithm).run()
+
+    results: dict[str, dict[str, dict[int, dict[str, Any]]]] = {kind: {} for kind in args.markets}
+    started = time.perf_counter()
+    for kind in args.markets:
+        for name in args.configs:
+            results[kind][name] = {}
+            for seed in args.seeds:
+                run = (train_plain_ppo(base, seed, data[kind], results[kind]["default"][seed]["seconds"])
+                       if name == "plain_ppo" else train_config(name, base, seed, data[kind]))
+                results[kind][name][seed] = run
+                print(f"{kind:>12} {name:>20} seed {seed:>5}: {run['seconds']:6.1f}s {run['timesteps']:>8,} steps | "
+                      f"test Sharpe {run['test_sharpe']:6.2f} of the oracle's {run['oracle_test_sharpe']:5.2f} | "
+                      f"test edge captured {run['test_edge']:.3f} | {len(run['curve'])} looks", flush=True)
+        plot(kind, results[kind], OUT / f"{kind}.png")
+    (OUT / "curves.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+    def per_seed(kind: str, name: str, key: str) -> list[float]:
+        return [round(results[kind][name][seed][key], 4) for seed in args.seeds]
+
+    def sharpe_fraction(kind: str, name: str) -> list[float]:
+        return [round(run["test_sharpe"] / run["oracle_test_sharpe"], 4) for run in results[kind][name].values()]
+
+    print(f"\n{len(args.markets)} markets x {len(args.configs)} configs x {len(args.seeds)} seeds "
+          f"in {time.perf_counter() - started:.0f}s; curves in {OUT}")
+    print(f"{'market':>12} {'config':>20} {'test Sharpe / oracle':>22} {'test edge captured':>20} {'seconds':>16}")
+    for kind in args.markets:
+        for name in args.configs:
+            fractions, edges = sharpe_fraction(kind, name), per_seed(kind, name, "test_edge")
+            seconds = per_seed(kind, name, "seconds")
+            print(f"{kind:>12} {name:>20} {statistics.mean(fractions):>10.3f} (sd {statistics.pstdev(fractions):.3f})"
+                  f" {statistics.mean(edges):>10.3f} (sd {statistics.pstdev(edges):.3f})"
+                  f" {statistics.mean(seconds):>9.1f} (max {max(seconds):.0f})")
+    print(json.dumps({
+        "markets": list(args.markets),
+        "configs": list(args.configs),
+        "seeds": args.seeds,
+        "edge_captured_test": {name: {kind: per_seed(kind, name, "test_edge") for kind in args.markets}
+                               for name in args.configs},
+        "sharpe_fraction_of_oracle_test": {name: {kind: sharpe_fraction(kind, name) for kind in args.markets}
+                                           for name in args.configs},
+        "seconds": {name: {kind: per_seed(kind, name, "seconds") for kind in args.markets} for name in args.configs},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The study: asking for trials, telling their outcomes, resuming, and the best trial as a config file.
+
+One process asks and tells (the ``tune`` flow, or :meth:`Tuner.run_serially` without
+Prefect); trials run wherever the task runner puts them and reach the study through its
+storage: SQLite in ``results/tune-<name>/study.db`` by default, an RDB URL
+(``tune.storage``, e.g. PostgreSQL) when workers on other machines must reach it.
+
+Resuming: finished trials are in the storage and are never rerun. A trial that was
+running when the process died is still ``RUNNING`` there; the next ``tune`` on the same
+study runs it again with the same values in the same directory, where the trainer resumes
+from its last checkpoint, and then tells its outcome.
+
+The objective is the trial's best validation score (``training.selection_metric``): the
+number that would select its model. The best of N trials is the best of N looks at
+validation, so the config written from it says how many trials it was chosen from; the
+test split is for judging that config once, with ``rltrader train``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from rltrader.atomic import write_json, write_text
+from rltrader.config import Config
+from rltrader.errors import UserInputError
+from rltrader.tuning.space import search_distributions
+from rltrader.tuning.trial import TrialOutcome, TrialSpec, median_pruner, run_trial
+
+logger = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def study_dir(results_dir: str | Path, name: str) -> Path:
+    return Path(results_dir) / f"tune-{name}"
+
+
+def default_storage(root: Path) -> str:
+    return f"sqlite:///{(root / 'study.db').resolve()}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Tuner:
+    """An open study and what its trials train: ``base`` is the config searched around (no profile);
+    each trial trains ``base`` with ``tune.profile`` and its own values."""
+
+    name: str
+    base: Config
+    data_path: Path
+    root: Path
+    storage: str
+    study: optuna.Study
+    distributions: dict[str, optuna.distributions.BaseDistribution] = field(default_factory=dict)
+    started: float = 0.0
+    told_this_session: int = 0
+
+    @classmethod
+    def open(cls, name: str, base: Config, data_path: str | Path, results_dir: str | Path) -> Tuner:
+        """Create the study, or load it if one of this name exists with the same data and space."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        data_path = Path(data_path)
+        if not data_path.is_file():
+            raise UserInputError(f"{data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+        distributions = search_distributions(base)
+        base.with_profile(base.tune.profile)  # a tune.profile missing from profiles: is refused before anything runs
+        root = study_dir(results_dir, name)
+        root.mkdir(parents=True, exist_ok=True)
+        storage = base.tune.storage or default_storage(root)
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+            pruner=median_pruner(base.tune.pruner.n_startup_trials, base.tune.pruner.n_warmup_steps))
+        # the sampler's random stream restarts with each process: seeded by the trials already
+        # asked, a resumed study draws new values instead of replaying the first session's
+        study.sampler = optuna.samplers.TPESampler(seed=base.tune.sampler_seed + len(study.trials))
+        identity = {"data_sha256": _sha256(data_path),
+                    "space": {key: str(value) for key, value in distributions.items()},
+                    "metric": base.training.selection_metric, "profile": base.tune.profile}
+        saved = study.user_attrs.get("identity")
+        if saved is None:
+            study.set_user_attr("identity", identity)
+        elif saved != identity:
+            changed = next(key for key in identity if saved.get(key) != identity[key])
+            raise UserInputError(f"{root}: study {name!r} was started with another {changed.replace('_', ' ')}; "
+                                 "resume it with the same data and tune settings, or pass another --name")
+        return cls(name, base, data_path, root, storage, study, distributions, started=time.perf_counter())
+
+    # -- trials ----------------------------------------------------------------------------
+
+    def finished(self) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=FINISHED)
+
+    def interrupted(self) -> list[TrialSpec]:
+        """Trials left running by a killed process: run again, each resuming its own directory."""
+        return [self.spec(trial.number, trial.params)
+                for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+    def wanted(self, in_flight: int) -> int:
+        """How many more trials to start now, with ``in_flight`` running (a failed trial counts as ended,
+        so a study whose every trial fails still stops)."""
+        ended = self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL))
+        return max(0, self.base.tune.trials - len(ended) - in_flight)
+
+    def ask(self) -> TrialSpec:
+        trial = self.study.ask(self.distributions)
+        return self.spec(trial.number, trial.params)
+
+    def spec(self, number: int, params: dict[str, Any]) -> TrialSpec:
+        trial_config = self.trial_config(params)
+        return TrialSpec(study_name=self.name, storage=self.storage, number=number, params=params,
+                         config=trial_config.model_dump(mode="json"), data_path=str(self.data_path),
+                         run_dir=str(self.root / "trials" / f"{number:04d}"),
+                         pruner_startup_trials=self.base.tune.pruner.n_startup_trials,
+                         pruner_warmup_steps=self.base.tune.pruner.n_warmup_steps)
+
+    def trial_config(self, params: dict[str, Any]) -> Config:
+        return self.base.with_profile(self.base.tune.profile).with_overrides(params, source="tune trial")
+
+    def tell(self, outcome: TrialOutcome) -> str:
+        """Record a trial's outcome in the study; returns the progress line."""
+        if outcome.state == "pruned":
+            self.study.tell(outcome.number, state=TrialState.PRUNED)
+        elif outcome.value is None or not math.isfinite(outcome.value):
+            self.study.tell(outcome.number, state=TrialState.FAIL)
+        else:
+            self.study.tell(outcome.number, outcome.value)
+        self.told_this_session += 1
+        return self.progress_line(outcome)
+
+    def fail(self, number: int) -> None:
+        """A trial whose task failed (retries spent): failed in the study, not counted as finished."""
+        self.study.tell(number, state=TrialState.FAIL)
+
+    def progress_line(self, outcome: TrialOutcome) -> str:
+        finished = self.finished()
+        pruned = sum(trial.state == TrialState.PRUNED for trial in finished)
+        total = self.base.tune.trials
+        elapsed = time.perf_counter() - self.started
+        left = max(0, total - len(finished))
+        eta = elapsed / self.told_this_session * left / max(1, self.base.tune.workers) if left else 0.0
+        what = (f"pruned at look {outcome.looks}" if outcome.state == "pruned"
+                else f"{self.base.training.selection_metric} {outcome.value:.3f}" if outcome.value is not None
+                else "failed")
+        best = self.best_trial()
+        best_text = f"best {best.value:.3f} (trial {best.number})" if best else "no complete trial yet"
+        return (f"Trial {outcome.number} {what} in {outcome.seconds / 60:.1f} min | {len(finished)} of {total} "
+                f"finished ({pruned} pruned) | {best_text} | ETA {eta / 60:.1f} min")
+
+    def best_trial(self) -> optuna.trial.FrozenTrial | None:
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return max(complete, key=lambda trial: trial.value) if complete else None
+
+    # -- results ---------------------------------------------------------------------------
+
+    def trials_table(self) -> list[dict[str, Any]]:
+        """One row per trial, for the artifact and ``trials.json``."""
+        rows = []
+        for trial in self.study.get_trials(deepcopy=False):
+            rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+                         "value": None if trial.value is None else round(trial.value, 4),
+                         "looks": len(trial.intermediate_values),
+                         "minutes": round(trial.duration.total_seconds() / 60, 2) if trial.duration else None,
+                         **{key: trial.params.get(key) for key in self.distributions}})
+        return rows
+
+    def importances(self) -> dict[str, float]:
+        """Optuna's parameter importances over the complete trials; empty while too few.
+
+        PED-ANOVA rather than Optuna's default fANOVA: fANOVA needs scikit-learn (a random
+        forest), PED-ANOVA needs only numpy and is built for few trials."""
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) < 2 or len({json.dumps(t.params, sort_keys=True) for t in complete}) < 2:
+            return {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+                found = optuna.importance.get_param_importances(self.study, evaluator=evaluator)
+            return {key: round(value, 4) for key, value in found.items()}
+        except (RuntimeError, ValueError) as error:  # e.g. a parameter that never varied
+            logger.info("No parameter importances yet: %s", error)
+            return {}
+
+    def write_results(self) -> Path | None:
+        """``trials.json``, ``importances.json`` and, once a trial is complete, ``best_config.yaml``."""
+        write_json(self.root / "trials.json", {"study": self.name, "storage": self.storage,
+                                               "trials": self.trials_table()})
+        write_json(self.root / "importances.json", self.importances())
+        best = self.best_trial()
+        if best is None:
+            return None
+        config = self.base.with_overrides(best.params, source=f"best trial {best.number}")
+        header = (f"# rltrader tune {self.name}: trial {best.number}, the best of {len(self.finished())} finished "
+                  f"trials by validation {self.base.training.selection_metric} ({best.value:.3f}).\n"
+                  f"# Searched: {', '.join(f'{key}={value!r}' for key, value in best.params.items())}.\n"
+                  "# That score picked this config among many: judge it once on test, with\n"
+                  f"#   rltrader train --data_path {self.data_path} --config {self.root / 'best_config.yaml'}\n")
+        target = self.root / "best_config.yaml"
+        write_text(target, header + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        return target
+
+    # -- without Prefect -------------------------------------------------------------------
+
+    def run_serially(self) -> Path | None:
+        """The whole study in this process, one trial after another (the flow runs them in parallel)."""
+        pending = self.interrupted()
+        while pending or self.wanted(0):
+            spec = pending.pop(0) if pending else self.ask()
+            logger.info(self.tell(run_trial(spec)))
+        return self.write_results()
+
+
+__all__ = ["FINISHED", "Tuner", "default_storage", "study_dir"]
