@@ -51,7 +51,8 @@ def publish(tuner: Tuner) -> None:
              f"{tuner.base.training.selection_metric} of the trial (test never seen).", ""]
     if best is not None:
         lines += [f"Best: trial {best.number}, {best.value:.3f}, "
-                  + ", ".join(f"`{key}` = {value!r}" for key, value in best.params.items()), ""]
+                  + ", ".join(f"`{key}` = {value:.5g}" if isinstance(value, float) else f"`{key}` = {value!r}"
+                             for key, value in best.params.items()), ""]
     if importances:
         lines += ["| parameter | importance (PED-ANOVA) |", "|---|---|",
                   *(f"| `{key}` | {value:.3f} |" for key, value in importances.items())]

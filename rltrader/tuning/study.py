@@ -51,6 +51,11 @@ def default_storage(root: Path) -> str:
     return f"sqlite:///{(root / 'study.db').resolve()}"
 
 
+def _readable(value: Any) -> Any:
+    """A sampled float to 5 significant digits for tables (the study and the config keep it whole)."""
+    return float(f"{value:.5g}") if isinstance(value, float) else value
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -179,7 +184,7 @@ class Tuner:
                          "value": None if trial.value is None else round(trial.value, 4),
                          "looks": len(trial.intermediate_values),
                          "minutes": round(trial.duration.total_seconds() / 60, 2) if trial.duration else None,
-                         **{key: trial.params.get(key) for key in self.distributions}})
+                         **{key: _readable(trial.params.get(key)) for key in self.distributions}})
         return rows
 
     def importances(self) -> dict[str, float]:
