@@ -60,6 +60,37 @@ def _lstm_cell(gates: np.ndarray, cell: np.ndarray, hidden: np.ndarray) -> None:
         hidden[u] = output_gate * _tanh(cell[u])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _arg_max3(logits: np.ndarray) -> int:
+    """The action: arg-max of the first three values, the first on ties (as torch's)."""
+    choice = 0
+    if logits[1] > logits[choice]:
+        choice = 1
+    if logits[2] > logits[choice]:
+        choice = 2
+    return choice
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
+           position_size: float, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
+    """Record model ``k``'s ``choice`` and advance its account over bar ``t`` with
+    ``TradingEnv.step``'s arithmetic in its order; write the next observation's position and
+    PnL % into ``observed``. True when the account is bankrupt (the episode ends there)."""
+    taken[k, steps[k]] = choice
+    steps[k] += 1
+    equity = account[k, 0] + table[t, held[k] * 3 + choice]
+    if choice != held[k]:
+        account[k, 1] = table[t, OPEN_COLUMN]
+    held[k] = choice
+    account[k, 0] = equity
+    sign = float(choice - 1)
+    unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
+    observed[0] = sign
+    observed[1] = unrealized / equity if equity != 0.0 else 0.0
+    return equity <= 0.0
+
+
 @njit(cache=True, nogil=True)
 def step_actors(
     projected: np.ndarray,  # float32 (B, K, 4H): layer-0 input projection of the feature windows + bias
@@ -126,35 +157,12 @@ def step_actors(
                 _add_product(layer_out[:out_width], weights, latent[:width])
                 weight_at += width * out_width
                 bias_at += out_width
-                code = mlp_activation[m]
-                for u in range(out_width):
-                    value = layer_out[u]
-                    if code == TANH:
-                        value = _tanh(value)
-                    elif code == RELU and value < 0.0:
-                        value = 0.0
-                    latent[u] = value
+                _activate(layer_out, latent, out_width, mlp_activation[m])
                 width = out_width
             logits[:] = action_bias[k]
             _add_product(logits, action[k], latent[:width])
-            choice = 0  # arg-max, the first on ties (as torch's)
-            if logits[1] > logits[choice]:
-                choice = 1
-            if logits[2] > logits[choice]:
-                choice = 2
-
-            taken[k, steps[k]] = choice
-            steps[k] += 1
-            equity = account[k, 0] + table[t, held[k] * 3 + choice]
-            if choice != held[k]:
-                account[k, 1] = table[t, OPEN_COLUMN]
-            held[k] = choice
-            account[k, 0] = equity
-            sign = float(choice - 1)
-            unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
-            layer0_input[k, size] = sign
-            layer0_input[k, size + 1] = unrealized / equity if equity != 0.0 else 0.0
-            if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv
+            if _trade(k, _arg_max3(logits), t, account, held, table, position_size, taken, steps,
+                      layer0_input[k, size:]):
                 alive[k] = False
         if not any_alive:
             return False
@@ -213,24 +221,7 @@ def step_mlp_actors(
                 bias_at += out_width
                 _activate(layer_out, latent, out_width, mlp_activation[m])
                 width = out_width
-            choice = 0  # arg-max of the logits, the first on ties (as torch's)
-            if latent[1] > latent[choice]:
-                choice = 1
-            if latent[2] > latent[choice]:
-                choice = 2
-
-            taken[k, steps[k]] = choice
-            steps[k] += 1
-            equity = account[k, 0] + table[t, held[k] * 3 + choice]
-            if choice != held[k]:
-                account[k, 1] = table[t, OPEN_COLUMN]
-            held[k] = choice
-            account[k, 0] = equity
-            sign = float(choice - 1)
-            unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
-            position_pnl[k, 0] = sign
-            position_pnl[k, 1] = unrealized / equity if equity != 0.0 else 0.0
-            if equity <= 0.0:  # bankrupt: the evaluation episode ends, as in TradingEnv
+            if _trade(k, _arg_max3(latent), t, account, held, table, position_size, taken, steps, position_pnl[k]):
                 alive[k] = False
         if not any_alive:
             return False

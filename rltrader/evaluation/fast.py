@@ -175,6 +175,15 @@ class PackedActors:
         )
 
 
+def _accounts(n_models: int, bounds: EpisodeBounds, config: EnvConfig) -> tuple[np.ndarray, ...]:
+    """The kernels' per-model account state at the split's start: (equity and entry price, held
+    action, alive, actions taken, decisions made)."""
+    account = np.zeros((n_models, 2))
+    account[:, 0] = config.initial_balance
+    return (account, np.full(n_models, FLAT, dtype=np.int64), np.ones(n_models, dtype=np.bool_),
+            np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64), np.zeros(n_models, dtype=np.int64))
+
+
 def fast_actions(
     models: Sequence[Any], market: MarketData, split: str, config: EnvConfig
 ) -> list[np.ndarray]:
@@ -197,12 +206,7 @@ def fast_actions(
     layer0_input = np.zeros((n_models, hidden + 2), dtype=np.float32)  # [hidden, position, PnL %]
     hidden_state = np.zeros((n_models, n_layers, hidden), dtype=np.float32)
     cell_state = np.zeros((n_models, n_layers, hidden), dtype=np.float32)
-    account = np.zeros((n_models, 2))
-    account[:, 0] = config.initial_balance
-    held = np.full(n_models, FLAT, dtype=np.int64)
-    alive = np.ones(n_models, dtype=np.bool_)
-    taken = np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64)
-    steps = np.zeros(n_models, dtype=np.int64)
+    account, held, alive, taken, steps = _accounts(n_models, bounds, config)
     windows = market.windows(config.window_size)
     offset = config.window_size - 1
 
@@ -246,12 +250,7 @@ def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
                          for actor in actors])
     tail = np.stack([actor.tail for actor in actors])
     position_pnl = np.zeros((n_models, 2), dtype=np.float32)
-    account = np.zeros((n_models, 2))
-    account[:, 0] = config.initial_balance
-    held = np.full(n_models, FLAT, dtype=np.int64)
-    alive = np.ones(n_models, dtype=np.bool_)
-    taken = np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64)
-    steps = np.zeros(n_models, dtype=np.int64)
+    account, held, alive, taken, steps = _accounts(n_models, bounds, config)
     windows = market.windows(config.window_size)
     offset = config.window_size - 1
     with _thread_pools().limit(limits=1, user_api="blas"):
