@@ -34,6 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DEPLOYMENT = "train-ppo"
 MODE_DEPLOYMENT = "performance-mode"
 TUNE_DEPLOYMENT = "tune"
+WALK_FORWARD_DEPLOYMENT = "walk-forward"
 SERVER_START_TIMEOUT_S = 90.0
 
 
@@ -128,13 +129,15 @@ def default_request(config_path: Path | None, data_path: Path, results_dir: Path
 
 def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
                       settings_file: Path, cache_dir: Path | None = None) -> list[Any]:
-    """The three deployments; pass absolute paths (flow runs may start in another directory)."""
+    """The four deployments; pass absolute paths (flow runs may start in another directory)."""
     from prefect.schedules import Cron
 
     from flows.mode import set_performance_mode
     from flows.train import train_pipeline
     from flows.tune import tune_study
+    from flows.walkforward import walk_forward
     from rltrader.tuning.request import TuneRequest
+    from rltrader.walkforward.request import WalkForwardRequest
 
     schedule = config.orchestration.mode_schedule
     common = {"config": str(config_path) if config_path else None}
@@ -166,7 +169,17 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
         parameters={"request": tune_request.model_dump(mode="json", exclude_defaults=True)},
         tags=["rltrader", "tuning"],
     )
-    return [train, mode, tune]
+    walk_request = WalkForwardRequest(**tune_request.model_dump(include={"config", "data_path", "results_dir",
+                                                                         "settings_file", "cache_dir"}))
+    walk = walk_forward.to_deployment(
+        name=WALK_FORWARD_DEPLOYMENT,
+        description="Walk-forward analysis: a training run per fold and seed (rolling or anchored windows, "
+                    "walk_forward: in the config), each fold's best model tested once on the next period, the test "
+                    "windows stitched into one out-of-sample curve against buy-and-hold. Re-run to resume.",
+        parameters={"request": walk_request.model_dump(mode="json", exclude_defaults=True)},
+        tags=["rltrader", "walk-forward"],
+    )
+    return [train, mode, tune, walk]
 
 
 def _stop_on_sigterm() -> None:
@@ -196,7 +209,8 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
               + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
         print(f"Deployments: train-pipeline/{TRAIN_DEPLOYMENT} (Run it from the UI), set-performance-mode/"
               f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "
-              f"{schedule.timezone}), tune/{TUNE_DEPLOYMENT} (an Optuna search). Ctrl-C stops serving.", flush=True)
+              f"{schedule.timezone}), tune/{TUNE_DEPLOYMENT} (an Optuna search), walk-forward/"
+              f"{WALK_FORWARD_DEPLOYMENT} (folds x seeds, stitched out-of-sample). Ctrl-C stops serving.", flush=True)
         from prefect import serve
 
         serve(*deployments, print_starting_message=False)

@@ -56,10 +56,10 @@ def _quiet_prefect_tracebacks_for_user_errors() -> None:
 
 
 PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file"}
+"""Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
 TUNE_FIELDS = ("data_path", "config", "name", "trials", "workers", "profile", "storage", "seed", "results_dir",
                "cache_dir", "dask_address", "settings_file")
 """``rltrader tune``'s flags: the fields of :class:`~rltrader.tuning.request.TuneRequest`."""
-"""Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
 
 
 def _scalar(annotation: Any) -> type:
@@ -86,6 +86,9 @@ def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], req
             parser.add_argument(f"--{name}", action="store_true", help=help_text)
         elif _scalar(field.annotation) is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(_scalar(field.annotation)) is list:
+            item = typing.get_args(_scalar(field.annotation))[0]
+            parser.add_argument(f"--{name}", type=item, nargs="+", default=field.default, help=help_text)
         elif typing.get_origin(_scalar(field.annotation)) is typing.Literal:
             parser.add_argument(f"--{name}", choices=typing.get_args(_scalar(field.annotation)), default=field.default,
                                 help=help_text)
@@ -232,19 +235,64 @@ def _command_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_walkforward(args: argparse.Namespace) -> int:
+    from rltrader.walkforward.data import prepare_folds
+    from rltrader.walkforward.request import WalkForwardRequest
+    from rltrader.walkforward.runs import check_plan, walk_plan
+
+    request = request_from_args(args, tuple(WalkForwardRequest.model_fields), WalkForwardRequest)
+    config = request.to_config()  # a bad config fails here, before Prefect starts
+    if not Path(request.data_path).is_file():
+        raise UserInputError(f"{request.data_path}: bar file not found; "
+                             "pass an existing CSV/TSV/parquet to --data_path")
+    # bad bars, folds that do not fit or a results directory planned otherwise: one line, before Prefect starts
+    folds, prepared = prepare_folds(request.data_path, config)
+    check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
+                                       prepared[0].metadata["source"]["sha256"]))
+    _prefect_environment()
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
+    from rltrader.walkforward.report import aggregate_lines
+
+    _quiet_prefect_tracebacks_for_user_errors()
+    _console_log_level(2 if args.verbose else 1)
+    _show_flow_progress(("Fold ", "Walk-forward ", "Resuming"))
+    result = walk_forward(request, fold_console_level=logging.INFO if args.verbose else logging.WARNING)
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 180)
+    rows = result["fold_table"]
+    table = Table(title=f"Walk-forward {result['name']}: each fold's best model on its test window")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column.startswith("test") else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+    for line in aggregate_lines(result["aggregate"], result["warm_start"]):
+        console.print(line)
+    files = result["files"]
+    console.print(f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
+                  f"  summary          {Path(result['root']) / 'summary.json'}")
+    return 0
+
+
 def _show_tune_progress() -> None:
-    """The flow's per-trial lines (trials done, best so far, ETA) on the terminal at the default verbosity."""
+    _show_flow_progress(("Trial ", "Study ", "Resuming"))
+
+
+def _show_flow_progress(prefixes: tuple[str, ...]) -> None:
+    """The flow's progress lines (those starting with ``prefixes``) on the terminal at the default verbosity."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    class _TuneLines(logging.Filter):
+    class _ProgressLines(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return record.levelno >= logging.WARNING or record.getMessage().startswith(("Trial ", "Study ", "Resuming"))
+            return record.levelno >= logging.WARNING or record.getMessage().startswith(prefixes)
 
     for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.INFO)
-                handler.addFilter(_TuneLines())
+                handler.addFilter(_ProgressLines())
 
 
 def _command_compare(args: argparse.Namespace) -> int:
@@ -476,6 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_request_flags(tune, TUNE_FIELDS, model=TuneRequest)
     tune.add_argument("--verbose", action="store_true", help="every log line, not only one line per trial")
     tune.set_defaults(handler=_command_tune)
+
+    from rltrader.walkforward.request import WalkForwardRequest
+
+    walk = commands.add_parser(
+        "walkforward", help="walk-forward analysis: retrain on a moving window, test the next period, stitch the tests",
+        description="Split the file into folds (walk_forward: in the config; rolling or anchored windows, each with "
+                    "its own train / validation / test and normalization), train one run per fold and seed with every "
+                    "optimization (in parallel with --parallel in performance mode, or on Dask), score each fold's "
+                    "best model once on its test window, and stitch the test windows into one out-of-sample equity "
+                    "curve against buy-and-hold. Results go to RESULTS_DIR/walkforward-NAME/; re-running resumes.")
+    add_request_flags(walk, tuple(WalkForwardRequest.model_fields), model=WalkForwardRequest)
+    walk.add_argument("--verbose", action="store_true", help="every log line, not only one line per fold")
+    walk.set_defaults(handler=_command_walkforward)
 
     mode = commands.add_parser(
         "mode", help="switch running and future training between quiet and performance, or show the mode",

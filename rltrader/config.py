@@ -367,6 +367,36 @@ class TuneConfig(_Strict):
     )
 
 
+class WalkForwardConfig(_Strict):
+    """``rltrader walkforward``: retrain on a moving window, trade the next unseen period, repeat.
+
+    Each fold has its own train / validation / test (in that order, with ``gap_bars``
+    between them) and its own normalization; the folds' test windows follow each other, so
+    their equity curves stitch into one out-of-sample curve. Sizes count bars; left unset,
+    ``folds`` windows are fitted to the file with the first fold split as ``splits:`` says."""
+
+    scheme: Literal["rolling", "anchored"] = Field(
+        "rolling", description="rolling: every train window is train_bars long; anchored: every one starts at the "
+                               "first bar and grows by test_bars per fold.")
+    folds: int | None = Field(6, ge=1, description="Folds (test windows); null = as many as the sizes allow.")
+    train_bars: int | None = Field(None, ge=2, description="Training bars of the first fold; null = from splits:.")
+    validation_bars: int | None = Field(None, ge=2, description="Validation bars of each fold; null = test_bars.")
+    test_bars: int | None = Field(None, ge=2, description="Test bars of each fold; null = fitted to the file.")
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1, description="A training run per fold "
+                             "and seed.")
+    warm_start_folds: bool = Field(False, description="Fold k+1 starts from fold k's best model (same seed).")
+    parallel: int = Field(1, ge=1, description="Runs trained at once (performance mode; quiet keeps one).")
+    profile: str | None = Field("quick", description="Profile of every fold's run (its budget); null = none.")
+
+    @model_validator(mode="after")
+    def _sizes_given_together(self) -> WalkForwardConfig:
+        if (self.train_bars is None) != (self.test_bars is None):
+            raise ValueError("give train_bars and test_bars together (or neither, to fit folds to the file)")
+        if self.folds is None and self.test_bars is None:
+            raise ValueError("give folds, or train_bars and test_bars")
+        return self
+
+
 class Config(_Strict):
     """The whole configuration; sections match the top-level keys of the YAML file."""
 
@@ -381,6 +411,7 @@ class Config(_Strict):
     performance_mode: PerformanceModeConfig = PerformanceModeConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     tune: TuneConfig = TuneConfig()
+    walk_forward: WalkForwardConfig = WalkForwardConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )
@@ -392,7 +423,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _tune_names_known_keys(self) -> Config:
-        raw = self.model_dump(mode="json", exclude={"tune", "profiles"})
+        raw = self.model_dump(mode="json", exclude={"tune", "walk_forward", "profiles"})
         for dotted in self.tune.space:
             node: Any = raw
             for part in dotted.split("."):

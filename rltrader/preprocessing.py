@@ -88,7 +88,8 @@ def _iso(stamp: pd.Timestamp) -> str:
     return stamp.isoformat(sep=" ")
 
 
-def _bar_summary(loaded: LoadedBars) -> dict[str, Any]:
+def bar_summary(loaded: LoadedBars) -> dict[str, Any]:
+    """What the report says about the bars: count, span, interval, gaps, repairs."""
     gaps = loaded.gaps
     bars = loaded.bars
     return {
@@ -105,13 +106,26 @@ def _bar_summary(loaded: LoadedBars) -> dict[str, Any]:
     }
 
 
+def source_summary(path: Path, loaded: LoadedBars) -> dict[str, Any]:
+    """Which file, which bytes (its SHA-256 identifies the data a run belongs to), how it was read."""
+    return {
+        "path": str(path),
+        "sha256": file_digest(path),
+        "size_bytes": path.stat().st_size,
+        "format": loaded.source_format,
+        "timestamps": loaded.time_description,
+        "spread": loaded.spread_description,
+    }
+
+
 def _bars_per_year(index: pd.DatetimeIndex) -> float:
     """Bars actually traded per calendar year: what annualization must use, not 252."""
     span_years = (index[-1] - index[0]).total_seconds() / (365.25 * 86400)
     return float((len(index) - 1) / span_years) if span_years > 0 else float("nan")
 
 
-def _split_summary(ranges: SplitRanges, timestamps: pd.DatetimeIndex, warmup: int) -> dict[str, Any]:
+def split_summary(ranges: SplitRanges, timestamps: pd.DatetimeIndex, warmup: int) -> dict[str, Any]:
+    """Rows, bar counts and dates of each split, as the report and the trainer read them."""
     summary: dict[str, Any] = {"gap_bars": ranges.gap, "warmup_bars_dropped": warmup}
     for name, (start, end) in ranges.ranges().items():
         summary[name] = {
@@ -123,31 +137,45 @@ def _split_summary(ranges: SplitRanges, timestamps: pd.DatetimeIndex, warmup: in
     return summary
 
 
-def build_features_frame(
-    loaded: LoadedBars, config: Config
-) -> tuple[pd.DataFrame, NormalizationStats, SplitRanges, int]:
-    """Features, splits and train-only normalization for validated bars."""
+def usable_features(loaded: LoadedBars, config: Config) -> tuple[pd.DataFrame, int]:
+    """Raw (unnormalized) features from the first bar where every one is defined, and the warm-up dropped."""
     features = compute_features(loaded.bars, config.features)
-    warmup = features.warmup
-    usable = features.values.iloc[warmup:]
-    ranges = chronological_splits(
-        len(usable), config.splits, config.gap_bars, config.env.window_size, loaded.source, warmup
-    )
-    if not np.isfinite(usable.to_numpy()).all():
-        bad_column = usable.columns[~np.isfinite(usable.to_numpy()).all(axis=0)][0]
+    usable = features.values.iloc[features.warmup:]
+    finite = np.isfinite(usable.to_numpy())
+    if not finite.all():
+        bad_column = usable.columns[~finite.all(axis=0)][0]
         raise DataError(loaded.source, f"feature {bad_column!r} is not finite after the warm-up; check the bars")
+    return usable, features.warmup
+
+
+def fit_on_train(usable: pd.DataFrame, ranges: SplitRanges, clip: float) -> NormalizationStats:
+    """Normalization fitted on the training rows of ``ranges`` only; sin/cos encodings pass through."""
     train_start, train_end = ranges.train
     cyclical = tuple(c for c in usable.columns if c.endswith(("_sin", "_cos")))
-    stats = fit_normalization(usable.iloc[train_start:train_end], config.features.clip, cyclical)
-    normalized = stats.apply(usable)
+    return fit_normalization(usable.iloc[train_start:train_end], clip, cyclical)
 
-    bars = loaded.bars.iloc[warmup:]
+
+def model_frame(bars: pd.DataFrame, normalized: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
+    """What training reads: timestamp, prices (and volume, spread), split code, normalized features."""
     frame = pd.DataFrame({"timestamp": bars.index})
     for column in PRICE_AND_VOLUME:
         if column in bars.columns:
             frame[column] = bars[column].to_numpy()
-    frame[SPLIT_COLUMN] = ranges.codes(len(usable))
+    frame[SPLIT_COLUMN] = codes
     frame[normalized.columns] = normalized.to_numpy()
+    return frame
+
+
+def build_features_frame(
+    loaded: LoadedBars, config: Config
+) -> tuple[pd.DataFrame, NormalizationStats, SplitRanges, int]:
+    """Features, splits and train-only normalization for validated bars."""
+    usable, warmup = usable_features(loaded, config)
+    ranges = chronological_splits(
+        len(usable), config.splits, config.gap_bars, config.env.window_size, loaded.source, warmup
+    )
+    stats = fit_on_train(usable, ranges, config.features.clip)
+    frame = model_frame(loaded.bars.iloc[warmup:], stats.apply(usable), ranges.codes(len(usable)))
     return frame, stats, ranges, warmup
 
 
@@ -179,17 +207,10 @@ def preprocess(data_path: str | Path, config: Config | None = None, use_cache: b
         "cache_key": key,
         "feature_code_version": FEATURE_CODE_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {
-            "path": str(path),
-            "sha256": file_digest(path),
-            "size_bytes": path.stat().st_size,
-            "format": loaded.source_format,
-            "timestamps": loaded.time_description,
-            "spread": loaded.spread_description,
-        },
-        "bars": _bar_summary(loaded),
+        "source": source_summary(path, loaded),
+        "bars": bar_summary(loaded),
         "features": {"columns": list(stats.mean), "normalization": stats.to_dict()},
-        "splits": _split_summary(ranges, pd.DatetimeIndex(frame["timestamp"]), warmup),
+        "splits": split_summary(ranges, pd.DatetimeIndex(frame["timestamp"]), warmup),
         "parquet": {"rows": len(frame)},
         "compute_seconds": round(time.perf_counter() - started, 3),
         "settings": cache_settings(config),

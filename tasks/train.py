@@ -13,6 +13,7 @@ another experiment), which would only fail the same way again.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,21 @@ def _iteration_label() -> str:
     return label + (f" candidate {parameters['candidate']}" if "candidate" in parameters else "")
 
 
-def mode_switcher(config: Config, run_dir: str, settings_file: str | None) -> ModeSwitcher:
-    """The performance-mode hook of a run in ``run_dir`` (quiet unless the settings file says otherwise)."""
+def mode_switcher(config: Config, run_dir: str, settings_file: str | None, workers: int = 1) -> ModeSwitcher:
+    """The performance-mode hook of a run in ``run_dir`` (quiet unless the settings file says otherwise);
+    ``workers`` runs share the machine's cores in performance mode."""
     path = Path(settings_file) if settings_file else config.performance_mode.settings_file
-    return ModeSwitcher(config.performance_mode, Path(run_dir), path)
+    return ModeSwitcher(config.performance_mode, Path(run_dir), path, workers)
+
+
+def set_console_level(level: int) -> None:
+    """What this worker prints on its terminal (Prefect's console handlers); the UI still gets every line."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(level)
 
 
 _TRAINING_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": is_transient,

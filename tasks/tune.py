@@ -16,7 +16,7 @@ from prefect.runtime import task_run as current_task_run
 
 from rltrader.config import parse_config
 from rltrader.runtime.allocator import relax_heap_trimming
-from tasks.train import is_transient, mode_switcher
+from tasks.train import is_transient, mode_switcher, set_console_level
 
 
 def _trial_label() -> str:
@@ -30,14 +30,9 @@ def tune_trial_task(spec: dict[str, Any], settings_file: str | None = None,
 
     ``console_level`` is the worker's terminal logging (the UI gets every line regardless):
     the terminal shows one line per trial from the flow, not each trial's validations."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
     from rltrader.tuning.trial import TrialSpec, run_trial
 
-    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(console_level)
+    set_console_level(console_level)
     relax_heap_trimming()  # Dask workers start with a heap setting that halves training speed
     trial = TrialSpec.model_validate(spec)
     config = parse_config(trial.config, source=f"trial {trial.number}")

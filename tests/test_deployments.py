@@ -6,7 +6,13 @@ from pathlib import Path
 
 import yaml
 
-from deployments.serve import MODE_DEPLOYMENT, TRAIN_DEPLOYMENT, TUNE_DEPLOYMENT, build_deployments
+from deployments.serve import (
+    MODE_DEPLOYMENT,
+    TRAIN_DEPLOYMENT,
+    TUNE_DEPLOYMENT,
+    WALK_FORWARD_DEPLOYMENT,
+    build_deployments,
+)
 from rltrader.cli import main
 from rltrader.config import load_config
 
@@ -16,9 +22,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_path):
     config = load_config().with_overrides({"orchestration.mode_schedule.timezone": "Europe/London",
                                            "orchestration.mode_schedule.performance_cron": "30 21 * * 1-5"})
-    train, mode, tune = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
-                                          tmp_path / "results", tmp_path / "settings.json")
-    assert (train.name, mode.name, tune.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT, TUNE_DEPLOYMENT)
+    train, mode, tune, walk = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
+                                                tmp_path / "results", tmp_path / "settings.json")
+    assert (train.name, mode.name, tune.name, walk.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT, TUNE_DEPLOYMENT,
+                                                             WALK_FORWARD_DEPLOYMENT)
+    assert walk.entrypoint == "flows/walkforward.py:walk_forward"
+    assert walk.parameters["request"]["settings_file"] == str(tmp_path / "settings.json") and not walk.schedules
     assert tune.entrypoint == "flows/tune.py:tune_study"
     assert tune.parameters["request"]["results_dir"] == str(tmp_path / "results") and not tune.schedules
     assert train.entrypoint == "flows/train.py:train_pipeline"
@@ -36,6 +45,7 @@ def test_prefect_yaml_matches_the_configured_schedule():
     deployments = {deployment["name"]: deployment for deployment in spec["deployments"]}
     assert deployments[TRAIN_DEPLOYMENT]["entrypoint"] == "flows/train.py:train_pipeline"
     assert deployments[TUNE_DEPLOYMENT]["entrypoint"] == "flows/tune.py:tune_study"
+    assert deployments[WALK_FORWARD_DEPLOYMENT]["entrypoint"] == "flows/walkforward.py:walk_forward"
     crons = {entry["parameters"]["mode"]: (entry["cron"], entry["timezone"])
              for entry in deployments[MODE_DEPLOYMENT]["schedules"]}
     assert crons == {"performance": (schedule.performance_cron, schedule.timezone),

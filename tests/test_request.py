@@ -79,7 +79,7 @@ def test_cli_flow_and_deployment_build_the_same_config_from_one_request(fields, 
     assert from_cli == request and from_cli.to_config() == expected
 
     # a deployment: its default request as Prefect stores it (JSON), the form's edits, Prefect's validation
-    [train, _, _] = build_deployments(load_config(), paths["config"], paths["data_path"], paths["results_dir"],
+    [train, *_] = build_deployments(load_config(), paths["config"], paths["data_path"], paths["results_dir"],
                                    paths["settings_file"], paths["cache_dir"])
     stored = json.loads(json.dumps(train.parameters))
     assert TrainRequest.model_validate(stored["request"]) == deployment_defaults

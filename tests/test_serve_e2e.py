@@ -101,6 +101,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
                     try:
                         served.deployment("train-pipeline/train-ppo")
                         served.deployment("set-performance-mode/performance-mode")
+                        served.deployment("walk-forward/walk-forward")
                         break
                     except Exception:  # noqa: BLE001 - not registered yet
                         pass
@@ -197,3 +198,23 @@ def test_a_killed_flow_run_retried_from_the_ui_skips_finished_iterations(served)
     records = json.loads((run_dir / "run_state.json").read_text())["iterations"]
     assert [record["iteration"] for record in records] == [0, 1, 2]
     assert records[1]["resumed_at"] > 0  # iteration 2 went on from its checkpoint
+
+
+def test_walk_forward_runs_from_the_ui_and_publishes_its_fold_table(served):
+    deployment = served.deployment("walk-forward/walk-forward")
+    results = served.root / "walk"
+    request = {**deployment.parameters["request"], "profile": "smoke", "folds": 2, "name": "ui",
+               "results_dir": str(results)}
+    flow_run = served.run_and_wait("walk-forward/walk-forward", {"request": request})
+    assert flow_run.state.is_completed(), flow_run.state.message
+    summary = json.loads((results / "walkforward-ui" / "summary.json").read_text())
+    assert [row["fold"] for row in summary["fold_table"]] == [1, 2]
+    with served.client() as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    keys = {artifact.key for artifact in artifacts}
+    assert {"walkforward-ui-folds", "walkforward-ui-summary"} <= keys
+    versions = [artifact for artifact in artifacts if artifact.key == "walkforward-ui-folds"]
+    assert len(versions) == 2  # updated as each fold finished
+    latest = max(versions, key=lambda artifact: artifact.created)
+    assert [row["fold"] for row in json.loads(latest.data)] == [1, 2]  # the table as the UI shows it

@@ -164,8 +164,10 @@ class ModeSwitcher(UpdateHook):
     """
 
     def __init__(self, config: PerformanceModeConfig, run_dir: Path | None = None,
-                 settings_file: Path | None = None) -> None:
+                 settings_file: Path | None = None, workers: int = 1) -> None:
+        """``workers``: trainings sharing this machine at once; "every core" is shared among them."""
         self.config = config
+        self.workers = max(1, workers)
         self.settings = SettingsFile(settings_file or config.settings_file)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.priority = ProcessPriority()
@@ -200,7 +202,7 @@ class ModeSwitcher(UpdateHook):
             mode=mode,
             batch_size=valid_batch_size(int(base_batch * knobs.batch_multiplier), rollout_size),
             n_epochs=max(1, int(base_epochs * knobs.epochs_multiplier + 0.5)),
-            torch_threads=knobs.torch_threads or os.cpu_count() or 1,
+            torch_threads=knobs.torch_threads or max(1, (os.cpu_count() or 1) // self.workers),
         )
 
     # -- the hook -----------------------------------------------------------------------------

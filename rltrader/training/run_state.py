@@ -27,13 +27,15 @@ from rltrader.records import BestModel, IterationRecord, Record
 STATE_VERSION = 2
 
 
-def fingerprint(config: Config, data_sha256: str) -> dict[str, Any]:
-    """What must match for a results directory to be resumed: data content and settings."""
+def fingerprint(config: Config, data_sha256: str, fold: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What must match for a results directory to be resumed: data content and settings (and, for a
+    walk-forward fold, which rows of the file it trains, validates and tests on)."""
     # runtime knobs, not the experiment: where the cache lives, how hard the machine works,
     # how failures are retried and where the server is, and how a search would vary it
     settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True,
-                                                       "orchestration": True, "tune": True})
-    return {"data_sha256": data_sha256, "config": settings}
+                                                       "orchestration": True, "tune": True,
+                                                       "walk_forward": True})
+    return {"data_sha256": data_sha256, "config": settings, **({"fold": fold} if fold else {})}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:

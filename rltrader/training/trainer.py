@@ -143,13 +143,16 @@ class Trainer:
 
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
                  update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0,
-                 validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = ()) -> None:
+                 validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = (),
+                 initial_model: str | Path | None = None) -> None:
         """``update_hooks`` run before every update (:mod:`rltrader.runtime.hooks`); ``seed_offset``
         shifts every iteration's seed: parallel candidates of one iteration differ by it
         (candidate 0 has offset 0, so it is exactly the serial run). ``validation_hooks`` are
         called after every validation look with the look's number in the run (0, 1, ...), the
         best score so far, the model and the timesteps the run has trained; an exception raised
-        there (a pruned tuning trial) ends training."""
+        there (a pruned tuning trial) ends training. ``initial_model``: the first iteration continues
+        from this saved model instead of a fresh one (a walk-forward fold warm-started from the
+        previous fold's best)."""
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
@@ -159,6 +162,7 @@ class Trainer:
         self.method = method_name(config)
         self.seed_offset = seed_offset
         self.validation_hooks = tuple(validation_hooks)
+        self.initial_model = Path(initial_model) if initial_model is not None else None
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     # -- the run ---------------------------------------------------------------------------
@@ -183,7 +187,7 @@ class Trainer:
             prepared = preprocess(self.data_path, self.config)
             preprocess_seconds = time.perf_counter() - started
         self.market = MarketData.from_prepared(prepared, self.config, self.data_path)
-        expected = fingerprint(self.config, prepared.metadata["source"]["sha256"])
+        expected = fingerprint(self.config, prepared.metadata["source"]["sha256"], prepared.metadata.get("fold"))
         self.state = RunState.load_or_create(self.paths.state, expected, self.method)
         for stray in remove_stray_temp_files(self.paths.root):
             logger.info("Removed %s, left half-written by an interrupted run", stray)
@@ -230,7 +234,8 @@ class Trainer:
         apply_hyperparameters(model, hyper)
         model.batch_size = self.training.batch_size  # a checkpoint may hold a performance-mode batch
         logger.info("Iteration %d/%d [%s] %s, %s timesteps, seed %d", iteration + 1, self.training.iterations,
-                    hyper.phase, "warm start from the best model" if progress.warm_started else "fresh model",
+                    hyper.phase, ("warm start from " + ("the best model" if iteration else str(self.initial_model)))
+                    if progress.warm_started else "fresh model",
                     f"{budget - progress.last_checkpoint_at:,}" + (" remaining" if progress.last_checkpoint_at else ""),
                     seed)
 
@@ -328,10 +333,15 @@ class Trainer:
                         f"{checkpoint.timesteps:,}")
             return model, progress
         warm = self.switches.warm_start and iteration > 0 and self.state.best is not None
-        model = (load_for_training(self.paths.best_model, self.env, seed, self.switches.fast_engine) if warm
-                 else build_model(self.env, self.training, hyperparameters_for(iteration, self.training,
-                                  self.switches.progressive_training), seed, self.switches.fast_engine))
-        return model, _IterationProgress(iteration, seed, budget, warm, phase)
+        start_from = self.paths.best_model if warm else self.initial_model if iteration == 0 else None
+        if start_from is not None:
+            if not start_from.is_file():
+                raise UserInputError(f"{start_from}: the model to start from is missing; train it first")
+            model = load_for_training(start_from, self.env, seed, self.switches.fast_engine)
+        else:
+            model = build_model(self.env, self.training, hyperparameters_for(iteration, self.training,
+                                self.switches.progressive_training), seed, self.switches.fast_engine)
+        return model, _IterationProgress(iteration, seed, budget, start_from is not None, phase)
 
     def _load_best_record(self) -> None:
         """``best_model.json`` is written right after each new best and is the authority on it.

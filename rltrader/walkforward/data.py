@@ -1,0 +1,131 @@
+"""Each fold's training data: features computed once per file, normalized per fold on its own train rows.
+
+The raw features are causal, so they are computed once over the whole file and cached
+(``optimizations.cache_environments``); what differs between folds is which rows they
+hold, how those are split and the normalization, which is fitted on the fold's training
+rows only: bars after a fold's training window cannot reach its statistics. Every fold is
+written as an ordinary prepared file (a :class:`~rltrader.preprocessing.PreparedData`, its
+``metadata["fold"]`` saying which rows of the file it is), so the trainer, the evaluator
+and the report run on it unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rltrader.cache import FeatureStore, cache_key, file_digest
+from rltrader.config import Config
+from rltrader.data import load_bars
+from rltrader.errors import DataError
+from rltrader.features import FEATURE_CODE_VERSION
+from rltrader.features.normalization import NormalizationStats
+from rltrader.preprocessing import (
+    PreparedData,
+    bar_summary,
+    fit_on_train,
+    model_frame,
+    source_summary,
+    split_summary,
+    usable_features,
+)
+from rltrader.walkforward.folds import Fold, plan_folds
+
+logger = logging.getLogger(__name__)
+
+RAW_KIND = "walk-forward raw features"
+
+
+def raw_settings(config: Config) -> dict[str, Any]:
+    """What shapes the raw feature file: how the bars are read and which features (not splits, not windows)."""
+    return {"kind": RAW_KIND, "data": config.data.model_dump(mode="json"),
+            "features": config.features.model_dump(mode="json", exclude={"clip"})}
+
+
+def raw_key(data_path: Path, config: Config) -> str:
+    """Cache key of the file's raw features: its content, how it is read, which features, the code
+    (not the splits or the observation window, which only the folds' files depend on)."""
+    if not data_path.is_file():
+        raise DataError(data_path, "file not found; check --data_path")
+    return cache_key(file_digest(data_path), raw_settings(config), FEATURE_CODE_VERSION)
+
+
+def compute_raw_features(data_path: Path, config: Config, key: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Timestamps, bars and raw features of every usable row, and what describes them (nothing written)."""
+    started = time.perf_counter()
+    loaded = load_bars(data_path, config.data)
+    usable, warmup = usable_features(loaded, config)
+    bars = loaded.bars.iloc[warmup:]
+    frame = pd.DataFrame({"timestamp": bars.index}).join(bars.reset_index(drop=True))
+    frame[list(usable.columns)] = usable.to_numpy()
+    metadata = {"cache_key": key, "feature_code_version": FEATURE_CODE_VERSION,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "source": source_summary(data_path, loaded), "bars": bar_summary(loaded), "warmup": warmup,
+                "bar_columns": list(bars.columns), "feature_columns": list(usable.columns),
+                "compute_seconds": round(time.perf_counter() - started, 3), "settings": raw_settings(config)}
+    return frame, metadata
+
+
+def fold_frame(raw: pd.DataFrame, raw_meta: dict[str, Any], fold: Fold,
+               clip: float) -> tuple[pd.DataFrame, NormalizationStats]:
+    """The fold's rows as training reads them, normalized by statistics of its train rows only."""
+    rows = raw.iloc[fold.first_row:fold.last_row]
+    features = rows[raw_meta["feature_columns"]].reset_index(drop=True)
+    ranges = fold.local_ranges()
+    stats = fit_on_train(features, ranges, clip)
+    bars = rows.set_index("timestamp")[raw_meta["bar_columns"]]
+    return model_frame(bars, stats.apply(features), ranges.codes(len(rows))), stats
+
+
+def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None = None) -> tuple[list[Fold],
+                                                                                                 list[PreparedData]]:
+    """Plan the folds of ``data_path`` and write each fold's prepared file; nothing is written for a bad file.
+
+    ``use_cache`` defaults to ``optimizations.cache_environments``; with it off, every file
+    is computed again (and still written: training reads from disk)."""
+    path = Path(data_path)
+    use_cache = config.optimizations.cache_environments if use_cache is None else use_cache
+    store = FeatureStore(config.cache.dir)
+    key = raw_key(path, config)
+    cached = store.lookup(key) if use_cache else None
+    if cached is not None:
+        logger.info("Cache hit for the raw features of %s (%s)", path, key)
+        raw, raw_meta = pd.read_parquet(cached.parquet_path), cached.metadata
+    else:
+        raw, raw_meta = compute_raw_features(path, config, key)
+    folds = plan_folds(len(raw), config.walk_forward, config.splits, config.gap_bars, config.env.window_size, path,
+                       int(raw_meta["warmup"]))  # folds that do not fit fail here, before anything is written
+    if cached is None:
+        raw_meta = store.write(key, raw, raw_meta).metadata
+    prepared = []
+    for fold in folds:
+        key = cache_key(raw_meta["cache_key"], {"fold": fold.to_dict(), "clip": config.features.clip},
+                        FEATURE_CODE_VERSION)
+        if use_cache and (entry := store.lookup(key)) is not None:
+            prepared.append(PreparedData(entry.parquet_path, entry.metadata, cache_hit=True))
+            continue
+        frame, stats = fold_frame(raw, raw_meta, fold, config.features.clip)
+        timestamps = pd.DatetimeIndex(frame["timestamp"])
+        metadata = {
+            "cache_key": key, "feature_code_version": FEATURE_CODE_VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": raw_meta["source"],
+            "bars": {**raw_meta["bars"], "count": len(frame), "start": str(timestamps[0]),
+                     "end": str(timestamps[-1])},
+            "features": {"columns": list(stats.mean), "normalization": stats.to_dict()},
+            "splits": split_summary(fold.local_ranges(), timestamps, 0),
+            "parquet": {"rows": len(frame)},
+            "fold": fold.to_dict(),
+            "settings": {"raw": raw_meta["settings"], "fold": fold.to_dict(), "clip": config.features.clip},
+        }
+        entry = store.write(key, frame, metadata)
+        prepared.append(PreparedData(entry.parquet_path, entry.metadata, cache_hit=False))
+    return folds, prepared
+
+
+__all__ = ["compute_raw_features", "fold_frame", "prepare_folds", "raw_key", "raw_settings"]
