@@ -114,9 +114,10 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
         if (outcome := finished_outcome(spec)) is not None:
             queue.finish(key, outcome, trained_here=False)
     settings_file = Path(request.settings_file or base.performance_mode.settings_file)
-    logger.info("Walk-forward %s in %s: %d folds x %d seeds (%s%s), %d at once in performance mode%s",
-                request.walk_name, root, n_folds, len(walk.seeds), walk.scheme,
+    logger.info("Walk-forward %s in %s: %d folds x %d seeds (%s%s); %d at once in performance mode, 1 in quiet "
+                "mode (now %s, from %s)%s", request.walk_name, root, n_folds, len(walk.seeds), walk.scheme,
                 ", warm-started folds" if walk.warm_start_folds else "", walk.parallel,
+                parse_settings(settings_file).mode, settings_file,
                 f"; resuming, {len(queue.finished)} runs already done" if queue.finished else "")
     if queue.finished:
         publish(request.walk_name, queue, bars_per_year)
