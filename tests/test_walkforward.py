@@ -225,3 +225,26 @@ def test_on_a_momentum_market_a_four_fold_walk_forward_captures_edge_in_most_fol
     assert aggregate["fraction_capturing_edge"] >= 0.75, edges  # 3 of 4 folds or more
     assert aggregate["edge_captured_mean"] > 0.1 and aggregate["stitched_sharpe_ci"][0] > 0, result["aggregate"]
     assert aggregate["oracle"]["sharpe"] > aggregate["stitched_sharpe"]  # the planted edge bounds what is learnable
+
+
+@pytest.mark.slow
+def test_runs_fan_out_on_a_dask_cluster(prefect_harness, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from flows.walkforward import walk_forward
+    from rltrader.walkforward.request import WalkForwardRequest
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"performance_mode": "performance"}))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        result = walk_forward(WalkForwardRequest(data_path=str(SAMPLE), folds=2, seeds=[1, 2], parallel=2,
+                                                 profile="smoke", results_dir=str(tmp_path / "results"),
+                                                 cache_dir=str(tmp_path / "cache"), settings_file=str(settings),
+                                                 dask_address=cluster.scheduler_address))
+    root = Path(result["root"])
+    run_pids = {json.loads((fold_run_dir(root, fold, seed) / "performance_mode.json").read_text())["pid"]
+                for fold in range(2) for seed in (1, 2)}
+    assert run_pids <= worker_pids and len(run_pids) == 2  # every run trained on the cluster, on both workers
+    assert len(result["fold_table"]) == 4
