@@ -36,6 +36,9 @@ class LoadingConfig(_Strict):
     point: float | None = Field(
         None, gt=0, description="Price of one spread point; inferred from price digits when unset."
     )
+    max_jump_mads: float | None = Field(
+        50.0, gt=0, description="A price further than this many robust sds of the 1-bar moves from both "
+        "neighbouring bars is an error (a lost decimal, a bad tick); 5x away always is; null turns it off.")
 
     @model_validator(mode="after")
     def _normalise_sep(self) -> LoadingConfig:

@@ -102,6 +102,7 @@ def bar_summary(loaded: LoadedBars) -> dict[str, Any]:
         "gaps": len(gaps),
         "largest_gap": str(gaps.max()) if len(gaps) else None,
         "repairs": list(loaded.repairs),
+        "largest_move": loaded.largest_move,
         "columns": list(bars.columns),
     }
 

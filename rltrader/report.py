@@ -36,6 +36,11 @@ def report_rows(prepared: PreparedData) -> list[tuple[str, str]]:
     else:
         rows.append(("gaps", "none"))
     rows.append(("repairs", "; ".join(bars["repairs"]) or "none"))
+    move = bars.get("largest_move")
+    if move:
+        sds = f", {move['robust_sds']:.0f} robust sd of the 1-bar moves" if move.get("robust_sds") else ""
+        rows.append(("largest move", f"{move['percent']:+.2f}% close to close into {_short(move['time'])}{sds} "
+                                     "(accepted; price jumps are checked against both neighbouring bars)"))
     if source.get("spread"):
         rows.append(("spread", source["spread"]))
     for i, name in enumerate(SPLIT_NAMES):

@@ -25,7 +25,7 @@ from rltrader.config import Config, OptimizationConfig, load_config
 
 DEFAULT_DATA = "data/XAUUSDm_15min.csv"
 
-LOADING_FIELDS = ("date_format", "dayfirst", "sep", "point")
+LOADING_FIELDS = ("date_format", "dayfirst", "sep", "point", "max_jump_mads")
 """How to read the bar file: ``data.<name>`` overrides (None = detect, or as the config says)."""
 
 TRAINING_FIELDS = ("algorithm", "seed", "iterations", "total_timesteps", "min_timesteps", "early_stopping_patience",
@@ -57,6 +57,9 @@ class TrainRequest(BaseModel):
         None, description="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect")
     sep: str | None = Field(None, description="column separator: ',', ';' or 'tab'; default: detect")
     point: float | None = Field(None, description="price of one spread point; default: from price digits")
+    max_jump_mads: float | None = Field(
+        None, description="a price this many robust sds of the 1-bar moves away from both neighbouring bars is "
+                          "an error (lost decimal, bad tick); default: data.max_jump_mads, 50")
     config: str | None = Field(None, description="YAML config (default: configs/default.yaml)")
     cache_dir: str | None = Field(None, description="cache directory (default: cache.dir, ./cache)")
     profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick)")

@@ -54,8 +54,10 @@ def _bad_files(sample_csv: Path) -> dict[str, tuple[bytes | str, str]]:
         ),
         "non_positive_price": (_edit(sample_csv, 120, "low", "0"), r"line 120, column 'low': price 0 is not positive"),
         "negative_price": (_edit(sample_csv, 121, "open", "-5"), r"line 121, column 'open': price -5 is not positive"),
-        "high_below_low": (_edit(sample_csv, 200, "high", "1000.0"), r"line 200: inconsistent bar, high 1000 is below low"),
-        "close_above_high": (_edit(sample_csv, 201, "close", "9999.0"), r"line 201: inconsistent bar, high .* is below close 9999"),
+        # a little off (a far-off price is an impossible jump first: tests/test_price_jumps.py)
+        "high_below_low": (_edit(sample_csv, 200, "high", "2042.0"), r"line 200: inconsistent bar, high 2042 is below low"),
+        "close_above_high": (_edit(sample_csv, 201, "close", "2045.5"),
+                             r"line 201: inconsistent bar, high .* is below close 2045.5"),
         "conflicting_duplicate": ("\n".join(dup_conflict) + "\n", r"lines 21, 51 hold different bars for the same time"),
         "ragged_row": (_edit(sample_csv, 90, "spread", "20,7"), r"line 90 has 9 fields where the header has 8"),
         "too_few_rows": ("\n".join(lines[:150]) + "\n", r"too few rows: 149 bars .* need at least \d+ bars"),
@@ -107,7 +109,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_traceback(sample_csv, tmp_pa
     assert "Traceback" not in output
     errors = [line for line in done.stderr.splitlines() if line.startswith("rltrader: error:")]
     assert errors == [f"rltrader: error: {bad}: line 58, column 'high': 'abc' is not a number; fix or remove the row"]
-    assert cache_is_untouched(cache / "features")
+    assert cache_is_untouched(cache)  # no feature file, and no Prefect record of the failure either
 
 
 def test_cli_bad_config_key_exits_2(tmp_path, sample_csv, capsys):

@@ -70,12 +70,15 @@ def test_cli_preprocess_prints_the_report_then_hits(sample_csv, cache_dir, capsy
 def test_cli_user_error_inside_the_task_prints_no_traceback(sample_csv, tmp_path, capfd):
     bad = tmp_path / "bad.csv"
     lines = sample_csv.read_text().splitlines()[:300]
-    lines[9] = lines[9].replace(lines[9].split(",")[2], "1.0", 1)  # high far below low
+    fields = lines[9].split(",")
+    fields[2] = f"{float(fields[3]) - 0.5:.2f}"  # high a little below low (far below would be a jump)
+    lines[9] = ",".join(fields)
     bad.write_text("\n".join(lines) + "\n")
     assert main(["preprocess", "--data_path", str(bad), "--cache_dir", str(tmp_path / "c")]) == 2
     captured = capfd.readouterr()
     assert "Traceback" not in captured.out + captured.err
     errors = [line for line in captured.err.splitlines() if line.startswith("rltrader:")]
     assert len(errors) == 1
-    assert errors[0].startswith(f"rltrader: error: {bad}: line 10: inconsistent bar, high 1 is below low ")
-    assert not (tmp_path / "c" / "features").exists()
+    assert errors[0].startswith(f"rltrader: error: {bad}: line 10: inconsistent bar, high ")
+    assert "is below low" in errors[0]
+    assert not (tmp_path / "c").exists()  # no features, and no Prefect record of the failure either

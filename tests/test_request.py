@@ -25,7 +25,8 @@ FLAGS_BEFORE_THE_REQUEST = {  # `rltrader train --help` of rltrader 0.1, the gui
     "--no-fast_evaluation", "--no-fast_engine", "--no-cache_environments", "--use_original_training",
     "--benchmark_mode", "--settings_file", "--parallel_candidates", "--verbose",
 } | {"--benchmark_seeds"} | {  # added since: benchmark mode judges quality over several seeds;
-    "--algorithm", "--window_size"}  # the feed-forward option and the observation window (issue 19)
+    "--algorithm", "--window_size"} | {  # the feed-forward option and the observation window (issue 19)
+    "--max_jump_mads"}  # how far a price may jump from both neighbouring bars (issue 24)
 
 
 def _train_parser():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ from rltrader.data.timestamps import ParsedTimes, parse_epoch, parse_text_times
 from rltrader.data.validation import (
     PRICE_COLUMNS,
     RowLocator,
-    check_prices,
+    check_consistent,
+    check_jumps,
+    check_positive,
     sort_and_deduplicate,
     to_float_column,
 )
@@ -43,6 +46,7 @@ class LoadedBars:
     bar_interval: pd.Timedelta
     spread_description: str | None = None
     repairs: tuple[str, ...] = field(default_factory=tuple)
+    largest_move: dict[str, Any] | None = None  # the largest close-to-close move accepted: time, percent, sds
 
     @property
     def gaps(self) -> pd.Series:
@@ -220,7 +224,7 @@ def load_bars(path: str | Path, options: LoadingConfig | None = None) -> LoadedB
     columns = {role: to_float_column(frame[source], path, source, rows) for role, source in roles.prices.items()}
     bars = pd.DataFrame({role: columns[role] for role in PRICE_COLUMNS}, index=times.values)
     bars.index.name = "timestamp"
-    check_prices(bars, path, rows)
+    check_positive(bars, path, rows)
     if roles.volume is not None:
         volume = to_float_column(frame[roles.volume], path, roles.volume, rows)
         if (volume < 0).any():
@@ -236,7 +240,11 @@ def load_bars(path: str | Path, options: LoadingConfig | None = None) -> LoadedB
     source_format = _describe_format(frame, layout, epoch)
     del frame
 
-    bars, repairs = sort_and_deduplicate(bars, path, rows)
+    bars, rows, repairs = sort_and_deduplicate(bars, path, rows)
+    # in time order: a price is judged against the bars before and after it; a lost decimal in
+    # the close is named as such rather than as "high below close"
+    largest_move = check_jumps(bars, path, rows, options.max_jump_mads, roles.prices)
+    check_consistent(bars, path, rows)
     return LoadedBars(
         bars=bars,
         source=path,
@@ -245,4 +253,5 @@ def load_bars(path: str | Path, options: LoadingConfig | None = None) -> LoadedB
         bar_interval=_bar_interval(bars.index, path),
         spread_description=spread_description,
         repairs=tuple(repairs),
+        largest_move=largest_move,
     )

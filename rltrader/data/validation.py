@@ -3,7 +3,9 @@
 Two things are repaired because they are harmless and common: rows out of order (some
 exports are newest-first) and exact duplicate bars (overlapping exports glued together).
 Everything else that would make a backtest lie - a price that is not a number, a high
-below the low, two different bars for one time - stops the run with the line to fix.
+below the low, two different bars for one time, a price that jumps away from both
+neighbouring bars and straight back (a lost decimal point, a bad tick) - stops the run
+with the line to fix.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def to_float_column(
     return numbers
 
 
-def check_prices(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
-    """Reject non-positive prices and bars whose high/low do not contain open and close."""
+def check_positive(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
+    """Reject non-positive prices (every later check works on log prices)."""
     prices = bars[list(PRICE_COLUMNS)].to_numpy()
     non_positive = (prices <= 0).any(axis=1)
     if non_positive.any():
@@ -82,6 +84,11 @@ def check_prices(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
             f"{rows(row)}, column {column!r}: price {prices[row][PRICE_COLUMNS.index(column)]:g} "
             f"is not positive; fix or remove the row ({int(non_positive.sum())} such row(s))",
         )
+
+
+def check_consistent(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
+    """Reject bars whose high/low do not contain open and close."""
+    prices = bars[list(PRICE_COLUMNS)].to_numpy()
     open_, high, low, close = prices.T
     tolerance = 1e-9 * np.abs(high)
     body_top = np.maximum(open_, close)
@@ -103,10 +110,79 @@ def check_prices(bars: pd.DataFrame, path: Path, rows: RowLocator) -> None:
         )
 
 
+
+#: A robust sd is this many median absolute deviations (for normal data, MAD x 1.4826 = sd).
+MAD_TO_SD = 1.4826
+#: A price this far (log) from both neighbouring bars is a lost decimal at any volatility (5x).
+IMPOSSIBLE_LOG_JUMP = float(np.log(5.0))
+
+
+def robust_move_sd(close: np.ndarray) -> float:
+    """The series' own scale: MAD x 1.4826 of its non-zero 1-bar log moves (0 where there are too few)."""
+    moves = np.diff(np.log(close))
+    moves = moves[moves != 0]
+    if len(moves) < 10:
+        return 0.0
+    return float(MAD_TO_SD * np.median(np.abs(moves - np.median(moves))))
+
+
+def distance_from_neighbours(prices: np.ndarray) -> np.ndarray:
+    """Per bar and price column, the log distance to the nearer of the previous and next bars' ranges.
+
+    Zero when the price lies within either neighbour's low-high range. A real move is near one
+    neighbour at least (a gap is near the bars after it, a crash's low near the bars around
+    it); a typo or a bad tick is far from both, because the bars around it never went there."""
+    logs = np.log(prices)
+    low, high = logs[:, PRICE_COLUMNS.index("low")], logs[:, PRICE_COLUMNS.index("high")]
+    far = np.full((1, logs.shape[1]), np.inf)
+    from_previous = np.maximum(0.0, np.maximum(low[:-1, None] - logs[1:], logs[1:] - high[:-1, None]))
+    from_next = np.maximum(0.0, np.maximum(low[1:, None] - logs[:-1], logs[:-1] - high[1:, None]))
+    return np.minimum(np.vstack([far, from_previous]), np.vstack([from_next, far]))
+
+
+def check_jumps(bars: pd.DataFrame, path: Path, rows: RowLocator, max_jump_mads: float | None,
+                names: dict[str, str] | None = None) -> dict[str, object] | None:
+    """Reject a price far from both neighbouring bars (see :func:`distance_from_neighbours`): further
+    than ``max_jump_mads`` robust sds of the series' 1-bar moves, or 5x away whatever the scale.
+
+    Bars must be in time order. ``names`` maps open/high/low/close to the file's column names.
+    Returns the largest close-to-close move accepted (time, size, in sds), for the report."""
+    if len(bars) < 3:
+        return None
+    prices = bars[list(PRICE_COLUMNS)].to_numpy()
+    sd = robust_move_sd(prices[:, PRICE_COLUMNS.index("close")])
+    if max_jump_mads is not None:
+        distance = distance_from_neighbours(prices)
+        limit = min(max_jump_mads * sd, IMPOSSIBLE_LOG_JUMP) if sd > 0 else IMPOSSIBLE_LOG_JUMP
+        bad = distance > limit
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(axis=1))[0])
+            worst = int(np.argmax(np.where(bad[row], distance[row], -1.0)))
+            column = PRICE_COLUMNS[worst]
+            factor = float(np.exp(distance[row, worst]))
+            size = f"{factor:,.0f}x" if factor >= 2 else f"{100 * (factor - 1):.1f}%"
+            scale = f"{distance[row, worst] / sd:,.0f} robust sd of its 1-bar moves" if sd > 0 else "no scale"
+            flagged = ", ".join(f"{(names or {}).get(c, c)!r} {prices[row, i]:.10g}"
+                                for i, c in enumerate(PRICE_COLUMNS) if bad[row, i])
+            raise DataError(
+                path,
+                f"{rows(row)}, column {(names or {}).get(column, column)!r}: {prices[row, worst]:.10g} is {size} away "
+                f"from both neighbouring bars ({scale}), an impossible jump (flagged: {flagged}); fix the row, or "
+                f"loosen the check with --max_jump_mads (data.max_jump_mads, now {max_jump_mads:g}; null turns it "
+                f"off) ({int(bad.any(axis=1).sum())} such bar(s))",
+            )
+    moves = np.diff(np.log(prices[:, PRICE_COLUMNS.index("close")]))
+    at = int(np.argmax(np.abs(moves)))
+    return {"time": str(bars.index[at + 1]), "percent": float(100 * np.expm1(moves[at])),
+            "robust_sds": float(abs(moves[at]) / sd) if sd else None}
+
+
 def sort_and_deduplicate(
     bars: pd.DataFrame, path: Path, rows: RowLocator
-) -> tuple[pd.DataFrame, list[str]]:
-    """Sort by time and drop exact duplicate bars; a time with two different bars is an error."""
+) -> tuple[pd.DataFrame, RowLocator, list[str]]:
+    """Sort by time and drop exact duplicate bars; a time with two different bars is an error.
+
+    Returns the rows' locator in the new order too, so later errors still name file lines."""
     repairs: list[str] = []
     times = bars.index.asi8
     steps = np.diff(times)
@@ -136,5 +212,5 @@ def sort_and_deduplicate(
             )
         keep = ~bars.index.duplicated(keep="first")
         repairs.append(f"dropped {int((~keep).sum())} exact duplicate bar(s)")
-        bars = bars[keep]
-    return bars, repairs
+        bars, rows = bars[keep], rows.subset(keep)
+    return bars, rows, repairs
