@@ -10,7 +10,6 @@ write the results. Runs finished before are read back, so a killed walk-forward 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -94,6 +93,37 @@ def publish(name: str, queue: FoldQueue, bars_per_year: float) -> None:
                                  key=f"{key}-summary", description=f"Walk-forward {name}: the aggregate")
 
 
+def train_runs(queue: FoldQueue, request: WalkForwardRequest, base: Config, settings_file: Path, n_folds: int,
+               bars_per_year: float, fold_console_level: int) -> None:
+    """Keep as many runs training as the performance mode allows, starting each as soon as it may
+    (warm folds after their previous fold), until every run in ``queue`` has finished."""
+    if queue.done:
+        return  # everything was read back: no workers to start
+    logger = get_run_logger()
+    walk = base.walk_forward
+    runner = candidate_runner(walk.parallel, request.dask_address)
+    fold_task = train_fold_task.with_options(retries=base.orchestration.retries,
+                                             retry_delay_seconds=base.orchestration.retry_delay_seconds)
+    in_flight: dict[tuple[int, int], Any] = {}
+    with api_visible_to_workers(), runner:
+        while not queue.done:
+            workers = _workers_now(base, settings_file)
+            for key in queue.ready()[:max(0, workers - len(in_flight))]:
+                in_flight[key] = runner.submit(fold_task, {"spec": queue.start(key).model_dump(),
+                                                           "settings_file": str(settings_file),
+                                                           "workers": walk.parallel,
+                                                           "console_level": fold_console_level})
+            if not in_flight:
+                raise UserInputError(f"{request.root}: no fold can start (a warm-started fold's previous fold "
+                                     "is missing)")
+            finished = wait(list(in_flight.values()), timeout=2).done
+            for key in [key for key, future in in_flight.items() if future in finished]:
+                outcome = FoldOutcome.model_validate(in_flight.pop(key).result())  # a failed run fails the flow
+                queue.finish(key, outcome)
+                logger.info(_fold_line(outcome, queue, n_folds, workers))
+                publish(request.walk_name, queue, bars_per_year)
+
+
 @flow(name="walk-forward", flow_run_name=_flow_run_name, validate_parameters=True)
 def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
                  fold_console_level: int = logging.INFO) -> dict[str, Any]:
@@ -121,26 +151,7 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
                 f"; resuming, {len(queue.finished)} runs already done" if queue.finished else "")
     if queue.finished:
         publish(request.walk_name, queue, bars_per_year)
-    runner = candidate_runner(walk.parallel, request.dask_address)
-    fold_task = train_fold_task.with_options(retries=base.orchestration.retries,
-                                             retry_delay_seconds=base.orchestration.retry_delay_seconds)
-    in_flight: dict[tuple[int, int], Any] = {}
-    with api_visible_to_workers(), runner or contextlib.nullcontext():
-        while not queue.done:
-            workers = _workers_now(base, settings_file)
-            for key in queue.ready()[:max(0, workers - len(in_flight))]:
-                in_flight[key] = runner.submit(fold_task, {"spec": queue.start(key).model_dump(),
-                                                           "settings_file": str(settings_file),
-                                                           "workers": walk.parallel,
-                                                           "console_level": fold_console_level})
-            if not in_flight:
-                raise UserInputError(f"{root}: no fold can start (a warm-started fold's previous fold is missing)")
-            finished = wait(list(in_flight.values()), timeout=2).done
-            for key in [key for key, future in in_flight.items() if future in finished]:
-                outcome = FoldOutcome.model_validate(in_flight.pop(key).result())  # a failed run fails the flow
-                queue.finish(key, outcome)
-                logger.info(_fold_line(outcome, queue, n_folds, workers))
-                publish(request.walk_name, queue, bars_per_year)
+    train_runs(queue, request, base, settings_file, n_folds, bars_per_year, fold_console_level)
     summary = write_walk_forward(root, request.walk_name, list(queue.finished.values()), bars_per_year,
                                  base.env.initial_balance, queue.planned)
     logger.info("Walk-forward %s done: stitched Sharpe %s; results in %s", request.walk_name,
