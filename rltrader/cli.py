@@ -159,12 +159,16 @@ def _console_log_level(verbose: int) -> None:
                 handler.setLevel(level)
 
 
+def _require_bar_file(data_path: str) -> None:
+    """A missing bar file is one line before Prefect starts (seconds saved, no server for nothing)."""
+    if not Path(data_path).is_file():
+        raise UserInputError(f"{data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+
+
 def _command_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     config = request.to_config()
-    if not Path(request.data_path).is_file():
-        raise UserInputError(f"{request.data_path}: bar file not found; "
-                             "pass an existing CSV/TSV/parquet to --data_path")
+    _require_bar_file(request.data_path)
     _prefect_environment()
     from rich.console import Console
 
@@ -214,15 +218,13 @@ def _command_tune(args: argparse.Namespace) -> int:
 
     request = request_from_args(args, TUNE_FIELDS, TuneRequest)
     request.to_config()  # a bad config fails here, before Prefect starts
-    if not Path(request.data_path).is_file():
-        raise UserInputError(f"{request.data_path}: bar file not found; "
-                             "pass an existing CSV/TSV/parquet to --data_path")
+    _require_bar_file(request.data_path)
     _prefect_environment()
     from flows.tune import tune_study  # Prefect import: seconds, so only here
 
     _quiet_prefect_tracebacks_for_user_errors()
     _console_log_level(2 if args.verbose else 1)
-    _show_tune_progress()
+    _show_flow_progress(("Trial ", "Study ", "Resuming"))
     result = tune_study(request, trial_console_level=logging.INFO if args.verbose else logging.WARNING)
     print(f"rltrader tune {result['study']}: {result['finished']} trials finished in {result['root']}")
     if result["best_trial"] is None:
@@ -242,9 +244,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
 
     request = request_from_args(args, tuple(WalkForwardRequest.model_fields), WalkForwardRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
-    if not Path(request.data_path).is_file():
-        raise UserInputError(f"{request.data_path}: bar file not found; "
-                             "pass an existing CSV/TSV/parquet to --data_path")
+    _require_bar_file(request.data_path)
     # bad bars, folds that do not fit or a results directory planned otherwise: one line, before Prefect starts
     folds, prepared = prepare_folds(request.data_path, config)
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
@@ -274,10 +274,6 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     console.print(f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
                   f"  summary          {Path(result['root']) / 'summary.json'}")
     return 0
-
-
-def _show_tune_progress() -> None:
-    _show_flow_progress(("Trial ", "Study ", "Resuming"))
 
 
 def _show_flow_progress(prefixes: tuple[str, ...]) -> None:
