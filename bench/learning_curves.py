@@ -55,6 +55,7 @@ SPLITS = ("validation", "test")
 PREVIOUS_DEFAULTS: dict[str, Any] = {
     "training.algorithm": "recurrent",
     "env.window_size": 32,
+    "env.sizing": "units",
 }
 """The shipped defaults before the learning issue (19), as overrides of today's configs/default.yaml."""
 
@@ -65,6 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "feedforward": {"training.algorithm": "feedforward"},
     "recurrent_window32": {"training.algorithm": "recurrent", "env.window_size": 32},
     "feedforward_window32": {"training.algorithm": "feedforward", "env.window_size": 32},
+    "units": {"env.sizing": "units"},  # the default before position sizing (issue 23): 1 unit, ~20% of equity here
 }
 """Named configurations: dotted overrides of configs/default.yaml (``plain_ppo`` is not a config)."""
 

@@ -22,6 +22,7 @@ from prefect.runtime import flow_run as current_flow_run
 from flows.train import api_visible_to_workers, candidate_runner
 from rltrader.config import Config
 from rltrader.display.formatting import minutes, number, percent
+from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
 from rltrader.runtime.performance_mode import parse_settings
 from rltrader.walkforward.report import aggregate, aggregate_markdown, fold_rows, stitched_returns, warm_start_savings
@@ -153,7 +154,8 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
         publish(request.walk_name, queue, bars_per_year)
     train_runs(queue, request, base, settings_file, n_folds, bars_per_year, fold_console_level)
     summary = write_walk_forward(root, request.walk_name, list(queue.finished.values()), bars_per_year,
-                                 base.env.initial_balance, queue.planned)
+                                 base.env.initial_balance, queue.planned,
+                                 account_terms(base, request.data_path).to_json())
     logger.info("Walk-forward %s done: stitched Sharpe %s; results in %s", request.walk_name,
                 number(summary["aggregate"]["stitched_sharpe"], 2), root)
     return {**summary, "root": str(root)}

@@ -26,7 +26,7 @@ from rltrader import __version__
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.known_answer import MARKET_KINDS, KnownAnswerMarket
-from rltrader.request import FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
+from rltrader.request import ACCOUNT_FIELDS, FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
 
 LOGGER_NAME = "rltrader"
 
@@ -112,7 +112,7 @@ def request_from_args(args: argparse.Namespace, fields: Iterable[str] = tuple(Tr
         raise UserInputError(f"--{first['loc'][0]} {message}") from None
 
 
-CONFIG_FIELDS = ("data_path", *LOADING_FIELDS, "config", "cache_dir", "cache_environments")
+CONFIG_FIELDS = ("data_path", *LOADING_FIELDS, *ACCOUNT_FIELDS, "config", "cache_dir", "cache_environments")
 """What the commands other than ``train`` take from the request: the file, how to read bars, the cache."""
 
 
@@ -123,6 +123,7 @@ def _resolve_config(args: argparse.Namespace) -> Config:
 
 def _command_preprocess(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
+    _require_bar_file(str(args.data_path), config)
     use_cache = config.optimizations.cache_environments
     _prefect_environment()
     from flows.preprocess import preprocess_flow  # Prefect import: seconds, so only here
@@ -159,16 +160,20 @@ def _console_log_level(verbose: int) -> None:
                 handler.setLevel(level)
 
 
-def _require_bar_file(data_path: str) -> None:
-    """A missing bar file is one line before Prefect starts (seconds saved, no server for nothing)."""
+def _require_bar_file(data_path: str, config: Config) -> None:
+    """A missing bar file, or a cross without a conversion file, is one line before Prefect starts
+    (seconds saved, no server for nothing, nothing written)."""
     if not Path(data_path).is_file():
         raise UserInputError(f"{data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+    from rltrader.env.account import account_terms
+
+    account_terms(config, data_path)
 
 
 def _command_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     config = request.to_config()
-    _require_bar_file(request.data_path)
+    _require_bar_file(request.data_path, config)
     _prefect_environment()
     from rich.console import Console
 
@@ -217,8 +222,8 @@ def _command_tune(args: argparse.Namespace) -> int:
     from rltrader.tuning.request import TuneRequest
 
     request = request_from_args(args, TUNE_FIELDS, TuneRequest)
-    request.to_config()  # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path)
+    # a bad config fails here, before Prefect starts
+    _require_bar_file(request.data_path, request.to_config())
     _prefect_environment()
     from flows.tune import tune_study  # Prefect import: seconds, so only here
 
@@ -244,7 +249,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
 
     request = request_from_args(args, tuple(WalkForwardRequest.model_fields), WalkForwardRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path)
+    _require_bar_file(request.data_path, config)
     # bad bars, folds that do not fit or a results directory planned otherwise: one line, before Prefect starts
     folds, prepared = prepare_folds(request.data_path, config)
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
@@ -254,6 +259,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
+    from rltrader.display.tables import account_text
     from rltrader.walkforward.report import aggregate_lines
 
     _quiet_prefect_tracebacks_for_user_errors()
@@ -270,6 +276,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     console.print(table)
     for line in aggregate_lines(result["aggregate"], result["warm_start"]):
         console.print(line)
+    console.print(account_text(result))
     files = result["files"]
     console.print(f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
                   f"  summary          {Path(result['root']) / 'summary.json'}")
@@ -379,6 +386,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     from rltrader.preprocessing import preprocess
 
     config = _resolve_config(args)
+    _require_bar_file(str(args.data_path), config)
     model = load_model(args.model)
     market = MarketData.from_prepared(preprocess(args.data_path, config), config, args.data_path)
     report = evaluate_model(model, market, args.split, config.env, seed=args.seed, evaluator=args.evaluator)
@@ -422,9 +430,17 @@ def _command_serve(args: argparse.Namespace) -> int:
                              _settings_file(args, config), args.host, args.port, args.cache_dir)
 
 
+def _after_loading(names: Iterable[str]) -> list[str]:
+    """Request fields in help order: the account and instrument flags right after the bar file's."""
+    rest = [name for name in names if name not in ACCOUNT_FIELDS]
+    last = LOADING_FIELDS[-1] if LOADING_FIELDS[-1] in rest else "data_path"
+    at = rest.index(last) + 1
+    return [*rest[:at], *ACCOUNT_FIELDS, *rest[at:]]
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     """The bar file and how to read it: every command that reads bars takes the same overrides."""
-    add_request_flags(parser, ("data_path", *LOADING_FIELDS), required=("data_path",))
+    add_request_flags(parser, ("data_path", *LOADING_FIELDS, *ACCOUNT_FIELDS), required=("data_path",))
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -486,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train iteratively on the training split, keep the best model by validation score, "
         "report it against buy-and-hold on the test split. Re-running the same command resumes.",
     )
-    add_request_flags(train, [name for name in TrainRequest.model_fields if name not in FLOW_ONLY],
+    add_request_flags(train, _after_loading(name for name in TrainRequest.model_fields if name not in FLOW_ONLY),
                       required=("data_path",))
     train.add_argument("--benchmark_mode", action="store_true",
                        help="run the original and the optimized method on the same data and seeds "
@@ -530,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "optimization (in parallel with --parallel in performance mode, or on Dask), score each fold's "
                     "best model once on its test window, and stitch the test windows into one out-of-sample equity "
                     "curve against buy-and-hold. Results go to RESULTS_DIR/walkforward-NAME/; re-running resumes.")
-    add_request_flags(walk, tuple(WalkForwardRequest.model_fields), model=WalkForwardRequest)
+    add_request_flags(walk, _after_loading(WalkForwardRequest.model_fields), model=WalkForwardRequest)
     walk.add_argument("--verbose", action="store_true", help="every log line, not only one line per fold")
     walk.set_defaults(handler=_command_walkforward)
 

@@ -115,8 +115,18 @@ class EnvConfig(_Strict):
 
     window_size: int = Field(1, ge=1, description="Bars of features in one observation (the LSTM carries history).")
     initial_balance: float = Field(10_000.0, gt=0, description="Account equity at the start of an episode.")
+    sizing: Literal["equity_fraction", "lots", "units"] = Field(
+        "equity_fraction",
+        description="How big a full long or short is: equity_fraction (a notional of equity_fraction x equity "
+        "at the fill, converted to units there and held until the next trade), lots (lots x the instrument's "
+        "contract size) or units (max_position_size units, rltrader 0.1's arithmetic).",
+    )
+    equity_fraction: float = Field(
+        1.0, gt=0, le=100, description="sizing equity_fraction: notional of a full position / equity (1 = unlevered)."
+    )
+    lots: float = Field(0.01, gt=0, description="sizing lots: lots held at full long or short.")
     max_position_size: float = Field(
-        1.0, gt=0, description="Units held at full long or short (ounces for XAUUSD); flat is 0."
+        1.0, gt=0, description="sizing units: units held at full long or short (ounces for XAUUSD); flat is 0."
     )
     reward: Literal["log", "relative"] = Field(
         "log", description="log(equity_t+1 / equity_t) or (equity_t+1 - equity_t) / equity_t, net of costs."
@@ -132,7 +142,8 @@ class EnvConfig(_Strict):
 
 
 class CostConfig(_Strict):
-    """What trading costs, in the account currency. Prices are assumed quoted in it too."""
+    """What trading costs: the spread is in price points (quote currency, converted like profits);
+    commission and swap are in the account currency."""
 
     spread_points: float | None = Field(
         None, ge=0,
@@ -144,6 +155,55 @@ class CostConfig(_Strict):
     triple_swap_weekday: int | None = Field(
         2, ge=0, le=6, description="Weekday (0=Monday) whose rollover counts three nights, as in MT5."
     )
+
+
+def _currency_code(value: Any) -> str:
+    """A three-letter ISO code, upper-cased (``usd`` is USD)."""
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha():
+        raise ValueError(f"must be a three-letter currency code such as USD, got {value!r}")
+    return value.upper()
+
+
+class AccountConfig(_Strict):
+    """The account's currency: profits, costs and equity are in it, converted at each bar's close."""
+
+    currency: str = Field("USD", description="ISO code of the account currency, e.g. USD.")
+    conversion_path: Path | None = Field(
+        None, description="Bar file of a pair between the account currency and the instrument's quote currency "
+        "(e.g. USDJPY_H1.csv for GBPJPY in a USD account); needed only for crosses.",
+    )
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency_code(cls, value: Any) -> Any:
+        return _currency_code(value)
+
+
+#: Contract sizes MetaTrader uses, by symbol or base currency; FX is any currency pair.
+DEFAULT_CONTRACT_SIZES = {"XAU": 100.0, "XAG": 5000.0, "XPT": 100.0, "XPD": 100.0, "FX": 100_000.0}
+
+
+class InstrumentConfig(_Strict):
+    """What is traded. ``None`` means: read it from the bar file's name (``XAUUSDm_15min.csv`` is XAUUSD)."""
+
+    symbol: str | None = Field(None, description="e.g. XAUUSD; default: the first six letters of the file name.")
+    base: str | None = Field(None, description="Base currency or metal, e.g. XAU.")
+    quote: str | None = Field(None, description="Currency the prices are quoted in.")
+    contract_size: float | None = Field(
+        None, gt=0, description="Units in one lot; default: contract_sizes by symbol, then base, then FX.")
+    contract_sizes: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTRACT_SIZES),
+        description="Units per lot by symbol or base currency; the key FX covers every currency pair.")
+
+    @field_validator("base", "quote", mode="before")
+    @classmethod
+    def _currency_code(cls, value: Any) -> Any:
+        return None if value is None else _currency_code(value)
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
 
 class CacheConfig(_Strict):
@@ -408,6 +468,8 @@ class Config(_Strict):
     splits: SplitConfig = SplitConfig()
     env: EnvConfig = EnvConfig()
     costs: CostConfig = CostConfig()
+    account: AccountConfig = AccountConfig()
+    instrument: InstrumentConfig = InstrumentConfig()
     cache: CacheConfig = CacheConfig()
     training: TrainingConfig = TrainingConfig()
     optimizations: OptimizationConfig = OptimizationConfig()
@@ -491,10 +553,22 @@ def moved_cache_switch(raw: Any) -> Any:
     return {**raw, "cache": cache, "optimizations": optimizations}
 
 
+def units_sizing(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings saved before position sizing existed, as they traded: fixed ``max_position_size``
+    units. Such a run resumes with ``--sizing units`` and is refused, naming ``env.sizing``, under
+    today's default. On an instrument quoted in the account currency (XAUUSD) its arithmetic is
+    unchanged, bit for bit; elsewhere rltrader 0.1 added quote-currency profits to the balance,
+    which a resumed run now converts."""
+    env = EnvConfig()
+    sized = {**settings["env"], "sizing": "units", "equity_fraction": env.equity_fraction, "lots": env.lots}
+    return {**settings, "env": sized, "account": settings.get("account", AccountConfig().model_dump(mode="json")),
+            "instrument": settings.get("instrument", InstrumentConfig().model_dump(mode="json"))}
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key; check its spelling against configs/default.yaml"
     more = len(error.errors()) - 1

@@ -185,6 +185,7 @@ class RunSummary(Record):
     iterations: list[IterationSummary]
     report: str
     trials: int | None = None  # every validation look of every iteration and candidate (the deflated Sharpe's N)
+    account: dict[str, Any] | None = None  # currency, instrument, sizing and conversion of the money figures
 
 
 class MethodFigures(Record):

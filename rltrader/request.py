@@ -35,6 +35,13 @@ TRAINING_FIELDS = ("algorithm", "seed", "iterations", "total_timesteps", "min_ti
 ENV_FIELDS = ("window_size",)
 """``env.<name>`` overrides (None = as the config and the profile say)."""
 
+ACCOUNT_FIELDS = {
+    "sizing": "env.sizing", "equity_fraction": "env.equity_fraction", "lots": "env.lots",
+    "account_currency": "account.currency", "conversion_path": "account.conversion_path",
+    "symbol": "instrument.symbol", "contract_size": "instrument.contract_size",
+}
+"""The account and the instrument: flag name -> config key (None = as the config says)."""
+
 SWITCHES = tuple(OptimizationConfig.model_fields)
 """The optimizations, by the guide's names, which are also their keys under ``optimizations:``."""
 
@@ -46,7 +53,32 @@ def _switch(description: str) -> Any:
     return Field(True, description=f"{description}. Off (false) runs without it; on keeps the config's setting.")
 
 
-class TrainRequest(BaseModel):
+class AccountFields(BaseModel):
+    """How big a position is and what currency the money is in; shared by every request that trades."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sizing: Literal["equity_fraction", "lots", "units"] | None = Field(
+        None, description="full position: equity_fraction (share of equity, default), lots (x contract size) or "
+                          "units (fixed, rltrader 0.1); default: env.sizing")
+    equity_fraction: float | None = Field(
+        None, description="notional of a full position / equity with --sizing equity_fraction (default 1)")
+    lots: float | None = Field(None, description="lots at full position with --sizing lots (default 0.01)")
+    account_currency: str | None = Field(
+        None, description="currency of the account, e.g. USD; profits are converted into it (default USD)")
+    conversion_path: str | None = Field(
+        None, description="bar file of the account/quote pair for a cross, e.g. USDJPY_H1.csv for GBPJPY")
+    symbol: str | None = Field(
+        None, description="the traded symbol, e.g. XAUUSD (default: the first six letters of the file name)")
+    contract_size: float | None = Field(
+        None, description="units per lot (default: 100 for XAU, 100,000 for FX, from instrument.contract_sizes)")
+
+    def account_overrides(self) -> dict[str, Any]:
+        """The config keys these fields set (None values are skipped by ``with_overrides``)."""
+        return {key: getattr(self, name) for name, key in ACCOUNT_FIELDS.items()}
+
+
+class TrainRequest(AccountFields):
     """A training run: the bar file, the configuration and its overrides, where results go."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,7 +144,8 @@ class TrainRequest(BaseModel):
         then the named values and switches (the most specific wins), then ``use_original_training``."""
         loading = {f"data.{name}": getattr(self, name) for name in LOADING_FIELDS}
         base = load_config(self.config).with_overrides(
-            {**(self.overrides or {}), **loading, "cache.dir": self.cache_dir}, source=source)
+            {**(self.overrides or {}), **loading, **self.account_overrides(), "cache.dir": self.cache_dir},
+            source=source)
         named = {f"training.{name}": getattr(self, name) for name in TRAINING_FIELDS}
         named.update({f"env.{name}": getattr(self, name) for name in ENV_FIELDS})
         named.update({f"optimizations.{name}": False for name in SWITCHES if not getattr(self, name)})
@@ -124,4 +157,7 @@ class TrainRequest(BaseModel):
         return Path(self.run_dir) if self.run_dir else Path(self.results_dir) / str(seed)
 
 
-__all__ = ["DEFAULT_DATA", "ENV_FIELDS", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS", "TrainRequest"]
+__all__ = [
+    "ACCOUNT_FIELDS", "DEFAULT_DATA", "ENV_FIELDS", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS",
+    "AccountFields", "TrainRequest",
+]

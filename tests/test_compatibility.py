@@ -20,6 +20,7 @@ import yaml
 
 from rltrader.cli import main
 from rltrader.config import load_config, parse_config
+from rltrader.errors import UserInputError
 from rltrader.records import RunSummary
 from rltrader.training import Trainer
 from rltrader.training.run_state import STATE_VERSION, RunState
@@ -46,7 +47,10 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
     assert before["version"] == 1 and before["fingerprint"]["config"]["cache"] == {"enabled": True}
     finished = (old_run / "iterations" / "iter_00" / "model.zip").read_bytes()
 
-    summary = Trainer(fixture_config, SAMPLE, old_run).run()
+    # it traded fixed units, as every run did before position sizing: today's default is refused by name
+    with pytest.raises(UserInputError, match=r"env\.sizing was 'units', now 'equity_fraction'"):
+        Trainer(fixture_config, SAMPLE, old_run).open()
+    summary = Trainer(fixture_config.with_overrides({"env.sizing": "units"}), SAMPLE, old_run).run()
 
     assert summary.optimization_completed and [it.iteration for it in summary.iterations] == [0, 1]
     after = json.loads((old_run / "run_state.json").read_text())
@@ -62,10 +66,9 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
 
 
 def test_a_version_1_run_is_still_refused_under_other_settings(old_run, fixture_config):
-    from rltrader.errors import UserInputError
-
     with pytest.raises(UserInputError, match=r"optimizations\.cache_environments was True, now False"):
-        Trainer(fixture_config.with_overrides({"optimizations.cache_environments": False}), SAMPLE, old_run).open()
+        Trainer(fixture_config.with_overrides({"optimizations.cache_environments": False, "env.sizing": "units"}),
+                SAMPLE, old_run).open()
 
 
 def test_a_model_saved_before_the_move_loads_in_stock_sb3_contrib_and_evaluates(old_run, tmp_path, capsys):

@@ -19,10 +19,12 @@ def test_shipped_default_config_is_valid_and_matches_the_model_defaults():
     [
         ({"featurs": {}}, r"featurs: unknown key"),
         ({"features": {"rsi_period": 1}}, r"features.rsi_period: Input should be greater than or equal to 2"),
-        ({"features": {"macd": {"fast": 30, "slow": 26}}}, r"features.macd: Value error, macd.fast must be smaller"),
-        ({"splits": {"train": 0.8, "validation": 0.15, "test": 0.15}}, r"splits: Value error, train \+ validation \+ test must be 1.0"),
+        ({"features": {"macd": {"fast": 30, "slow": 26}}}, r"features.macd: macd.fast must be smaller"),
+        ({"splits": {"train": 0.8, "validation": 0.15, "test": 0.15}}, r"splits: train \+ validation \+ test must be 1.0"),
         ({"env": {"window_size": "big"}}, r"env.window_size: Input should be a valid integer"),
-        ({"data": {"sep": "||"}}, r"data: Value error, sep must be one character"),
+        ({"data": {"sep": "||"}}, r"data: sep must be one character"),
+        ({"account": {"currency": "dollars"}}, r"account.currency: must be a three-letter currency code such as USD"),
+        ({"env": {"sizing": "percent"}}, r"env.sizing: Input should be 'equity_fraction', 'lots' or 'units'"),
     ],
 )
 def test_invalid_values_name_their_key(raw, message):

@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltrader.config import Config
 from rltrader.env import MarketData, TradingEnv, VecTradingEnv
+from rltrader.env.account import account_terms
 from rltrader.errors import ConfigError
 
 SHORT, FLAT, LONG = 0, 1, 2
@@ -30,8 +31,13 @@ def tiny_market(config: Config, opens, closes, spreads=None, timestamps=None) ->
     return MarketData.from_frame(frame, ["f"], rows, 8760.0, config)
 
 
+def _with_sizing(market: MarketData, config: Config, env_config) -> MarketData:
+    """``market`` with the account terms of ``env_config``'s sizing (the table does not depend on it)."""
+    return dataclasses.replace(market, terms=account_terms(config.model_copy(update={"env": env_config}), "XAUUSD.csv"))
+
+
 def hand_config(**env) -> Config:
-    settings = {"env.window_size": 1, "env.max_position_size": 2.0, "env.initial_balance": 1000.0,
+    settings = {"env.window_size": 1, "env.sizing": "units", "env.max_position_size": 2.0, "env.initial_balance": 1000.0,
                 "env.reward": "relative", "env.reward_scale": 1.0, "env.max_drawdown": None,
                 "env.episode_length": None, "env.random_start": False, "costs.commission_per_unit": 0.05}
     settings.update({f"env.{key}": value for key, value in env.items()})
@@ -133,7 +139,7 @@ def test_no_look_ahead(prepared_market, config):
         market,
         features=np.ascontiguousarray(market.features[shuffled_rows]),
         open=market.open[shuffled_rows], close=market.close[shuffled_rows],
-        step_pnl=market.step_pnl[shuffled_rows],
+        step_table=market.step_table[shuffled_rows],
     )
     assert not np.array_equal(shuffled.close, market.close)
     seen_after, earned_after, _ = run(shuffled)
@@ -156,11 +162,12 @@ def test_observations_are_fresh_float32_arrays(prepared_market, config):
         env.step(3)
 
 
-@pytest.mark.parametrize("reward", ["log", "relative"])
-def test_vectorized_env_equals_independent_envs(prepared_market, config, reward):
+@pytest.mark.parametrize(("reward", "sizing"), [("log", "equity_fraction"), ("relative", "units"), ("log", "lots")])
+def test_vectorized_env_equals_independent_envs(prepared_market, config, reward, sizing):
     """Same seeds -> the same observations, rewards, dones and infos as N TradingEnvs, bit for bit."""
     env_config = config.env.model_copy(update={"reward": reward, "episode_length": 40, "max_drawdown": 0.002,
-                                             "max_position_size": 20.0})
+                                             "max_position_size": 20.0, "sizing": sizing, "lots": 0.2})
+    prepared_market = _with_sizing(prepared_market, config, env_config)
     n_envs = 5
     single = DummyVecEnv([lambda: TradingEnv(prepared_market, "train", env_config) for _ in range(n_envs)])
     vectorized = VecTradingEnv(prepared_market, "train", env_config, num_envs=n_envs)

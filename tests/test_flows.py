@@ -90,6 +90,7 @@ def test_pipeline_writes_results_and_artifacts(tmp_path, flow_cache):
     assert table[0]["timesteps"] == summary["iterations"][0]["timesteps"]
     assert "buy-and-hold" in by_key["training-summary"].data.lower()
     assert f"{summary['total_speedup_achieved']:.2f}x" in by_key["training-summary"].data
+    assert "Account USD 10,000 trading XAUUSD" in by_key["training-summary"].data
     assert by_key["training-report"].data.endswith("report/report.md)")
 
     # the trainer's own log lines (rltrader logger, no Prefect import there) reach the run's logs

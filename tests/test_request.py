@@ -26,7 +26,9 @@ FLAGS_BEFORE_THE_REQUEST = {  # `rltrader train --help` of rltrader 0.1, the gui
     "--benchmark_mode", "--settings_file", "--parallel_candidates", "--verbose",
 } | {"--benchmark_seeds"} | {  # added since: benchmark mode judges quality over several seeds;
     "--algorithm", "--window_size"} | {  # the feed-forward option and the observation window (issue 19)
-    "--max_jump_mads"}  # how far a price may jump from both neighbouring bars (issue 24)
+    "--max_jump_mads"} | {  # how far a price may jump from both neighbouring bars (issue 24)
+    "--sizing", "--equity_fraction", "--lots", "--account_currency", "--conversion_path", "--symbol",
+    "--contract_size"}  # position size and the account currency (issue 23)
 
 
 def _train_parser():

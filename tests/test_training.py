@@ -297,8 +297,12 @@ def test_train_command_writes_the_results_directory(tiny_config, tmp_path, capsy
                  "report/validation/equity.png"):
         assert (run_dir / name).is_file(), name
     assert "Buy and hold" in (run_dir / "report" / "report.md").read_text()
+    assert summary["account"]["sizing"] == "equity_fraction" and summary["account"]["currency"] == "USD"
+    account = "Account USD 10,000 trading XAUUSD (XAU/USD, 100 units per lot); sizing equity_fraction"
+    assert account in (run_dir / "report" / "report.md").read_text()
     out = capsys.readouterr().out
     assert "Iterations (optimized method, seed 7)" in out and "buy-and-hold test" in out
+    assert account in " ".join(out.split())  # under the final table (rich may wrap it)
     assert "Iteration 1/1 [explore] done:" in out  # verbose 1 without a terminal: one line per iteration
     assert "Sharpe 95% interval" in out and "Rank among 1,000 random" in out and "validation looks" in out
 

@@ -206,6 +206,8 @@ def test_a_killed_walk_forward_resumes_without_retraining_finished_folds(tmp_pat
     assert stitched["timestamp"].is_monotonic_increasing and stitched["fold"].tolist() == sorted(stitched["fold"])
     assert len(stitched) == summary["aggregate"]["stitched_bars"] and (root / "stitched_equity.png").is_file()
     assert "Stitched out-of-sample Sharpe" in rerun.stdout
+    assert summary["account"]["sizing"] == "equity_fraction" and summary["account"]["instrument"]["symbol"] == "XAUUSD"
+    assert "Account USD 10,000 trading XAUUSD" in rerun.stdout
 
 
 @pytest.mark.slow

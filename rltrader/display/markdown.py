@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rltrader.display.formatting import minutes, number
 from rltrader.display.rows import REPORT, SUMMARY, Row
+from rltrader.display.tables import account_text
 from rltrader.evaluation.report import EvaluationReport
 from rltrader.records import BestModel, Metrics, RunSummary
 
@@ -54,7 +55,7 @@ def run_report(method: str, seed: int, best: BestModel | None, reports: Mapping[
         lines += ["", f"Sharpe intervals: {info['sharpe_error_method']}. Random policies: {agent['null_policies']:,} "
                   f"with the agent's turnover ({agent['turnover']:.1%} of bars), median Sharpe "
                   f"{number(agent['null_median_sharpe'], 2)}, 95th percentile {number(agent['null_p95_sharpe'], 2)}.",
-                  "", f"![{split} equity]({split}/equity.png)", ""]
+                  "", account_text(info).strip(), "", f"![{split} equity]({split}/equity.png)", ""]
     return "\n".join(lines)
 
 
@@ -73,6 +74,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"{summary.total_timesteps:,} timesteps trained, {summary.total_timesteps_saved:,} saved, "
         f"{summary.early_stops} early stops, {summary.warm_starts} warm starts",
         f"- Wall time: {minutes(summary.total_time_seconds)}",
+        *([f"- {account_text({'account': summary.account}).strip()}"] if summary.account else []),
         f"- Report: `{summary.report}`",
         f"- Summary: `{Path(summary.report).parent.parent / 'optimization_summary.json'}`",
         f"- Best model file: `{best.path}`",

@@ -40,6 +40,9 @@ def final_tables(summary: RunSummary) -> list[Table]:
         cells = [row.of(getattr(getattr(summary, split), who)) for _, split, who in columns]
         if any(cells):
             quality.add_row(row.label, *cells)
+    if summary.account:
+        quality.caption = account_text({"account": summary.account}).strip()
+        quality.caption_justify = "left"
     return [iterations, quality]
 
 
@@ -114,8 +117,20 @@ def evaluation_text(report: EvaluationReport) -> str:
              f"({info.get('evaluator', 'given actions')} evaluator)", header]
     lines += ["  " + name.ljust(first) + "".join(f" {value:>{w}}" for value, w in zip(line, widths, strict=True))
               for name, line in zip(names, cells, strict=True)]
-    lines += ["", significance_text(report)]
+    lines += ["", significance_text(report), account_text(info)]
     return "\n".join(lines)
+
+
+def account_text(info: dict[str, Any]) -> str:
+    """The account a report's money figures are in: currency, balance, instrument, sizing, conversion."""
+    account = info.get("account")
+    if not account:
+        return ""
+    instrument = account["instrument"]
+    what = (f"{instrument['symbol']} ({instrument['base']}/{instrument['quote']}, "
+            f"{instrument['contract_size']:,.0f} units per lot)" if instrument["quote"] else "prices")
+    return (f"  Account {account['currency']} {account['initial_balance']:,.0f} trading {what}; "
+            f"sizing {account['sizing']}: {account['sizing_description']}; conversion {account['conversion']}.")
 
 
 def significance_text(report: EvaluationReport) -> str:

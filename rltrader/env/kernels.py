@@ -19,25 +19,66 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from rltrader.env.market import CLOSE_COLUMN, OPEN_COLUMN
+from rltrader.env.market import (
+    BODY,
+    CLOSE_COLUMN,
+    CLOSE_RATE,
+    COST,
+    GAP,
+    NOTIONAL,
+    OPEN_COLUMN,
+    SWAP_LONG,
+    SWAP_SHORT,
+)
 
 #: Columns of the integer and float account state arrays handed to :func:`step_accounts`;
 #: TERMINATED is an output (1 when the last step hit the drawdown limit).
 BAR, END, HELD, TERMINATED = 0, 1, 2, 3
-EQUITY, PEAK, ENTRY = 0, 1, 2
-#: Layout of the float64 ``params`` array.
-KEEP, SCALE, LOG_REWARD, POSITION_SIZE = 0, 1, 2, 3
+EQUITY, PEAK, ENTRY, UNITS = 0, 1, 2, 3
+#: Layout of the float64 ``params`` array: FRACTION_SIZING is 1.0 when SIZE is a share of equity.
+KEEP, SCALE, LOG_REWARD, FRACTION_SIZING, SIZE = 0, 1, 2, 3, 4
+N_PARAMS = 5
 _MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
+
+
+@njit(cache=True, nogil=True, inline="always")
+def fill(table: np.ndarray, t: int, held: int, action: int, units: float, entry: float, equity: float,
+         fraction_sizing: bool, size: float) -> tuple[float, float]:
+    """Units held after the step filling at bar ``t`` and the step's profit.
+
+    ``held``/``action`` are action codes (0 short, 1 flat, 2 long), ``units`` and ``entry``
+    the units held before the fill and their fill price, ``equity`` the account's value at
+    the decision bar's close. A new position is sized at the fill; an unchanged one keeps
+    its units. The arithmetic and its order are :func:`rltrader.env.market.step_profit`'s
+    (and ``TradingEnv.step``'s).
+    """
+    if action == held:
+        target = units
+    elif fraction_sizing:  # a bankrupt account opens nothing
+        target = float(action - 1) * (size * (equity if equity > 0.0 else 0.0) / table[t, NOTIONAL])
+    else:
+        target = float(action - 1) * size
+    swap = units * table[t, SWAP_LONG] if units > 0 else -units * table[t, SWAP_SHORT]
+    revaluation = units * (table[t - 1, CLOSE_COLUMN] - entry) * (table[t, CLOSE_RATE] - table[t - 1, CLOSE_RATE])
+    profit = units * table[t, GAP] + target * table[t, BODY] - abs(target - units) * table[t, COST] - swap + revaluation
+    return target, profit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def unrealized_percent(table: np.ndarray, t: int, units: float, entry: float, equity: float) -> float:
+    """The open position's profit at bar ``t``'s close, in percent of equity (the observation's last value)."""
+    unrealized = 100.0 * units * (table[t, CLOSE_COLUMN] - entry) * table[t, CLOSE_RATE]
+    return unrealized / equity if equity != 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def step_accounts(
     actions: np.ndarray,  # int64 (N,): 0 short, 1 flat, 2 long
     ints: np.ndarray,  # int64 (N, 4): bar, truncation bar, held action, terminated
-    floats: np.ndarray,  # float64 (N, 3): equity, peak equity, entry price
-    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
+    floats: np.ndarray,  # float64 (N, 4): equity, peak equity, entry price, units held
+    table: np.ndarray,  # float64 (T, 9): MarketData.step_table
     features: np.ndarray,  # float32 (T, F), C-contiguous
-    params: np.ndarray,  # float64 (4,): keep ratio, reward scale, log reward (0/1), position size
+    params: np.ndarray,  # float64 (5,): keep ratio, reward scale, log reward (0/1), fraction sizing (0/1), size
     obs: np.ndarray,  # float32 (N, window * F + 2), written
     rewards: np.ndarray,  # float32 (N,), written
     dones: np.ndarray,  # bool (N,), written
@@ -53,7 +94,8 @@ def step_accounts(
     for i in range(n):
         if actions[i] < 0 or actions[i] > 2:
             return -1 - i
-    keep, scale, log_reward, size = params[KEEP], params[SCALE], params[LOG_REWARD] != 0.0, params[POSITION_SIZE]
+    keep, scale, log_reward = params[KEEP], params[SCALE], params[LOG_REWARD] != 0.0
+    fraction_sizing, size = params[FRACTION_SIZING] != 0.0, params[SIZE]
     width = uint64(obs.shape[1])
     window_values = width - uint64(2)
     n_features = uint64(features.shape[1])
@@ -65,7 +107,9 @@ def step_accounts(
         held = ints[i, HELD]
         t = ints[i, BAR] + 1
         equity_before = floats[i, EQUITY]
-        equity = equity_before + table[t, held * 3 + action]
+        units, profit = fill(table, t, held, action, floats[i, UNITS], floats[i, ENTRY], equity_before,
+                             fraction_sizing, size)
+        equity = equity_before + profit
         if log_reward:
             ratio = equity / equity_before
             reward = math.log(ratio if ratio > _MIN_EQUITY_RATIO else _MIN_EQUITY_RATIO) * scale
@@ -76,16 +120,14 @@ def step_accounts(
             floats[i, PEAK] = equity
         if action != held:
             floats[i, ENTRY] = table[t, OPEN_COLUMN]
-        ints[i, BAR], ints[i, HELD], floats[i, EQUITY] = t, action, equity
+        ints[i, BAR], ints[i, HELD], floats[i, EQUITY], floats[i, UNITS] = t, action, equity, units
 
         source = uint64(t + 1) * n_features - window_values
         row = uint64(i) * width
         for j in range(window_values):
             flat_obs[row + j] = flat_features[source + j]
-        sign = float(action - 1)
-        flat_obs[row + window_values] = sign
-        unrealized = 100.0 * sign * size * (table[t, CLOSE_COLUMN] - floats[i, ENTRY])
-        flat_obs[row + window_values + uint64(1)] = unrealized / equity if equity != 0.0 else 0.0
+        flat_obs[row + window_values] = float(action - 1)
+        flat_obs[row + window_values + uint64(1)] = unrealized_percent(table, t, units, floats[i, ENTRY], equity)
 
         terminated = equity <= floats[i, PEAK] * keep
         ints[i, TERMINATED] = terminated
@@ -95,6 +137,6 @@ def step_accounts(
 
 
 __all__ = [
-    "BAR", "END", "ENTRY", "EQUITY", "HELD", "KEEP", "LOG_REWARD", "PEAK", "POSITION_SIZE", "SCALE",
-    "TERMINATED", "step_accounts",
+    "BAR", "END", "ENTRY", "EQUITY", "FRACTION_SIZING", "HELD", "KEEP", "LOG_REWARD", "N_PARAMS", "PEAK", "SCALE",
+    "SIZE", "TERMINATED", "UNITS", "fill", "step_accounts", "unrealized_percent",
 ]

@@ -1,24 +1,33 @@
-"""The market as flat numpy arrays, with every cost folded into one lookup table.
+"""The market as flat numpy arrays, with every cost and conversion folded into one per-bar table.
 
 Execution model (the one place it is defined; the environments, the vectorized
-environment and the evaluation ledger all read :attr:`MarketData.step_pnl`):
+environment, the fast evaluator and the evaluation ledger all read :attr:`MarketData.step_table`):
 
 * the agent decides at bar ``t``'s close, seeing features up to and including bar ``t``;
 * the order fills at bar ``t+1``'s open; every unit bought or sold pays half the spread of
   bar ``t+1`` plus the commission, so a round trip pays one full spread;
 * the position held before the fill earns ``open[t+1] - close[t]`` (the gap) and pays
   swap when a daily rollover falls between the two bars; the new position earns
-  ``close[t+1] - open[t+1]``; equity is marked to the close.
+  ``close[t+1] - open[t+1]``; equity is marked to the close;
+* price moves and the spread are in the quote currency and are converted to the account
+  currency at the rate known at bar ``t+1``'s close (:mod:`rltrader.env.conversion`); the
+  open position's profit stays in the quote currency until it closes, as in MetaTrader, so
+  each step also revalues what it had made by the previous close at the new rate (equity is
+  then always the balance plus the floating profit at today's rate; a one-lot USDJPY long
+  from ``p0`` is worth ``lots x contract x (p1 - p0) / p1`` dollars at any later close ``p1``);
+  commission and swap are configured in the account currency;
+* how many units a full position holds is the account's sizing (:mod:`rltrader.env.account`):
+  fixed units, or a share of equity converted to units at the fill and held until the next trade.
 
-Positions can only be ``-size``, ``0`` or ``+size``, so the profit of one step depends
-only on the bar and on the (held, target) pair: nine numbers per bar, computed here once,
-vectorized. Looking them up instead of recomputing them makes a step cheap and makes the
-single and vectorized environments agree to the last bit.
+So the profit of one step is ``held * GAP + target * BODY - |target - held| * COST - swap +
+revaluation`` in units held before and after the fill, read from per-unit columns computed here once,
+vectorized. Every consumer evaluates that expression in that order (IEEE doubles, no
+fast-math), which keeps the single and vectorized environments and the ledgers equal to
+the last bit.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +35,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from rltrader.config import Config
+from rltrader.config import Config, LoadingConfig
 from rltrader.data.loader import infer_point
+from rltrader.env.account import AccountTerms, account_terms
+from rltrader.env.conversion import ConversionRates, conversion_rates
 from rltrader.errors import ConfigError
 from rltrader.features.splits import SPLIT_NAMES
 from rltrader.known_answer import KnownAnswerMarket, read_market
@@ -41,8 +52,12 @@ ACTION_SIGNS = np.array([-1.0, 0.0, 1.0])
 ACTION_NAMES = ("short", "flat", "long")
 FLAT = 1
 N_ACTIONS = 3
-#: Columns of :attr:`MarketData.step_table` after the nine step profits.
-OPEN_COLUMN, CLOSE_COLUMN = 9, 10
+#: Columns of :attr:`MarketData.step_table`, per unit and in the account currency: the gap earned
+#: by a unit held over the fill bar's open, the move after the fill, the cost of one unit traded,
+#: the swap of one unit held long and short, the account value of one unit at the fill (for
+#: equity-fraction sizing), then the raw open and close and the close's conversion rate.
+GAP, BODY, COST, SWAP_LONG, SWAP_SHORT, NOTIONAL, OPEN_COLUMN, CLOSE_COLUMN, CLOSE_RATE = range(9)
+TABLE_COLUMNS = 9
 
 
 @dataclass(frozen=True)
@@ -53,27 +68,28 @@ class MarketData:
     features: np.ndarray  # float32, (T, F), C-contiguous, already normalized
     open: np.ndarray  # float64, (T,)
     close: np.ndarray  # float64, (T,)
-    trade_cost: np.ndarray  # float64, (T,): cost per unit traded at bar t's open
+    trade_cost: np.ndarray  # float64, (T,): cost per unit traded at bar t's open, in the quote currency
     rollover_nights: np.ndarray  # float64, (T,): nights of swap between bar t-1 and bar t
-    step_pnl: np.ndarray  # float64, (T, 9): profit of the step that fills at bar t, [held*3 + action]
+    step_table: np.ndarray  # float64, (T, TABLE_COLUMNS): see GAP ... CLOSE_RATE
     split_codes: np.ndarray  # int8, (T,)
     split_rows: dict[str, tuple[int, int]]
     feature_columns: tuple[str, ...]
     bars_per_year: float
-    position_size: float
+    terms: AccountTerms
     swap_long: float
     swap_short: float
     spread_source: str
     known_answer: KnownAnswerMarket | None = None  # the generator of a known-answer market (its oracle)
 
-    @functools.cached_property
-    def step_table(self) -> np.ndarray:
-        """``(T, 11)``: the nine step profits, the open and the close, side by side.
+    @property
+    def fraction_sizing(self) -> bool:
+        """Units of a full position follow equity (computed at each fill) rather than being fixed."""
+        return self.terms.fraction_sizing
 
-        What a compiled step reads per bar, in one array (one argument, one cache-line
-        run); built once per market, shared by every environment and evaluation on it.
-        """
-        return np.column_stack([self.step_pnl, self.open, self.close])
+    @property
+    def size(self) -> float:
+        """The equity fraction of a full position, or its fixed units."""
+        return self.terms.size
 
     @property
     def n_features(self) -> int:
@@ -110,7 +126,7 @@ class MarketData:
         path = data_path if data_path is not None else source["path"]
         return cls.from_frame(
             frame, prepared.feature_columns, split_rows, float(prepared.metadata["bars"]["bars_per_year"]), config,
-            source=str(source["path"]), known_answer=read_market(path, source.get("sha256")),
+            source=str(path), known_answer=read_market(path, source.get("sha256")),
         )
 
     @classmethod
@@ -131,18 +147,19 @@ class MarketData:
         trade_cost = 0.5 * spread + config.costs.commission_per_unit
         timestamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
         nights = rollover_nights(timestamps, config.costs.triple_swap_weekday)
-        size = config.env.max_position_size
-        step_pnl = step_pnl_table(
-            open_, close, trade_cost, nights * config.costs.swap_long, nights * config.costs.swap_short, size
-        )
+        terms = account_terms(config, source)
+        rates = conversion_rates(terms.conversion, timestamps, open_, close,
+                                 LoadingConfig(max_jump_mads=config.data.max_jump_mads))
+        table = step_table(open_, close, spread, config.costs.commission_per_unit, nights * config.costs.swap_long,
+                           nights * config.costs.swap_short, rates)
         features = np.ascontiguousarray(frame[list(feature_columns)].to_numpy(dtype=np.float32))
         codes = (frame[SPLIT_COLUMN].to_numpy(dtype=np.int8) if SPLIT_COLUMN in frame
                  else np.zeros(len(frame), np.int8))
         return cls(
             timestamps=timestamps, features=features, open=open_, close=close, trade_cost=trade_cost,
-            rollover_nights=nights, step_pnl=step_pnl, split_codes=codes,
+            rollover_nights=nights, step_table=table, split_codes=codes,
             split_rows={name: (int(a), int(b)) for name, (a, b) in split_rows.items()},
-            feature_columns=tuple(feature_columns), bars_per_year=float(bars_per_year), position_size=float(size),
+            feature_columns=tuple(feature_columns), bars_per_year=float(bars_per_year), terms=terms,
             swap_long=config.costs.swap_long, swap_short=config.costs.swap_short, spread_source=spread_source,
             known_answer=known_answer,
         )
@@ -186,31 +203,50 @@ def price_moves(open_: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.nd
     return gap, close - open_
 
 
-def step_pnl_table(
+def step_table(
     open_: np.ndarray,
     close: np.ndarray,
-    trade_cost: np.ndarray,
+    spread: np.ndarray,
+    commission: float,
     swap_long: np.ndarray,
     swap_short: np.ndarray,
-    size: float,
+    rates: ConversionRates,
 ) -> np.ndarray:
-    """Profit of the step filling at bar ``t`` for each (held, target) pair: ``(T, 9)``.
+    """The per-unit columns of every bar, in the account currency: ``(T, TABLE_COLUMNS)``.
 
-    Column ``held * 3 + target`` with both in action codes (0 short, 1 flat, 2 long).
-    Row 0 has no previous close and is NaN: no step fills at the first bar.
+    Row 0 has no previous close: its gap is NaN (no step fills at the first bar). With no
+    conversion the rates are exactly 1.0, so every product below is exact and the table's
+    profits are those of rltrader 0.1's unconverted arithmetic, bit for bit.
     """
-    table = np.full((len(close), 9), np.nan)
+    table = np.empty((len(close), TABLE_COLUMNS))
     gap, body = price_moves(open_, close)
-    for held_code, held_sign in enumerate(ACTION_SIGNS):
-        held = held_sign * size
-        swap = held * swap_long if held > 0 else -held * swap_short
-        for target_code, target_sign in enumerate(ACTION_SIGNS):
-            target = target_sign * size
-            table[:, held_code * 3 + target_code] = held * gap + target * body - abs(target - held) * trade_cost - swap
+    rate = rates.at_close
+    table[:, GAP] = gap * rate
+    table[:, BODY] = body * rate
+    table[:, COST] = 0.5 * spread * rate + commission
+    table[:, SWAP_LONG] = swap_long
+    table[:, SWAP_SHORT] = swap_short
+    table[:, NOTIONAL] = open_ * rates.at_open
+    table[:, OPEN_COLUMN] = open_
+    table[:, CLOSE_COLUMN] = close
+    table[:, CLOSE_RATE] = rate
     return table
 
 
+def step_profit(held: float, target: float, entry: float, row: np.ndarray, previous: np.ndarray) -> float:
+    """Profit of one step from ``held`` units (filled at ``entry``) to ``target`` units over the
+    bar of table row ``row`` (``previous`` is the row before).
+
+    The reference form of the arithmetic every compiled step repeats in the same order. The
+    last term revalues the open position's profit so far (still in the quote currency, as in
+    MetaTrader) from the previous close's rate to this one's; without conversion it is 0."""
+    swap = held * row[SWAP_LONG] if held > 0 else -held * row[SWAP_SHORT]
+    revaluation = held * (previous[CLOSE_COLUMN] - entry) * (row[CLOSE_RATE] - previous[CLOSE_RATE])
+    return float(held * row[GAP] + target * row[BODY] - abs(target - held) * row[COST] - swap + revaluation)
+
+
 __all__ = [
-    "ACTION_NAMES", "ACTION_SIGNS", "CLOSE_COLUMN", "FLAT", "N_ACTIONS", "OPEN_COLUMN", "MarketData", "price_moves",
-    "rollover_nights", "step_pnl_table",
+    "ACTION_NAMES", "ACTION_SIGNS", "BODY", "CLOSE_COLUMN", "CLOSE_RATE", "COST", "FLAT", "GAP", "NOTIONAL",
+    "N_ACTIONS", "OPEN_COLUMN", "SWAP_LONG", "SWAP_SHORT", "TABLE_COLUMNS", "MarketData", "price_moves",
+    "rollover_nights", "step_profit", "step_table",
 ]

@@ -2,10 +2,10 @@
 
 Observation: the last ``window_size`` bars of normalized features, flattened, then the
 position (-1, 0, +1) and the unrealized PnL in percent of equity; float32, a new array
-every step. Action: Discrete(3) target position, 0 short, 1 flat, 2 long, each scaled by
-``max_position_size``. The execution model (fill at the next open, costs, swap) is in
-:mod:`rltrader.env.market`. Reward: change of equity net of costs, log or relative,
-times ``reward_scale``.
+every step. Action: Discrete(3) target position, 0 short, 1 flat, 2 long, each a full
+position as the account's sizing says (:mod:`rltrader.env.account`). The execution model
+(fill at the next open, costs, swap, conversion) is in :mod:`rltrader.env.market`.
+Reward: change of equity net of costs, log or relative, times ``reward_scale``.
 
 ``step`` is plain Python arithmetic over table lookups (no pandas, no numpy ufuncs on
 scalars): it is the inner loop of training and of the reference evaluator.
@@ -21,7 +21,14 @@ import gymnasium as gym
 import numpy as np
 
 from rltrader.config import EnvConfig
-from rltrader.env.market import ACTION_SIGNS, FLAT, N_ACTIONS, MarketData
+from rltrader.env.market import (
+    ACTION_SIGNS,
+    CLOSE_COLUMN,
+    CLOSE_RATE,
+    FLAT,
+    N_ACTIONS,
+    MarketData,
+)
 from rltrader.errors import ConfigError
 
 #: Equity ratios are clamped here before the log: a step that wipes the account out
@@ -79,11 +86,11 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._window_values = window * n_features
         self._n_features = n_features
         self._flat_features = market.features.reshape(-1)
-        self._step_pnl = market.step_pnl.reshape(-1)
-        self._open = market.open
-        self._close = market.close
+        self._table = market.step_table
+        self._converts = bool(np.any(market.step_table[:, CLOSE_RATE] != 1.0))
         self._signs = [float(s) for s in ACTION_SIGNS]
-        self._units_pct = [100.0 * s * market.position_size for s in ACTION_SIGNS]
+        self._fraction_sizing = market.fraction_sizing
+        self._size = market.size
         self._keep = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
         self._log_reward = self.config.reward == "log"
         self._scale = self.config.reward_scale
@@ -92,6 +99,7 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._t = self.bounds.first
         self._end = self.bounds.last
         self._held = FLAT
+        self._units = 0.0
         self._equity = self._peak = self.config.initial_balance
         self._entry = 0.0
 
@@ -108,13 +116,14 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
     @property
     def position(self) -> float:
         """Units held now (negative when short)."""
-        return self._signs[self._held] * self.market.position_size
+        return self._units
 
     # -- gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._t, self._end = self.bounds.start_and_end(self.np_random)
         self._held = FLAT
+        self._units = 0.0
         self._equity = self._peak = self.config.initial_balance
         self._entry = 0.0
         return self._observation(0.0), {}
@@ -124,9 +133,24 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         if not 0 <= action < N_ACTIONS:
             raise ValueError(f"action must be 0 (short), 1 (flat) or 2 (long), got {action}")
         t = self._t + 1
-        held = self._held
+        held, units = self._held, self._units
         equity_before = self._equity
-        equity = equity_before + self._step_pnl.item(t * 9 + held * 3 + action)
+        # rltrader.env.market.step_profit, inlined (the hot path), in the compiled steps' order;
+        # one tolist() reads the bar's nine table values for the price of two .item() calls
+        gap, body, cost, swap_long, swap_short, notional, open_, close, rate = self._table[t].tolist()
+        if action == held:
+            target = units
+        elif self._fraction_sizing:
+            worth = equity_before if equity_before > 0.0 else 0.0  # a bankrupt account opens nothing
+            target = self._signs[action] * (self._size * worth / notional)
+        else:
+            target = self._signs[action] * self._size
+        swap = units * swap_long if units > 0 else -units * swap_short
+        profit = units * gap + target * body - abs(target - units) * cost - swap
+        if units and self._converts:  # otherwise the revaluation is 0.0, and adding it changes no equity
+            previous = self._table[t - 1]
+            profit += units * (previous.item(CLOSE_COLUMN) - self._entry) * (rate - previous.item(CLOSE_RATE))
+        equity = equity_before + profit
         if self._log_reward:
             ratio = equity / equity_before
             reward = math.log(ratio if ratio > MIN_EQUITY_RATIO else MIN_EQUITY_RATIO) * self._scale
@@ -135,11 +159,12 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         if equity > self._peak:  # noqa: PLR1730 - the hot path; max() costs a call
             self._peak = equity
         if action != held:
-            self._entry = self._open.item(t)
-        self._t, self._held, self._equity = t, action, equity
+            self._entry = open_
+        self._t, self._held, self._units, self._equity = t, action, target, equity
         terminated = equity <= self._peak * self._keep
         truncated = t >= self._end
-        unrealized_pct = (self._units_pct[action] * (self._close.item(t) - self._entry)) / equity if equity else 0.0
+        unrealized = 100.0 * target * (close - self._entry) * rate
+        unrealized_pct = unrealized / equity if equity else 0.0
         info = {"equity": equity} if terminated or truncated else {}
         return self._observation(unrealized_pct), reward, terminated, truncated, info
 

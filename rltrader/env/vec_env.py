@@ -23,8 +23,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from rltrader.config import EnvConfig
 from rltrader.env import kernels
-from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, step_accounts
-from rltrader.env.market import ACTION_SIGNS, FLAT, N_ACTIONS, MarketData
+from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, UNITS, step_accounts
+from rltrader.env.market import FLAT, N_ACTIONS, MarketData
 from rltrader.env.trading_env import EpisodeBounds
 
 #: Attributes that differ per account: ``get_attr`` returns one value per environment.
@@ -47,17 +47,18 @@ class VecTradingEnv(VecEnv):
         self._window_values = self.config.window_size * market.n_features
         self._windows = market.windows(self.config.window_size)
         self._window_offset = self.config.window_size - 1
-        params = np.zeros(4)
+        params = np.zeros(kernels.N_PARAMS)
         params[kernels.KEEP] = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
         params[kernels.SCALE] = self.config.reward_scale
         params[kernels.LOG_REWARD] = float(self.config.reward == "log")
-        params[kernels.POSITION_SIZE] = market.position_size
+        params[kernels.FRACTION_SIZING] = float(market.fraction_sizing)
+        params[kernels.SIZE] = market.size
         observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
-        # Account state, one row per account: columns kernels.BAR/END/HELD/TERMINATED and EQUITY/PEAK/ENTRY.
+        # Account state, one row per account: columns kernels.BAR/END/HELD/TERMINATED and EQUITY/PEAK/ENTRY/UNITS.
         self._ints = np.zeros((num_envs, 4), dtype=np.int64)
         self._ints[:, BAR], self._ints[:, END], self._ints[:, HELD] = self.bounds.first, self.bounds.last, FLAT
-        self._floats = np.zeros((num_envs, 3))
+        self._floats = np.zeros((num_envs, 4))
         self._floats[:, EQUITY] = self._floats[:, PEAK] = self.config.initial_balance
         self._actions = np.full(num_envs, FLAT, dtype=np.int64)
         self._kernel_inputs = (self._ints, self._floats, market.step_table, market.features, params)
@@ -73,7 +74,7 @@ class VecTradingEnv(VecEnv):
     @property
     def position(self) -> np.ndarray:
         """Units held by each account (negative when short)."""
-        return ACTION_SIGNS[self._ints[:, HELD]] * self.market.position_size
+        return self._floats[:, UNITS].copy()
 
     @property
     def bar(self) -> np.ndarray:
@@ -129,7 +130,7 @@ class VecTradingEnv(VecEnv):
             self._rngs[index], _ = seeding.np_random(seed)
         start, end = self.bounds.start_and_end(self._rngs[index])
         self._ints[index] = start, end, FLAT, 0
-        self._floats[index] = self.config.initial_balance, self.config.initial_balance, 0.0
+        self._floats[index] = self.config.initial_balance, self.config.initial_balance, 0.0, 0.0
         obs[index, : self._window_values] = self._windows[start - self._window_offset]
         obs[index, -2:] = 0.0
 

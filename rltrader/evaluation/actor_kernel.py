@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from rltrader.engine.kernels.activations import RELU, TANH
-from rltrader.env.market import CLOSE_COLUMN, OPEN_COLUMN
+from rltrader.env.kernels import fill, unrealized_percent
+from rltrader.env.market import OPEN_COLUMN
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -73,21 +74,23 @@ def _arg_max3(logits: np.ndarray) -> int:
 
 @njit(cache=True, nogil=True, inline="always")
 def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
-           position_size: float, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
+           sizing: np.ndarray, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
     """Record model ``k``'s ``choice`` and advance its account over bar ``t`` with
-    ``TradingEnv.step``'s arithmetic in its order; write the next observation's position and
-    PnL % into ``observed``. True when the account is bankrupt (the episode ends there)."""
+    ``TradingEnv.step``'s arithmetic in its order (:func:`rltrader.env.kernels.fill`); write the
+    next observation's position and PnL % into ``observed``. True when the account is
+    bankrupt (the episode ends there)."""
     taken[k, steps[k]] = choice
     steps[k] += 1
-    equity = account[k, 0] + table[t, held[k] * 3 + choice]
+    units, profit = fill(table, t, held[k], choice, account[k, 2], account[k, 1], account[k, 0], sizing[0] != 0.0,
+                         sizing[1])
+    equity = account[k, 0] + profit
     if choice != held[k]:
         account[k, 1] = table[t, OPEN_COLUMN]
     held[k] = choice
     account[k, 0] = equity
-    sign = float(choice - 1)
-    unrealized = 100.0 * sign * position_size * (table[t, CLOSE_COLUMN] - account[k, 1])
-    observed[0] = sign
-    observed[1] = unrealized / equity if equity != 0.0 else 0.0
+    account[k, 2] = units
+    observed[0] = float(choice - 1)
+    observed[1] = unrealized_percent(table, t, units, account[k, 1], equity)
     return equity <= 0.0
 
 
@@ -107,11 +110,11 @@ def step_actors(
     layer0_input: np.ndarray,  # float32 (K, H + 2): state, [hidden of layer 0, position, PnL %]
     hidden: np.ndarray,  # float32 (K, L, H): state
     cell: np.ndarray,  # float32 (K, L, H): state
-    account: np.ndarray,  # float64 (K, 2): state, equity and entry price
+    account: np.ndarray,  # float64 (K, 3): state, equity, entry price and units held
     held: np.ndarray,  # int64 (K,): state, held action
     alive: np.ndarray,  # bool (K,): state, False once bankrupt
-    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
-    position_size: float,
+    table: np.ndarray,  # float64 (T, 9): MarketData.step_table
+    sizing: np.ndarray,  # float64 (2,): fraction sizing (0/1), size (MarketData.fraction_sizing, .size)
     taken: np.ndarray,  # int64 (K, bars of the split): actions, written
     steps: np.ndarray,  # int64 (K,): decisions made so far, advanced
 ) -> bool:
@@ -161,7 +164,7 @@ def step_actors(
                 width = out_width
             logits[:] = action_bias[k]
             _add_product(logits, action[k], latent[:width])
-            if _trade(k, _arg_max3(logits), t, account, held, table, position_size, taken, steps,
+            if _trade(k, _arg_max3(logits), t, account, held, table, sizing, taken, steps,
                       layer0_input[k, size:]):
                 alive[k] = False
         if not any_alive:
@@ -182,11 +185,11 @@ def step_mlp_actors(
     mlp_widths: np.ndarray,  # int64 (M + 1,): W0, then each later layer's output width (3 last)
     mlp_activation: np.ndarray,  # int64 (M + 1,): the first layer's activation, then each later layer's
     position_pnl: np.ndarray,  # float32 (K, 2): state, the observation's last two values
-    account: np.ndarray,  # float64 (K, 2): state, equity and entry price
+    account: np.ndarray,  # float64 (K, 3): state, equity, entry price and units held
     held: np.ndarray,  # int64 (K,): state, held action
     alive: np.ndarray,  # bool (K,): state, False once bankrupt
-    table: np.ndarray,  # float64 (T, 11): MarketData.step_table
-    position_size: float,
+    table: np.ndarray,  # float64 (T, 9): MarketData.step_table
+    sizing: np.ndarray,  # float64 (2,): fraction sizing (0/1), size (MarketData.fraction_sizing, .size)
     taken: np.ndarray,  # int64 (K, bars of the split): actions, written
     steps: np.ndarray,  # int64 (K,): decisions made so far, advanced
 ) -> bool:
@@ -221,7 +224,7 @@ def step_mlp_actors(
                 bias_at += out_width
                 _activate(layer_out, latent, out_width, mlp_activation[m])
                 width = out_width
-            if _trade(k, _arg_max3(latent), t, account, held, table, position_size, taken, steps, position_pnl[k]):
+            if _trade(k, _arg_max3(latent), t, account, held, table, sizing, taken, steps, position_pnl[k]):
                 alive[k] = False
         if not any_alive:
             return False

@@ -176,12 +176,17 @@ class PackedActors:
 
 
 def _accounts(n_models: int, bounds: EpisodeBounds, config: EnvConfig) -> tuple[np.ndarray, ...]:
-    """The kernels' per-model account state at the split's start: (equity and entry price, held
-    action, alive, actions taken, decisions made)."""
-    account = np.zeros((n_models, 2))
+    """The kernels' per-model account state at the split's start: (equity, entry price and units,
+    held action, alive, actions taken, decisions made)."""
+    account = np.zeros((n_models, 3))
     account[:, 0] = config.initial_balance
     return (account, np.full(n_models, FLAT, dtype=np.int64), np.ones(n_models, dtype=np.bool_),
             np.zeros((n_models, bounds.last - bounds.first), dtype=np.int64), np.zeros(n_models, dtype=np.int64))
+
+
+def _sizing(market: MarketData) -> np.ndarray:
+    """The kernels' sizing argument: fraction sizing (0/1) and the size."""
+    return np.array([float(market.fraction_sizing), market.size])
 
 
 def fast_actions(
@@ -228,7 +233,7 @@ def fast_actions(
             if not step_actors(projected, chunk_start, packed.recurrent, packed.upper, packed.upper_bias, packed.mlp,
                                packed.mlp_bias, packed.mlp_widths, packed.mlp_activation, packed.action,
                                packed.action_bias, layer0_input, hidden_state, cell_state, account, held, alive,
-                               market.step_table, market.position_size, taken, steps):
+                               market.step_table, _sizing(market), taken, steps):
                 break
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 
@@ -258,7 +263,7 @@ def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
             rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
             projected = np.stack([rows @ actor.window_in + actor.bias0 for actor in actors], axis=1)
             if not step_mlp_actors(projected, chunk_start, tail, mlp, mlp_bias, widths, activations, position_pnl,
-                                   account, held, alive, market.step_table, market.position_size, taken, steps):
+                                   account, held, alive, market.step_table, _sizing(market), taken, steps):
                 break
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 

@@ -136,8 +136,8 @@ def evaluate_actions(
         "sharpe_error_method": SHARPE_ERROR_METHOD,
         "known_answer": None if market.known_answer is None else market.known_answer.model_dump(),
         "costs": {"spread": market.spread_source, "swap_long": market.swap_long, "swap_short": market.swap_short},
-        "position_size": market.position_size,
         "initial_balance": config.initial_balance,
+        "account": {**market.terms.to_json(), "initial_balance": config.initial_balance},
     }
     return EvaluationReport(split, bounds.first, ledgers, metrics, {**header, **(info or {})})
 

@@ -30,6 +30,7 @@ from statistics import NormalDist
 import numpy as np
 
 from rltrader.env.market import FLAT, N_ACTIONS, MarketData
+from rltrader.evaluation.ledger import account_profits
 
 NORMAL = NormalDist()
 EULER_GAMMA = 0.5772156649015329
@@ -160,20 +161,19 @@ class NullDistribution:
 
 def null_distribution(market: MarketData, first_bar: int, steps: int, initial_balance: float,
                       switch_probability: float, policies: int = NULL_POLICIES, seed: int = 0) -> NullDistribution:
-    """Score ``policies`` random policies, vectorized, with the ledger's own arithmetic.
+    """Score ``policies`` random policies with the ledger's own arithmetic.
 
-    The same table lookups as :func:`rltrader.evaluation.ledger.replay`, for many policies at
-    once: the profit of each step is ``step_pnl[fill bar, held * 3 + action]``. A split of a
-    few thousand bars is one pass; longer ones go in blocks of ``NULL_BLOCK_CELLS`` policy-bars,
-    so eighteen months of hourly bars stay within a few hundred MB."""
+    :func:`rltrader.evaluation.ledger.account_profits` walks every policy's account (units
+    sized as the agent's are, profits from the same table). A split of a few thousand bars
+    is one pass; longer ones go in blocks of ``NULL_BLOCK_CELLS`` policy-bars, so eighteen
+    months of hourly bars stay within a few hundred MB."""
     actions = random_policies(steps, switch_probability, policies, seed)
     block_size = max(1, NULL_BLOCK_CELLS // max(steps, 1))
-    fill_bars = np.arange(first_bar + 1, first_bar + steps + 1)
     sharpe, total_return = np.full(policies, np.nan), np.zeros(policies)
     for start in range(0, policies, block_size):
-        block = actions[start:start + block_size]
-        held = np.concatenate((np.full((len(block), 1), FLAT), block[:, :-1]), axis=1)
-        pnl = market.step_pnl[fill_bars[None, :], held * N_ACTIONS + block]
+        block = np.ascontiguousarray(actions[start:start + block_size], dtype=np.int64)
+        pnl = account_profits(block, first_bar, market.step_table, market.fraction_sizing, market.size,
+                              initial_balance, np.zeros((0, steps)))
         marks = np.concatenate((np.full((len(block), 1), initial_balance),
                                 initial_balance + np.cumsum(pnl, axis=1)), axis=1)
         returns = marks[:, 1:] / marks[:, :-1] - 1.0

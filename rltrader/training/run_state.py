@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rltrader.atomic import write_json
-from rltrader.config import Config, moved_cache_switch
+from rltrader.config import Config, moved_cache_switch, units_sizing
 from rltrader.errors import UserInputError
 from rltrader.records import BestModel, IterationRecord, Record
 
@@ -99,7 +99,10 @@ class RunState(Record):
                 and "algorithm" not in settings["training"]:
             # runs from before training.algorithm were all recurrent: they resume as they were
             training = {**settings["training"], "algorithm": "recurrent"}
-            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": {**settings, "training": training}}}
+            settings = {**settings, "training": training}
+            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": settings}}
+        if isinstance(settings, dict) and isinstance(settings.get("env"), dict) and "sizing" not in settings["env"]:
+            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": units_sizing(settings)}}
         try:
             return cls.model_validate(raw)
         except ValidationError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rltrader.config import Config, TrainingConfig
 from rltrader.records import BestModelSummary, IterationRecord, IterationSummary, RunSummary, SplitOutcome
@@ -35,8 +36,9 @@ def speedup_so_far(state: RunState, training: TrainingConfig) -> float | None:
 
 
 def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOutcome], report_seconds: float,
-                  best_model_path: Path, report_path: Path) -> RunSummary:
-    """The summary (the guide's keys plus per-iteration detail) of a run whose best model was scored."""
+                  best_model_path: Path, report_path: Path, account: dict[str, Any] | None = None) -> RunSummary:
+    """The summary (the guide's keys plus per-iteration detail) of a run whose best model was scored;
+    ``account`` is the terms its money figures are in (a report's ``info["account"]``)."""
     records, training = state.iterations, config.training
     walls = [record.wall_seconds for record in records]
     total = state.preprocess_seconds + sum(walls) + report_seconds
@@ -69,6 +71,7 @@ def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOut
                     for record in records],  # the summary's subset of each record
         report=str(report_path),
         trials=state.trials,
+        account=account,
     )
 
 

@@ -448,7 +448,7 @@ class Trainer:
         self.state.completed = True
         self.state.save(self.paths.state)
         summary = build_summary(self.state, self.config, scores, report_seconds, self.paths.best_model,
-                                self.paths.report / "report.md")
+                                self.paths.report / "report.md", reports[TEST].info.get("account"))
         write_json(self.paths.summary, summary.to_json())
         return summary
 

@@ -209,9 +209,9 @@ def plot_stitched(curves: pd.DataFrame, title: str, target: Path) -> None:
 
 
 def write_results(root: Path, name: str, outcomes: Sequence[FoldOutcome], bars_per_year: float,
-                  initial_balance: float, planned: int) -> dict[str, Any]:
-    """Write ``folds.json``, ``stitched_equity.parquet``, ``stitched_equity.png`` and ``summary.json``;
-    return the summary."""
+                  initial_balance: float, planned: int, account: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``folds.json``, ``stitched_equity.parquet``, ``stitched_equity.png`` and ``summary.json``
+    (with ``account``, the terms every fold traded on); return the summary."""
     returns = stitched_returns(outcomes)
     curves = equity_curves(returns, initial_balance)
     figures = aggregate(outcomes, returns, bars_per_year)
@@ -223,7 +223,7 @@ def write_results(root: Path, name: str, outcomes: Sequence[FoldOutcome], bars_p
     plot_stitched(curves, title, root / "stitched_equity.png")
     ordered = sorted(outcomes, key=lambda outcome: (outcome.fold, outcome.seed))
     write_json(root / "folds.json", [outcome.model_dump() for outcome in ordered])
-    summary = {"name": name, "planned_runs": planned, "aggregate": figures, "warm_start": savings,
+    summary = {"name": name, "planned_runs": planned, "account": account, "aggregate": figures, "warm_start": savings,
                "fold_table": fold_rows(outcomes), "files": {
                    "stitched_equity": str(root / "stitched_equity.parquet"), "plot": str(root / "stitched_equity.png"),
                    "folds": str(root / "folds.json")}}

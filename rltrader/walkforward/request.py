@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from rltrader.config import Config, load_config, parse_config
-from rltrader.request import DEFAULT_DATA
+from rltrader.request import DEFAULT_DATA, AccountFields
 
 
-class WalkForwardRequest(BaseModel):
+class WalkForwardRequest(AccountFields):
     """Train and test on consecutive windows of one bar file, one run per fold and seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,7 +57,8 @@ class WalkForwardRequest(BaseModel):
         named: dict[str, Any] = {f"walk_forward.{name}": getattr(self, name) for name in (
             "folds", "train_bars", "test_bars", "validation_bars", "scheme", "seeds", "warm_start_folds", "parallel",
             "profile")}
-        config = load_config(self.config).with_overrides({"cache.dir": self.cache_dir, **named}, source=source)
+        config = load_config(self.config).with_overrides(
+            {"cache.dir": self.cache_dir, **self.account_overrides(), **named}, source=source)
         if self.test_bars is None or self.folds is not None:
             return config
         raw = config.model_dump(mode="json")  # sizes without a count: as many folds as fit
