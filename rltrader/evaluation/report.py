@@ -205,7 +205,7 @@ def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
                      label="buy and hold")
     drawdown_ax.set_ylabel("drawdown %")
     position_ax.step(time_axis, frame["agent_position"], where="post", color="tab:blue", linewidth=0.8)
-    position_ax.set_ylabel("position")
+    position_ax.set_ylabel("position (units)")
     fig.tight_layout()
     write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rltrader.atomic import write_json
-from rltrader.config import Config, moved_cache_switch, units_sizing
+from rltrader.config import Config, moved_cache_switch, settings_as_trained
 from rltrader.errors import UserInputError
 from rltrader.records import BestModel, IterationRecord, Record
 
@@ -95,14 +95,8 @@ class RunState(Record):
             fingerprint["config"] = moved_cache_switch(fingerprint.get("config"))
             raw = {**raw, "version": STATE_VERSION, "fingerprint": fingerprint}
         settings = (raw.get("fingerprint") or {}).get("config")
-        if isinstance(settings, dict) and isinstance(settings.get("training"), dict) \
-                and "algorithm" not in settings["training"]:
-            # runs from before training.algorithm were all recurrent: they resume as they were
-            training = {**settings["training"], "algorithm": "recurrent"}
-            settings = {**settings, "training": training}
-            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": settings}}
-        if isinstance(settings, dict) and isinstance(settings.get("env"), dict) and "sizing" not in settings["env"]:
-            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": units_sizing(settings)}}
+        if isinstance(settings, dict):  # keys added since: as the runs that lack them trained
+            raw = {**raw, "fingerprint": {**raw["fingerprint"], "config": settings_as_trained(settings)}}
         try:
             return cls.model_validate(raw)
         except ValidationError as error:

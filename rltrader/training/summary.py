@@ -37,8 +37,7 @@ def speedup_so_far(state: RunState, training: TrainingConfig) -> float | None:
 
 def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOutcome], report_seconds: float,
                   best_model_path: Path, report_path: Path, account: dict[str, Any] | None = None) -> RunSummary:
-    """The summary (the guide's keys plus per-iteration detail) of a run whose best model was scored;
-    ``account`` is the terms its money figures are in (a report's ``info["account"]``)."""
+    """The summary (guide's keys, per-iteration detail, ``account``: the terms of its money figures)."""
     records, training = state.iterations, config.training
     walls = [record.wall_seconds for record in records]
     total = state.preprocess_seconds + sum(walls) + report_seconds
