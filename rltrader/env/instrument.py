@@ -47,15 +47,6 @@ class Instrument:
     contract_size: float
     source: str  # where base and quote came from, for the report
 
-    @property
-    def is_fx(self) -> bool:
-        return self.base in CURRENCIES and self.quote in CURRENCIES
-
-    def describe(self) -> str:
-        if self.quote is None:
-            return f"{self.symbol or 'instrument'} (quote currency unknown: {self.source})"
-        return f"{self.symbol} ({self.base}/{self.quote}, {self.contract_size:,.0f} units per lot; {self.source})"
-
 
 def resolve_instrument(config: InstrumentConfig, data_path: str | Path | None) -> Instrument:
     """The instrument of ``data_path`` as ``config`` states it or its file name tells it."""
