@@ -176,7 +176,8 @@ def _spread_in_price_units(
     return raw * point, f"spread in points x {point:g} (point from {digits}-digit prices; set data.point to override)"
 
 
-def _bar_interval(index: pd.DatetimeIndex, path: Path) -> pd.Timedelta:
+def bar_interval(index: pd.DatetimeIndex, path: Path) -> pd.Timedelta:
+    """The bars' interval: the most common step between consecutive times (gaps do not count)."""
     steps = np.diff(index.asi8)
     steps = steps[steps > 0]
     if len(steps) == 0:
@@ -250,7 +251,7 @@ def load_bars(path: str | Path, options: LoadingConfig | None = None) -> LoadedB
         source=path,
         source_format=source_format,
         time_description=times.description,
-        bar_interval=_bar_interval(bars.index, path),
+        bar_interval=bar_interval(bars.index, path),
         spread_description=spread_description,
         repairs=tuple(repairs),
         largest_move=largest_move,

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from rltrader.config import AccountConfig, LoadingConfig
+from rltrader.data.loader import bar_interval, load_bars
 from rltrader.env.instrument import Instrument, parse_pair
 from rltrader.errors import ConfigError, DataError
 
@@ -94,7 +96,6 @@ def conversion_rates(plan: ConversionPlan, timestamps: np.ndarray, open_: np.nda
 
 def _file_rates(path: Path, timestamps: np.ndarray, loading: LoadingConfig | None) -> tuple[np.ndarray, np.ndarray]:
     """The conversion file's latest known price at each bar's close and at each bar's open."""
-    from rltrader.data.loader import load_bars  # pandas-heavy; only crosses need it
 
     loaded = load_bars(path, loading)
     stamps = loaded.bars.index.to_numpy(dtype="datetime64[ns]")
@@ -105,8 +106,7 @@ def _file_rates(path: Path, timestamps: np.ndarray, loading: LoadingConfig | Non
     if stamps[-1] < times[-1] - MAX_STALE:
         raise DataError(path, f"conversion bars end at {stamps[-1]}, before the traded bars' last bar {times[-1]}; "
                               "export the conversion pair up to the same date")
-    steps = np.diff(times)
-    interval = np.median(steps[steps > np.timedelta64(0)]) if len(times) > 1 else np.timedelta64(0)
+    interval = np.timedelta64(bar_interval(pd.DatetimeIndex(times), path).value, "ns")
     bar_open, bar_close = loaded.bars["open"].to_numpy(float), loaded.bars["close"].to_numpy(float)
     own_interval = np.timedelta64(loaded.bar_interval.value, "ns")
     return (known_price(stamps, bar_open, bar_close, own_interval, times + interval, closing=True),

@@ -38,7 +38,7 @@ import pandas as pd
 from rltrader.config import Config, LoadingConfig
 from rltrader.data.loader import infer_point
 from rltrader.env.account import AccountTerms, account_terms
-from rltrader.env.conversion import ConversionRates, conversion_rates
+from rltrader.env.conversion import IDENTITY, ConversionRates, conversion_rates
 from rltrader.errors import ConfigError
 from rltrader.features.splits import SPLIT_NAMES
 from rltrader.known_answer import KnownAnswerMarket, read_market
@@ -85,6 +85,11 @@ class MarketData:
     def fraction_sizing(self) -> bool:
         """Units of a full position follow equity (computed at each fill) rather than being fixed."""
         return self.terms.fraction_sizing
+
+    @property
+    def converts(self) -> bool:
+        """Profits change currency at a varying rate (otherwise every rate is exactly 1.0)."""
+        return self.terms.conversion.method != IDENTITY
 
     @property
     def size(self) -> float:

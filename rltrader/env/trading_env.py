@@ -87,7 +87,7 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._n_features = n_features
         self._flat_features = market.features.reshape(-1)
         self._table = market.step_table
-        self._converts = bool(np.any(market.step_table[:, CLOSE_RATE] != 1.0))
+        self._converts = market.converts
         self._signs = [float(s) for s in ACTION_SIGNS]
         self._fraction_sizing = market.fraction_sizing
         self._size = market.size
