@@ -86,6 +86,18 @@ class Server:
         self.process.poll()
 
 
+def server_environment(host: str, port: int) -> dict[str, str]:
+    """What a server started on ``host:port`` needs to serve a UI that can reach it.
+
+    The UI asks ``/ui-settings`` for its API address, which Prefect builds from
+    ``PREFECT_SERVER_API_HOST``/``PORT`` (default 4200), not from ``prefect server start --port``:
+    a server on any other port served a UI that called 127.0.0.1:4200 and showed "Can't connect
+    to Server API". The address is therefore set explicitly, with the host and port to match."""
+    return {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_UI_API_URL": f"http://{host}:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
+
+
 def ensure_server(host: str, port: int) -> Server:
     """The user's server (``PREFECT_API_URL``), one already on ``host:port``, or a new one there."""
     configured = os.environ.get("PREFECT_API_URL")
@@ -100,7 +112,7 @@ def ensure_server(host: str, port: int) -> Server:
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "rltrader-server.log"
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, **server_environment(host, port)}
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
                                     "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,

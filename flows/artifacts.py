@@ -4,18 +4,24 @@
 - ``training-iterations``: a table of the iterations (timesteps, wall time, validation
   score, early stop, warm start, performance mode, candidate);
 - ``training-summary``: the best model against buy-and-hold on the test split, the
-  speedup and where the report lives;
-- ``training-report``: a link to the report on disk.
+  speedup and its basis, where the report lives, and the test split's equity, drawdown and
+  position picture;
+- ``training-report``: the whole ``report.md`` (validation and test) with its pictures.
+
+Pictures are embedded as ``data:`` URIs: the Prefect UI renders them (checked in headless
+Chromium), while a ``file://`` link, which it used to be, opens nothing in a browser and
+nothing at all on another machine.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -45,9 +51,24 @@ def publish_iterations(run_dir: Path, records: Sequence[IterationRecord]) -> Non
     create_table_artifact(iteration_table_rows(records), key=ITERATIONS_KEY, description=f"Iterations of {run_dir}")
 
 
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+
+
+def embed_images(markdown: str, folder: Path) -> str:
+    """Every ``![alt](relative.png)`` in ``markdown`` inlined as a data URI (files missing stay links)."""
+    def inline(match: re.Match[str]) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})"
+    return _IMAGE.sub(inline, markdown)
+
+
 def publish_summary(summary: RunSummary) -> None:
-    create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
-                             description="Best model vs buy-and-hold on the test split")
     report = Path(summary.report).resolve()
-    create_link_artifact(report.as_uri(), link_text=str(report), key=REPORT_KEY,
-                         description="The full report (validation and test, equity curves)")
+    picture = "\n\n## Test split: equity, drawdown and position\n\n![test equity](test/equity.png)\n"
+    create_markdown_artifact(embed_images(summary_markdown(summary) + picture, report.parent), key=SUMMARY_KEY,
+                             description="Best model vs buy-and-hold on the test split")
+    text = report.read_text(encoding="utf-8") if report.is_file() else f"`{report}` is missing"
+    create_markdown_artifact(embed_images(text, report.parent) + f"\n\nFiles: `{report.parent}`\n", key=REPORT_KEY,
+                             description="The full report: validation and test, with their equity pictures")

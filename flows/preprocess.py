@@ -22,7 +22,7 @@ def preprocess_flow(data_path: str, config: dict[str, Any] | None = None, use_ca
     resolved = parse_config(config or {}, source="preprocess flow")
     prepared = run_preprocessing(data_path, resolved, use_cache=use_cache)
     create_markdown_artifact(
-        markdown=data_report_markdown(prepared),
+        markdown=data_report_markdown(prepared, resolved),
         key="data-report",
         description=f"Data report for {data_path}",
     )

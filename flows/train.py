@@ -5,7 +5,8 @@ start and adaptive timesteps, validate with the fast evaluator, keep the best (o
 ``parallel_candidates`` > 1, train several candidates side by side and keep the best of
 them) -> score the best model once on the test split and write the summary. Every task
 works from the run directory, so a failed task retries from its last checkpoint and a
-crashed flow run, retried from the UI, walks past finished iterations.
+crashed flow run, retried from the UI, walks past finished iterations. Once the bars are
+known good the run directory is locked, so a second trainer on it stops before writing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flows.artifacts import publish_iterations, publish_summary, start_progress,
 from rltrader.config import Config
 from rltrader.records import RunSummary
 from rltrader.request import TrainRequest
+from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.training.run_state import RunState
 from tasks.preprocess import run_preprocessing
 from tasks.train import final_report_task, keep_best_candidate_task, train_candidate_task, train_iteration_task
@@ -93,29 +95,31 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
               "prepared": prepared.to_dict(), "preprocess_seconds": preprocess_seconds, "run_dir": str(run_path),
               "settings_file": request.settings_file}
 
-    saved = RunState.read(run_path / "run_state.json")
-    records = saved.iterations[:planned] if saved else []  # a retried run walks past these
-    if records:
-        logger.info("Resuming %s: %d of %d iterations already trained", run_path, len(records), planned)
-    progress = start_progress(run_path, len(records), planned)
-    workers = min(request.candidate_workers or candidates, candidates)
-    runner = candidate_runner(workers, request.dask_address) if candidates > 1 else None
-    with api_visible_to_workers(), runner or contextlib.nullcontext():
-        for iteration in range(len(records), planned):
-            if runner is None:
-                record = _retrying(train_iteration_task, settings)(**shared, iteration=iteration)
-            else:
-                futures = [runner.submit(_retrying(train_candidate_task, settings),
-                                         {**shared, "iteration": iteration, "candidate": candidate})
-                           for candidate in range(candidates)]
-                record = keep_best_candidate_task(str(run_path), iteration, [future.result() for future in futures])
-            records.append(record)
-            update_progress(progress, iteration + 1, planned)
-            publish_iterations(run_path, records)
+    with run_directory_lock(run_path):  # one trainer per run directory; a second exits naming this one
+        saved = RunState.read(run_path / "run_state.json")
+        records = saved.iterations[:planned] if saved else []  # a retried run walks past these
+        if records:
+            logger.info("Resuming %s: %d of %d iterations already trained", run_path, len(records), planned)
+        progress = start_progress(run_path, len(records), planned)
+        workers = min(request.candidate_workers or candidates, candidates)
+        runner = candidate_runner(workers, request.dask_address) if candidates > 1 else None
+        with api_visible_to_workers(), runner or contextlib.nullcontext():
+            for iteration in range(len(records), planned):
+                if runner is None:
+                    record = _retrying(train_iteration_task, settings)(**shared, iteration=iteration)
+                else:
+                    futures = [runner.submit(_retrying(train_candidate_task, settings),
+                                             {**shared, "iteration": iteration, "candidate": candidate})
+                               for candidate in range(candidates)]
+                    record = keep_best_candidate_task(str(run_path), iteration, [future.result() for future in futures],
+                                                      request.keep_candidates)
+                records.append(record)
+                update_progress(progress, iteration + 1, planned)
+                publish_iterations(run_path, records)
 
-    summary = final_report_task(shared["config"], request.data_path, shared["prepared"], str(run_path))
-    publish_summary(summary)
-    logger.info("Done: best model %s, test Sharpe %s (buy-and-hold %s), speedup %.2fx (%s); report %s",
-                summary.best_model.path, summary.test.agent.get("sharpe"), summary.test.buy_and_hold.get("sharpe"),
-                summary.total_speedup_achieved, summary.speedup_basis, summary.report)
-    return summary
+        summary = final_report_task(shared["config"], request.data_path, shared["prepared"], str(run_path))
+        publish_summary(summary)
+        logger.info("Done: best model %s, test Sharpe %s (buy-and-hold %s), speedup %.2fx (%s); report %s",
+                    summary.best_model.path, summary.test.agent.get("sharpe"), summary.test.buy_and_hold.get("sharpe"),
+                    summary.total_speedup_achieved, summary.speedup_basis, summary.report)
+        return summary

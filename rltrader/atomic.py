@@ -5,6 +5,11 @@ file in the same directory and moved over the target with ``os.replace``, which 
 on POSIX and Windows. A reader therefore sees the old file or the new one, never half of
 one, and a process killed mid-write leaves at most a stray ``.tmp-*`` file, which
 ``clear-cache`` (for the cache) and a resumed training run (for its results) remove.
+
+A rename is atomic but not durable: after a power cut the directory may still name the old
+file, or the new name may point at blocks never written. So the content is fsynced before
+the rename and the directory after it (``fsync_directory``), and only then is the write
+reported done; a checkpoint "written" is a checkpoint on disk.
 """
 
 from __future__ import annotations
@@ -33,8 +38,22 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+        fsync_directory(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Flush a directory's entries (a rename, a new or removed file) to disk.
+
+    POSIX only: Windows cannot open a directory, and its NTFS journals renames itself."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_with(target: str | Path, writer: Callable[[Path], Any]) -> Path:

@@ -138,7 +138,7 @@ def _command_preprocess(args: argparse.Namespace) -> int:
         print(json.dumps(prepared.to_dict(), indent=2))
     else:
         print(f"\nrltrader preprocess: {args.data_path}")
-        print(data_report_text(prepared))
+        print(data_report_text(prepared, config))
         server = os.environ.get("PREFECT_API_URL") or "a temporary Prefect server (set PREFECT_API_URL to use yours)"
         print(f"  {'done':<13}  in {time.perf_counter() - started:.1f}s through {server}\n")
     return 0
@@ -189,7 +189,7 @@ def _command_train(args: argparse.Namespace) -> int:
     show = {"bars": args.verbose == 1, "lines": args.verbose == 1}
     if args.benchmark_mode:
         from flows.benchmark import benchmark_dir
-        from rltrader.training.benchmark import benchmark_seeds
+        from rltrader.benchmark import benchmark_seeds
 
         seeds = benchmark_seeds(seed, request.benchmark_seeds)
         dirs = [benchmark_dir(request, each) for each in seeds]
@@ -299,7 +299,7 @@ def _show_flow_progress(prefixes: tuple[str, ...]) -> None:
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    from rltrader.training.benchmark import compare_runs, load_summary
+    from rltrader.benchmark import compare_runs, load_summary
 
     comparison = compare_runs([load_summary(path) for path in args.original],
                               [load_summary(path) for path in args.optimized])

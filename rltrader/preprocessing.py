@@ -18,6 +18,7 @@ import pandas as pd
 
 from rltrader.cache import FeatureStore, cache_key, file_digest
 from rltrader.config import Config
+from rltrader.costs import require_spread
 from rltrader.data import LoadedBars, load_bars
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION, compute_features
@@ -194,11 +195,13 @@ def preprocess(data_path: str | Path, config: Config | None = None, use_cache: b
     started = time.perf_counter()
     key = preprocessing_key(path, config)
     if use_cache and (entry := store.lookup(key)) is not None:
+        require_spread(path, entry.metadata["bars"].get("columns", ["spread"]), config)
         logger.info("Cache hit for %s (%s)", path, key)
         return PreparedData(entry.parquet_path, entry.metadata, cache_hit=True)
 
     logger.info("Loading bars from %s", path)
     loaded = load_bars(path, config.data)
+    require_spread(path, loaded.bars.columns, config)  # before anything is written
     logger.info(
         "Loaded %d bars (%s) in %.1fs; computing features", len(loaded.bars), loaded.source_format,
         time.perf_counter() - started,

@@ -89,7 +89,8 @@ class LiveProgress:
             if self.lines and state is not None:
                 so_far = state.model_copy(update={"iterations": records[: self._finished + 1]})
                 line = iteration_line(so_far.iterations, training.iterations, training.selection_metric,
-                                      record.best_score_after, speedup_so_far(so_far, training))
+                                      record.best_score_after, speedup_so_far(so_far, training),
+                                      state.original_throughput)
                 self.console.print(line, highlight=False, markup=False, soft_wrap=True)
             self._finished += 1
             # the next iteration's rows: a new file per iteration with candidates, else after these

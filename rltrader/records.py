@@ -161,6 +161,37 @@ class BestModelSummary(Record):
     path: str
 
 
+class OriginalThroughput(Record):
+    """Stock sb3-contrib's (or SB3's) training cost on this machine and config: what the speedup estimate
+    takes the original method to need (:mod:`rltrader.training.calibration`)."""
+
+    timesteps_per_second: float  # steady: a rollout and its update, away from a reset
+    first_update_extra_seconds: float  # what an iteration's first rollout and update (after reset) cost on top
+    engine: str  # "stock sb3-contrib RecurrentPPO" or "stock stable-baselines3 PPO"
+    timed_timesteps: int  # per rollout; two rollouts timed
+    batch_size: int
+    n_epochs: int  # the run's epochs, which the timed update is scaled to
+    timed_epochs: int
+    torch_threads: int
+    mode: str | None = None  # the performance mode it ran under, where a hook set one
+    machine: str
+    calibrated_at: str
+    key: str
+
+    def iteration_seconds(self, timesteps: int) -> float:
+        """What one ``learn()`` of ``timesteps`` would take the original method, training only."""
+        return timesteps / self.timesteps_per_second + self.first_update_extra_seconds
+
+    def basis(self) -> str:
+        """The estimate's basis in words, for the live line, the summary and the artifact."""
+        mode = f", {self.mode} mode" if self.mode else ""
+        return (f"the original method's fixed budget at {self.timesteps_per_second:,.0f} timesteps/s plus "
+                f"{self.first_update_extra_seconds:.1f} s per iteration for its first update after reset, "
+                f"{self.engine} timed on this machine and config ({self.machine}; batch {self.batch_size}, "
+                f"{self.n_epochs} epochs scaled from {self.timed_epochs}, {self.torch_threads} threads{mode}); "
+                "its validations and mid-iteration resets not counted, so the estimate errs low")
+
+
 class RunSummary(Record):
     """``optimization_summary.json``: the run's outcome, its speedup and where its files are."""
 
@@ -186,6 +217,7 @@ class RunSummary(Record):
     report: str
     trials: int | None = None  # every validation look of every iteration and candidate (the deflated Sharpe's N)
     account: dict[str, Any] | None = None  # currency, instrument, sizing and conversion of the money figures
+    original_throughput: OriginalThroughput | None = None  # the estimate's basis (speedup_basis estimated_...)
 
 
 class MethodFigures(Record):
@@ -253,6 +285,7 @@ __all__ = [
     "IterationSummary",
     "MethodFigures",
     "Metrics",
+    "OriginalThroughput",
     "QualityComparison",
     "Record",
     "RunSummary",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from rltrader.config import Config
+from rltrader.costs import require_spread
 from rltrader.preprocessing import SPLIT_NAMES, PreparedData
 
 
@@ -20,7 +22,8 @@ def _interval(seconds: float) -> str:
     return f"{minutes / 1440:g} d"
 
 
-def report_rows(prepared: PreparedData) -> list[tuple[str, str]]:
+def report_rows(prepared: PreparedData, config: Config | None = None) -> list[tuple[str, str]]:
+    """The report's rows; with the run's ``config``, also the spread its fills will be charged."""
     meta = prepared.metadata
     source, bars, splits = meta["source"], meta["bars"], meta["splits"]
     rows = [
@@ -43,6 +46,8 @@ def report_rows(prepared: PreparedData) -> list[tuple[str, str]]:
                                      "(accepted; price jumps are checked against both neighbouring bars)"))
     if source.get("spread"):
         rows.append(("spread", source["spread"]))
+    if config is not None:
+        rows.append(("spread charged", require_spread(source["path"], bars.get("columns", ["spread"]), config)))
     for i, name in enumerate(SPLIT_NAMES):
         split = splits[name]
         rows.append(
@@ -62,13 +67,13 @@ def report_rows(prepared: PreparedData) -> list[tuple[str, str]]:
     return rows
 
 
-def data_report_text(prepared: PreparedData) -> str:
-    rows = report_rows(prepared)
+def data_report_text(prepared: PreparedData, config: Config | None = None) -> str:
+    rows = report_rows(prepared, config)
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
 
 
-def data_report_markdown(prepared: PreparedData) -> str:
+def data_report_markdown(prepared: PreparedData, config: Config | None = None) -> str:
     lines = ["# Data report", "", "| | |", "|---|---|"]
-    lines += [f"| {label} | {value.replace('|', '/')} |" for label, value in report_rows(prepared)]
+    lines += [f"| {label} | {value.replace('|', '/')} |" for label, value in report_rows(prepared, config)]
     return "\n".join(lines) + "\n"

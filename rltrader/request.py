@@ -39,8 +39,9 @@ ACCOUNT_FIELDS = {
     "sizing": "env.sizing", "equity_fraction": "env.equity_fraction", "lots": "env.lots",
     "account_currency": "account.currency", "conversion_path": "account.conversion_path",
     "symbol": "instrument.symbol", "contract_size": "instrument.contract_size",
+    "spread_points": "costs.spread_points",
 }
-"""The account and the instrument: flag name -> config key (None = as the config says)."""
+"""The account, the instrument and the spread fills pay: flag name -> config key (None = as the config says)."""
 
 SWITCHES = tuple(OptimizationConfig.model_fields)
 """The optimizations, by the guide's names, which are also their keys under ``optimizations:``."""
@@ -54,7 +55,8 @@ def _switch(description: str) -> Any:
 
 
 class AccountFields(BaseModel):
-    """How big a position is and what currency the money is in; shared by every request that trades."""
+    """How big a position is, what currency the money is in and what spread a fill pays; shared by every
+    request that trades."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +74,9 @@ class AccountFields(BaseModel):
         None, description="the traded symbol, e.g. XAUUSD (default: the first six letters of the file name)")
     contract_size: float | None = Field(
         None, description="units per lot (default: 100 for XAU, 100,000 for FX, from instrument.contract_sizes)")
+    spread_points: float | None = Field(
+        None, description="a fixed spread in points for every fill, e.g. 20 for XAUUSD with point 0.01 "
+                          "(default: the file's spread column; a file without one needs this)")
 
     def account_overrides(self) -> dict[str, Any]:
         """The config keys these fields set (None values are skipped by ``with_overrides``)."""
@@ -121,6 +126,9 @@ class TrainRequest(AccountFields):
         None, description="performance mode file read before every update (default: settings.json)")
     parallel_candidates: int = Field(
         1, description="train N candidates per iteration side by side and keep the best (default 1)")
+    keep_candidates: int = Field(
+        0, ge=0, description="after each adoption keep the N best candidates' forks on disk (default 0: "
+                             "only their figures, in the run state)")
     candidate_workers: int | None = Field(
         None, description="at most this many candidates train at once (default: all of them)")
     dask_address: str | None = Field(

@@ -24,22 +24,6 @@ from rltrader.preprocessing import PreparedData, preprocess, preprocessing_key
 CACHE_KEY_PREFIX = "preprocess-"
 
 
-def forget_failure(task: Any, task_run: Any, state: Any) -> None:
-    """A rejected file must leave the cache as it was: Prefect persists a failed task's exception as a
-    result record in the task's result storage (here ``<cache_dir>/prefect``); remove it, and the
-    folders it created if they hold nothing else."""
-    storage_key = getattr(getattr(state.data, "metadata", None), "storage_key", None)
-    if not storage_key:
-        return
-    record = Path(storage_key)
-    record.unlink(missing_ok=True)
-    for folder in (record.parent, record.parent.parent):
-        try:
-            folder.rmdir()  # only when empty: never anything the cache held before
-        except OSError:
-            break
-
-
 def preprocessing_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     config = parse_config(parameters["config"], source="preprocess task")
     return CACHE_KEY_PREFIX + preprocessing_key(parameters["data_path"], config)
@@ -51,11 +35,22 @@ def preprocessing_cache_key(context: TaskRunContext, parameters: dict[str, Any])
     cache_key_fn=preprocessing_cache_key,
     persist_result=True,
     result_serializer="json",
-    on_failure=[forget_failure],
 )
 def preprocess_task(data_path: str, config: dict[str, Any], use_cache: bool = True) -> dict[str, Any]:
-    """Load, validate and featurize ``data_path``; returns :meth:`PreparedData.to_dict`."""
-    return preprocess(data_path, parse_config(config, source="preprocess task"), use_cache=use_cache).to_dict()
+    """Load, validate and featurize ``data_path``; returns :meth:`PreparedData.to_dict`.
+
+    A rejected file must leave the cache as it was. Prefect persists a failed task's exception
+    as a result record in the task's result storage, here ``<cache_dir>/prefect``, whenever the
+    run persists results (this one must, for the cache); so a failing run turns persistence off
+    for itself before the exception leaves. The exception still reaches the caller and the UI
+    through the task's state."""
+    try:
+        return preprocess(data_path, parse_config(config, source="preprocess task"), use_cache=use_cache).to_dict()
+    except Exception:
+        context = TaskRunContext.get()
+        if context is not None:
+            context.persist_result = False
+        raise
 
 
 def run_preprocessing(data_path: str | Path, config: Config, use_cache: bool | None = None) -> PreparedData:

@@ -97,9 +97,10 @@ def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[
 
 
 @task(name="keep-best-candidate", cache_policy=NO_CACHE, task_run_name=lambda: f"{_iteration_label()} keep best")
-def keep_best_candidate_task(run_dir: str, iteration: int, results: list[CandidateResult]) -> IterationRecord:
-    """Adopt the candidate with the highest validation score as the run's iteration."""
-    return adopt_best_candidate(run_dir, iteration, results)
+def keep_best_candidate_task(run_dir: str, iteration: int, results: list[CandidateResult],
+                             keep_candidates: int = 0) -> IterationRecord:
+    """Adopt the candidate with the highest validation score as the run's iteration; prune the other forks."""
+    return adopt_best_candidate(run_dir, iteration, results, keep_candidates)
 
 
 @task(name="final-report", cache_policy=NO_CACHE, task_run_name="final report")

@@ -1,8 +1,19 @@
-"""Shared fixtures. Tests read only data shipped in the project (data/)."""
+"""Shared fixtures. Tests read only data shipped in the project (data/).
+
+Every process the tests start inherits ``RLTRADER_TEST_SESSION``; at the end of the run,
+any Prefect server (or ``rltrader`` command) carrying it that is still alive has outlived
+the test that started it: it is killed and the run fails, naming it. The original
+method's throughput calibration is shared by the whole run (one directory, removed after).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +22,54 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rltrader")  # before any Prefect import, as the CLI does
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+SESSION_MARKER = f"RLTRADER_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["RLTRADER_TEST_SESSION"] = SESSION_MARKER.split("=", 1)[1]
+CALIBRATION_DIR = tempfile.mkdtemp(prefix="rltrader-calibration-")
+os.environ["RLTRADER_CALIBRATION_DIR"] = CALIBRATION_DIR  # measured once per run, not once per test
 
 from rltrader.config import Config  # noqa: E402
 from rltrader.data import load_bars  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
+
+
+def _started_by_these_tests() -> dict[int, str]:
+    """Live Prefect servers and rltrader commands that carry this run's marker: pid -> command line."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if SESSION_MARKER.encode() not in environ or state == "Z":  # a zombie is dead, only not yet reaped
+            continue
+        if "prefect.server.api.server:create_app" in command or " server start" in command \
+                or "-m rltrader" in command or "bin/rltrader" in command:
+            found[int(entry.name)] = command
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_tests():
+    """Fails the run if a Prefect server (or rltrader command) started by a test is alive at the end."""
+    yield
+    deadline = time.monotonic() + 20  # servers being stopped get their grace period
+    while (leaked := _started_by_these_tests()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(CALIBRATION_DIR, ignore_errors=True)
+    if leaked:
+        pytest.fail("processes started by the tests outlived them (now killed): "
+                    + "; ".join(f"pid {pid}: {command[:160]}" for pid, command in leaked.items()), pytrace=False)
 
 
 @pytest.fixture(scope="session")

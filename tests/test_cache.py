@@ -107,6 +107,31 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
 
 
+def test_atomic_write_fsyncs_the_content_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    """Durable, not only atomic: a power cut after write_text returns must not lose the file."""
+    import os
+    import stat
+
+    from rltrader import atomic
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(source, target) -> None:
+        events.append("rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    atomic.write_text(tmp_path / "checkpoint.json", "{}")
+    assert events == ["fsync file", "rename", "fsync dir"]
+    assert (tmp_path / "checkpoint.json").read_text() == "{}"
+
+
 def test_feature_code_edits_change_the_cache_key(tmp_path, monkeypatch, sample_csv, config):
     """Editing any feature source changes the key: stale features are never served as a hit."""
     import shutil

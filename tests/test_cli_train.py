@@ -40,6 +40,7 @@ def _configs(*flags: str):
     ("--cache_dir", "elsewhere", "cache.dir"),
     ("--point", "0.001", "data.point"),
     ("--sep", ";", "data.sep"),
+    ("--spread_points", "20.0", "costs.spread_points"),
 ])
 def test_each_value_flag_reaches_its_key(flag, value, key):
     cli, flow, _ = _configs(flag, value)

@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rltrader.config import Config
 from rltrader.env import MarketData, TradingEnv, VecTradingEnv
 from rltrader.env.account import account_terms
-from rltrader.errors import ConfigError
+from rltrader.errors import DataError
 
 SHORT, FLAT, LONG = 0, 1, 2
 
@@ -96,7 +96,7 @@ def test_fixed_spread_points_and_swap_over_rollovers():
 
 def test_missing_spread_is_an_error_naming_the_key():
     config = hand_config()
-    with pytest.raises(ConfigError, match="costs.spread_points"):
+    with pytest.raises(DataError, match=r"--spread_points N \(costs.spread_points\)"):
         tiny_market(config, [1.0, 2.0], [1.0, 2.0])
 
 

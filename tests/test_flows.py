@@ -7,6 +7,7 @@ what the run wrote to disk.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,14 @@ def test_pipeline_writes_results_and_artifacts(tmp_path, flow_cache):
     assert "buy-and-hold" in by_key["training-summary"].data.lower()
     assert f"{summary['total_speedup_achieved']:.2f}x" in by_key["training-summary"].data
     assert "Account USD 10,000 trading XAUUSD" in by_key["training-summary"].data
-    assert by_key["training-report"].data.endswith("report/report.md)")
+    # the pictures travel inside the artifacts, as the UI renders them, not as local file links
+    test_png = base64.b64encode((run_dir / "report" / "test" / "equity.png").read_bytes()).decode()
+    validation_png = base64.b64encode((run_dir / "report" / "validation" / "equity.png").read_bytes()).decode()
+    assert f"![test equity](data:image/png;base64,{test_png})" in by_key["training-summary"].data
+    assert "Speedup basis: the original method's fixed budget at" in by_key["training-summary"].data
+    report = by_key["training-report"].data
+    assert f"(data:image/png;base64,{validation_png})" in report and f"(data:image/png;base64,{test_png})" in report
+    assert "equity.png)" not in report and str(run_dir / "report") in report
 
     # the trainer's own log lines (rltrader logger, no Prefect import there) reach the run's logs
     with get_client(sync_client=True) as client:

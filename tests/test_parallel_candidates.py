@@ -28,19 +28,23 @@ def test_candidates_fork_train_apart_and_the_best_is_adopted(tiny_config, tmp_pa
     first = [train_candidate(tiny_config, SAMPLE, run_dir, 0, candidate) for candidate in (0, 1)]
     assert [result["seed"] for result in first] == [42, 42 + SEED_STRIDE]
     assert not (run_dir / "run_state.json").exists()  # nothing reaches the run before adoption
-    record = adopt_best_candidate(run_dir, 0, first)
     winner = max(first, key=lambda result: result["peak_score"])
+    winner_model = (Path(winner["candidate_dir"]) / "best_model.zip").read_bytes()
+    record = adopt_best_candidate(run_dir, 0, first, keep=1)
     assert record["candidate"] == winner["candidate"]
     assert [entry["peak_score"] for entry in record["candidates"]] == [result["peak_score"] for result in first]
     best = json.loads((run_dir / "best_model.json").read_text())
     assert best["score"] == pytest.approx(winner["peak_score"])
-    assert (run_dir / "best_model.zip").read_bytes() == (Path(winner["candidate_dir"]) / "best_model.zip").read_bytes()
+    assert (run_dir / "best_model.zip").read_bytes() == winner_model
+    # keep=1: the winner's fork stays on disk, the loser's is pruned
+    assert sorted(path.name for path in candidate_dir(run_dir, 0, 0).parent.iterdir()) == [f"cand_{winner['candidate']}"]
 
     # iteration 2 forks from the adopted state: both candidates warm-start from that best model
     second = [train_candidate(tiny_config, SAMPLE, run_dir, 1, candidate) for candidate in (0, 1)]
     assert all(result["warm_started"] for result in second)
     assert candidate_dir(run_dir, 1, 0) != candidate_dir(run_dir, 0, 0)
-    adopt_best_candidate(run_dir, 1, second)
+    adopt_best_candidate(run_dir, 1, second)  # keep=0, the default: only the figures stay
+    assert not candidate_dir(run_dir, 1, 0).parent.exists()
     state = json.loads((run_dir / "run_state.json").read_text())
     assert [entry["iteration"] for entry in state["iterations"]] == [0, 1]
     assert state["best"]["score"] == pytest.approx(max(peak_score(r) for r in first + second))
@@ -80,7 +84,7 @@ def test_parallel_candidates_on_a_local_dask_cluster(tmp_path):
         scores = {entry["candidate"]: entry["peak_score"] for entry in record["candidates"]}
         assert sorted(scores) == [0, 1]
         assert record["candidate"] == max(scores, key=scores.get)
-        assert (run_dir / "candidates" / f"iter_{record['iteration']:02d}" / "cand_1" / "fork.json").is_file()
+    assert not (run_dir / "candidates").exists() or not any((run_dir / "candidates").iterdir())  # pruned
     summary = state.result()
     assert summary["best_model"]["score"] == pytest.approx(
         max(entry["peak_score"] for record in records for entry in record["candidates"]))

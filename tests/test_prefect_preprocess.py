@@ -61,10 +61,14 @@ def test_cli_preprocess_prints_the_report_then_hits(sample_csv, cache_dir, capsy
     assert main(args) == 0
     out = capsys.readouterr().out
     for expected in ("MetaTrader 5 Python API", "5,864 from 2024-01-02 01:00", "15 min", "train", "validation",
-                     "test", "cache          miss", "bars.parquet"):
+                     "test", "bars.parquet"):
         assert expected in out, expected
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert rows["cache"].split()[1] == "miss"
+    assert "spread charged  the file's per-bar spread column, half at each fill" in out
     assert main(args) == 0
-    assert "cache          hit" in capsys.readouterr().out
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and line.split()}
+    assert rows["cache"].split()[1] == "hit"
 
 
 def test_cli_user_error_inside_the_task_prints_no_traceback(sample_csv, tmp_path, capfd):
@@ -82,3 +86,32 @@ def test_cli_user_error_inside_the_task_prints_no_traceback(sample_csv, tmp_path
     assert errors[0].startswith(f"rltrader: error: {bad}: line 10: inconsistent bar, high ")
     assert "is below low" in errors[0]
     assert not (tmp_path / "c").exists()  # no features, and no Prefect record of the failure either
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(root.rglob("*"))} if root.exists() else {}
+
+
+def test_rejected_files_leave_a_cache_in_use_exactly_as_it_was(sample_csv, config, cache_dir, tmp_path):
+    """Through the Prefect task, as `rltrader preprocess` runs it: a failed task persists its exception as a
+    result record unless forget_failure removes it; every kind of bad file, and a file without a spread."""
+    from test_bad_input import _bad_files
+
+    from rltrader.errors import DataError
+
+    params = config.model_dump(mode="json")
+    preprocess_flow(str(sample_csv), params)  # the cache holds a good file's features and record
+    before = _snapshot(cache_dir)
+    assert any(name.startswith(PREFECT_RECORDS_DIR) for name in before)
+    header, *rows = sample_csv.read_text().splitlines()
+    spread = header.split(",").index("spread")
+    no_spread = "\n".join(",".join(field for i, field in enumerate(line.split(",")) if i != spread)
+                          for line in [header, *rows[:400]]) + "\n"
+    cases = {**_bad_files(sample_csv), "no_spread_column": (no_spread, r"no spread column.*--spread_points")}
+    for case, (content, pattern) in cases.items():
+        path = tmp_path / f"{case}.csv"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(DataError, match=pattern):
+            preprocess_flow(str(path), params)
+        assert _snapshot(cache_dir) == before, case

@@ -28,7 +28,8 @@ FLAGS_BEFORE_THE_REQUEST = {  # `rltrader train --help` of rltrader 0.1, the gui
     "--algorithm", "--window_size"} | {  # the feed-forward option and the observation window (issue 19)
     "--max_jump_mads"} | {  # how far a price may jump from both neighbouring bars (issue 24)
     "--sizing", "--equity_fraction", "--lots", "--account_currency", "--conversion_path", "--symbol",
-    "--contract_size"}  # position size and the account currency (issue 23)
+    "--contract_size"} | {  # position size and the account currency (issue 23)
+    "--spread_points", "--keep_candidates"}  # a fixed spread; forks kept after adoption (issue 22)
 
 
 def _train_parser():

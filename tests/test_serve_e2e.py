@@ -3,13 +3,16 @@
 ``rltrader serve`` starts a server on a free port (temporary ``PREFECT_HOME``) and serves
 the deployments; the tests then do what the UI does: run ``train-ppo``, read the
 artifacts, look at the runs the scheduler created for ``performance-mode``, and retry a
-flow run whose process was killed mid-iteration.
+flow run whose process was killed mid-iteration. What a person sees is checked in a real
+headless browser (Debian's ``chromium``): the Deployments page and the training summary's
+picture, with screenshots left in ``bench/out/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +42,26 @@ pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 150
 RUN_TIMEOUT_S = 300
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = PROJECT_ROOT / "bench" / "out"
+
+
+def _browser(url: str, profile: Path, *options: str) -> str:
+    """Load ``url`` in headless Chromium (scripts run, 20 s of virtual time); its stdout (``--dump-dom``)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt install chromium); .ci/run installs it in CI")
+    process = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--window-size=1500,1100",
+                                *options, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its renderer and zygote processes too
+        except ProcessLookupError:
+            pass
+    return out
 
 
 def _free_port() -> int:
@@ -127,6 +150,27 @@ def test_serve_prints_the_ui_address(served):
     assert f"Prefect UI: {served.api_url.removesuffix('/api')}" in (served.root / "serve.log").read_text()
 
 
+def test_the_ui_on_a_port_other_than_4200_reaches_its_api_in_a_real_browser(served):
+    """The UI asks /ui-settings for its API address; served on any port it must get that port's."""
+    import urllib.request
+
+    ui = served.api_url.removesuffix("/api")
+    with urllib.request.urlopen(f"{ui}/ui-settings", timeout=10) as response:
+        assert json.loads(response.read())["api_url"] == served.api_url
+    dom = _browser(f"{ui}/deployments", served.root / "chromium", "--dump-dom")
+    assert "Can't connect to Server API" not in dom
+    for name in ("train-ppo", "performance-mode"):
+        assert name in dom, dom[-2000:]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _browser(f"{ui}/deployments", served.root / "chromium", f"--screenshot={SCREENSHOTS / 'prefect_ui_deployments.png'}")
+    assert (SCREENSHOTS / "prefect_ui_deployments.png").stat().st_size > 10_000
+    if shutil.which("ss"):  # the server listens where it says, on the loopback only
+        listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, timeout=10).stdout
+        (SCREENSHOTS / "serve_ss.txt").write_text(listening)
+        port = served.api_url.rsplit(":", 1)[1].split("/")[0]
+        assert f"127.0.0.1:{port} " in listening, listening
+
+
 def test_train_ppo_runs_from_the_ui_and_publishes_artifacts(served):
     results = served.root / "ui-run"
     flow_run = served.run_and_wait("train-pipeline/train-ppo", _smoke(served, results))
@@ -138,6 +182,15 @@ def test_train_ppo_runs_from_the_ui_and_publishes_artifacts(served):
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
     assert {artifact.key for artifact in artifacts} == {"training-progress", "training-iterations",
                                                          "training-summary", "training-report"}
+    # in the browser: the summary artifact shows the test split's equity picture, not a link to a file
+    [summary_artifact] = [artifact for artifact in artifacts if artifact.key == "training-summary"]
+    page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{summary_artifact.id}"
+    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    assert '<img src="data:image/png;base64,' in dom and "Best model vs buy-and-hold" in dom
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _browser(page, served.root / "chromium", "--window-size=1500,2200",
+             f"--screenshot={SCREENSHOTS / 'prefect_ui_training_summary.png'}")
+    assert (SCREENSHOTS / "prefect_ui_training_summary.png").stat().st_size > 50_000
 
 
 def test_mode_schedules_create_runs_with_their_parameters(served):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rltrader.display.formatting import minutes, number, rate
-from rltrader.records import IterationRecord
+from rltrader.records import IterationRecord, OriginalThroughput
 
 
 def iteration_line(records: Sequence[IterationRecord], planned: int, metric: str, best_score: float | None,
-                   speedup_so_far: float | None) -> str:
-    """The last record's line; ``speedup_so_far`` is None for the original method (it is the baseline)."""
+                   speedup_so_far: float | None, original: OriginalThroughput | None = None) -> str:
+    """The last record's line; ``speedup_so_far`` is None for the original method (it is the baseline).
+    ``original``: the calibrated throughput the estimate divides by, named in the line as its basis."""
     last = records[-1]
     walls = [record.wall_seconds for record in records]
     average = sum(walls) / len(walls)
@@ -24,7 +25,8 @@ def iteration_line(records: Sequence[IterationRecord], planned: int, metric: str
         f"| timesteps saved {saved:,}",
     ]
     if speedup_so_far is not None:
-        parts.append(f"| speedup so far ~{speedup_so_far:.1f}x (est.)")
+        basis = f"est. vs {original.engine} at {rate(original.timesteps_per_second)} ts/s here" if original else "est."
+        parts.append(f"| speedup so far ~{speedup_so_far:.1f}x ({basis})")
     return " ".join(parts)
 
 

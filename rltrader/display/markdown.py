@@ -11,7 +11,8 @@ from rltrader.display.tables import account_text
 from rltrader.evaluation.report import EvaluationReport
 from rltrader.records import BestModel, Metrics, RunSummary
 
-SPEEDUP_BASIS = {"estimated_from_throughput": "estimated from measured throughput",
+SPEEDUP_BASIS = {"estimated_from_calibration": "estimated",
+                 "estimated_from_throughput": "estimated from measured throughput",
                  "measured_benchmark": "measured side by side", "baseline": "this is the baseline"}
 
 
@@ -73,6 +74,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"({SPEEDUP_BASIS.get(summary.speedup_basis, summary.speedup_basis)}); "
         f"{summary.total_timesteps:,} timesteps trained, {summary.total_timesteps_saved:,} saved, "
         f"{summary.early_stops} early stops, {summary.warm_starts} warm starts",
+        *([f"- Speedup basis: {summary.original_throughput.basis()}"] if summary.original_throughput else []),
         f"- Wall time: {minutes(summary.total_time_seconds)}",
         *([f"- {account_text({'account': summary.account}).strip()}"] if summary.account else []),
         f"- Report: `{summary.report}`",

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from rltrader.config import Config, LoadingConfig
+from rltrader.costs import require_spread
 from rltrader.data.loader import infer_point
 from rltrader.env.account import AccountTerms, account_terms
 from rltrader.env.conversion import IDENTITY, ConversionRates, conversion_rates
@@ -173,12 +174,8 @@ class MarketData:
 def _spread(frame: pd.DataFrame, close: np.ndarray, config: Config, source: str) -> tuple[np.ndarray, str]:
     """Per-bar spread in price units: the file's column, or the configured points x point size."""
     points = config.costs.spread_points
+    require_spread(source, frame.columns, config)  # preprocessing refused such a file already
     if points is None:
-        if "spread" not in frame:
-            raise ConfigError(
-                f"{source}: the data has no spread column; set costs.spread_points "
-                "(e.g. 20 for XAUUSD with point 0.01) so trades are not free"
-            )
         return frame["spread"].to_numpy(dtype=np.float64), "per-bar spread column"
     point = config.data.point if config.data.point is not None else infer_point(close)[0]
     return np.full(len(frame), points * point), f"fixed {points:g} points x {point:g}"

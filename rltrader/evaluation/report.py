@@ -206,6 +206,13 @@ def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
     drawdown_ax.set_ylabel("drawdown %")
     position_ax.step(time_axis, frame["agent_position"], where="post", color="tab:blue", linewidth=0.8)
     position_ax.set_ylabel("position (units)")
+    # day ticks counted from the first bar: matplotlib's default restarts its every-other-day
+    # ticks at each month's 1st, which printed "03-31" and "04-01" on top of each other
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(interval_multiples=False)
+    position_ax.xaxis.set_major_locator(locator)
+    position_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     fig.tight_layout()
     write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

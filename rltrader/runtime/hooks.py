@@ -18,6 +18,10 @@ class UpdateHook:
     modes_used: Sequence[str] = ()
     """Performance modes the hook applied to the current model (its iteration's record lists them)."""
 
+    sets_runtime: bool = False
+    """Whether the hook sets how the machine trains (batch, epochs, threads): the original method's
+    throughput calibration (:mod:`rltrader.training.calibration`) runs under such hooks too."""
+
     def __call__(self, model: Any, timesteps_done: int) -> None:
         raise NotImplementedError
 

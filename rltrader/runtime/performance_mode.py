@@ -163,6 +163,8 @@ class ModeSwitcher(UpdateHook):
     a new model object (next iteration, resume, warm start) is a new base.
     """
 
+    sets_runtime = True
+
     def __init__(self, config: PerformanceModeConfig, run_dir: Path | None = None,
                  settings_file: Path | None = None, workers: int = 1) -> None:
         """``workers``: trainings sharing this machine at once; "every core" is shared among them."""
@@ -215,7 +217,8 @@ class ModeSwitcher(UpdateHook):
         target = self.settings_for(mode, model)
         if mode not in self.modes_used:
             self.modes_used.append(mode)
-        if target != self.applied:
+        # a new model (next iteration, resume) starts at its base settings even when the mode is unchanged
+        if target != self.applied or (model.batch_size, model.n_epochs) != (target.batch_size, target.n_epochs):
             self._apply(model, target)
 
     def applied_mode(self) -> str | None:

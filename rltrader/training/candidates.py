@@ -7,7 +7,9 @@ candidate 0 is exactly the serial run), checkpoints there and resumes there. For
 nothing while they train, so they can run in threads, processes or on other machines
 (given a shared filesystem). Adoption then copies the winner's iteration, best model and
 state into the run, the state last: it is the commit marker, so a kill mid-adoption
-leaves the run as it was and the next attempt adopts again.
+leaves the run as it was and the next attempt adopts again. Only then are the forks pruned
+(all but the ``keep`` best; the run state keeps every candidate's figures), or a run of N
+candidates would hold N copies of every iteration's models.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rltrader.atomic import atomic_path, write_json
+from rltrader.atomic import write_json, write_with
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData
@@ -38,8 +40,7 @@ def candidate_dir(run_dir: str | Path, iteration: int, candidate: int) -> Path:
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+    write_with(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def fork_run(run_dir: str | Path, iteration: int, candidate: int) -> Path:
@@ -84,17 +85,29 @@ def peak_score(record: IterationRecord) -> float:
     return max(scores) if scores else float("-inf")
 
 
-def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[CandidateResult]) -> IterationRecord:
+def prune_candidates(run_dir: str | Path, iteration: int, results: Sequence[CandidateResult], keep: int) -> None:
+    """Delete the forks of an adopted ``iteration`` but the ``keep`` with the best peak scores."""
+    ranked = sorted(results, key=lambda result: (-result.peak_score, result.candidate))
+    for result in ranked[keep:]:
+        shutil.rmtree(candidate_dir(run_dir, iteration, result.candidate), ignore_errors=True)
+    if keep == 0:
+        shutil.rmtree(candidate_dir(run_dir, iteration, 0).parent, ignore_errors=True)
+
+
+def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[CandidateResult],
+                         keep: int = 0) -> IterationRecord:
     """Make the candidate with the highest peak validation score the run's ``iteration``.
 
     Its iteration directory and best model are copied into the run, then its state with
-    the candidates' scores added to the iteration's record. Returns that record."""
+    the candidates' scores added to the iteration's record; then the forks are pruned to the
+    ``keep`` best. Returns the record."""
     if not results:
         raise UserInputError(f"{run_dir}: no candidate finished iteration {iteration + 1}")
     run = RunPaths(Path(run_dir))
     adopted = RunState.read(run.state)
     if adopted is not None and adopted.next_iteration > iteration:
         logger.info("Iteration %d: a candidate was already adopted", iteration + 1)
+        prune_candidates(run_dir, iteration, results, keep)  # a kill may have come between adopting and pruning
         return adopted.iterations[iteration]
     winner = max(results, key=lambda result: (result.peak_score, -result.candidate))
     fork = RunPaths(Path(winner.candidate_dir))
@@ -119,6 +132,7 @@ def adopt_best_candidate(run_dir: str | Path, iteration: int, results: Sequence[
     })
     state.iterations[iteration] = record
     state.save(run.state)
+    prune_candidates(run_dir, iteration, results, keep)
     logger.info("Iteration %d: kept candidate %d of %d (peak validation %.3f; others %s)", iteration + 1,
                 winner.candidate, len(results), winner.peak_score,
                 ", ".join(f"{result.peak_score:.3f}" for result in results if result is not winner) or "none")

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from rltrader.atomic import write_json
 from rltrader.config import Config, moved_cache_switch, settings_as_trained
 from rltrader.errors import UserInputError
-from rltrader.records import BestModel, IterationRecord, Record
+from rltrader.records import BestModel, IterationRecord, OriginalThroughput, Record
 
 STATE_VERSION = 2
 
@@ -73,6 +73,7 @@ class RunState(Record):
     preprocess_seconds: float = 0.0
     completed: bool = False
     trials: int = 0  # validation looks so far, every candidate's included: see count_trials
+    original_throughput: OriginalThroughput | None = None  # the speedup estimate's basis, measured at the start
 
     @property
     def next_iteration(self) -> int:

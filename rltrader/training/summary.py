@@ -2,28 +2,32 @@
 the best model's final scores (the trainer does the scoring and the writing).
 
 The speedup of a single optimized run is an *estimate*: what the original method's full
-budget would have cost at the throughput this run measured, over the wall time it took.
-Only benchmark mode, which runs both methods side by side, reports a measured speedup
+budget would have cost at stock sb3-contrib's throughput, calibrated on this machine and
+config when the run started (:mod:`rltrader.training.calibration`), over the wall time it
+took. Only benchmark mode, which runs both methods side by side, reports a measured speedup
 (``speedup_basis`` says which one a summary holds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rltrader.config import Config, TrainingConfig
-from rltrader.records import BestModelSummary, IterationRecord, IterationSummary, RunSummary, SplitOutcome
+from rltrader.records import BestModelSummary, IterationSummary, RunSummary, SplitOutcome
 from rltrader.training.budget import original_budget
 from rltrader.training.run_state import RunState
 
 TEST = "test"
 
 
-def estimated_original_seconds(records: Sequence[IterationRecord], training: TrainingConfig) -> float:
-    """Seconds the original method's fixed budget would take at each iteration's measured throughput."""
-    full = original_budget(training)
+def estimated_original_seconds(state: RunState, training: TrainingConfig) -> float:
+    """Seconds the original method's fixed budget would take for the finished iterations, by its calibrated
+    cost; at each iteration's own throughput for a run state from before calibration (no fast engine)."""
+    records, full = state.iterations, original_budget(training)
+    if state.original_throughput is not None:
+        return len(records) * state.original_throughput.iteration_seconds(full)
     return sum(full / record.timesteps_per_second for record in records if record.timesteps_per_second)
 
 
@@ -32,7 +36,7 @@ def speedup_so_far(state: RunState, training: TrainingConfig) -> float | None:
     walls = sum(record.wall_seconds for record in state.iterations)
     if state.method == "original" or walls <= 0:
         return None
-    return estimated_original_seconds(state.iterations, training) / walls
+    return estimated_original_seconds(state, training) / walls
 
 
 def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOutcome], report_seconds: float,
@@ -44,8 +48,9 @@ def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOut
     if state.method == "original":
         speedup, basis, saved_seconds = 1.0, "baseline", 0.0
     else:
-        original = estimated_original_seconds(records, training) + state.preprocess_seconds + report_seconds
-        speedup, basis, saved_seconds = original / total, "estimated_from_throughput", original - total
+        original = estimated_original_seconds(state, training) + state.preprocess_seconds + report_seconds
+        basis = "estimated_from_calibration" if state.original_throughput else "estimated_from_throughput"
+        speedup, saved_seconds = original / total, original - total
     best = state.best.model_dump(exclude={"validation_metrics"}) if state.best else {}
     return RunSummary(
         optimization_completed=state.completed,
@@ -71,6 +76,7 @@ def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOut
         report=str(report_path),
         trials=state.trials,
         account=account,
+        original_throughput=state.original_throughput,
     )
 
 

@@ -54,6 +54,7 @@ from rltrader.runtime.faults import maybe_inject_fault
 from rltrader.runtime.hooks import UpdateHook, as_hooks
 from rltrader.runtime.update_metrics import UpdateMetrics
 from rltrader.training.budget import iteration_budget, original_budget
+from rltrader.training.calibration import original_throughput
 from rltrader.training.callbacks import IterationCallback
 from rltrader.training.checkpoints import CheckpointStore, save_model_atomically, sha256_of
 from rltrader.training.convergence import ConvergenceTracker
@@ -199,6 +200,9 @@ class Trainer:
         self.env = VecTradingEnv(self.market, TRAIN, self.config.env, self.training.n_envs)
         self._load_best_record()
         self._reconcile_with_best()
+        if self.method != "original" and self.state.original_throughput is None:  # the speedup estimate's basis
+            self.state.original_throughput = original_throughput(
+                self.config, self.market, [hook for hook in self.update_hooks if hook.sets_runtime])
         if self.state.next_iteration and log_resume:
             logger.info("Resuming %s: %d of %d iterations already trained",
                         self.paths.root, self.state.next_iteration, self.training.iterations)
@@ -292,7 +296,7 @@ class Trainer:
         self.checkpoints.clear(iteration)
         logger.info(iteration_line(self.state.iterations, self.training.iterations, self.training.selection_metric,
                                    self.state.best.score if self.state.best else None,
-                                   speedup_so_far(self.state, self.training)))
+                                   speedup_so_far(self.state, self.training), self.state.original_throughput))
 
     def _applied_mode(self) -> str | None:
         """The performance mode a hook put in force, if any (the update recorder writes it down)."""

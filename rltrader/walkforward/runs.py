@@ -22,11 +22,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from rltrader.atomic import write_json
+from rltrader.benchmark import load_summary
 from rltrader.config import Config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.preprocessing import PreparedData
 from rltrader.records import RunSummary
-from rltrader.training.benchmark import load_summary
 from rltrader.training.run_state import RunState
 from rltrader.training.trainer import Trainer
 

@@ -1,0 +1,78 @@
+"""One trainer per run directory.
+
+Two trainers writing one run directory (two terminals, a terminal and a UI run, a UI run
+started twice) would interleave checkpoints and run states and keep neither run. The first
+one to start holds an operating-system lock on ``<run>/run.lock`` (``filelock``: ``flock``
+on POSIX) for as long as it trains; a second one exits at once, naming the holder from
+``<run>/run.lock.json``. The kernel drops the lock when its process dies, however it dies,
+so a ``kill -9`` leaves no lock to clear by hand: the next trainer takes it over and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from rltrader.atomic import write_json
+from rltrader.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "run.lock"
+HOLDER_FILE = "run.lock.json"
+
+
+class RunDirectoryInUse(UserInputError):
+    """Another live process trains in this run directory."""
+
+
+def read_holder(run_dir: str | Path) -> dict[str, Any]:
+    """Who holds (or last held) the run directory's lock: pid, host, since, command; {} if unknown."""
+    try:
+        return json.loads((Path(run_dir) / HOLDER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "a process that has not yet said who it is"
+    return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
+
+
+@contextlib.contextmanager
+def run_directory_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunDirectoryInUse(
+            f"{run_dir}: another trainer is using this run directory: {_describe(read_holder(run_dir))}; "
+            "wait for it to finish or stop it, or pass another --results_dir (or --seed)") from None
+    try:
+        previous = read_holder(run_dir)
+        if previous:  # its holder died without releasing (kill -9, power cut): the kernel freed the lock
+            logger.info("Took over %s from %s, which is no longer running", run_dir / LOCK_FILE, _describe(previous))
+        write_json(run_dir / HOLDER_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
+                                           "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                                           "command": " ".join(sys.argv)})
+        yield
+    finally:
+        (run_dir / HOLDER_FILE).unlink(missing_ok=True)
+        lock.release()
+
+
+__all__ = ["HOLDER_FILE", "LOCK_FILE", "RunDirectoryInUse", "read_holder", "run_directory_lock"]

@@ -1,0 +1,140 @@
+"""What the original method would cost here: stock sb3-contrib's training, timed once per machine and config.
+
+The live "speedup so far" compares a run's wall time with what the original method (every
+optimization off: fixed budget, no early stopping, stock sb3-contrib) would need. At the run's
+own throughput that would leave out the fast engine, the biggest single saving; so the
+original's model learns two rollouts here, under the performance mode in force, and each
+collection and update is timed. The first update after a reset is far slower (stock
+sb3-contrib loops over sequences that hold an episode start) and the original pays it at each
+iteration's ``learn()``: an iteration is its budget at the steady rate plus that extra.
+Updates are timed at one epoch and scaled to the run's epochs (each epoch repeats the same
+passes), which keeps a calibration to seconds. Resets inside an iteration and the original's
+validations are not counted, so the estimate errs low. Cached in
+``<cache.dir>/calibration/<key>.json`` (or ``$RLTRADER_CALIBRATION_DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sb3_contrib
+import stable_baselines3
+import torch
+from pydantic import ValidationError
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rltrader.atomic import write_json
+from rltrader.config import Config
+from rltrader.env import MarketData
+from rltrader.env.vec_env import VecTradingEnv
+from rltrader.records import OriginalThroughput
+from rltrader.runtime.hooks import UpdateHook
+from rltrader.training.models import build_model
+from rltrader.training.phases import hyperparameters_for
+
+logger = logging.getLogger(__name__)
+
+DIRECTORY_VARIABLE = "RLTRADER_CALIBRATION_DIR"
+TIMED_ROLLOUTS = 2  # the first after a reset (slow), then a steady one
+TIMED_EPOCHS = 1
+
+
+def calibration_dir(config: Config) -> Path:
+    return Path(os.environ.get(DIRECTORY_VARIABLE) or Path(config.cache.dir) / "calibration")
+
+
+def machine_description() -> str:
+    """Host, CPU model and cores: a calibration holds for this machine only."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{socket.gethostname()}, {cpu}, {os.cpu_count()} cores"
+
+
+class _RolloutTimer(BaseCallback):
+    """Marks each rollout's start, the end of its collection, and the end of the update that follows."""
+
+    def __init__(self) -> None:
+        super().__init__(verbose=0)
+        self.marks: list[float] = []
+
+    def _on_rollout_start(self) -> None:
+        self.marks.append(time.perf_counter())  # also the end of the previous update
+
+    def _on_rollout_end(self) -> None:
+        self.marks.append(time.perf_counter())
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.marks.append(time.perf_counter())
+
+
+def _key(config: Config, model: Any, observation_shape: tuple[int, ...], machine: str) -> str:
+    training = config.training
+    identity: dict[str, Any] = {
+        "machine": machine, "torch": torch.__version__, "sb3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__, "threads": torch.get_num_threads(),
+        "algorithm": training.algorithm, "policy": training.policy.model_dump(mode="json"),
+        "n_envs": training.n_envs, "n_steps": training.n_steps, "batch_size": model.batch_size,
+        "n_epochs": model.n_epochs, "observation": list(observation_shape),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def original_throughput(config: Config, market: MarketData,
+                        mode_hooks: Sequence[UpdateHook] = ()) -> OriginalThroughput:
+    """Stock sb3-contrib's cost on ``market`` with ``config``'s original settings: cached, else measured.
+
+    ``mode_hooks`` (performance mode) set batch, epochs and threads on the calibration model first."""
+    training = config.training
+    env = VecTradingEnv(market, "train", config.env, training.n_envs)
+    model = build_model(env, training, hyperparameters_for(0, training, False), training.seed, fast_engine=False)
+    for hook in mode_hooks:
+        hook(model, 0)
+    machine = machine_description()
+    key = _key(config, model, env.observation_space.shape, machine)
+    path = calibration_dir(config) / f"{key}.json"
+    if path.is_file():
+        try:
+            return OriginalThroughput.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError):
+            logger.warning("%s is unreadable; calibrating again", path)
+    rollout = training.n_steps * training.n_envs
+    engine = "stock sb3-contrib RecurrentPPO" if training.algorithm == "recurrent" else "stock stable-baselines3 PPO"
+    logger.info("Timing %s for the speedup estimate (once per machine and config)", engine)
+    epochs, model.n_epochs = model.n_epochs, TIMED_EPOCHS
+    timer = _RolloutTimer()
+    model.learn(total_timesteps=TIMED_ROLLOUTS * rollout, callback=timer)
+    collect_first, update_first, collect, update = (b - a for a, b in zip(timer.marks, timer.marks[1:], strict=False))
+    steady = collect + epochs / TIMED_EPOCHS * update
+    first = collect_first + epochs / TIMED_EPOCHS * update_first
+    mode = next((applied for hook in mode_hooks if (applied := hook.applied_mode())), None)
+    measured = OriginalThroughput(
+        timesteps_per_second=round(rollout / steady, 1), first_update_extra_seconds=round(max(0.0, first - steady), 3),
+        engine=engine, timed_timesteps=rollout, batch_size=model.batch_size, n_epochs=epochs,
+        timed_epochs=TIMED_EPOCHS, torch_threads=torch.get_num_threads(), mode=mode, machine=machine,
+        calibrated_at=datetime.now(UTC).isoformat(timespec="seconds"), key=key)
+    write_json(path, measured.to_json())
+    logger.info("Original method here: %s timesteps/s, plus %.1f s per iteration for its first update (%s)",
+                f"{measured.timesteps_per_second:,.0f}", measured.first_update_extra_seconds, path)
+    return measured
+
+
+__all__ = ["DIRECTORY_VARIABLE", "calibration_dir", "machine_description", "original_throughput"]
