@@ -9,7 +9,7 @@ final report. Then the same command runs to the end, and everything the run and 
 is checked: every zip passes ``testzip``, every JSON file parses, every parquet file reads, no
 ``.tmp-*`` file of an unfinished atomic write is left, no process of the soak is left running.
 
-Usage: .venv/bin/python bench/kill_soak.py [--kills 15] [--min_delay 4] [--max_delay 30] [--seed 0]
+Usage: .venv/bin/python bench/kill_soak.py [--kills 15] [--min_delay 4] [--max_delay 45] [--seed 0]
 Writes bench/out/kill_soak/ (the run, its cache, soak.json). Last line: one JSON object with
 kills, completed, corrupt_files, temp_files_left (and more).
 """
@@ -79,15 +79,18 @@ def audit(root: Path) -> dict[str, Any]:
 
 
 def leftover_processes(out: Path) -> list[str]:
-    """Processes whose command line names the soak's directory: none may outlive a kill of their group."""
+    """Processes of the soak (the directory in their command line, or its PREFECT_HOME in their environment,
+    as a temporary Prefect server has): none may outlive a kill of their group."""
+    home = f"PREFECT_HOME={out / 'prefect-home'}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
                 line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if str(out) in line:
+            if str(out) in line or home in environ:
                 found.append(f"{entry.name}: {line[:120]}")
     return found
 
@@ -96,7 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=15)
     parser.add_argument("--min_delay", type=float, default=4.0, help="seconds after a start before its kill, at least")
-    parser.add_argument("--max_delay", type=float, default=30.0, help="... and at most")
+    parser.add_argument("--max_delay", type=float, default=45.0, help="... and at most")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times (recorded)")
     parser.add_argument("--profile", default=None, help="a training profile; default: none, the default training")
     args = parser.parse_args()

@@ -22,8 +22,8 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rltrader")  # before any Prefect import, as the CLI does
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-SESSION_MARKER = f"RLTRADER_TEST_SESSION={uuid.uuid4().hex}"
-os.environ["RLTRADER_TEST_SESSION"] = SESSION_MARKER.split("=", 1)[1]
+# setdefault: a second import of this file (a spawned worker, another module name) keeps the run's marker
+os.environ.setdefault("RLTRADER_TEST_SESSION", uuid.uuid4().hex)
 CALIBRATION_DIR = tempfile.mkdtemp(prefix="rltrader-calibration-")
 os.environ["RLTRADER_CALIBRATION_DIR"] = CALIBRATION_DIR  # measured once per run, not once per test
 
@@ -36,6 +36,7 @@ SAMPLE_CSV = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
 
 def _started_by_these_tests() -> dict[int, str]:
     """Live Prefect servers and rltrader commands that carry this run's marker: pid -> command line."""
+    marker = f"RLTRADER_TEST_SESSION={os.environ['RLTRADER_TEST_SESSION']}".encode()
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -46,7 +47,7 @@ def _started_by_these_tests() -> dict[int, str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if SESSION_MARKER.encode() not in environ or state == "Z":  # a zombie is dead, only not yet reaped
+        if marker not in environ or state == "Z":  # a zombie is dead, only not yet reaped
             continue
         if "prefect.server.api.server:create_app" in command or " server start" in command \
                 or "-m rltrader" in command or "bin/rltrader" in command:

@@ -108,7 +108,7 @@ def test_files_without_volume_or_spread_get_no_such_features(raw_sample, tmp_pat
     times = pd.to_datetime(raw_sample["time"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
     path = tmp_path / "ohlc.csv"
     raw_sample[["open", "high", "low", "close"]].assign(Date=times).to_csv(path, index=False)
-    prepared = preprocess(path, config)
+    prepared = preprocess(path, config.with_overrides({"costs.spread_points": 20.0}))  # no spread column to charge
     assert "volume_z" not in prepared.feature_columns and "spread_rel" not in prepared.feature_columns
     assert {"volume", "spread"}.isdisjoint(prepared.load().columns)
     assert prepared.metadata["splits"]["warmup_bars_dropped"] == 64

@@ -45,7 +45,9 @@ def test_the_leak_check_finds_a_server_orphaned_by_a_test():
     orphan = int(subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True,
                                 timeout=30).stdout.strip())
     try:
-        assert orphan in _started_by_these_tests()
+        environ = Path(f"/proc/{orphan}/environ").read_bytes().split(b"\0")
+        carried = [item for item in environ if item.startswith(b"RLTRADER_TEST_SESSION=")]
+        assert orphan in _started_by_these_tests(), (carried, os.environ.get("RLTRADER_TEST_SESSION"))
     finally:
         os.kill(orphan, signal.SIGKILL)
     deadline = time.monotonic() + 10
