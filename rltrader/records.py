@@ -168,7 +168,7 @@ class OriginalThroughput(Record):
     timesteps_per_second: float  # steady: a rollout and its update, away from a reset
     first_update_extra_seconds: float  # what an iteration's first rollout and update (after reset) cost on top
     engine: str  # "stock sb3-contrib RecurrentPPO" or "stock stable-baselines3 PPO"
-    timed_timesteps: int  # per rollout; two rollouts timed
+    timed_timesteps: int  # per rollout; the first after a reset and the median of three more timed
     batch_size: int
     n_epochs: int  # the run's epochs, which the timed update is scaled to
     timed_epochs: int

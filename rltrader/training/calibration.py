@@ -3,13 +3,13 @@
 The live "speedup so far" compares a run's wall time with what the original method (every
 optimization off: fixed budget, no early stopping, stock sb3-contrib) would need. At the run's
 own throughput that would leave out the fast engine, the biggest single saving; so the
-original's model learns two rollouts here, under the performance mode in force, and each
+original's model learns four rollouts here, under the performance mode in force, and each
 collection and update is timed. The first update after a reset is far slower (stock
 sb3-contrib loops over sequences that hold an episode start) and the original pays it at each
 iteration's ``learn()``: an iteration is its budget at the steady rate plus that extra. Updates
-are timed at one epoch, warm, and scaled to the run's epochs, which keeps a calibration to
-seconds. Resets inside an iteration and the original's validations are not counted, so the
-estimate errs low. Cached in ``<cache.dir>/calibration/<key>.json`` (or ``$RLTRADER_CALIBRATION_DIR``).
+are timed at one epoch, warm, and scaled to the run's epochs (seconds, not minutes). Resets inside an
+iteration and the original's validations are not counted, so the estimate errs low. Cached in
+``<cache.dir>/calibration/<key>.json`` (or ``$RLTRADER_CALIBRATION_DIR``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import os
 import platform
 import socket
+import statistics
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ from rltrader.training.phases import hyperparameters_for
 logger = logging.getLogger(__name__)
 
 DIRECTORY_VARIABLE = "RLTRADER_CALIBRATION_DIR"
-TIMED_ROLLOUTS = 2  # the first after a reset (slow), then a steady one
+TIMED_ROLLOUTS = 4  # the first after a reset (slow), then the median of three steady ones
 TIMED_EPOCHS = 1
 
 
@@ -102,16 +103,14 @@ def _key(config: Config, model: Any, observation_shape: tuple[int, ...], machine
 
 def original_throughput(config: Config, market: MarketData,
                         mode_hooks: Sequence[UpdateHook] = ()) -> OriginalThroughput:
-    """Stock sb3-contrib's cost on ``market`` with ``config``'s original settings: cached, else measured.
-
+    """Stock sb3-contrib's cost on ``market`` with ``config``'s original settings: cached, else measured;
     ``mode_hooks`` (performance mode) set batch, epochs and threads on the calibration model first."""
     training = config.training
     env = VecTradingEnv(market, "train", config.env, training.n_envs)
     model = build_model(env, training, hyperparameters_for(0, training, False), training.seed, fast_engine=False)
     for hook in mode_hooks:
         hook(model, 0)
-    machine = machine_description()
-    key = _key(config, model, env.observation_space.shape, machine)
+    key = _key(config, model, env.observation_space.shape, machine := machine_description())
     path = calibration_dir(config) / f"{key}.json"
     if path.is_file():
         try:
@@ -124,9 +123,11 @@ def original_throughput(config: Config, market: MarketData,
     epochs, model.n_epochs = model.n_epochs, TIMED_EPOCHS
     timer = _RolloutTimer()
     model.learn(total_timesteps=TIMED_ROLLOUTS * rollout, callback=timer)
-    start, collected, warmed, start_2, collected_2, end = timer.marks
-    steady = collected_2 - start_2 + epochs / TIMED_EPOCHS * (end - collected_2)
-    first = collected - start + epochs / TIMED_EPOCHS * (start_2 - warmed)
+    start, collected, warmed, *later = timer.marks  # then a start and an end per rollout, and the last update's end
+    scale = epochs / TIMED_EPOCHS  # the update timed at one epoch, as the run's epochs
+    first = collected - start + scale * (later[0] - warmed)
+    steady = statistics.median(later[i + 1] - later[i] + scale * (later[i + 2] - later[i + 1])
+                               for i in range(0, len(later) - 1, 2))
     mode = next((applied for hook in mode_hooks if (applied := hook.applied_mode())), None)
     measured = OriginalThroughput(
         timesteps_per_second=round(rollout / steady, 1), first_update_extra_seconds=round(max(0.0, first - steady), 3),
