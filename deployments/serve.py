@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.server import ensure_server
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.request import TrainRequest
@@ -35,100 +30,6 @@ TRAIN_DEPLOYMENT = "train-ppo"
 MODE_DEPLOYMENT = "performance-mode"
 TUNE_DEPLOYMENT = "tune"
 WALK_FORWARD_DEPLOYMENT = "walk-forward"
-SERVER_START_TIMEOUT_S = 90.0
-
-
-def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-@dataclass
-class Server:
-    """The API the deployments are served to, and the server process if this command started it."""
-
-    api_url: str
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def ui_url(self) -> str:
-        return self.api_url.rstrip("/").removesuffix("/api")
-
-    def stop(self) -> None:
-        """Stop the server this command started, all of it.
-
-        ``prefect server start`` runs uvicorn as a child process, which outlived a SIGTERM
-        to the parent alone (an orphaned server kept running after the tests). The server
-        has its own session, so its whole process group is signalled: SIGTERM, then
-        SIGKILL for whatever is left after 20 s.
-        """
-        if self.process is None:
-            return
-        group = self.process.pid  # start_new_session: the group id is the leader's pid
-        deadline = time.monotonic() + 20
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                break
-            while time.monotonic() < deadline:
-                self.process.poll()  # reap the leader, or the group never empties
-                try:
-                    os.killpg(group, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.2)
-            deadline = time.monotonic() + 5
-        self.process.poll()
-
-
-def server_environment(host: str, port: int) -> dict[str, str]:
-    """What a server started on ``host:port`` needs to serve a UI that can reach it.
-
-    The UI asks ``/ui-settings`` for its API address, which Prefect builds from
-    ``PREFECT_SERVER_API_HOST``/``PORT`` (default 4200), not from ``prefect server start --port``:
-    a server on any other port served a UI that called 127.0.0.1:4200 and showed "Can't connect
-    to Server API". The address is therefore set explicitly, with the host and port to match."""
-    return {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_UI_API_URL": f"http://{host}:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
-
-
-def ensure_server(host: str, port: int) -> Server:
-    """The user's server (``PREFECT_API_URL``), one already on ``host:port``, or a new one there."""
-    configured = os.environ.get("PREFECT_API_URL")
-    if configured:
-        if not api_is_healthy(configured):
-            raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; "
-                                 "start it, or unset PREFECT_API_URL to let rltrader serve start one")
-        return Server(configured)
-    api_url = f"http://{host}:{port}/api"
-    if api_is_healthy(api_url):
-        return Server(api_url)
-    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
-    home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "rltrader-server.log"
-    env = {**os.environ, **server_environment(host, port)}
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
-                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
-    server = Server(api_url, process, log_path)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if api_is_healthy(api_url):
-            return server
-        if process.poll() is not None:
-            raise UserInputError(f"the Prefect server on {host}:{port} exited at start (is the port taken?); "
-                                 f"see {log_path}, or pass --port")
-        time.sleep(0.5)
-    server.stop()
-    raise UserInputError(f"the Prefect server on {host}:{port} did not answer within {SERVER_START_TIMEOUT_S:.0f}s; "
-                         f"see {log_path}")
 
 
 def default_request(config_path: Path | None, data_path: Path, results_dir: Path, settings_file: Path,
@@ -216,8 +117,7 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
         os.chdir(PROJECT_ROOT)  # entrypoints (flows/train.py, flows/mode.py) are relative to here
         deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir)
         schedule = config.orchestration.mode_schedule
-        started = "started by rltrader" if server.process else "already running"
-        print(f"Prefect UI: {server.ui_url}  (server {started}"
+        print(f"Prefect UI: {server.ui_url}  (server {server.origin}"
               + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
         print(f"Deployments: train-pipeline/{TRAIN_DEPLOYMENT} (Run it from the UI), set-performance-mode/"
               f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "

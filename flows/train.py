@@ -12,6 +12,7 @@ known good the run directory is locked, so a second trainer on it stops before w
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,19 +52,44 @@ def candidate_runner(workers: int, dask_address: str | None) -> TaskRunner[Any]:
 
 
 @contextlib.contextmanager
-def api_visible_to_workers() -> Iterator[None]:
-    """Pin the API URL this flow talks to, so task runs in other processes report to it too.
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
-    Without ``PREFECT_API_URL`` the flow uses a temporary server; the runners copy the
-    settings context to their workers, where an unset URL would make each worker start a
-    temporary server of its own (seconds each, and runs the UI never shows)."""
-    if PREFECT_API_URL.value():
-        yield
-        return
-    with get_client(sync_client=True) as client:
-        url = str(client.api_url)
-    with temporary_settings({PREFECT_API_URL: url}):
-        yield
+
+@contextlib.contextmanager
+def workers_reporting_here(runner: TaskRunner[Any] | None) -> Iterator[None]:
+    """Start ``runner`` (if any) with every worker reporting to this flow's API, none starting a server.
+
+    Without that, a worker (or a thread of one: Prefect's log and event senders) that finds no API
+    address starts a temporary Prefect server of its own: seconds each, runs the UI never shows, and,
+    on a Dask worker, a server that outlives the worker. So the address is pinned three ways: in the
+    settings context the runners copy to their task runs; in the environment that process-pool
+    workers spawned here inherit, with temporary servers turned off; and on every Dask worker of the
+    cluster through a worker plugin (:class:`flows.dask_workers.ReportToFlowApi`)."""
+    url = PREFECT_API_URL.value()
+    if not url:  # a flow on Prefect's own temporary server (tests): ask the client where it is
+        with get_client(sync_client=True) as client:
+            url = str(client.api_url)
+    with temporary_settings({PREFECT_API_URL: url}), \
+            _environment({"PREFECT_API_URL": url, "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}):
+        if runner is None:
+            yield
+            return
+        with runner:
+            if type(runner).__name__ == "DaskTaskRunner":
+                from flows.dask_workers import ReportToFlowApi
+
+                runner.client.register_plugin(ReportToFlowApi(url))
+            yield
 
 
 def _retrying(task: Any, config: Config) -> Any:
@@ -103,7 +129,7 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
         progress = start_progress(run_path, len(records), planned)
         workers = min(request.candidate_workers or candidates, candidates)
         runner = candidate_runner(workers, request.dask_address) if candidates > 1 else None
-        with api_visible_to_workers(), runner or contextlib.nullcontext():
+        with workers_reporting_here(runner):
             for iteration in range(len(records), planned):
                 if runner is None:
                     record = _retrying(train_iteration_task, settings)(**shared, iteration=iteration)

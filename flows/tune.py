@@ -10,7 +10,6 @@ progress artifact and the trials table in the UI.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -19,8 +18,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
 from prefect.runtime import flow_run as current_flow_run
 
-from flows.train import api_visible_to_workers, candidate_runner
+from flows.train import candidate_runner, workers_reporting_here
 from rltrader.errors import UserInputError
+from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.tuning.request import TuneRequest
 from rltrader.tuning.study import Tuner
 from rltrader.tuning.trial import TrialOutcome
@@ -67,8 +67,14 @@ def tune_study(request: TuneRequest = TuneRequest(), trial_console_level: int = 
 
     ``trial_console_level``: what the trials' worker processes print (``rltrader tune`` passes
     WARNING unless --verbose; the UI gets every log line either way)."""
-    logger = get_run_logger()
     base = request.to_config(source="tune request")
+    with run_directory_lock(request.root, "pass another --name"):  # one command per study directory
+        return _search(request, base, trial_console_level)
+
+
+def _search(request: TuneRequest, base: Any, trial_console_level: int) -> dict[str, Any]:
+    """The search itself, under the study directory's lock."""
+    logger = get_run_logger()
     tuner = Tuner.open(request.study_name, base, request.data_path, request.results_dir)
     workers = base.tune.workers
     logger.info("Study %s in %s: %d trials, %d at once, storage %s", tuner.name, tuner.root, base.tune.trials,
@@ -80,7 +86,7 @@ def tune_study(request: TuneRequest = TuneRequest(), trial_console_level: int = 
     trial_task = tune_trial_task.with_options(retries=base.orchestration.retries,
                                               retry_delay_seconds=base.orchestration.retry_delay_seconds)
     in_flight: dict[int, Any] = {}
-    with api_visible_to_workers(), runner or contextlib.nullcontext():
+    with workers_reporting_here(runner):
         while pending or in_flight or tuner.wanted(0) > 0:
             while len(in_flight) < workers and (pending or tuner.wanted(len(in_flight)) > 0):
                 spec = pending.pop(0) if pending else tuner.ask()

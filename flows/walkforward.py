@@ -19,12 +19,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
 from prefect.runtime import flow_run as current_flow_run
 
-from flows.train import api_visible_to_workers, candidate_runner
+from flows.train import candidate_runner, workers_reporting_here
 from rltrader.config import Config
 from rltrader.display.formatting import minutes, number, percent
 from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
 from rltrader.runtime.performance_mode import parse_settings
+from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.walkforward.report import aggregate, aggregate_markdown, fold_rows, stitched_returns, warm_start_savings
 from rltrader.walkforward.report import write_results as write_walk_forward
 from rltrader.walkforward.request import WalkForwardRequest
@@ -106,7 +107,7 @@ def train_runs(queue: FoldQueue, request: WalkForwardRequest, base: Config, sett
     fold_task = train_fold_task.with_options(retries=base.orchestration.retries,
                                              retry_delay_seconds=base.orchestration.retry_delay_seconds)
     in_flight: dict[tuple[int, int], Any] = {}
-    with api_visible_to_workers(), runner:
+    with workers_reporting_here(runner):
         while not queue.done:
             workers = _workers_now(base, settings_file)
             for key in queue.ready()[:max(0, workers - len(in_flight))]:
@@ -132,11 +133,17 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
 
     ``fold_console_level``: what the runs' worker processes print (``rltrader walkforward``
     passes WARNING unless --verbose; the UI gets every log line either way)."""
-    logger = get_run_logger()
     base = request.to_config(source="walk-forward request")
-    walk = base.walk_forward
     planned = prepare_folds_task(request.data_path, base.model_dump(mode="json"))
-    root = request.root
+    with run_directory_lock(request.root, "pass another --name"):  # one command per walk-forward directory
+        return _walk(request, base, planned, fold_console_level)
+
+
+def _walk(request: WalkForwardRequest, base: Config, planned: dict[str, Any],
+          fold_console_level: int) -> dict[str, Any]:
+    """Check the plan, train what is not trained yet, stitch and write: under the directory's lock."""
+    logger = get_run_logger()
+    walk, root = base.walk_forward, request.root
     check_plan(root, walk_plan(base, planned["folds"], planned["prepared"][0]["metadata"]["source"]["sha256"]))
     queue = FoldQueue(_specs(request, base, planned["prepared"]), walk.warm_start_folds)
     bars_per_year = float(planned["prepared"][0]["metadata"]["bars"]["bars_per_year"])

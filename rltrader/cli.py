@@ -36,23 +36,54 @@ def _prefect_environment() -> None:
     import flows  # noqa: F401
 
 
-class _HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs a failed task with its traceback; for a user error the message is enough."""
+def _quiet_prefect_tracebacks_for_user_errors(verbose: int = 1) -> None:
+    """One line for a user error: Prefect's own records of it stay in the UI (and at --verbose 2)."""
+    from flows.console import hide_user_error_records
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserInputError):
-            record.exc_info, record.exc_text = None, None
-        return True
+    hide_user_error_records(verbose)
 
 
-def _quiet_prefect_tracebacks_for_user_errors() -> None:
-    log_filter = _HideUserErrorTracebacks()
-    for logger in [logging.getLogger()] + [
-        logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
-        if name.startswith(("prefect", LOGGER_NAME))
-    ]:
-        for handler in logger.handlers:
-            handler.addFilter(log_filter)
+T = typing.TypeVar("T")
+
+
+def _start_server(config: Config, verbose: int = 1) -> Any:
+    """The Prefect server this command's flows report to (``flows.server.command_server``); its line first."""
+    from flows.server import command_server
+
+    server = command_server(config.orchestration.server_host, config.orchestration.server_port)
+    if verbose:
+        print(server.describe(), file=sys.stderr, flush=True)
+    return server
+
+
+def _run_flow(server: Any, work: typing.Callable[[], T]) -> T:
+    """Run ``work`` (a flow call) once the server answers, so that Ctrl-C and SIGTERM stop it within seconds
+    (``rltrader.runtime.interrupts``); the server this command started is stopped after it."""
+    from rltrader.runtime.interrupts import run_stoppable
+
+    def when_ready() -> T:
+        server.wait_until_ready()
+        return work()
+
+    return run_stoppable(when_ready, cleanup=server.stop, on_stop=_print_stopped,
+                         keep=lambda: [server.process.pid] if server.process else [])
+
+
+RESUMABLE = {"train", "walkforward", "tune"}
+
+
+def _print_stopped(signum: int) -> None:
+    """The command's last line after a signal: what stopped it, and how to go on."""
+    import shlex
+    import signal
+
+    name = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}.get(signum, signal.Signals(signum).name)
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in RESUMABLE:
+        print(f"rltrader: stopped by {name}; the work up to the last checkpoint is kept. To resume, run the same "
+              f"command: {shlex.join(['rltrader', *sys.argv[1:]])}", file=sys.stderr, flush=True)
+    else:
+        print(f"rltrader: stopped by {name}", file=sys.stderr, flush=True)
 
 
 PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file"}
@@ -125,22 +156,28 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
     _require_bar_file(str(args.data_path), config)
     use_cache = config.optimizations.cache_environments
-    _prefect_environment()
-    from flows.preprocess import preprocess_flow  # Prefect import: seconds, so only here
-    from rltrader.preprocessing import PreparedData
-    from rltrader.report import data_report_text
+    from rltrader.preprocessing import PreparedData, check_bars
 
-    _quiet_prefect_tracebacks_for_user_errors()
-    started = time.perf_counter()
-    result = preprocess_flow(str(args.data_path), config.model_dump(mode="json"), use_cache)
+    check_bars(args.data_path, config)  # a bad file is one line in a second, before any server starts
+    server = _start_server(config)
+    try:
+        _prefect_environment()
+        from flows.preprocess import preprocess_flow  # Prefect import: seconds, so only here
+        from rltrader.report import data_report_text
+
+        _quiet_prefect_tracebacks_for_user_errors()
+        started = time.perf_counter()
+        result = _run_flow(server, lambda: preprocess_flow(str(args.data_path), config.model_dump(mode="json"),
+                                                           use_cache))
+    finally:
+        server.stop()
     prepared = PreparedData.from_dict(result)
     if args.json:
         print(json.dumps(prepared.to_dict(), indent=2))
     else:
         print(f"\nrltrader preprocess: {args.data_path}")
         print(data_report_text(prepared, config))
-        server = os.environ.get("PREFECT_API_URL") or "a temporary Prefect server (set PREFECT_API_URL to use yours)"
-        print(f"  {'done':<13}  in {time.perf_counter() - started:.1f}s through {server}\n")
+        print(f"  {'done':<13}  in {time.perf_counter() - started:.1f}s through {server.name}\n")
     return 0
 
 
@@ -174,6 +211,22 @@ def _command_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     config = request.to_config()
     _require_bar_file(request.data_path, config)
+    from rltrader.preprocessing import check_bars
+    from rltrader.runtime.run_lock import check_run_directory_free
+
+    check_bars(request.data_path, config)  # bad bars: one line in a second, before any server starts
+    seed = config.training.seed
+    run_dir = request.run_path(seed)
+    if not args.benchmark_mode:
+        check_run_directory_free(run_dir)
+    server = _start_server(config, args.verbose)
+    try:
+        return _train_with_server(args, request, config, server)
+    finally:
+        server.stop()
+
+
+def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: Config, server: Any) -> int:
     _prefect_environment()
     from rich.console import Console
 
@@ -182,7 +235,7 @@ def _command_train(args: argparse.Namespace) -> int:
     from rltrader.display.tables import comparison_table, comparison_verdict, final_tables
     from rltrader.progress import LiveProgress
 
-    _quiet_prefect_tracebacks_for_user_errors()
+    _quiet_prefect_tracebacks_for_user_errors(args.verbose)
     _console_log_level(args.verbose)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
     seed = config.training.seed
@@ -198,7 +251,7 @@ def _command_train(args: argparse.Namespace) -> int:
                 seeded = config.with_overrides({"training.seed": each}, source="benchmark seed")
                 stack.enter_context(LiveProgress(run_dir / "original", seeded.original_method(), console, **show))
                 stack.enter_context(LiveProgress(run_dir / "optimized", seeded, console, **{**show, "bars": False}))
-            quality = benchmark_pipeline(request)
+            quality = _run_flow(server, lambda: benchmark_pipeline(request))
         console.print(comparison_table(quality))
         print(comparison_verdict(quality))  # one line, never wrapped: scripts grep it
         console.print(f"  wrote {dirs[0] / 'quality.json'} and each seed's comparison.json "
@@ -206,7 +259,7 @@ def _command_train(args: argparse.Namespace) -> int:
         return 0
     run_dir = request.run_path(seed)
     with LiveProgress(run_dir, config, console, parallel_candidates=request.parallel_candidates, **show):
-        summary = train_pipeline(request)
+        summary = _run_flow(server, lambda: train_pipeline(request))
     for table in final_tables(summary):
         console.print(table)
     console.print(f"rltrader train ({summary.method}, seed {seed}): {len(summary.iterations)} iterations, "
@@ -219,18 +272,27 @@ def _command_train(args: argparse.Namespace) -> int:
 
 
 def _command_tune(args: argparse.Namespace) -> int:
+    from rltrader.preprocessing import check_bars
+    from rltrader.runtime.run_lock import check_run_directory_free
     from rltrader.tuning.request import TuneRequest
 
     request = request_from_args(args, TUNE_FIELDS, TuneRequest)
-    # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path, request.to_config())
-    _prefect_environment()
-    from flows.tune import tune_study  # Prefect import: seconds, so only here
+    config = request.to_config()  # a bad config fails here, before Prefect starts
+    _require_bar_file(request.data_path, config)
+    check_bars(request.data_path, config)
+    check_run_directory_free(request.root, STUDY_REMEDY)
+    server = _start_server(config)
+    try:
+        _prefect_environment()
+        from flows.tune import tune_study  # Prefect import: seconds, so only here
 
-    _quiet_prefect_tracebacks_for_user_errors()
-    _console_log_level(2 if args.verbose else 1)
-    _show_flow_progress(("Trial ", "Study ", "Resuming"))
-    result = tune_study(request, trial_console_level=logging.INFO if args.verbose else logging.WARNING)
+        _quiet_prefect_tracebacks_for_user_errors(2 if args.verbose else 1)
+        _console_log_level(2 if args.verbose else 1)
+        _show_flow_progress(("Trial ", "Study ", "Resuming"))
+        level = logging.INFO if args.verbose else logging.WARNING
+        result = _run_flow(server, lambda: tune_study(request, trial_console_level=level))
+    finally:
+        server.stop()
     print(f"rltrader tune {result['study']}: {result['finished']} trials finished in {result['root']}")
     if result["best_trial"] is None:
         print("  no trial completed (every one pruned or failed): nothing to write")
@@ -242,7 +304,12 @@ def _command_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+STUDY_REMEDY = "pass another --name"
+
+
 def _command_walkforward(args: argparse.Namespace) -> int:
+    from rltrader.preprocessing import check_bars
+    from rltrader.runtime.run_lock import check_run_directory_free
     from rltrader.walkforward.data import prepare_folds
     from rltrader.walkforward.request import WalkForwardRequest
     from rltrader.walkforward.runs import check_plan, walk_plan
@@ -251,21 +318,29 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     config = request.to_config()  # a bad config fails here, before Prefect starts
     _require_bar_file(request.data_path, config)
     # bad bars, folds that do not fit or a results directory planned otherwise: one line, before Prefect starts
+    check_bars(request.data_path, config)
     folds, prepared = prepare_folds(request.data_path, config)
+    check_run_directory_free(request.root, STUDY_REMEDY)  # before check_plan, which writes a new directory's plan
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
                                        prepared[0].metadata["source"]["sha256"]))
-    _prefect_environment()
+    server = _start_server(config)
+    try:
+        _prefect_environment()
+        from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
+
+        _quiet_prefect_tracebacks_for_user_errors(2 if args.verbose else 1)
+        _console_log_level(2 if args.verbose else 1)
+        _show_flow_progress(("Fold ", "Walk-forward ", "Resuming"))
+        level = logging.INFO if args.verbose else logging.WARNING
+        result = _run_flow(server, lambda: walk_forward(request, fold_console_level=level))
+    finally:
+        server.stop()
     from rich.console import Console
     from rich.table import Table
 
-    from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
     from rltrader.display.tables import account_text
     from rltrader.walkforward.report import aggregate_lines
 
-    _quiet_prefect_tracebacks_for_user_errors()
-    _console_log_level(2 if args.verbose else 1)
-    _show_flow_progress(("Fold ", "Walk-forward ", "Resuming"))
-    result = walk_forward(request, fold_console_level=logging.INFO if args.verbose else logging.WARNING)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 180)
     rows = result["fold_table"]
     table = Table(title=f"Walk-forward {result['name']}: each fold's best model on its test window")
@@ -601,15 +676,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rltrader.runtime.interrupts import stop_on_sigterm
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with stop_on_sigterm():
+            return args.handler(args)
     except UserInputError as error:
         print(f"rltrader: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("rltrader: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a SIGTERM (rltrader.runtime.interrupts.Stopped)
+        import signal
+
+        signum = getattr(stop, "signum", signal.SIGINT)
+        _print_stopped(signum)
+        return 128 + signum
 
 
 def entry_point() -> None:

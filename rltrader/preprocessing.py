@@ -181,6 +181,20 @@ def build_features_frame(
     return frame, stats, ranges, warmup
 
 
+def check_bars(data_path: str | Path, config: Config) -> None:
+    """Refuse a bar file that :func:`preprocess` would refuse, reading it but writing nothing.
+
+    Commands call it before they start a Prefect server or import torch, so a malformed file costs
+    a second, not the server's start-up. A file already in the cache passed these checks when it
+    was cached (its key is its content); only the spread rule, which depends on the config, is asked again."""
+    path = Path(data_path)
+    entry = FeatureStore(config.cache.dir).lookup(preprocessing_key(path, config))
+    if entry is not None:
+        require_spread(path, entry.metadata["bars"].get("columns", ["spread"]), config)
+        return
+    require_spread(path, load_bars(path, config.data).bars.columns, config)
+
+
 def preprocess(data_path: str | Path, config: Config | None = None, use_cache: bool | None = None) -> PreparedData:
     """Load, validate, featurize, split and normalize ``data_path``, reusing the cache.
 
@@ -225,4 +239,4 @@ def preprocess(data_path: str | Path, config: Config | None = None, use_cache: b
     return PreparedData(entry.parquet_path, entry.metadata, cache_hit=False)
 
 
-__all__ = ["PreparedData", "SPLIT_NAMES", "preprocess", "preprocessing_key"]
+__all__ = ["PreparedData", "SPLIT_NAMES", "check_bars", "preprocess", "preprocessing_key"]

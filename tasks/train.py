@@ -58,13 +58,15 @@ def mode_switcher(config: Config, run_dir: str, settings_file: str | None, worke
 
 
 def set_console_level(level: int) -> None:
-    """What this worker prints on its terminal (Prefect's console handlers); the UI still gets every line."""
-    from prefect.logging.handlers import PrefectConsoleHandler
+    """What this worker prints on its terminal (Prefect's console handlers); the UI still gets every line.
 
-    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(level)
+    Below INFO's every-line view, Prefect's records of a user's mistake stay off this worker's terminal
+    too: the command that started it prints the mistake once (``flows.console``)."""
+    from flows.console import console_handlers, hide_user_error_records
+
+    for handler in console_handlers():
+        handler.setLevel(level)
+    hide_user_error_records(2 if level <= logging.INFO else 1)
 
 
 _TRAINING_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": is_transient,

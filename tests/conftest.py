@@ -27,6 +27,8 @@ os.environ.setdefault("RLTRADER_TEST_SESSION", uuid.uuid4().hex)
 CALIBRATION_DIR = tempfile.mkdtemp(prefix="rltrader-calibration-")
 os.environ["RLTRADER_CALIBRATION_DIR"] = CALIBRATION_DIR  # measured once per run, not once per test
 
+from processes import is_prefect_server, processes_with  # noqa: E402
+
 from rltrader.config import Config  # noqa: E402
 from rltrader.data import load_bars  # noqa: E402
 
@@ -36,23 +38,17 @@ SAMPLE_CSV = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
 
 def _started_by_these_tests() -> dict[int, str]:
     """Live Prefect servers and rltrader commands that carry this run's marker: pid -> command line."""
-    marker = f"RLTRADER_TEST_SESSION={os.environ['RLTRADER_TEST_SESSION']}".encode()
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker not in environ or state == "Z":  # a zombie is dead, only not yet reaped
-            continue
-        if "prefect.server.api.server:create_app" in command or " server start" in command \
-                or "-m rltrader" in command or "bin/rltrader" in command:
-            found[int(entry.name)] = command
-    return found
+    marked = processes_with(f"RLTRADER_TEST_SESSION={os.environ['RLTRADER_TEST_SESSION']}")
+    return {pid: command for pid, command in marked.items()
+            if is_prefect_server(command) or "-m rltrader" in command or "bin/rltrader" in command}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs a Prefect server (the ``prefect_harness`` fixture) is slow: the quick tier,
+    ``pytest -m "not slow"``, starts no server."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -254,3 +255,21 @@ def test_switchers_made_one_after_another_do_not_compound_niceness():
         pytest.skip("no process priorities here")
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "5"
+
+
+def test_a_new_model_under_an_unchanged_performance_mode_gets_its_settings(tmp_path):
+    """Trainer.run() keeps one switcher for every iteration: each new model must get the mode's batch and epochs."""
+    from rltrader.runtime.performance_mode import ModeSwitcher, write_mode
+
+    settings = tmp_path / "settings.json"
+    write_mode(settings, "performance")
+    switcher = ModeSwitcher(load_config().with_overrides({"performance_mode.performance.torch_threads": 1})
+                            .performance_mode, None, settings)
+    first, second = (SimpleNamespace(batch_size=512, n_epochs=10, n_steps=256, n_envs=8) for _ in range(2))
+    threads = torch.get_num_threads()
+    try:
+        switcher(first, 0)
+        switcher(second, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert (first.batch_size, first.n_epochs) == (second.batch_size, second.n_epochs) == (1024, 15)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = "run.lock"
 HOLDER_FILE = "run.lock.json"
+TRAIN_REMEDY = "pass another --results_dir (or --seed)"
 
 
 class RunDirectoryInUse(UserInputError):
@@ -51,8 +52,12 @@ def _describe(holder: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def run_directory_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it."""
+def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> Iterator[None]:
+    """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it.
+
+    :param run_dir: the directory a command writes (a training run, a walk-forward, a study)
+    :param remedy: what the refused user can do instead, ending the error line
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(run_dir / LOCK_FILE, timeout=0)
@@ -61,7 +66,7 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[None]:
     except Timeout:
         raise RunDirectoryInUse(
             f"{run_dir}: another trainer is using this run directory: {_describe(read_holder(run_dir))}; "
-            "wait for it to finish or stop it, or pass another --results_dir (or --seed)") from None
+            f"wait for it to finish or stop it, or {remedy}") from None
     try:
         previous = read_holder(run_dir)
         if previous:  # its holder died without releasing (kill -9, power cut): the kernel freed the lock
@@ -75,4 +80,22 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[None]:
         lock.release()
 
 
-__all__ = ["HOLDER_FILE", "LOCK_FILE", "RunDirectoryInUse", "read_holder", "run_directory_lock"]
+def check_run_directory_free(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> None:
+    """Raise :class:`RunDirectoryInUse` now if a live process holds ``run_dir``; creates nothing.
+
+    The command asks before it starts a Prefect server; the flow still takes the lock itself."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunDirectoryInUse(
+            f"{run_dir}: another trainer is using this run directory: {_describe(read_holder(run_dir))}; "
+            f"wait for it to finish or stop it, or {remedy}") from None
+    lock.release()
+
+
+__all__ = ["HOLDER_FILE", "LOCK_FILE", "RunDirectoryInUse", "check_run_directory_free", "read_holder",
+           "run_directory_lock"]

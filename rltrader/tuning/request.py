@@ -39,6 +39,11 @@ class TuneRequest(BaseModel):
     def study_name(self) -> str:
         return self.name or Path(self.data_path).stem
 
+    @property
+    def root(self) -> Path:
+        """The study's directory, ``RESULTS_DIR/tune-NAME`` (``rltrader.tuning.study.study_dir``)."""
+        return Path(self.results_dir) / f"tune-{self.study_name}"
+
     def to_config(self, source: str = "command line") -> Config:
         """The config searched around: the file, then the named values (``tune.*``, ``training.seed``)."""
         return load_config(self.config).with_overrides({

@@ -44,6 +44,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def study_dir(results_dir: str | Path, name: str) -> Path:
+    """Where study ``name`` lives (``TuneRequest.root`` names the same place for the run lock)."""
     return Path(results_dir) / f"tune-{name}"
 
 
