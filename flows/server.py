@@ -58,11 +58,14 @@ def _port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+"""Loaded before any fork: the child between fork and exec only calls into it."""
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: Linux sends it SIGTERM when the command that started it dies."""
-    if sys.platform.startswith("linux"):
-        with_errno = ctypes.CDLL(None, use_errno=True)
-        with_errno.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -213,7 +216,7 @@ def ensure_server(host: str, port: int) -> Server:
         if not api_is_healthy(configured):
             raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; "
                                  "start it, or unset PREFECT_API_URL to let rltrader serve start one")
-        return Server(configured, "PREFECT_API_URL", _ready=True)
+        return Server(configured, "already running, PREFECT_API_URL", _ready=True)
     api_url = f"http://{host}:{port}/api"
     if api_is_healthy(api_url):
         return Server(api_url, "already running", _ready=True)

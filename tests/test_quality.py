@@ -116,6 +116,16 @@ def test_the_null_distribution_is_the_ledger_run_a_thousand_times(time_of_day):
         assert null.total_return[index] == pytest.approx(metrics["total_return"], rel=1e-9)
 
 
+@pytest.mark.parametrize("turnover", [0.0, 0.02, 0.3, 1.0])
+def test_random_policies_are_the_same_in_any_block_and_switch_at_the_agents_rate(turnover):
+    whole = random_policies(5_000, turnover, 40, 3)
+    assert np.array_equal(random_policies(5_000, turnover, 10, 3, first_policy=25), whole[25:35])
+    assert not np.array_equal(random_policies(5_000, turnover, 40, 4), whole)  # another seed, another stream
+    switches = np.mean(whole[:, 1:] != whole[:, :-1])
+    assert switches == pytest.approx(turnover, abs=0.01)
+    assert set(np.unique(whole[:, 0])) <= {0, 1, 2}
+
+
 def _newey_west_sharpe_error(returns: np.ndarray, periods: float) -> float:
     """Lo's GMM standard error written out independently: explicit sums over every lag."""
     n = len(returns)

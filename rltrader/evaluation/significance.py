@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from rltrader.env.kernels import fill
 from rltrader.env.market import FLAT, N_ACTIONS, OPEN_COLUMN, MarketData
@@ -168,18 +168,19 @@ def _draw_random_policies(steps: int, switch_probability: float, first_policy: i
             out[row, step] = position
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _score_random_policies(steps: int, switch_probability: float, seed: int, first_bar: int, table: np.ndarray,
                            fraction_sizing: bool, size: float, initial_balance: float, periods: float,
                            sharpe: np.ndarray, total_return: np.ndarray) -> None:
     """Sharpe and total return of random policies ``0..len(sharpe)-1``, drawn as :func:`_draw_random_policies`
     draws them and walked through the account as :func:`~rltrader.evaluation.ledger.account_profits` walks
     it (the environments' ``fill``, equity added left to right), without storing a policy's actions or
-    profits: one pass per policy, its returns kept for the two-pass variance."""
+    profits: one pass per policy, its returns kept for the two-pass variance. Policies are spread over the
+    cores; each seeds its own generator, so which core drew it does not matter."""
     never, always = switch_probability <= 0.0, switch_probability >= 1.0
     log_stay = 0.0 if never or always else math.log1p(-switch_probability)
-    returns = np.empty(steps)
-    for row in range(sharpe.shape[0]):
+    for row in prange(sharpe.shape[0]):
+        returns = np.empty(steps)
         position, next_switch = _start_policy(seed, row, log_stay, never, always, steps)
         held, held_units, entry, value = FLAT, 0.0, 0.0, initial_balance
         total = 0.0
