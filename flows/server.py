@@ -109,6 +109,7 @@ class Server:
         """Name this API in ``PREFECT_API_URL`` until :meth:`stop` (which puts the previous value back)."""
         self._exported = [os.environ.get("PREFECT_API_URL")]
         os.environ["PREFECT_API_URL"] = self.api_url
+        _reread_prefect_settings()
 
     def wait_until_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
         """Block until the API answers; a server that exits or never answers is one line, and stopped."""
@@ -141,6 +142,7 @@ class Server:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+            _reread_prefect_settings()  # a command run in a longer process (a test) leaves no stale address
         if self.process is None:
             return
         _drain_prefect_workers()  # the logs and events the runs sent, before their server goes
@@ -161,6 +163,12 @@ class Server:
                 time.sleep(0.05)
             deadline = time.monotonic() + 5
         self.process.poll()
+
+
+def _reread_prefect_settings() -> None:
+    """Prefect reads its settings once, at import: where it is imported already, read them again."""
+    if "prefect.context" in sys.modules:
+        sys.modules["prefect.context"].refresh_global_settings_context()
 
 
 def _drain_prefect_workers(timeout: float = 2.0) -> None:
@@ -265,7 +273,7 @@ def command_server(host: str, port: int) -> Server:
     if "prefect.settings" in sys.modules:  # called in a process that set Prefect up already (a test harness)
         from prefect.settings import PREFECT_API_URL
 
-        if in_force := PREFECT_API_URL.value():
+        if (in_force := PREFECT_API_URL.value()) and api_is_healthy(in_force, timeout=1.0):
             return Server(in_force, "the Prefect settings in force", _ready=True)
     served = f"http://{host}:{port}/api"
     if _port_open(host, port) and api_is_healthy(served, timeout=1.0):
@@ -283,5 +291,4 @@ def pin_worker_api(api_url: str) -> None:
     settings would otherwise start a temporary server, which outlives the worker."""
     os.environ["PREFECT_API_URL"] = api_url
     os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
-    if "prefect.context" in sys.modules:  # imported by an earlier run: re-read the settings
-        sys.modules["prefect.context"].refresh_global_settings_context()
+    _reread_prefect_settings()  # imported by an earlier run on this worker

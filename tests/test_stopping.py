@@ -38,14 +38,20 @@ def test_a_signal_stops_the_work_and_the_processes_it_started_then_cleans_up(sig
         while True:
             time.sleep(0.01)
 
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # running before: not the work's
     threading.Timer(0.5, os.kill, (os.getpid(), signum)).start()
     started = time.monotonic()
-    with pytest.raises(Stopped) as stopped:
-        run_stoppable(work, cleanup=lambda: cleaned.append(time.monotonic()), on_stop=lambda s: None)
-    assert stopped.value.exit_code == code and isinstance(stopped.value, KeyboardInterrupt)
-    assert time.monotonic() - started < 5.0
-    assert len(cleaned) == 1
-    assert children[0].wait(timeout=5) is not None  # terminated by the stop, not left sleeping
+    try:
+        with pytest.raises(Stopped) as stopped:
+            run_stoppable(work, cleanup=lambda: cleaned.append(time.monotonic()), on_stop=lambda s: None)
+        assert stopped.value.exit_code == code and isinstance(stopped.value, KeyboardInterrupt)
+        assert time.monotonic() - started < 5.0
+        assert len(cleaned) == 1
+        assert children[0].wait(timeout=5) is not None  # terminated by the stop, not left sleeping
+        assert bystander.poll() is None  # a process the work did not start is left alone (a test's server)
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_work_that_will_not_stop_is_cut_off_after_the_grace_period():

@@ -9,8 +9,9 @@ Here the first SIGINT or SIGTERM:
 1. raises :class:`KeyboardInterrupt` inside the work (Python's own mechanism for asynchronous
    exceptions), so training stops at its next Python line, the flow records how it ended, and the
    checkpoints already written stay (they are written atomically; nothing is half-written);
-2. terminates the processes the command started (worker pools), except those it stops itself
-   afterwards (its Prefect server, which must outlive the flow's last report);
+2. terminates the processes the work started (worker pools), but not those that were running before
+   it began or that the command stops itself afterwards (its Prefect server, which must outlive the
+   flow's last report);
 3. gives the work ``grace_s`` to unwind; past that, or on a second signal, the command's
    cleanup runs and the process exits at once, without the interpreter's exit handlers (Prefect's
    flush of its events to a server that may be gone).
@@ -136,8 +137,15 @@ def run_stoppable(work: Callable[[], T], cleanup: Callable[[], None], on_stop: C
             return work()
         finally:
             cleanup()
+    import psutil
+
     outcome: dict[str, Any] = {}
     stop = {"signum": 0, "at": 0.0}
+    earlier = {child.pid for child in psutil.Process().children()}  # not the work's: left alone
+
+    def spared() -> list[int]:
+        return [*earlier, *keep()]
+
 
     def body() -> None:
         try:
@@ -149,7 +157,7 @@ def run_stoppable(work: Callable[[], T], cleanup: Callable[[], None], on_stop: C
 
     def hard_exit(signum: int) -> None:
         try:
-            terminate_children(keep(), grace_s=1.0)
+            terminate_children(spared(), grace_s=1.0)
             cleanup()
         finally:
             on_stop(signum)
@@ -164,7 +172,7 @@ def run_stoppable(work: Callable[[], T], cleanup: Callable[[], None], on_stop: C
             hard_exit(stop["signum"])
         stop["signum"], stop["at"] = signum, time.monotonic()
         _raise_in_thread(thread, KeyboardInterrupt)
-        sweeper.append(threading.Thread(target=terminate_children, args=(list(keep()), 2.0), daemon=True))
+        sweeper.append(threading.Thread(target=terminate_children, args=(spared(), 2.0), daemon=True))
         sweeper[0].start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -181,7 +189,7 @@ def run_stoppable(work: Callable[[], T], cleanup: Callable[[], None], on_stop: C
         for each in sweeper:
             each.join(timeout=max(0.0, grace_s - (time.monotonic() - stop["at"])))
         # again: a pool may have been starting a worker when the signal came
-        terminate_children(keep(), grace_s=1.0)
+        terminate_children(spared(), grace_s=1.0)
     cleanup()
     if stop["signum"]:
         raise Stopped(stop["signum"])
