@@ -81,9 +81,9 @@ def test_a_worker_is_pinned_to_the_flows_api_and_can_start_no_server(monkeypatch
         settings = prefect.context.GLOBAL_SETTINGS_CONTEXT.settings  # what a worker's own threads read
         assert settings.api.url == "http://127.0.0.1:4321/api"
         assert settings.server.ephemeral.enabled is False
-    finally:
-        monkeypatch.delenv("PREFECT_API_URL", raising=False)
-        monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_ENABLED", raising=False)
+    finally:  # os.environ itself: monkeypatch would put back the values it saw set here at teardown
+        os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
         import prefect.context
 
         prefect.context.refresh_global_settings_context()
