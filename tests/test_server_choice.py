@@ -89,6 +89,7 @@ def test_a_worker_is_pinned_to_the_flows_api_and_can_start_no_server(monkeypatch
         prefect.context.refresh_global_settings_context()
 
 
+@pytest.mark.slow
 def test_the_temporary_server_dies_with_the_command(tmp_path):
     """Started with Linux's parent-death signal: a ``kill -9`` of the command alone takes it along."""
     if not Path("/proc").is_dir():
