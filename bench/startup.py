@@ -5,7 +5,7 @@ Three timings, each a real ``rltrader`` process started the way a user starts on
 - ``bad_file_s``: ``rltrader preprocess`` of a header-only CSV, command to exit (the one-line error);
 - ``first_update_s``: a default ``rltrader train`` on the shipped sample, command to the first PPO
   update finished (the first row of ``metrics/updates.csv``, which the progress bar shows), then the
-  run is stopped with SIGINT; timed after an untimed run of the same config has cached the features
+  run is stopped with SIGTERM; timed after an untimed run of the same config has cached the features
   and the original method's throughput calibration (once per machine and config), whose own figure
   is reported as ``first_update_cold_s``;
 - ``smoke_s``: ``rltrader train --profile smoke``, command to exit, with a warm cache (features and the
@@ -55,7 +55,7 @@ def _command(*args: str) -> list[str]:
 
 def _stop_group(process: subprocess.Popen) -> None:
     try:
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:

@@ -10,6 +10,7 @@ picture, with screenshots left in ``bench/out/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
+from processes import prefect_servers
 
 from rltrader.config import load_config
 
@@ -131,12 +133,23 @@ def served(tmp_path_factory) -> Iterator[Served]:
                 time.sleep(1)
             yield served
     finally:
-        process.send_signal(signal.SIGINT)
+        # SIGTERM, as systemd or docker stop it: a SIGINT is ignored when the suite itself was started in the
+        # background (the shell's rule for background jobs), and serve then outlived the wait, its server orphaned
+        process.send_signal(signal.SIGTERM)
+        stopped_in_time = True
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            stopped_in_time = False
             process.kill()
+            process.wait()
+        time.sleep(0.5)
+        leftover = prefect_servers(root / "prefect-home")
+        for pid in leftover:  # a server outliving serve would outlive the suite too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         log.close()
+        assert stopped_in_time and not leftover, f"serve stopped in time: {stopped_in_time}; left: {leftover}"
         assert FAULT
 
 

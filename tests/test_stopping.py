@@ -29,7 +29,7 @@ STOP_WITHIN_S = 10.0
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_the_work_and_the_processes_it_started_then_cleans_up(signum, code):
+def test_a_signal_stops_the_work_and_the_processes_it_started_then_cleans_up(signum, code, monkeypatch):
     children: list[subprocess.Popen] = []
     cleaned: list[float] = []
 
@@ -38,6 +38,9 @@ def test_a_signal_stops_the_work_and_the_processes_it_started_then_cleans_up(sig
         while True:
             time.sleep(0.01)
 
+    if signum == signal.SIGINT:  # as in a terminal: a suite started in the background inherits SIGINT ignored
+        monkeypatch.setattr(signal, "_rltrader_restore", signal.signal(signal.SIGINT, signal.default_int_handler),
+                            raising=False)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # running before: not the work's
     threading.Timer(0.5, os.kill, (os.getpid(), signum)).start()
     started = time.monotonic()
@@ -52,6 +55,8 @@ def test_a_signal_stops_the_work_and_the_processes_it_started_then_cleans_up(sig
     finally:
         bystander.kill()
         bystander.wait()
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal._rltrader_restore)
 
 
 def test_work_that_will_not_stop_is_cut_off_after_the_grace_period():

@@ -175,7 +175,10 @@ def run_stoppable(work: Callable[[], T], cleanup: Callable[[], None], on_stop: C
         sweeper.append(threading.Thread(target=terminate_children, args=(spared(), 2.0), daemon=True))
         sweeper[0].start()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a SIGINT ignored from the start stays ignored: a shell starts background jobs so, and Ctrl-C in
+    # the terminal is then not meant for them (Python itself keeps it ignored too)
+    handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, handler) for sig in handled}
     try:
         thread.start()
         while thread.is_alive():
