@@ -216,15 +216,23 @@ def start_temporary_server() -> Server:
     return Server(f"http://127.0.0.1:{port}/api", "temporary", process)
 
 
+def _configured_server(instead: str) -> Server | None:
+    """The server ``PREFECT_API_URL`` names, if set; one that does not answer is a one-line error."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if not configured:
+        return None
+    if not api_is_healthy(configured):
+        raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it, "
+                             f"or unset PREFECT_API_URL to let {instead}")
+    return Server(configured, "PREFECT_API_URL", _ready=True)
+
+
 def ensure_server(host: str, port: int) -> Server:
     """``rltrader serve``'s server: the user's (``PREFECT_API_URL``), one already on ``host:port``, or a new one
     there with the UI, kept until serving stops."""
-    configured = os.environ.get("PREFECT_API_URL")
-    if configured:
-        if not api_is_healthy(configured):
-            raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; "
-                                 "start it, or unset PREFECT_API_URL to let rltrader serve start one")
-        return Server(configured, "already running, PREFECT_API_URL", _ready=True)
+    if (configured := _configured_server("rltrader serve start one")) is not None:
+        configured.origin = "already running, PREFECT_API_URL"
+        return configured
     api_url = f"http://{host}:{port}/api"
     if api_is_healthy(api_url):
         return Server(api_url, "already running", _ready=True)
@@ -264,12 +272,8 @@ def command_server(host: str, port: int) -> Server:
     :param host: where ``rltrader serve`` runs its server (``orchestration.server_host``)
     :param port: its port (``orchestration.server_port``)
     """
-    configured = os.environ.get("PREFECT_API_URL")
-    if configured:
-        if not api_is_healthy(configured):
-            raise UserInputError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it, "
-                                 "or unset PREFECT_API_URL to let rltrader start a temporary one")
-        return Server(configured, "PREFECT_API_URL", _ready=True)
+    if (configured := _configured_server("rltrader start a temporary one")) is not None:
+        return configured
     if "prefect.settings" in sys.modules:  # called in a process that set Prefect up already (a test harness)
         from prefect.settings import PREFECT_API_URL
 

@@ -281,18 +281,12 @@ def _command_tune(args: argparse.Namespace) -> int:
     _require_bar_file(request.data_path, config)
     check_bars(request.data_path, config)
     check_run_directory_free(request.root, STUDY_REMEDY)
-    server = _start_server(config)
-    try:
-        _prefect_environment()
+    def study(level: int) -> dict[str, Any]:
         from flows.tune import tune_study  # Prefect import: seconds, so only here
 
-        _quiet_prefect_tracebacks_for_user_errors(2 if args.verbose else 1)
-        _console_log_level(2 if args.verbose else 1)
-        _show_flow_progress(("Trial ", "Study ", "Resuming"))
-        level = logging.INFO if args.verbose else logging.WARNING
-        result = _run_flow(server, lambda: tune_study(request, trial_console_level=level))
-    finally:
-        server.stop()
+        return tune_study(request, trial_console_level=level)
+
+    result = _run_with_progress_lines(config, args.verbose, ("Trial ", "Study ", "Resuming"), study)
     print(f"rltrader tune {result['study']}: {result['finished']} trials finished in {result['root']}")
     if result["best_trial"] is None:
         print("  no trial completed (every one pruned or failed): nothing to write")
@@ -323,18 +317,12 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     check_run_directory_free(request.root, STUDY_REMEDY)  # before check_plan, which writes a new directory's plan
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
                                        prepared[0].metadata["source"]["sha256"]))
-    server = _start_server(config)
-    try:
-        _prefect_environment()
+    def walk(level: int) -> dict[str, Any]:
         from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
 
-        _quiet_prefect_tracebacks_for_user_errors(2 if args.verbose else 1)
-        _console_log_level(2 if args.verbose else 1)
-        _show_flow_progress(("Fold ", "Walk-forward ", "Resuming"))
-        level = logging.INFO if args.verbose else logging.WARNING
-        result = _run_flow(server, lambda: walk_forward(request, fold_console_level=level))
-    finally:
-        server.stop()
+        return walk_forward(request, fold_console_level=level)
+
+    result = _run_with_progress_lines(config, args.verbose, ("Fold ", "Walk-forward ", "Resuming"), walk)
     from rich.console import Console
     from rich.table import Table
 
@@ -356,6 +344,24 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     console.print(f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
                   f"  summary          {Path(result['root']) / 'summary.json'}")
     return 0
+
+
+def _run_with_progress_lines(config: Config, verbose: bool, prefixes: tuple[str, ...],
+                             flow_call: typing.Callable[[int], T]) -> T:
+    """``walkforward`` and ``tune``: their server, one console line per finished run (every line with
+    ``--verbose``), then the flow, stoppable; ``flow_call`` gets the workers' console level."""
+    server = _start_server(config)
+    try:
+        _prefect_environment()
+        import prefect.main  # noqa: F401 - Prefect sets its logging (the console handlers) up here
+
+        _quiet_prefect_tracebacks_for_user_errors(2 if verbose else 1)
+        _console_log_level(2 if verbose else 1)
+        _show_flow_progress(prefixes)
+        level = logging.INFO if verbose else logging.WARNING
+        return _run_flow(server, lambda: flow_call(level))
+    finally:
+        server.stop()
 
 
 def _show_flow_progress(prefixes: tuple[str, ...]) -> None:

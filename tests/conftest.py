@@ -104,6 +104,15 @@ def prefect_harness():
         yield
 
 
+def without_spread(path: Path) -> Path:
+    """The shipped sample without its spread column, written to ``path``."""
+    header, *rows = SAMPLE_CSV.read_text().splitlines()
+    column = header.split(",").index("spread")
+    path.write_text("\n".join(",".join(field for i, field in enumerate(line.split(",")) if i != column)
+                              for line in [header, *rows]) + "\n")
+    return path
+
+
 def cache_is_untouched(cache_dir: Path) -> bool:
     return not cache_dir.exists() or not any(cache_dir.rglob("*"))
 

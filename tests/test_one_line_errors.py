@@ -13,23 +13,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, SAMPLE_CSV
+from conftest import PROJECT_ROOT, SAMPLE_CSV, without_spread
 
 from rltrader.cli import main
 from rltrader.walkforward.runs import PLAN_FILE
 
 HEADER_ONLY = "time,open,high,low,close,tick_volume,spread,real_volume\n"
-
-
-def _without_spread(path: Path) -> Path:
-    header, *rows = SAMPLE_CSV.read_text().splitlines()
-    column = header.split(",").index("spread")
-    path.write_text("\n".join(",".join(field for i, field in enumerate(line.split(",")) if i != column)
-                              for line in [header, *rows]) + "\n")
-    return path
 
 
 def _one_error_line(capsys) -> str:
@@ -58,7 +49,7 @@ def test_each_command_refuses_a_mistake_in_one_line_before_any_server_and_writes
     if mistake == "header only":
         data.write_text(HEADER_ONLY)
     elif mistake == "no spread":
-        _without_spread(data)
+        without_spread(data)
     elif mistake == "unknown config key":
         data = SAMPLE_CSV
         (tmp_path / "c.yaml").write_text("features:\n  rsi_periods: 14\n")

@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, without_spread
 
 from rltrader.config import load_config
 from rltrader.errors import DataError
 from rltrader.preprocessing import preprocess
 
 
-def _without_spread(path: Path) -> Path:
-    header, *rows = SAMPLE_CSV.read_text().splitlines()
-    column = header.split(",").index("spread")
-    path.write_text("\n".join(",".join(field for i, field in enumerate(line.split(",")) if i != column)
-                              for line in [header, *rows]) + "\n")
-    return path
-
-
 def test_a_file_without_spread_is_refused_at_preprocessing_and_spread_points_lets_it_through(tmp_path):
-    bars = _without_spread(tmp_path / "XAUUSD_M15.csv")
+    bars = without_spread(tmp_path / "XAUUSD_M15.csv")
     config = load_config().with_overrides({"cache.dir": str(tmp_path / "cache")})
     with pytest.raises(DataError, match=r"no spread column, so every trade would be free; pass --spread_points N"):
         preprocess(bars, config)

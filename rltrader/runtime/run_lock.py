@@ -51,6 +51,11 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
 
 
+def _in_use(run_dir: str | Path, remedy: str) -> RunDirectoryInUse:
+    return RunDirectoryInUse(f"{run_dir}: another trainer is using this run directory: "
+                             f"{_describe(read_holder(run_dir))}; wait for it to finish or stop it, or {remedy}")
+
+
 @contextlib.contextmanager
 def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> Iterator[None]:
     """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it.
@@ -64,9 +69,7 @@ def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> Itera
     try:
         lock.acquire()
     except Timeout:
-        raise RunDirectoryInUse(
-            f"{run_dir}: another trainer is using this run directory: {_describe(read_holder(run_dir))}; "
-            f"wait for it to finish or stop it, or {remedy}") from None
+        raise _in_use(run_dir, remedy) from None
     try:
         previous = read_holder(run_dir)
         if previous:  # its holder died without releasing (kill -9, power cut): the kernel freed the lock
@@ -91,9 +94,7 @@ def check_run_directory_free(run_dir: str | Path, remedy: str = TRAIN_REMEDY) ->
     try:
         lock.acquire()
     except Timeout:
-        raise RunDirectoryInUse(
-            f"{run_dir}: another trainer is using this run directory: {_describe(read_holder(run_dir))}; "
-            f"wait for it to finish or stop it, or {remedy}") from None
+        raise _in_use(run_dir, remedy) from None
     lock.release()
 
 
