@@ -67,14 +67,17 @@ def test_work_that_will_not_stop_is_cut_off_after_the_grace_period():
         from rltrader.runtime.interrupts import run_stoppable
 
         def blocked():
+            held = threading.Lock()
+            held.acquire()
             print("working", flush=True)
-            threading.Event().wait()  # a C-level wait: the asynchronous KeyboardInterrupt never lands
+            held.acquire()  # a C-level wait: the asynchronous KeyboardInterrupt never lands
 
         run_stoppable(blocked, cleanup=lambda: print("cleaned up", flush=True),
                       on_stop=lambda signum: print(f"stopped by {signum}", flush=True), grace_s=1.0)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
     assert child.stdout is not None and child.stdout.readline().strip() == "working"
+    time.sleep(0.5)  # into the wait: an interrupt landing before it would end the work, not test the cut-off
     started = time.monotonic()
     child.send_signal(signal.SIGTERM)
     out, _ = child.communicate(timeout=10)
