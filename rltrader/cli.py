@@ -187,14 +187,10 @@ def _settings_file(args: argparse.Namespace, config: Config) -> Path:
 
 def _console_log_level(verbose: int) -> None:
     """Terminal logging by --verbose; the Prefect UI still gets every log line."""
-    from prefect.logging.handlers import PrefectConsoleHandler
+    from flows.console import console_handlers
 
-    level = logging.INFO if verbose >= 2 else logging.WARNING
-    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(level)
+    for handler in console_handlers():
+        handler.setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
 def _require_bar_file(data_path: str, config: Config) -> None:
@@ -366,17 +362,15 @@ def _run_with_progress_lines(config: Config, verbose: bool, prefixes: tuple[str,
 
 def _show_flow_progress(prefixes: tuple[str, ...]) -> None:
     """The flow's progress lines (those starting with ``prefixes``) on the terminal at the default verbosity."""
-    from prefect.logging.handlers import PrefectConsoleHandler
+    from flows.console import console_handlers
 
     class _ProgressLines(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             return record.levelno >= logging.WARNING or record.getMessage().startswith(prefixes)
 
-    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.INFO)
-                handler.addFilter(_ProgressLines())
+    for handler in console_handlers():
+        handler.setLevel(logging.INFO)
+        handler.addFilter(_ProgressLines())
 
 
 def _command_compare(args: argparse.Namespace) -> int:
