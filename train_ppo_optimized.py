@@ -6,7 +6,7 @@ commands work verbatim from the project root with the project's environment.
 
 import sys
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

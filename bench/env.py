@@ -76,7 +76,7 @@ def main() -> None:
 
     from rltrader.config import load_config
     from rltrader.env import MarketData, TradingEnv, VecTradingEnv
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     config = load_config().with_overrides({"env.window_size": WINDOW})
     prepared = preprocess(H1, config)

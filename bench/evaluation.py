@@ -41,7 +41,7 @@ def main() -> None:
     from rltrader.config import load_config
     from rltrader.env import MarketData, VecTradingEnv
     from rltrader.evaluation.report import evaluate_model
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     base = load_config()
     usable = preprocess(H1, base).metadata["parquet"]["rows"]

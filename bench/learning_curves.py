@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from rltrader.config import Config, load_config  # noqa: E402
+from rltrader.data.synthetic import KnownAnswerMarket, write_market  # noqa: E402
 from rltrader.evaluation.report import evaluate_actions, policy_actions  # noqa: E402
-from rltrader.synthetic import KnownAnswerMarket, write_market  # noqa: E402
 from rltrader.training.trainer import Trainer  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "learning_curves"
@@ -122,7 +122,7 @@ def train_plain_ppo(base: Config, seed: int, data: Path, seconds: float) -> dict
 
     from rltrader.env import MarketData
     from rltrader.env.vec_env import VecTradingEnv
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     config = base.with_overrides({"env.window_size": 32}, source="bench plain_ppo")
     started = time.perf_counter()

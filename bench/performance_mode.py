@@ -54,7 +54,7 @@ def train(mode: str, seconds: float) -> None:
     from rltrader.config import load_config
     from rltrader.env import MarketData
     from rltrader.env.vec_env import VecTradingEnv
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
     from rltrader.runtime.performance_mode import ModeSwitcher, write_mode
     from rltrader.training.models import build_model
     from rltrader.training.phases import hyperparameters_for

@@ -4,7 +4,7 @@ Cases: the shipped XAUUSD M15 file, the real XAUUSD H1 file (59k bars, 2016-2026
 generated 1,000,000-bar file in the MT5 Python API format. Each measurement runs in a
 fresh process, so "warm" pays what a new run pays on a hit (hashing the file's content
 and reading the cache metadata; no in-process memo) and peak RSS belongs to that case
-alone. The measured call is ``rltrader.preprocessing.preprocess``: the Prefect task runs
+alone. The measured call is ``rltrader.features.preparation.preprocess``: the Prefect task runs
 exactly this function, and Prefect's own start-up is not preprocessing.
 
 Targets (issue): 1M bars cold <= 15 s, warm <= 0.5 s, peak memory <= 1.5 GB.
@@ -33,7 +33,7 @@ H1 = ROOT / "data" / "XAUUSD_H1_2016_2026.csv"
 MEASURE = r"""
 import json, resource, sys, time
 from rltrader.config import Config
-from rltrader.preprocessing import preprocess
+from rltrader.features.preparation import preprocess
 config = Config().with_overrides({"cache.dir": sys.argv[2]})
 started = time.perf_counter()
 prepared = preprocess(sys.argv[1], config)

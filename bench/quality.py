@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rltrader.config import load_config  # noqa: E402
+from rltrader.data.synthetic import KnownAnswerMarket, write_market  # noqa: E402
 from rltrader.records import RunSummary  # noqa: E402
-from rltrader.synthetic import KnownAnswerMarket, write_market  # noqa: E402
 from rltrader.training.run_state import RunState  # noqa: E402
 from rltrader.training.trainer import Trainer  # noqa: E402
 

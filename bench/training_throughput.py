@@ -49,7 +49,7 @@ from torch import nn
 from rltrader.config import Config, load_config
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
-from rltrader.preprocessing import preprocess
+from rltrader.features.preparation import preprocess
 from rltrader.runtime.allocator import fix_heap_thresholds
 from rltrader.training.models import build_model
 from rltrader.training.phases import hyperparameters_for

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from flows.server import ensure_server
+from rltrader.app.requests import TrainRequest
 from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.request import TrainRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DEPLOYMENT = "train-ppo"
@@ -49,8 +49,7 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
     from flows.train import train_pipeline
     from flows.tune import tune_study
     from flows.walkforward import walk_forward
-    from rltrader.tuning.request import TuneRequest
-    from rltrader.walkforward.request import WalkForwardRequest
+    from rltrader.app.requests import TuneRequest, WalkForwardRequest
 
     schedule = config.orchestration.mode_schedule
     common = {"config": str(config_path) if config_path else None}

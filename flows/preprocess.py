@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from rltrader.config import parse_config
-from rltrader.report import data_report_markdown
+from rltrader.display.data_report import data_report_markdown
 from tasks.preprocess import run_preprocessing
 
 

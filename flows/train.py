@@ -24,9 +24,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from flows.artifacts import publish_iterations, publish_summary, start_progress, update_progress
+from rltrader.app.requests import TrainRequest
 from rltrader.config import Config
 from rltrader.records import RunSummary
-from rltrader.request import TrainRequest
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.training.run_state import RunState
 from tasks.preprocess import run_preprocessing
@@ -102,7 +102,7 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
     """Train iteratively, keep the best model by validation score, report it against buy-and-hold.
 
     ``request`` holds what ``rltrader train``'s flags hold (one field per flag, the same
-    names; :class:`~rltrader.request.TrainRequest`), plus ``candidate_workers``,
+    names; :class:`~rltrader.app.requests.TrainRequest`), plus ``candidate_workers``,
     ``dask_address``, ``overrides`` and ``run_dir``. The run goes to
     ``results_dir/<seed>/``; a run there with the same settings is resumed.
     """

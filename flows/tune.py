@@ -19,9 +19,9 @@ from prefect.futures import wait
 from prefect.runtime import flow_run as current_flow_run
 
 from flows.train import candidate_runner, workers_reporting_here
+from rltrader.app.requests import TuneRequest
 from rltrader.errors import UserInputError
 from rltrader.runtime.run_lock import run_directory_lock
-from rltrader.tuning.request import TuneRequest
 from rltrader.tuning.study import Tuner
 from rltrader.tuning.trial import TrialOutcome
 from tasks.tune import tune_trial_task

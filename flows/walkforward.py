@@ -20,6 +20,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run as current_flow_run
 
 from flows.train import candidate_runner, workers_reporting_here
+from rltrader.app.requests import WalkForwardRequest
 from rltrader.config import Config
 from rltrader.display.formatting import minutes, number, percent
 from rltrader.env.account import account_terms
@@ -28,7 +29,6 @@ from rltrader.runtime.performance_mode import parse_settings
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.walkforward.report import aggregate, aggregate_markdown, fold_rows, stitched_returns, warm_start_savings
 from rltrader.walkforward.report import write_results as write_walk_forward
-from rltrader.walkforward.request import WalkForwardRequest
 from rltrader.walkforward.runs import (
     FoldOutcome,
     FoldRunSpec,

@@ -1,5 +1,5 @@
 """``python -m rltrader``: the same as the ``rltrader`` command."""
 
-from rltrader.cli import entry_point
+from rltrader.app.cli import entry_point
 
 entry_point()

@@ -2,9 +2,9 @@
 
 Prefect's default cache policy hashes the *path string* and is scoped to one flow run;
 here the key is the file's content hash + the settings that shape the features + the
-feature-code version (``rltrader.preprocessing.preprocessing_key``), and the record lives
+feature-code version (``rltrader.features.preparation.preprocessing_key``), and the record lives
 in ``<cache_dir>/prefect`` so a hit survives new processes and servers. The cached value
-is the small :class:`~rltrader.preprocessing.PreparedData` record; the parquet it points
+is the small :class:`~rltrader.features.preparation.PreparedData` record; the parquet it points
 to is checked before trusting the record, and a missing one is rebuilt.
 """
 
@@ -17,9 +17,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from rltrader.cache import PREFECT_RECORDS_DIR, FeatureStore
 from rltrader.config import Config, parse_config
-from rltrader.preprocessing import PreparedData, preprocess, preprocessing_key
+from rltrader.features.cache import PREFECT_RECORDS_DIR, FeatureStore
+from rltrader.features.preparation import PreparedData, preprocess, preprocessing_key
 
 CACHE_KEY_PREFIX = "preprocess-"
 

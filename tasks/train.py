@@ -25,7 +25,7 @@ from prefect.states import State
 
 from rltrader.config import Config, parse_config
 from rltrader.errors import UserInputError
-from rltrader.preprocessing import PreparedData
+from rltrader.features.preparation import PreparedData
 from rltrader.records import CandidateResult, IterationRecord, RunSummary
 from rltrader.runtime.allocator import relax_heap_trimming
 from rltrader.runtime.performance_mode import ModeSwitcher

@@ -120,7 +120,7 @@ def cache_is_untouched(cache_dir: Path) -> bool:
 @pytest.fixture(scope="session")
 def prepared_sample(tmp_path_factory):
     """The shipped sample, preprocessed once for the session into a private cache."""
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     session_config = Config().with_overrides({"cache.dir": str(tmp_path_factory.mktemp("cache"))})
     return preprocess(SAMPLE_CSV, session_config, use_cache=True), session_config

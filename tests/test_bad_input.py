@@ -12,7 +12,7 @@ import pytest
 from conftest import PROJECT_ROOT, cache_is_untouched
 
 from rltrader.errors import DataError
-from rltrader.preprocessing import preprocess
+from rltrader.features.preparation import preprocess
 
 
 def _csv_lines(sample_csv: Path, n: int = 400) -> list[str]:
@@ -113,7 +113,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_traceback(sample_csv, tmp_pa
 
 
 def test_cli_bad_config_key_exits_2(tmp_path, sample_csv, capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     bad_config = tmp_path / "c.yaml"
     bad_config.write_text("features:\n  rsi_periods: 14\n")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
-from rltrader.cache import FeatureStore
-from rltrader.preprocessing import preprocess, preprocessing_key
+from rltrader.features.cache import FeatureStore
+from rltrader.features.preparation import preprocess, preprocessing_key
 
 
 def test_second_call_hits_and_returns_the_same_file(sample_csv, config):
@@ -64,7 +64,7 @@ def test_cache_switch_off_recomputes(sample_csv, config):
 
 def test_cache_hit_across_two_processes(sample_csv, cache_dir):
     script = (
-        "import json, sys; from rltrader.config import Config; from rltrader.preprocessing import preprocess;"
+        "import json, sys; from rltrader.config import Config; from rltrader.features.preparation import preprocess;"
         f"c = Config().with_overrides({{'cache.dir': {str(cache_dir)!r}}});"
         f"p = preprocess({str(sample_csv)!r}, c); print(json.dumps([p.cache_hit, str(p.parquet_path)]))"
     )
@@ -77,7 +77,7 @@ def test_cache_hit_across_two_processes(sample_csv, cache_dir):
 
 
 def test_clear_cache_dry_run_then_clear(sample_csv, config, cache_dir, capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     preprocess(sample_csv, config)
     (cache_dir / ".tmp-bars.parquet.x").write_bytes(b"left by a killed process")
@@ -136,7 +136,7 @@ def test_feature_code_edits_change_the_cache_key(tmp_path, monkeypatch, sample_c
     """Editing any feature source changes the key: stale features are never served as a hit."""
     import shutil
 
-    from rltrader import preprocessing
+    from rltrader.features import preparation
     from rltrader.features.pipeline import FEATURE_SOURCES, source_digest
 
     copies = []
@@ -146,6 +146,6 @@ def test_feature_code_edits_change_the_cache_key(tmp_path, monkeypatch, sample_c
     before = source_digest(tuple(copies))
     copies[0].write_text(copies[0].read_text() + "\n# an edit\n")
     assert source_digest(tuple(copies)) != before
-    key = preprocessing.preprocessing_key(sample_csv, config)
-    monkeypatch.setattr(preprocessing, "FEATURE_CODE_VERSION", "1+" + source_digest(tuple(copies)))
-    assert preprocessing.preprocessing_key(sample_csv, config) != key
+    key = preparation.preprocessing_key(sample_csv, config)
+    monkeypatch.setattr(preparation, "FEATURE_CODE_VERSION", "1+" + source_digest(tuple(copies)))
+    assert preparation.preprocessing_key(sample_csv, config) != key

@@ -11,7 +11,7 @@ import torch
 from conftest import SAMPLE_CSV
 
 from rltrader.config import load_config
-from rltrader.preprocessing import preprocess
+from rltrader.features.preparation import preprocess
 
 
 @pytest.fixture(scope="module")

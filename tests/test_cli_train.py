@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rltrader.cli import build_parser, main, request_from_args
+from rltrader.app.cli import build_parser, main, request_from_args
+from rltrader.app.requests import TrainRequest
 from rltrader.config import load_config
-from rltrader.request import TrainRequest
 
 SAMPLE = "data/XAUUSDm_15min.csv"
 
@@ -163,7 +163,7 @@ def test_compare_says_not_shown_for_one_seed_or_a_wide_interval_and_names_a_miss
 
 
 def test_clear_cache_dry_run_removes_nothing(tmp_path, capsys):
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     cache = tmp_path / "cache"
     preprocess(SAMPLE, load_config().with_overrides({"cache.dir": str(cache)}))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import load_config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.records import RunSummary

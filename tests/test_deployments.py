@@ -13,7 +13,7 @@ from deployments.serve import (
     WALK_FORWARD_DEPLOYMENT,
     build_deployments,
 )
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

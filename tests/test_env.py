@@ -196,10 +196,10 @@ def test_vectorized_env_equals_independent_envs(prepared_market, config, reward,
 
 def test_vectorized_env_api_paths_agree_and_reject_bad_actions(prepared_market, config):
     """step == step_async + step_wait, any action container works, a bad batch changes nothing."""
-    from rltrader.env import kernels
+    from rltrader.engine.kernels import accounts
     from rltrader.env.trading_env import MIN_EQUITY_RATIO
 
-    assert kernels._MIN_EQUITY_RATIO == MIN_EQUITY_RATIO  # the compiled step clamps as TradingEnv does
+    assert accounts._MIN_EQUITY_RATIO == MIN_EQUITY_RATIO  # the compiled step clamps as TradingEnv does
     one, other = (VecTradingEnv(prepared_market, "train", config.env, num_envs=3) for _ in range(2))
     one.seed(3)
     other.seed(3)

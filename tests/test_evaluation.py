@@ -167,7 +167,7 @@ def test_undefined_ratios_are_none_not_infinite(prepared_market):
 
 
 def test_evaluate_command_writes_the_report(trained_models, sample_csv, tmp_path, capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     model_path = tmp_path / "agent.zip"
     trained_models[0].save(model_path)

@@ -9,8 +9,8 @@ import pytest
 from rltrader.config import Config, FeatureConfig
 from rltrader.data import LoadedBars
 from rltrader.features import compute_features
+from rltrader.features.preparation import build_features_frame, preprocess
 from rltrader.features.splits import GAP_CODE
-from rltrader.preprocessing import build_features_frame, preprocess
 
 
 def _scramble_after(bars: pd.DataFrame, t: int, seed: int = 0) -> pd.DataFrame:

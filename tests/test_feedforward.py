@@ -15,12 +15,12 @@ import pytest
 from stable_baselines3 import PPO
 
 from rltrader.config import load_config
+from rltrader.engine.model_files import saved_algorithm
 from rltrader.evaluation.fast import fast_actions
 from rltrader.evaluation.loading import load_model
 from rltrader.evaluation.reference import reference_actions
 from rltrader.training import Trainer
 from rltrader.training.checkpoints import CheckpointStore
-from rltrader.training.models import saved_algorithm
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 
@@ -87,7 +87,7 @@ def test_a_recurrent_zip_is_told_from_a_feedforward_one(feedforward_config, tmp_
 
 
 def test_the_evaluate_command_scores_a_feedforward_model(feedforward_config, tmp_path, capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     Trainer(feedforward_config.with_overrides({"training.iterations": 1}), SAMPLE, tmp_path / "run").run()
     out = tmp_path / "report"

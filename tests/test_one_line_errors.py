@@ -17,7 +17,7 @@ import time
 import pytest
 from conftest import PROJECT_ROOT, SAMPLE_CSV, without_spread
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.walkforward.runs import PLAN_FILE
 
 HEADER_ONLY = "time,open,high,low,close,tick_volume,spread,real_volume\n"

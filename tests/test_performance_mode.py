@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import load_config
 from rltrader.runtime import performance_mode as pm
 from rltrader.runtime.performance_mode import ModeSwitcher, SettingsFile, parse_settings, valid_batch_size, write_mode

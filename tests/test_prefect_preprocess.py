@@ -8,9 +8,9 @@ import pytest
 from prefect import flow
 
 from flows.preprocess import preprocess_flow
-from rltrader.cache import PREFECT_RECORDS_DIR
-from rltrader.cli import main
-from rltrader.preprocessing import PreparedData
+from rltrader.app.cli import main
+from rltrader.features.cache import PREFECT_RECORDS_DIR
+from rltrader.features.preparation import PreparedData
 from tasks.preprocess import preprocess_task
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT, cache_is_untouched
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.data import load_bars
+from rltrader.display.data_report import data_report_text
 from rltrader.errors import DataError
-from rltrader.preprocessing import preprocess
-from rltrader.report import data_report_text
+from rltrader.features.preparation import preprocess
 
 SAMPLE = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
 PRICES = ("open", "high", "low", "close")

@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import Config, load_config
+from rltrader.data.synthetic import KnownAnswerMarket, oracle_actions, read_market, sidecar_path, write_market
 from rltrader.env import MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
 from rltrader.evaluation.ledger import replay
@@ -24,7 +25,6 @@ from rltrader.evaluation.significance import (
     sharpe_estimate,
 )
 from rltrader.records import CandidateEntry, Hyperparameters, IterationRecord
-from rltrader.synthetic import KnownAnswerMarket, oracle_actions, read_market, sidecar_path, write_market
 from rltrader.training.run_state import count_trials
 from tests.conftest import cache_is_untouched
 
@@ -34,7 +34,7 @@ SPLITS = ("train", "validation", "test")
 @pytest.fixture(scope="module")
 def time_of_day(tmp_path_factory):
     """A time-of-day known-answer market (12,000 M15 bars), preprocessed like any bar file."""
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     root = tmp_path_factory.mktemp("synth")
     path = root / "time_of_day.csv"
@@ -64,7 +64,7 @@ def test_a_known_answer_market_goes_through_the_normal_loader_and_knows_its_orac
     assert again.sha256 == market.known_answer.sha256
     assert read_market(path, data_sha256="0" * 64) is None
     # a copy elsewhere hits the cache entry built from the first path, yet finds its own oracle
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     copy = path.with_name("copy.csv")
     copy.write_bytes(path.read_bytes())

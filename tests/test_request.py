@@ -10,9 +10,9 @@ import pytest
 
 from deployments.serve import build_deployments, default_request
 from flows.train import train_pipeline
-from rltrader.cli import build_parser, request_from_args
+from rltrader.app.cli import build_parser, request_from_args
+from rltrader.app.requests import FLOW_ONLY, SWITCHES, TrainRequest
 from rltrader.config import load_config
-from rltrader.request import FLOW_ONLY, SWITCHES, TrainRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
@@ -102,7 +102,7 @@ def test_the_flow_parameter_is_one_form_of_documented_fields():
 
 
 def test_request_errors_name_the_flag_or_field(capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     assert main(["train", "--data_path", str(SAMPLE), "--parallel_candidates", "0"]) == 2
     assert capsys.readouterr().err.strip() == "rltrader: error: --parallel_candidates must be 1 or more, got 0"
@@ -115,7 +115,7 @@ def test_request_errors_name_the_flag_or_field(capsys):
 
 
 def test_the_other_commands_take_their_reading_and_cache_flags_from_the_request(tmp_path):
-    from rltrader.cli import _resolve_config
+    from rltrader.app.cli import _resolve_config
 
     parse = build_parser().parse_args
     off = _resolve_config(parse(["preprocess", "--data_path", str(SAMPLE), "--no-cache_environments", "--sep", ";",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_CSV
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.runtime.run_lock import HOLDER_FILE, RunDirectoryInUse, read_holder, run_directory_lock
 
 HOLD_THE_LOCK = ("import sys, time\nfrom rltrader.runtime.run_lock import run_directory_lock\n"

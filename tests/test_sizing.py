@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import Config
 from rltrader.env import MarketData, TradingEnv, VecTradingEnv
 from rltrader.env.account import account_terms

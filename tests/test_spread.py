@@ -8,7 +8,7 @@ from conftest import SAMPLE_CSV, without_spread
 
 from rltrader.config import load_config
 from rltrader.errors import DataError
-from rltrader.preprocessing import preprocess
+from rltrader.features.preparation import preprocess
 
 
 def test_a_file_without_spread_is_refused_at_preprocessing_and_spread_points_lets_it_through(tmp_path):
@@ -19,8 +19,8 @@ def test_a_file_without_spread_is_refused_at_preprocessing_and_spread_points_let
     assert not (tmp_path / "cache").exists()
     fixed = config.with_overrides({"costs.spread_points": 20.0})
     prepared = preprocess(bars, fixed)
+    from rltrader.display.data_report import data_report_text
     from rltrader.env import MarketData
-    from rltrader.report import data_report_text
 
     assert "spread charged  fixed 20 points x the point from price digits (costs.spread_points)" in \
         data_report_text(prepared, fixed)
@@ -32,7 +32,7 @@ def test_a_file_without_spread_is_refused_at_preprocessing_and_spread_points_let
 
 @pytest.mark.parametrize("command", ["train", "preprocess", "evaluate"])
 def test_spread_points_is_a_flag_of_every_command_that_trades(command, capsys):
-    from rltrader.cli import CONFIG_FIELDS, build_parser, request_from_args
+    from rltrader.app.cli import CONFIG_FIELDS, build_parser, request_from_args
 
     flags = {"evaluate": ["--model", "m.zip"]}.get(command, [])
     args = build_parser().parse_args([command, "--data_path", str(SAMPLE_CSV), "--spread_points", "25", *flags])

@@ -47,9 +47,80 @@ def test_ruff_finds_nothing():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_training_loop_stays_small():
-    lines = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in (ROOT / "rltrader" / "training").glob("*.py"))
-    assert lines < 1500, f"rltrader/training/ has {lines} lines"
+#: The domain's layers, lowest first: a package may import its own layer's and lower layers' modules,
+#: never a higher layer's (no arrow back up). The app shell sits on top; the root modules at the bottom.
+LAYERS = (
+    {"rltrader.errors", "rltrader.atomic", "rltrader.config", "rltrader.records"},
+    {"rltrader.engine", "rltrader.data", "rltrader.runtime"},
+    {"rltrader.features"},
+    {"rltrader.env"},
+    {"rltrader.evaluation"},
+    {"rltrader.display"},
+    {"rltrader.training"},
+    {"rltrader.walkforward", "rltrader.tuning"},
+    {"rltrader.app", "rltrader.__main__"},
+)
+
+
+def _layer(module: str) -> int | None:
+    """The layer of a first-party module (its top package under ``rltrader``), None outside the domain."""
+    for index, members in enumerate(LAYERS):
+        if any(module == member or module.startswith(member + ".") for member in members):
+            return index
+    return None
+
+
+def _first_party_imports(path: Path) -> set[str]:
+    """Every module a file imports, whether ``import x`` or ``from x import y`` (a submodule y counted as x.y)."""
+    modules = _modules()
+    found = set()
+    for source, name in _imports(path):
+        found.add(f"{source}.{name}" if f"{source}.{name}" in modules else source)
+    return found
+
+
+def test_every_domain_module_has_a_layer():
+    unplaced = [module for module in _modules() if module.startswith("rltrader.") and _layer(module) is None]
+    assert not unplaced, f"add these to LAYERS (or move them into a package that has one): {unplaced}"
+
+
+def test_no_import_points_up_a_layer():
+    """data < features < env < evaluation < display < training < walkforward, tuning < app: the
+    package graph a newcomer reads has no cycle and no arrow back up."""
+    offences = []
+    for module, path in _modules().items():
+        own = _layer(module)
+        if own is None:
+            continue
+        for imported in _first_party_imports(path):
+            theirs = _layer(imported)
+            if theirs is not None and theirs > own:
+                offences.append(f"{module} imports {imported}")
+    assert not offences, offences
+
+
+def test_the_domain_never_imports_the_app_shell_or_prefect():
+    """The domain runs without Prefect and without the command line (the design card's promise)."""
+    outside = ("rltrader.app", "prefect", "prefect_dask", "flows", "tasks", "deployments")
+    offences = []
+    for module, path in _modules().items():
+        if not module.startswith("rltrader.") or _layer(module) == len(LAYERS) - 1:
+            continue
+        offences += [f"{module} imports {imported}" for imported in _first_party_imports(path)
+                     if imported.split(".")[0] in outside or imported.startswith("rltrader.app")]
+    assert not offences, offences
+
+
+def test_the_package_root_keeps_only_what_everything_imports():
+    loose = sorted(path.name for path in (ROOT / "rltrader").glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "atomic.py", "config.py", "errors.py", "records.py"], loose
+
+
+def test_the_layer_check_sees_an_arrow_back_up(tmp_path):
+    """The check itself: an evaluation module importing the training loop is an offence."""
+    assert _layer("rltrader.evaluation.loading") < _layer("rltrader.training.models")
+    assert _layer("rltrader.engine.kernels.lstm") < _layer("rltrader.env.market")
+    assert [name for _, name in _imports_of("from rltrader.training import models")] == ["models"]
 
 
 def test_no_module_imports_private_names():

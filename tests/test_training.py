@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import load_config
 from rltrader.errors import ConfigError, UserInputError
 from rltrader.training import Trainer
@@ -332,7 +332,7 @@ def test_benchmark_mode_judges_quality_on_test_over_several_seeds(tiny_config, t
 
 
 def test_benchmark_mode_runs_both_methods_on_the_same_seed(tiny_config, tmp_path):
-    from rltrader.benchmark import run_benchmark
+    from rltrader.app.benchmark import run_benchmark
 
     config = tiny_config.with_overrides({"training.iterations": 2, "training.total_timesteps": 1024,
                                          "training.min_timesteps": 512})

@@ -15,10 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from rltrader.app.requests import TrainRequest, TuneRequest
 from rltrader.config import load_config
 from rltrader.errors import ConfigError
-from rltrader.request import TrainRequest
-from rltrader.tuning.request import TuneRequest
 from rltrader.tuning.study import Tuner
 from rltrader.tuning.trial import run_trial
 
@@ -103,7 +102,7 @@ def test_searching_a_key_the_phases_override_is_refused_naming_it(tmp_path):
 
 
 def test_the_tune_command_refuses_a_missing_file_in_one_line(tmp_path, capsys):
-    from rltrader.cli import main
+    from rltrader.app.cli import main
 
     assert main(["tune", "--data_path", str(tmp_path / "missing.csv"), "--results_dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()

@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rltrader.cache import FeatureStore
-from rltrader.cli import main
+from rltrader.app.cli import main
 from rltrader.config import SplitConfig, WalkForwardConfig, load_config
 from rltrader.data import load_bars
+from rltrader.data.synthetic import KnownAnswerMarket, write_market
 from rltrader.errors import DataError
-from rltrader.synthetic import KnownAnswerMarket, write_market
+from rltrader.features.cache import FeatureStore
 from rltrader.training.run_state import RunState
 from rltrader.walkforward.data import prepare_folds
 from rltrader.walkforward.folds import plan_folds
@@ -213,7 +213,7 @@ def test_a_killed_walk_forward_resumes_without_retraining_finished_folds(tmp_pat
 @pytest.mark.slow
 def test_on_a_momentum_market_a_four_fold_walk_forward_captures_edge_in_most_folds(prefect_harness, tmp_path):
     from flows.walkforward import walk_forward
-    from rltrader.walkforward.request import WalkForwardRequest
+    from rltrader.app.requests import WalkForwardRequest
 
     market = tmp_path / "momentum.csv"
     write_market(KnownAnswerMarket(kind="momentum", bars=12_000, seed=5, phi=0.3), market)
@@ -234,7 +234,7 @@ def test_runs_fan_out_on_a_dask_cluster(prefect_harness, tmp_path):
     from distributed import Client, LocalCluster
 
     from flows.walkforward import walk_forward
-    from rltrader.walkforward.request import WalkForwardRequest
+    from rltrader.app.requests import WalkForwardRequest
 
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"performance_mode": "performance"}))

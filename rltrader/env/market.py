@@ -36,29 +36,35 @@ import numpy as np
 import pandas as pd
 
 from rltrader.config import Config, LoadingConfig
-from rltrader.costs import require_spread
+from rltrader.data.known_answer import KnownAnswerMarket, read_market
 from rltrader.data.loader import infer_point
+from rltrader.data.spread import require_spread
+from rltrader.engine.kernels.accounts import (
+    BODY,
+    CLOSE_COLUMN,
+    CLOSE_RATE,
+    COST,
+    GAP,
+    NOTIONAL,
+    OPEN_COLUMN,
+    SWAP_LONG,
+    SWAP_SHORT,
+    TABLE_COLUMNS,
+)
 from rltrader.env.account import AccountTerms, account_terms
 from rltrader.env.conversion import IDENTITY, ConversionRates, conversion_rates
 from rltrader.errors import ConfigError
+from rltrader.features.preparation import SPLIT_COLUMN
 from rltrader.features.splits import SPLIT_NAMES
-from rltrader.known_answer import KnownAnswerMarket, read_market
-from rltrader.preprocessing import SPLIT_COLUMN
 
 if TYPE_CHECKING:
-    from rltrader.preprocessing import PreparedData
+    from rltrader.features.preparation import PreparedData
 
 #: Action index -> position sign. Discrete(3): 0 short, 1 flat, 2 long.
 ACTION_SIGNS = np.array([-1.0, 0.0, 1.0])
 ACTION_NAMES = ("short", "flat", "long")
 FLAT = 1
 N_ACTIONS = 3
-#: Columns of :attr:`MarketData.step_table`, per unit and in the account currency: the gap earned
-#: by a unit held over the fill bar's open, the move after the fill, the cost of one unit traded,
-#: the swap of one unit held long and short, the account value of one unit at the fill (for
-#: equity-fraction sizing), then the raw open and close and the close's conversion rate.
-GAP, BODY, COST, SWAP_LONG, SWAP_SHORT, NOTIONAL, OPEN_COLUMN, CLOSE_COLUMN, CLOSE_RATE = range(9)
-TABLE_COLUMNS = 9
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class MarketData:
 
     @classmethod
     def from_prepared(cls, prepared: PreparedData, config: Config, data_path: str | Path | None = None) -> MarketData:
-        """Read the cached parquet of :func:`rltrader.preprocessing.preprocess`.
+        """Read the cached parquet of :func:`rltrader.features.preparation.preprocess`.
 
         ``data_path`` is the bar file as the caller named it: a cache entry records the path it
         was first built from, and a known-answer market's oracle lies beside the file."""

@@ -7,7 +7,7 @@ its own random generator, seeded as ``DummyVecEnv`` seeds its members (seed + in
 every number comes from the same lookup tables and the same arithmetic, in the same order,
 as :class:`~rltrader.env.trading_env.TradingEnv`: the trajectories are those of N
 independent ``TradingEnv``\\ s, bit for bit (``tests/test_env.py`` checks it). The step
-itself is :func:`rltrader.env.kernels.step_accounts`; what stays in Python is what SB3
+itself is :func:`rltrader.engine.kernels.accounts.step_accounts`; what stays in Python is what SB3
 needs as Python objects (the infos) and the rare resets.
 """
 
@@ -22,8 +22,8 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from rltrader.config import EnvConfig
-from rltrader.env import kernels
-from rltrader.env.kernels import BAR, END, EQUITY, HELD, PEAK, TERMINATED, UNITS, step_accounts
+from rltrader.engine.kernels import accounts
+from rltrader.engine.kernels.accounts import BAR, END, EQUITY, HELD, PEAK, TERMINATED, UNITS, step_accounts
 from rltrader.env.market import FLAT, N_ACTIONS, MarketData
 from rltrader.env.trading_env import EpisodeBounds
 
@@ -47,15 +47,15 @@ class VecTradingEnv(VecEnv):
         self._window_values = self.config.window_size * market.n_features
         self._windows = market.windows(self.config.window_size)
         self._window_offset = self.config.window_size - 1
-        params = np.zeros(kernels.N_PARAMS)
-        params[kernels.KEEP] = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
-        params[kernels.SCALE] = self.config.reward_scale
-        params[kernels.LOG_REWARD] = float(self.config.reward == "log")
-        params[kernels.FRACTION_SIZING] = float(market.fraction_sizing)
-        params[kernels.SIZE] = market.size
+        params = np.zeros(accounts.N_PARAMS)
+        params[accounts.KEEP] = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
+        params[accounts.SCALE] = self.config.reward_scale
+        params[accounts.LOG_REWARD] = float(self.config.reward == "log")
+        params[accounts.FRACTION_SIZING] = float(market.fraction_sizing)
+        params[accounts.SIZE] = market.size
         observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
-        # Account state, one row per account: columns kernels.BAR/END/HELD/TERMINATED and EQUITY/PEAK/ENTRY/UNITS.
+        # Account state, one row per account: columns accounts.BAR/END/HELD/TERMINATED and EQUITY/PEAK/ENTRY/UNITS.
         self._ints = np.zeros((num_envs, 4), dtype=np.int64)
         self._ints[:, BAR], self._ints[:, END], self._ints[:, HELD] = self.bounds.first, self.bounds.last, FLAT
         self._floats = np.zeros((num_envs, 4))

@@ -8,13 +8,13 @@ Why it is fast, and still exact:
   the stepping), and each step only adds the recurrent term, with the position and PnL
   folded into it as two extra columns;
 * the step itself, LSTM, policy MLP, action arg-max and account, is one compiled loop
-  (:func:`rltrader.evaluation.actor_kernel.step_actors`) over a chunk of bars: no per-step
+  (:func:`rltrader.engine.kernels.actors.step_actors`) over a chunk of bars: no per-step
   SB3 machinery (tensor conversion, distributions, state tuples), no per-step Python;
 * the account is advanced with the same table lookups and arithmetic as ``TradingEnv.step``.
 
 A feed-forward (``MlpPolicy``) actor takes the same route without the LSTM: its first
 layer's window part is projected per chunk, and each step adds the position and PnL
-columns and runs the later layers (:func:`~rltrader.evaluation.actor_kernel.step_mlp_actors`).
+columns and runs the later layers (:func:`~rltrader.engine.kernels.actors.step_mlp_actors`).
 
 The actions are the deterministic ones (arg-max of the logits). Floating-point sums run in
 a different order than torch's, so logits differ in the last bits; an action could only
@@ -35,10 +35,10 @@ from threadpoolctl import ThreadpoolController
 
 from rltrader.config import EnvConfig
 from rltrader.engine.kernels.activations import IDENTITY
+from rltrader.engine.kernels.actors import step_actors, step_mlp_actors
 from rltrader.engine.policy_arrays import UnsupportedPolicyError, actor_head, lstm_layers
 from rltrader.env import ACTION_SIGNS, FLAT, MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
-from rltrader.evaluation.actor_kernel import step_actors, step_mlp_actors
 
 #: Bars whose input projection is computed per matrix product (bounds memory at ~4 MB x K).
 CHUNK_BARS = 1024

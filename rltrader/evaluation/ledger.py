@@ -3,7 +3,7 @@
 Once the actions are known, the only sequential state left is the account itself: how
 many units the position holds (equity-fraction sizing sizes each new position from equity
 at the fill) and the equity. :func:`account_profits` walks them with the environments' own
-step (:func:`rltrader.env.kernels.fill`), adding left to right as ``TradingEnv.step``
+step (:func:`rltrader.engine.kernels.accounts.fill`), adding left to right as ``TradingEnv.step``
 does, so the replayed equity equals the environment's to the last bit; every evaluator
 (reference, fast, baselines, random policies) is scored by it.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from rltrader.env.kernels import fill
+from rltrader.engine.kernels.accounts import fill
 from rltrader.env.market import (
     BODY,
     CLOSE_COLUMN,

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from rltrader.engine.model_files import algorithm_class, saved_algorithm
 from rltrader.errors import UserInputError
 
 
@@ -18,8 +19,6 @@ class ModelError(UserInputError):
 
 def load_model(path: str | Path) -> Any:
     """``RecurrentPPO.load`` or ``PPO.load``, whichever saved it, on the CPU (evaluation never needs a GPU)."""
-    from rltrader.training.models import algorithm_class, saved_algorithm
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(path, "model file not found; pass the .zip that training saved to --model")

@@ -2,7 +2,7 @@
 
 Every policy, the agent and the baselines alike, trades the same bars under the same
 costs and is scored by the same ledger: buy-and-hold is "long from the first fill to the
-end", flat never trades, and on a known-answer market (:mod:`rltrader.synthetic`) the
+end", flat never trades, and on a known-answer market (:mod:`rltrader.data.synthetic`) the
 oracle trades the planted edge, so the agent's share of it ("edge captured": the agent's
 return over the oracle's) is known. Luck gets its own yardstick: a thousand random
 policies with the agent's turnover, and the agent's percentile among them
@@ -23,6 +23,7 @@ import pandas as pd
 
 from rltrader.atomic import write_json, write_with
 from rltrader.config import EnvConfig
+from rltrader.data.synthetic import oracle_actions
 from rltrader.env import FLAT, MarketData, evaluation_config
 from rltrader.env.market import ACTION_NAMES
 from rltrader.env.trading_env import EpisodeBounds
@@ -40,7 +41,6 @@ from rltrader.evaluation.significance import (
     probabilistic_sharpe,
     turnover,
 )
-from rltrader.synthetic import oracle_actions
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from statistics import NormalDist
 import numpy as np
 from numba import njit, prange
 
-from rltrader.env.kernels import fill
+from rltrader.engine.kernels.accounts import fill
 from rltrader.env.market import FLAT, N_ACTIONS, OPEN_COLUMN, MarketData
 
 NORMAL = NormalDist()

@@ -15,8 +15,7 @@ from rltrader.features import indicators
 #: Sources whose code shapes the cached feature file: reading, validating, featurizing.
 FEATURE_SOURCES = tuple(
     sorted(
-        [*Path(__file__).parent.glob("*.py"), *(Path(__file__).parent.parent / "data").glob("*.py"),
-         Path(__file__).parent.parent / "preprocessing.py"]
+        [*Path(__file__).parent.glob("*.py"), *(Path(__file__).parent.parent / "data").glob("*.py")]
     )
 )
 

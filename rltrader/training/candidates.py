@@ -23,7 +23,7 @@ from pathlib import Path
 from rltrader.atomic import write_json, write_with
 from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.preprocessing import PreparedData
+from rltrader.features.preparation import PreparedData
 from rltrader.records import CandidateEntry, CandidateResult, IterationRecord
 from rltrader.runtime.hooks import UpdateHook
 from rltrader.training.run_state import RunState

@@ -13,24 +13,19 @@ passed explicitly, and the trainer applies the phase's hyperparameters after loa
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from sb3_contrib import RecurrentPPO
-from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltrader.config import TrainingConfig
-from rltrader.engine import FusedLstmPolicy, FusedRecurrentPPO
+from rltrader.engine import FusedLstmPolicy
+from rltrader.engine.model_files import DEVICE, algorithm_class, saved_algorithm
 from rltrader.training.phases import Hyperparameters
 
-Algorithm = Literal["recurrent", "feedforward"]
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-DEVICE = "cpu"  # policies this size run faster on the CPU than through a GPU round trip per step
 
 
 def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
@@ -44,14 +39,6 @@ def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
         kwargs.update(lstm_hidden_size=policy.lstm_hidden_size, n_lstm_layers=policy.n_lstm_layers,
                       enable_critic_lstm=policy.enable_critic_lstm)
     return kwargs
-
-
-def algorithm_class(algorithm: Algorithm, fast_engine: bool = False) -> type[BaseAlgorithm]:
-    """Recurrent: the engine or stock sb3-contrib (``fast_engine``); feed-forward: SB3's ``PPO``,
-    whose update has no LSTM work for the engine to save."""
-    if algorithm == "feedforward":
-        return PPO
-    return FusedRecurrentPPO if fast_engine else RecurrentPPO
 
 
 def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, seed: int,
@@ -76,16 +63,6 @@ def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, s
         device=DEVICE,
         verbose=0,
     )
-
-
-def saved_algorithm(path: str | Path) -> Algorithm:
-    """Which algorithm saved the zip at ``path``: recurrent if its policy has an LSTM actor.
-
-    Read from the weights rather than the pickled class, so stock and engine recurrent
-    zips and any SB3 version's ``PPO`` zip are told apart the same way."""
-    with zipfile.ZipFile(path) as archive:
-        weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
-    return "recurrent" if any(key.startswith("lstm_actor.") for key in weights) else "feedforward"
 
 
 def load_for_training(path: Path, env: VecEnv, seed: int, fast_engine: bool = False) -> BaseAlgorithm:

@@ -10,11 +10,15 @@ took. Only benchmark mode, which runs both methods side by side, reports a measu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rltrader.config import Config, TrainingConfig
+from rltrader.errors import UserInputError
 from rltrader.records import BestModelSummary, IterationSummary, RunSummary, SplitOutcome
 from rltrader.training.budget import original_budget
 from rltrader.training.run_state import RunState
@@ -81,3 +85,23 @@ def build_summary(state: RunState, config: Config, scores: Mapping[str, SplitOut
 
 
 __all__ = ["TEST", "build_summary", "estimated_original_seconds", "speedup_so_far"]
+
+
+def load_summary(path: str | Path) -> RunSummary:
+    """``optimization_summary.json`` of a run directory (or the file itself), with a clear error."""
+    path = Path(path)
+    file = path / "optimization_summary.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserInputError(f"{path}: no optimization_summary.json; pass a finished run's directory, "
+                             "e.g. results/42")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserInputError(f"{file}: not valid JSON; was the run interrupted while writing it?") from None
+    if not isinstance(raw, dict) or not raw.get("optimization_completed"):
+        raise UserInputError(f"{file}: the run has not finished; re-run its command to complete it")
+    try:
+        return RunSummary.model_validate(raw)
+    except ValidationError as error:
+        where = ".".join(str(part) for part in error.errors()[0]["loc"])
+        raise UserInputError(f"{file}: not a run summary ({where}: {error.errors()[0]['msg']})") from None

@@ -47,7 +47,7 @@ from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
 from rltrader.evaluation.report import EvaluationReport, evaluate_model, write_report
-from rltrader.preprocessing import PreparedData, preprocess
+from rltrader.features.preparation import PreparedData, preprocess
 from rltrader.records import BestModel, CheckpointState, IterationRecord, RunSummary, SplitOutcome, Validation
 from rltrader.runtime.allocator import fix_heap_thresholds
 from rltrader.runtime.faults import maybe_inject_fault

@@ -4,7 +4,7 @@ The raw features are causal, so they are computed once over the whole file and c
 (``optimizations.cache_environments``); what differs between folds is which rows they
 hold, how those are split and the normalization, which is fitted on the fold's training
 rows only: bars after a fold's training window cannot reach its statistics. Every fold is
-written as an ordinary prepared file (a :class:`~rltrader.preprocessing.PreparedData`, its
+written as an ordinary prepared file (a :class:`~rltrader.features.preparation.PreparedData`, its
 ``metadata["fold"]`` saying which rows of the file it is), so the trainer, the evaluator
 and the report run on it unchanged.
 """
@@ -19,13 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from rltrader.cache import FeatureStore, cache_key, file_digest
 from rltrader.config import Config
 from rltrader.data import load_bars
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION
+from rltrader.features.cache import FeatureStore, cache_key, file_digest
 from rltrader.features.normalization import NormalizationStats
-from rltrader.preprocessing import (
+from rltrader.features.preparation import (
     PreparedData,
     bar_summary,
     fit_on_train,

@@ -22,12 +22,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from rltrader.atomic import write_json
-from rltrader.benchmark import load_summary
 from rltrader.config import Config, parse_config
 from rltrader.errors import UserInputError
-from rltrader.preprocessing import PreparedData
+from rltrader.features.preparation import PreparedData
 from rltrader.records import RunSummary
 from rltrader.training.run_state import RunState
+from rltrader.training.summary import load_summary
 from rltrader.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)

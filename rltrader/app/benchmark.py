@@ -17,14 +17,11 @@ minus the tolerance: one seed, or an interval that reaches lower, is "not shown"
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from rltrader.atomic import write_json
 from rltrader.config import Config
@@ -113,26 +110,6 @@ def write_comparison(run_dir: str | Path, original_summary: RunSummary, optimize
     logger.info("Benchmark: original %.1fs, optimized %.1fs, speedup %.2fx", original.total_time_seconds,
                 optimized.total_time_seconds, speedup)
     return comparison
-
-
-def load_summary(path: str | Path) -> RunSummary:
-    """``optimization_summary.json`` of a run directory (or the file itself), with a clear error."""
-    path = Path(path)
-    file = path / "optimization_summary.json" if path.is_dir() else path
-    if not file.is_file():
-        raise UserInputError(f"{path}: no optimization_summary.json; pass a finished run's directory, "
-                             "e.g. results/42")
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except ValueError:
-        raise UserInputError(f"{file}: not valid JSON; was the run interrupted while writing it?") from None
-    if not isinstance(raw, dict) or not raw.get("optimization_completed"):
-        raise UserInputError(f"{file}: the run has not finished; re-run its command to complete it")
-    try:
-        return RunSummary.model_validate(raw)
-    except ValidationError as error:
-        where = ".".join(str(part) for part in error.errors()[0]["loc"])
-        raise UserInputError(f"{file}: not a run summary ({where}: {error.errors()[0]['msg']})") from None
 
 
 def compare_runs(originals: Sequence[RunSummary], optimizeds: Sequence[RunSummary]) -> QualityComparison:

@@ -1,11 +1,14 @@
-"""One training run, however it is asked for: the single definition of a training request.
+"""What every entry point is asked to do: the requests of ``train``, ``walkforward`` and ``tune``.
 
-``rltrader train`` generates its flags from :class:`TrainRequest` (``rltrader.cli``), the
-``train-pipeline`` flow takes it as its one parameter (the Prefect UI renders it as a
-validated form), ``rltrader serve`` and ``prefect.yaml`` give its defaults, and benchmark
-mode runs it twice. Every one of them turns it into the run's :class:`~rltrader.config.Config`
-through :meth:`TrainRequest.to_config`, so a flag and a form field of the same name can
-never mean two things.
+Each request is one pydantic model that serves the command line (``rltrader.app.cli`` generates
+the flags from the fields: same names, the descriptions as help), the Prefect UI (the flow's one
+parameter, rendered as a validated form), ``rltrader serve`` and ``prefect.yaml`` (their
+defaults). Each turns itself into the run's :class:`~rltrader.config.Config` through its
+``to_config``, so a flag and a form field of the same name can never mean two things.
+
+The fields every request has (the bar file, the config file, where results and the cache go,
+the Dask cluster, the performance-mode file) are declared once, in :class:`RequestBase`; the
+account, instrument and spread fields once, in :class:`AccountFields`.
 
 Field names are the guide's flag names. A switch left ``True`` means "as the config file
 says" (what a missing ``--no-...`` flag means); ``False`` turns that optimization off.
@@ -21,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rltrader.config import Config, OptimizationConfig, load_config
+from rltrader.config import Config, OptimizationConfig, load_config, parse_config
 
 DEFAULT_DATA = "data/XAUUSDm_15min.csv"
 
@@ -48,6 +51,24 @@ SWITCHES = tuple(OptimizationConfig.model_fields)
 
 FLOW_ONLY = ("candidate_workers", "dask_address", "overrides", "run_dir")
 """Fields the flow takes that ``rltrader train`` has no flag for."""
+
+
+class RequestBase(BaseModel):
+    """The fields every request has: the bar file and config it reads, where its results and cache go,
+    the Dask cluster it may fan out to, the performance-mode file its runs read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_path: str = Field(DEFAULT_DATA, description="bar file: CSV/TSV export or parquet")
+    config: str | None = Field(None, description="YAML config (default: configs/default.yaml)")
+    results_dir: str = Field(
+        "results", description="where results go (default: results): a run in RESULTS_DIR/SEED, a walk-forward "
+                               "in RESULTS_DIR/walkforward-NAME, a study in RESULTS_DIR/tune-NAME")
+    cache_dir: str | None = Field(None, description="cache directory (default: cache.dir, ./cache)")
+    dask_address: str | None = Field(
+        None, description="train on the Dask cluster at this scheduler address, e.g. tcp://host:8786")
+    settings_file: str | None = Field(
+        None, description="performance mode file read before every update (default: settings.json)")
 
 
 def _switch(description: str) -> Any:
@@ -83,12 +104,9 @@ class AccountFields(BaseModel):
         return {key: getattr(self, name) for name, key in ACCOUNT_FIELDS.items()}
 
 
-class TrainRequest(AccountFields):
+class TrainRequest(AccountFields, RequestBase):
     """A training run: the bar file, the configuration and its overrides, where results go."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data_path: str = Field(DEFAULT_DATA, description="bar file: CSV/TSV export or parquet")
     date_format: str | None = Field(None, description="strftime format of the timestamps, e.g. '%d.%m.%Y %H:%M'")
     dayfirst: bool | None = Field(
         None, description="force day-first (--dayfirst) or month-first (--no-dayfirst) dates; default: detect")
@@ -97,10 +115,7 @@ class TrainRequest(AccountFields):
     max_jump_mads: float | None = Field(
         None, description="a price this many robust sds of the 1-bar moves away from both neighbouring bars is "
                           "an error (lost decimal, bad tick); default: data.max_jump_mads, 50")
-    config: str | None = Field(None, description="YAML config (default: configs/default.yaml)")
-    cache_dir: str | None = Field(None, description="cache directory (default: cache.dir, ./cache)")
     profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick)")
-    results_dir: str = Field("results", description="runs go to RESULTS_DIR/SEED/ (default: results)")
     algorithm: Literal["recurrent", "feedforward"] | None = Field(
         None, description="recurrent (RecurrentPPO, LSTM) or feedforward (PPO, MLP on the window); default: config")
     window_size: int | None = Field(None, description="bars of features in one observation (default: env.window_size)")
@@ -122,8 +137,6 @@ class TrainRequest(AccountFields):
     cache_environments: bool = _switch("reuse the cached features of the bar file")
     use_original_training: bool = Field(
         False, description="every optimization off: the baseline the speedup is measured against")
-    settings_file: str | None = Field(
-        None, description="performance mode file read before every update (default: settings.json)")
     parallel_candidates: int = Field(
         1, description="train N candidates per iteration side by side and keep the best (default 1)")
     keep_candidates: int = Field(
@@ -131,8 +144,6 @@ class TrainRequest(AccountFields):
                              "only their figures, in the run state)")
     candidate_workers: int | None = Field(
         None, description="at most this many candidates train at once (default: all of them)")
-    dask_address: str | None = Field(
-        None, description="train candidates on the Dask cluster at this scheduler address, e.g. tcp://host:8786")
     overrides: dict[str, Any] | None = Field(
         None, description='any config key by its dotted name, e.g. {"training.n_envs": 4}; '
                           "applied after the file, before the named values")
@@ -165,7 +176,81 @@ class TrainRequest(AccountFields):
         return Path(self.run_dir) if self.run_dir else Path(self.results_dir) / str(seed)
 
 
+
+class WalkForwardRequest(AccountFields, RequestBase):
+    """Train and test on consecutive windows of one bar file, one run per fold and seed."""
+
+    name: str | None = Field(None, description="results go to RESULTS_DIR/walkforward-NAME (default: file stem)")
+    folds: int | None = Field(None, ge=1, description="test windows, back to back up to the file's end "
+                                                      "(default: walk_forward.folds)")
+    train_bars: int | None = Field(None, ge=2, description="bars of each training window (with --test_bars)")
+    test_bars: int | None = Field(None, ge=2, description="bars of each test window (with --train_bars)")
+    validation_bars: int | None = Field(None, ge=2, description="bars of each validation window (default: test_bars)")
+    scheme: Literal["rolling", "anchored"] | None = Field(
+        None, description="rolling (fixed train length) or anchored (train from the first bar); default: config")
+    seeds: list[int] | None = Field(None, description="a run per fold and seed (default: walk_forward.seeds)")
+    warm_start_folds: bool | None = Field(
+        None, description="fold k+1 starts from fold k's best model of the same seed (default: config, off)")
+    parallel: int | None = Field(
+        None, ge=1, description="runs trained at once in performance mode; quiet keeps one (default: 1)")
+    profile: str | None = Field(None, description="every fold's training budget, a profile (default: quick)")
+
+    @property
+    def walk_name(self) -> str:
+        return self.name or Path(self.data_path).stem
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results_dir) / f"walkforward-{self.walk_name}"
+
+    def to_config(self, source: str = "command line") -> Config:
+        """The walk-forward's config: the file, then the named values (``walk_forward.*``)."""
+        named: dict[str, Any] = {f"walk_forward.{name}": getattr(self, name) for name in (
+            "folds", "train_bars", "test_bars", "validation_bars", "scheme", "seeds", "warm_start_folds", "parallel",
+            "profile")}
+        config = load_config(self.config).with_overrides(
+            {"cache.dir": self.cache_dir, **self.account_overrides(), **named}, source=source)
+        if self.test_bars is None or self.folds is not None:
+            return config
+        raw = config.model_dump(mode="json")  # sizes without a count: as many folds as fit
+        return parse_config({**raw, "walk_forward": {**raw["walk_forward"], "folds": None}}, source=source)
+
+    def run_config(self, base: Config, seed: int) -> Config:
+        """What each fold's run trains with: the walk-forward's profile, and the seed."""
+        profiled = base.with_profile(base.walk_forward.profile)
+        return profiled.with_overrides({"training.seed": seed}, source=f"walk-forward seed {seed}")
+
+
+
+class TuneRequest(RequestBase):
+    """An Optuna study over ``tune.space`` on one bar file; the best trial becomes a config file."""
+
+    name: str | None = Field(None, description="study name; results go to RESULTS_DIR/tune-NAME (default: file stem)")
+    trials: int | None = Field(None, ge=1, description="finished trials to reach (default: tune.trials)")
+    workers: int | None = Field(None, ge=1, description="trials trained at once (default: tune.workers)")
+    profile: str | None = Field(None, description="each trial's training budget, a profile (default: tune.profile)")
+    storage: str | None = Field(None, description="Optuna RDB URL shared by several machines (default: SQLite)")
+    seed: int | None = Field(None, description="training seed of every trial (default: training.seed)")
+
+    @property
+    def study_name(self) -> str:
+        return self.name or Path(self.data_path).stem
+
+    @property
+    def root(self) -> Path:
+        """The study's directory, ``RESULTS_DIR/tune-NAME`` (``rltrader.tuning.study.study_dir``)."""
+        return Path(self.results_dir) / f"tune-{self.study_name}"
+
+    def to_config(self, source: str = "command line") -> Config:
+        """The config searched around: the file, then the named values (``tune.*``, ``training.seed``)."""
+        return load_config(self.config).with_overrides({
+            "cache.dir": self.cache_dir, "training.seed": self.seed, "tune.trials": self.trials,
+            "tune.workers": self.workers, "tune.profile": self.profile, "tune.storage": self.storage,
+        }, source=source)
+
+
+
 __all__ = [
     "ACCOUNT_FIELDS", "DEFAULT_DATA", "ENV_FIELDS", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS",
-    "AccountFields", "TrainRequest",
+    "AccountFields", "RequestBase", "TrainRequest", "TuneRequest", "WalkForwardRequest",
 ]

@@ -1,6 +1,6 @@
 """What a known-answer market is: the description written beside its bar file, and how it is found.
 
-Kept apart from the generator (:mod:`rltrader.synthetic`, numpy and pandas) so that the
+Kept apart from the generator (:mod:`rltrader.data.synthetic`, numpy and pandas) so that the
 command line can build ``rltrader synth``'s flags, and any reader can find a file's oracle,
 without importing the numeric stack.
 """

@@ -19,17 +19,13 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from rltrader.env.market import (
-    BODY,
-    CLOSE_COLUMN,
-    CLOSE_RATE,
-    COST,
-    GAP,
-    NOTIONAL,
-    OPEN_COLUMN,
-    SWAP_LONG,
-    SWAP_SHORT,
-)
+#: Columns of the market's step table (``rltrader.env.market.MarketData.step_table``), per unit and in
+#: the account currency: the gap earned by a unit held over the fill bar's open, the move after the
+#: fill, the cost of one unit traded, the swap of one unit held long and short, the account value of
+#: one unit at the fill (for equity-fraction sizing), then the raw open and close and the close's
+#: conversion rate. The kernels read it, so its layout is defined here and the market imports it.
+GAP, BODY, COST, SWAP_LONG, SWAP_SHORT, NOTIONAL, OPEN_COLUMN, CLOSE_COLUMN, CLOSE_RATE = range(9)
+TABLE_COLUMNS = 9
 
 #: Columns of the integer and float account state arrays handed to :func:`step_accounts`;
 #: TERMINATED is an output (1 when the last step hit the drawdown limit).

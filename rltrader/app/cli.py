@@ -23,10 +23,10 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, ValidationError
 
 from rltrader import __version__
+from rltrader.app.requests import ACCOUNT_FIELDS, FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
 from rltrader.config import Config
+from rltrader.data.known_answer import MARKET_KINDS, KnownAnswerMarket
 from rltrader.errors import UserInputError
-from rltrader.known_answer import MARKET_KINDS, KnownAnswerMarket
-from rltrader.request import ACCOUNT_FIELDS, FLOW_ONLY, LOADING_FIELDS, SWITCHES, TrainRequest
 
 LOGGER_NAME = "rltrader"
 
@@ -90,7 +90,7 @@ PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file
 """Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
 TUNE_FIELDS = ("data_path", "config", "name", "trials", "workers", "profile", "storage", "seed", "results_dir",
                "cache_dir", "dask_address", "settings_file")
-"""``rltrader tune``'s flags: the fields of :class:`~rltrader.tuning.request.TuneRequest`."""
+"""``rltrader tune``'s flags: the fields of :class:`~rltrader.app.requests.TuneRequest`."""
 
 
 def _scalar(annotation: Any) -> type:
@@ -102,7 +102,7 @@ def _scalar(annotation: Any) -> type:
 
 def add_request_flags(parser: argparse.ArgumentParser, names: Iterable[str], required: Iterable[str] = (),
                       model: type[BaseModel] = TrainRequest) -> None:
-    """One flag per :class:`~rltrader.request.TrainRequest` field, spelt as the field, its help its description.
+    """One flag per :class:`~rltrader.app.requests.TrainRequest` field, spelt as the field, its help its description.
 
     A switch (an optimization) is ``--no-NAME``; a plain boolean ``--NAME``; a tri-state
     boolean ``--NAME`` / ``--no-NAME`` (unset means detect); anything else takes a value.
@@ -156,14 +156,14 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
     _require_bar_file(str(args.data_path), config)
     use_cache = config.optimizations.cache_environments
-    from rltrader.preprocessing import PreparedData, check_bars
+    from rltrader.features.preparation import PreparedData, check_bars
 
     check_bars(args.data_path, config)  # a bad file is one line in a second, before any server starts
     server = _start_server(config)
     try:
         _prefect_environment()
         from flows.preprocess import preprocess_flow  # Prefect import: seconds, so only here
-        from rltrader.report import data_report_text
+        from rltrader.display.data_report import data_report_text
 
         _quiet_prefect_tracebacks_for_user_errors()
         started = time.perf_counter()
@@ -207,7 +207,7 @@ def _command_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     config = request.to_config()
     _require_bar_file(request.data_path, config)
-    from rltrader.preprocessing import check_bars
+    from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
 
     check_bars(request.data_path, config)  # bad bars: one line in a second, before any server starts
@@ -228,8 +228,8 @@ def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: 
 
     from flows.benchmark import benchmark_pipeline  # Prefect import: seconds, so only here
     from flows.train import train_pipeline
+    from rltrader.app.progress import LiveProgress
     from rltrader.display.tables import comparison_table, comparison_verdict, final_tables
-    from rltrader.progress import LiveProgress
 
     _quiet_prefect_tracebacks_for_user_errors(args.verbose)
     _console_log_level(args.verbose)
@@ -238,7 +238,7 @@ def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: 
     show = {"bars": args.verbose == 1, "lines": args.verbose == 1}
     if args.benchmark_mode:
         from flows.benchmark import benchmark_dir
-        from rltrader.benchmark import benchmark_seeds
+        from rltrader.app.benchmark import benchmark_seeds
 
         seeds = benchmark_seeds(seed, request.benchmark_seeds)
         dirs = [benchmark_dir(request, each) for each in seeds]
@@ -268,9 +268,9 @@ def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: 
 
 
 def _command_tune(args: argparse.Namespace) -> int:
-    from rltrader.preprocessing import check_bars
+    from rltrader.app.requests import TuneRequest
+    from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
-    from rltrader.tuning.request import TuneRequest
 
     request = request_from_args(args, TUNE_FIELDS, TuneRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
@@ -298,10 +298,10 @@ STUDY_REMEDY = "pass another --name"
 
 
 def _command_walkforward(args: argparse.Namespace) -> int:
-    from rltrader.preprocessing import check_bars
+    from rltrader.app.requests import WalkForwardRequest
+    from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
     from rltrader.walkforward.data import prepare_folds
-    from rltrader.walkforward.request import WalkForwardRequest
     from rltrader.walkforward.runs import check_plan, walk_plan
 
     request = request_from_args(args, tuple(WalkForwardRequest.model_fields), WalkForwardRequest)
@@ -374,7 +374,8 @@ def _show_flow_progress(prefixes: tuple[str, ...]) -> None:
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    from rltrader.benchmark import compare_runs, load_summary
+    from rltrader.app.benchmark import compare_runs
+    from rltrader.training.summary import load_summary
 
     comparison = compare_runs([load_summary(path) for path in args.original],
                               [load_summary(path) for path in args.optimized])
@@ -441,7 +442,7 @@ def _process_alive(pid: int) -> bool | None:
 
 
 def _command_clear_cache(args: argparse.Namespace) -> int:
-    from rltrader.cache import FeatureStore
+    from rltrader.features.cache import FeatureStore
 
     config = _resolve_config(args)
     store = FeatureStore(config.cache.dir)
@@ -458,7 +459,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     from rltrader.env import MarketData
     from rltrader.evaluation.loading import load_model
     from rltrader.evaluation.report import evaluate_model, write_report
-    from rltrader.preprocessing import preprocess
+    from rltrader.features.preparation import preprocess
 
     config = _resolve_config(args)
     _require_bar_file(str(args.data_path), config)
@@ -475,8 +476,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 def _command_synth(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from rltrader.known_answer import sidecar_path
-    from rltrader.synthetic import write_market
+    from rltrader.data.known_answer import sidecar_path
+    from rltrader.data.synthetic import write_market
 
     settings = {name: getattr(args, name) for name in KnownAnswerMarket.model_fields
                 if name not in ("sha256",) and getattr(args, name, None) is not None}
@@ -600,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(handler=_command_compare)
 
-    from rltrader.tuning.request import TuneRequest
+    from rltrader.app.requests import TuneRequest
 
     tune = commands.add_parser(
         "tune", help="search config keys (tune.space) with Optuna on validation; write the best as a config file",
@@ -612,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--verbose", action="store_true", help="every log line, not only one line per trial")
     tune.set_defaults(handler=_command_tune)
 
-    from rltrader.walkforward.request import WalkForwardRequest
+    from rltrader.app.requests import WalkForwardRequest
 
     walk = commands.add_parser(
         "walkforward", help="walk-forward analysis: retrain on a moving window, test the next period, stitch the tests",

@@ -19,9 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
+from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill, unrealized_percent
 from rltrader.engine.kernels.activations import RELU, TANH
-from rltrader.env.kernels import fill, unrealized_percent
-from rltrader.env.market import OPEN_COLUMN
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -98,7 +97,7 @@ def _arg_max3(logits: np.ndarray) -> int:
 def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
            sizing: np.ndarray, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
     """Record model ``k``'s ``choice`` and advance its account over bar ``t`` with
-    ``TradingEnv.step``'s arithmetic in its order (:func:`rltrader.env.kernels.fill`); write the
+    ``TradingEnv.step``'s arithmetic in its order (:func:`rltrader.engine.kernels.accounts.fill`); write the
     next observation's position and PnL % into ``observed``. True when the account is
     bankrupt (the episode ends there)."""
     taken[k, steps[k]] = choice

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rltrader.atomic import write_json, write_with
-from rltrader.known_answer import MARKET_KINDS, KnownAnswerMarket, read_market, sidecar_path
+from rltrader.data.known_answer import MARKET_KINDS, KnownAnswerMarket, read_market, sidecar_path
 
 
 def _timestamps(market: KnownAnswerMarket) -> pd.DatetimeIndex:

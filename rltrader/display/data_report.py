@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from rltrader.config import Config
-from rltrader.costs import require_spread
-from rltrader.preprocessing import SPLIT_NAMES, PreparedData
+from rltrader.data.spread import require_spread
+from rltrader.features.preparation import SPLIT_NAMES, PreparedData
 
 
 def _short(stamp: str) -> str:

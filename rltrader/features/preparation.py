@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rltrader.cache import FeatureStore, cache_key, file_digest
 from rltrader.config import Config
-from rltrader.costs import require_spread
 from rltrader.data import LoadedBars, load_bars
+from rltrader.data.spread import require_spread
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION, compute_features
+from rltrader.features.cache import FeatureStore, cache_key, file_digest
 from rltrader.features.normalization import NormalizationStats, fit_normalization
 from rltrader.features.splits import SPLIT_NAMES, SplitRanges, chronological_splits
 
