@@ -14,6 +14,7 @@ For scripts written when these were plain dicts, a record can still be read by k
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -273,15 +274,72 @@ class QualityComparison(Record):
     pairs: list[SeedPair]
 
 
+class LookPoint(Record):
+    """The best validation score a run had reached after this many timesteps and seconds."""
+
+    timesteps: int
+    seconds: float
+    best_score: float
+
+
+class FoldOutcome(Record):
+    """A finished fold x seed: its test figures (the fold's best model, seen by test once) and its cost."""
+
+    fold: int
+    seed: int
+    run_dir: str
+    warm_started_from: str | None
+    test_start: str
+    test_end: str
+    test_bars: int
+    agent: dict[str, Any]
+    buy_and_hold: dict[str, Any]
+    oracle: dict[str, Any] | None
+    edge_captured: float | None
+    best_validation: float | None
+    looks: int
+    timesteps: int
+    seconds: float
+    curve: list[LookPoint]  # best validation so far at each look: "how long to reach a score"
+
+    @property
+    def equity_path(self) -> Path:
+        return Path(self.run_dir) / "report" / "test" / "equity.parquet"
+
+
+class WalkForwardSummary(Record):
+    """A finished walk-forward (``summary.json``): the aggregate, the fold table, where the files are.
+
+    :param name: the walk-forward's name
+    :param planned_runs: folds x seeds
+    :param account: the account terms every fold traded on
+    :param aggregate: the stitched figures (``rltrader.walkforward.report.aggregate``)
+    :param warm_start: warm-started folds against the cold first fold, when folds were warm-started
+    :param fold_table: one row per fold and seed, as displayed
+    :param files: the stitched equity, its picture and ``folds.json``
+    :param root: the walk-forward's directory
+    """
+
+    name: str
+    planned_runs: int
+    account: dict[str, Any] | None = None
+    aggregate: dict[str, Any]
+    warm_start: dict[str, Any] | None = None
+    fold_table: list[dict[str, Any]]
+    files: dict[str, str]
+    root: str | None = None
+
 __all__ = [
     "BestModel",
     "BestModelSummary",
     "CandidateEntry",
     "CandidateResult",
     "CheckpointState",
+    "FoldOutcome",
     "Comparison",
     "Hyperparameters",
     "IterationRecord",
+    "LookPoint",
     "IterationSummary",
     "MethodFigures",
     "Metrics",
@@ -292,4 +350,5 @@ __all__ = [
     "SeedPair",
     "SplitOutcome",
     "Validation",
+    "WalkForwardSummary",
 ]

@@ -5,8 +5,8 @@ returns the iteration's record (a typed record of paths and metrics, never a mod
 what makes retries resume: a retried attempt, in this process or a new one, finds the
 checkpoints and run state the failed attempt left and trains on from the last checkpoint.
 
-Retries (count and delays from ``orchestration:`` in the config, applied by the flow)
-cover transient failures; :func:`is_transient` refuses to retry a
+Retries are on the decorators (the config's ``orchestration:`` numbers are applied by
+:func:`flows.fanout.with_configured_retries`) and cover transient failures; :func:`is_transient` refuses to retry a
 :class:`~rltrader.errors.UserInputError` (bad data, bad config, a results directory of
 another experiment), which would only fail the same way again.
 """
@@ -14,7 +14,6 @@ another experiment), which would only fail the same way again.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from prefect import Task, task
@@ -23,14 +22,13 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 
-from rltrader.config import Config, parse_config
+from rltrader.config import OrchestrationConfig
 from rltrader.errors import UserInputError
-from rltrader.features.preparation import PreparedData
 from rltrader.records import CandidateResult, IterationRecord, RunSummary
 from rltrader.runtime.allocator import relax_heap_trimming
-from rltrader.runtime.performance_mode import ModeSwitcher
 from rltrader.training import Trainer
 from rltrader.training.candidates import adopt_best_candidate, train_candidate
+from rltrader.training.spec import RunSpec
 
 
 def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -50,13 +48,6 @@ def _iteration_label() -> str:
     return label + (f" candidate {parameters['candidate']}" if "candidate" in parameters else "")
 
 
-def mode_switcher(config: Config, run_dir: str, settings_file: str | None, workers: int = 1) -> ModeSwitcher:
-    """The performance-mode hook of a run in ``run_dir`` (quiet unless the settings file says otherwise);
-    ``workers`` runs share the machine's cores in performance mode."""
-    path = Path(settings_file) if settings_file else config.performance_mode.settings_file
-    return ModeSwitcher(config.performance_mode, Path(run_dir), path, workers)
-
-
 def set_console_level(level: int) -> None:
     """What this worker prints on its terminal (Prefect's console handlers); the UI still gets every line.
 
@@ -69,33 +60,28 @@ def set_console_level(level: int) -> None:
     hide_user_error_records(2 if level <= logging.INFO else 1)
 
 
-_TRAINING_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": is_transient,
-                                          "task_run_name": _iteration_label}
+_RETRIES = OrchestrationConfig()  # the decorators' defaults; a run's config applies its own (flows.fanout)
+RETRY_OPTIONS: dict[str, Any] = {"retries": _RETRIES.retries, "retry_delay_seconds": _RETRIES.retry_delay_seconds,
+                                 "retry_condition_fn": is_transient}
+"""Retries of every training task: a failure retries from the run directory's last checkpoint, a
+user's mistake never (:func:`is_transient`)."""
 
 
-@task(name="train-iteration", **_TRAINING_TASK_OPTIONS)
-def train_iteration_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
-                         run_dir: str, iteration: int, settings_file: str | None = None) -> IterationRecord:
+@task(name="train-iteration", cache_policy=NO_CACHE, task_run_name=_iteration_label, **RETRY_OPTIONS)
+def train_iteration_task(spec: RunSpec, iteration: int) -> IterationRecord:
     """Train one iteration (warm start, adaptive timesteps, early stopping on fast validation),
     keep its best model if it beats the run's; returns the iteration's record.
 
     Validation runs inside training, every ``eval_freq`` timesteps, because early stopping
     and keeping the best snapshot both need it there; a finished iteration is skipped."""
-    run_config = parse_config(config, source="train-iteration task")
-    trainer = Trainer(run_config, data_path, run_dir, [mode_switcher(run_config, run_dir, settings_file)])
-    return trainer.open(PreparedData.from_dict(prepared), preprocess_seconds, log_resume=False) \
-        .train_iteration(iteration)
+    return Trainer.from_spec(spec).open(log_resume=False).train_iteration(iteration)
 
 
-@task(name="train-candidate", **_TRAINING_TASK_OPTIONS)
-def train_candidate_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], preprocess_seconds: float,
-                         run_dir: str, iteration: int, candidate: int,
-                         settings_file: str | None = None) -> CandidateResult:
+@task(name="train-candidate", cache_policy=NO_CACHE, task_run_name=_iteration_label, **RETRY_OPTIONS)
+def train_candidate_task(spec: RunSpec, iteration: int, candidate: int) -> CandidateResult:
     """Train ``iteration`` as candidate ``candidate``, in its own fork of the run."""
     relax_heap_trimming()  # Dask workers start with a heap setting that halves training speed
-    run_config = parse_config(config, source="train-candidate task")
-    return train_candidate(run_config, data_path, run_dir, iteration, candidate, PreparedData.from_dict(prepared),
-                           preprocess_seconds, lambda fork: [mode_switcher(run_config, str(fork), settings_file)])
+    return train_candidate(spec, iteration, candidate)
 
 
 @task(name="keep-best-candidate", cache_policy=NO_CACHE, task_run_name=lambda: f"{_iteration_label()} keep best")
@@ -106,7 +92,7 @@ def keep_best_candidate_task(run_dir: str, iteration: int, results: list[Candida
 
 
 @task(name="final-report", cache_policy=NO_CACHE, task_run_name="final report")
-def final_report_task(config: dict[str, Any], data_path: str, prepared: dict[str, Any], run_dir: str) -> RunSummary:
+def final_report_task(spec: RunSpec) -> RunSummary:
     """Score the best model on validation and, once, on the test split; write the report and summary."""
-    run_config = parse_config(config, source="final-report task")
-    return Trainer(run_config, data_path, run_dir).open(PreparedData.from_dict(prepared), log_resume=False).finish()
+    return Trainer.from_spec(spec.model_copy(update={"follow_performance_mode": False})) \
+        .open(log_resume=False).finish()

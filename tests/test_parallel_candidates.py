@@ -13,6 +13,7 @@ import pytest
 
 from rltrader.config import load_config
 from rltrader.training.candidates import SEED_STRIDE, adopt_best_candidate, candidate_dir, peak_score, train_candidate
+from rltrader.training.spec import RunSpec
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 
@@ -23,9 +24,13 @@ def tiny_config(tmp_path_factory):
     return load_config().with_profile("smoke").with_overrides({"cache.dir": str(cache), "training.iterations": 2})
 
 
+def _spec(config, run_dir):
+    return RunSpec(config=config, data_path=str(SAMPLE), run_dir=str(run_dir), follow_performance_mode=False)
+
+
 def test_candidates_fork_train_apart_and_the_best_is_adopted(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
-    first = [train_candidate(tiny_config, SAMPLE, run_dir, 0, candidate) for candidate in (0, 1)]
+    first = [train_candidate(_spec(tiny_config, run_dir), 0, candidate) for candidate in (0, 1)]
     assert [result["seed"] for result in first] == [42, 42 + SEED_STRIDE]
     assert not (run_dir / "run_state.json").exists()  # nothing reaches the run before adoption
     winner = max(first, key=lambda result: result["peak_score"])
@@ -40,7 +45,7 @@ def test_candidates_fork_train_apart_and_the_best_is_adopted(tiny_config, tmp_pa
     assert sorted(path.name for path in candidate_dir(run_dir, 0, 0).parent.iterdir()) == [f"cand_{winner['candidate']}"]
 
     # iteration 2 forks from the adopted state: both candidates warm-start from that best model
-    second = [train_candidate(tiny_config, SAMPLE, run_dir, 1, candidate) for candidate in (0, 1)]
+    second = [train_candidate(_spec(tiny_config, run_dir), 1, candidate) for candidate in (0, 1)]
     assert all(result["warm_started"] for result in second)
     assert candidate_dir(run_dir, 1, 0) != candidate_dir(run_dir, 0, 0)
     adopt_best_candidate(run_dir, 1, second)  # keep=0, the default: only the figures stay
@@ -54,10 +59,10 @@ def test_candidates_fork_train_apart_and_the_best_is_adopted(tiny_config, tmp_pa
 
 def test_a_finished_candidate_is_not_trained_again(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
-    once = train_candidate(tiny_config, SAMPLE, run_dir, 0, 1)
+    once = train_candidate(_spec(tiny_config, run_dir), 0, 1)
     model = Path(once["candidate_dir"]) / "iterations" / "iter_00" / "model.zip"
     stamp = model.stat().st_mtime_ns
-    again = train_candidate(tiny_config, SAMPLE, run_dir, 0, 1)
+    again = train_candidate(_spec(tiny_config, run_dir), 0, 1)
     assert again["wall_seconds"] == once["wall_seconds"] and model.stat().st_mtime_ns == stamp
 
 

@@ -24,6 +24,7 @@ from rltrader.data.synthetic import KnownAnswerMarket, write_market
 from rltrader.errors import DataError
 from rltrader.features.cache import FeatureStore
 from rltrader.training.run_state import RunState
+from rltrader.training.spec import RunSpec
 from rltrader.walkforward.data import prepare_folds
 from rltrader.walkforward.folds import plan_folds
 from rltrader.walkforward.runs import FoldRunSpec, check_plan, fold_run_dir, run_fold, walk_plan
@@ -128,13 +129,13 @@ def test_features_are_computed_once_per_file_and_each_fold_is_cached(tmp_path):
 def test_a_warm_started_fold_loads_the_previous_folds_best_model(tmp_path, monkeypatch):
     config = _config(tmp_path / "cache", folds=2)
     _, prepared = prepare_folds(SAMPLE, config)
-    run_config = config.with_profile("smoke").model_dump(mode="json")
+    run_config = config.with_profile("smoke")
     root = tmp_path / "walk"
 
     def spec(fold: int, initial_model: str | None) -> FoldRunSpec:
-        return FoldRunSpec(fold=fold, seed=42, config=run_config, data_path=str(SAMPLE),
-                           prepared=prepared[fold].to_dict(), run_dir=str(fold_run_dir(root, fold, 42)),
-                           initial_model=initial_model)
+        return FoldRunSpec(fold=fold, seed=42, run=RunSpec(
+            config=run_config, data_path=str(SAMPLE), prepared=prepared[fold], run_dir=str(fold_run_dir(root, fold, 42)),
+            initial_model=initial_model, follow_performance_mode=False))
 
     first = run_fold(spec(0, None))
     previous_best = fold_run_dir(root, 0, 42) / "best_model.zip"

@@ -27,7 +27,7 @@ from rltrader.atomic import write_json
 from rltrader.config import Config
 from rltrader.errors import UserInputError
 from rltrader.records import Comparison, MethodFigures, QualityComparison, RunSummary, SeedPair
-from rltrader.runtime.hooks import UpdateHook
+from rltrader.training.spec import RunSpec
 from rltrader.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -79,15 +79,24 @@ def run_side(summary: RunSummary) -> MethodFigures:
     )
 
 
-def run_benchmark(config: Config, data_path: str | Path, run_dir: str | Path,
-                  update_hooks: Sequence[UpdateHook] = ()) -> Comparison:
-    """Run both methods into ``run_dir/{original,optimized}``; write and return ``comparison.json``."""
+def run_benchmark(config: Config, data_path: str | Path, run_dir: str | Path, settings_file: str | None = None,
+                  follow_performance_mode: bool = False) -> Comparison:
+    """Run both methods into ``run_dir/{original,optimized}``; write and return ``comparison.json``.
+
+    :param config: the optimized method's config; the original is ``config.original_method()``
+    :param data_path: the bar file both methods train on
+    :param run_dir: the benchmark's directory
+    :param settings_file: the performance-mode file both runs read (None: the config's)
+    :param follow_performance_mode: switch quiet/performance before every update as that file says
+    """
     run_dir = Path(run_dir)
     configs = {"original": config.original_method(), "optimized": config}
     summaries = {}
     for method in METHODS:
         logger.info("Benchmark: %s method", method)
-        summaries[method] = Trainer(configs[method], data_path, run_dir / method, update_hooks).run()
+        spec = RunSpec(config=configs[method], data_path=str(data_path), run_dir=str(run_dir / method),
+                       settings_file=settings_file, follow_performance_mode=follow_performance_mode)
+        summaries[method] = Trainer.from_spec(spec).run()
     return write_comparison(run_dir, summaries["original"], summaries["optimized"], config.training.seed)
 
 

@@ -323,7 +323,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from rltrader.display.tables import account_text
-    from rltrader.walkforward.report import aggregate_lines
+    from rltrader.display.walkforward import aggregate_lines
 
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 180)
     rows = result["fold_table"]

@@ -17,16 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rltrader.atomic import write_json, write_with
-from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.features.preparation import PreparedData
 from rltrader.records import CandidateEntry, CandidateResult, IterationRecord
-from rltrader.runtime.hooks import UpdateHook
 from rltrader.training.run_state import RunState
+from rltrader.training.spec import RunSpec
 from rltrader.training.trainer import RunPaths, Trainer
 
 logger = logging.getLogger(__name__)
@@ -63,16 +61,21 @@ def fork_run(run_dir: str | Path, iteration: int, candidate: int) -> Path:
     return fork
 
 
-def train_candidate(config: Config, data_path: str | Path, run_dir: str | Path, iteration: int, candidate: int,
-                    prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
-                    make_hooks: Callable[[Path], Sequence[UpdateHook]] = lambda fork: ()) -> CandidateResult:
-    """Train ``iteration`` in candidate ``candidate``'s fork; returns its record and where it lives.
+def train_candidate(spec: RunSpec, iteration: int, candidate: int) -> CandidateResult:
+    """Train ``iteration`` of the run ``spec`` in candidate ``candidate``'s fork; returns its record and
+    where it lives.
 
-    ``make_hooks(fork_dir)`` builds the per-update hooks once the fork exists (hooks that
-    write into the run directory must not be created before a stale fork is wiped)."""
-    fork = fork_run(run_dir, iteration, candidate)
-    trainer = Trainer(config, data_path, fork, make_hooks(fork), seed_offset=candidate * SEED_STRIDE)
-    record = trainer.open(prepared, preprocess_seconds, log_resume=False).train_iteration(iteration)
+    The fork's trainer is the run's, moved into the fork's directory with the candidate's seed
+    offset; its hooks (the performance-mode switch writes into the run directory) are built
+    once the fork exists, so a stale fork wiped here takes none of them with it.
+
+    :param spec: the run the candidate forks
+    :param iteration: the iteration every candidate trains
+    :param candidate: the candidate's number (0 is exactly the serial run)
+    """
+    fork = fork_run(spec.run_dir, iteration, candidate)
+    trainer = Trainer.from_spec(spec.in_directory(fork, seed_offset=candidate * SEED_STRIDE))
+    record = trainer.open(log_resume=False).train_iteration(iteration)
     return CandidateResult(**{**record.model_dump(), "candidate": candidate}, candidate_dir=str(fork),
                            peak_score=peak_score(record))
 

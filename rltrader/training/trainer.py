@@ -62,6 +62,7 @@ from rltrader.training.diagnostics import run_logger
 from rltrader.training.models import build_model, load_for_training
 from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
 from rltrader.training.run_state import RunState, count_trials, fingerprint
+from rltrader.training.spec import RunSpec
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
 from rltrader.training.validation import ValidationResult, Validator
 
@@ -145,15 +146,27 @@ class Trainer:
     def __init__(self, config: Config, data_path: str | Path, run_dir: str | Path,
                  update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0,
                  validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = (),
-                 initial_model: str | Path | None = None) -> None:
-        """``update_hooks`` run before every update (:mod:`rltrader.runtime.hooks`); ``seed_offset``
-        shifts every iteration's seed: parallel candidates of one iteration differ by it
-        (candidate 0 has offset 0, so it is exactly the serial run). ``validation_hooks`` are
-        called after every validation look with the look's number in the run (0, 1, ...), the
-        best score so far, the model and the timesteps the run has trained; an exception raised
-        there (a pruned tuning trial) ends training. ``initial_model``: the first iteration continues
-        from this saved model instead of a fresh one (a walk-forward fold warm-started from the
-        previous fold's best)."""
+                 initial_model: str | Path | None = None, prepared: PreparedData | None = None,
+                 preprocess_seconds: float = 0.0) -> None:
+        """Entry points build a :class:`~rltrader.training.spec.RunSpec` and call :meth:`from_spec`;
+        this constructor takes the same values one by one (and hooks, which are not data).
+
+        :param config: the run's full configuration
+        :param data_path: the bar file the run trains on
+        :param run_dir: the run's directory; the same call on the same directory resumes
+        :param update_hooks: run before every update (:mod:`rltrader.runtime.hooks`): the
+            performance-mode switch, a test's fault injector
+        :param seed_offset: shifts every iteration's seed: parallel candidates of one iteration
+            differ by it (candidate 0 has offset 0, so it is exactly the serial run)
+        :param validation_hooks: called after every validation look with the look's number in the
+            run (0, 1, ...), the best score so far, the model and the timesteps the run has
+            trained; an exception raised there (a pruned tuning trial) ends training
+        :param initial_model: the first iteration continues from this saved model instead of a
+            fresh one (a walk-forward fold warm-started from the previous fold's best)
+        :param prepared: the preprocessed data, when a step before prepared it; None preprocesses
+            in :meth:`open`
+        :param preprocess_seconds: what preparing ``prepared`` took, counted in the run's total
+        """
         self.config = config
         self.training = config.training
         self.switches = config.optimizations
@@ -164,25 +177,49 @@ class Trainer:
         self.seed_offset = seed_offset
         self.validation_hooks = tuple(validation_hooks)
         self.initial_model = Path(initial_model) if initial_model is not None else None
+        self.prepared = prepared
+        self.preprocess_seconds = preprocess_seconds
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = (),
+                  extra_hooks: Sequence[UpdateHook] = ()) -> Trainer:
+        """The trainer of ``spec``: how every entry point runs a training.
+
+        :param spec: the run (:class:`~rltrader.training.spec.RunSpec`)
+        :param validation_hooks: as in the constructor (a tuning trial's pruning report)
+        :param extra_hooks: update hooks beside the spec's own performance-mode switch
+        """
+        return cls(spec.config, spec.data_path, spec.run_dir, [*spec.update_hooks(), *extra_hooks],
+                   seed_offset=spec.seed_offset, validation_hooks=validation_hooks,
+                   initial_model=spec.initial_model, prepared=spec.prepared,
+                   preprocess_seconds=spec.preprocess_seconds)
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         """Train every unfinished iteration, then report the best model; returns the summary."""
-        self.open()
+        return self.train().finish()
+
+    def train(self, log_resume: bool = True) -> Trainer:
+        """Open the run and train every unfinished iteration, without the final report (a tuning
+        trial stops here: no number it is scored on has seen the test split)."""
+        self.open(log_resume=log_resume)
         for iteration in range(self.state.next_iteration, self.training.iterations):
             self.train_iteration(iteration)
-        return self.finish()
+        return self
 
-    def open(self, prepared: PreparedData | None = None, preprocess_seconds: float = 0.0,
+    def open(self, prepared: PreparedData | None = None, preprocess_seconds: float | None = None,
              log_resume: bool = True) -> Trainer:
         """Load the data and the run's saved state.
 
-        Preprocesses unless ``prepared`` is given (the flow's cached task already did it, and
-        passes the seconds it took so the summary's total stays honest). The flow opens a
-        trainer per task and says once itself what it resumes: ``log_resume=False``."""
+        Preprocesses unless the data was prepared before (``prepared`` here or in the
+        constructor: the flow's cached task already did it, and passes the seconds it took so
+        the summary's total stays honest). The flow opens a trainer per task and says once
+        itself what it resumes: ``log_resume=False``."""
         fix_heap_thresholds()  # training speed otherwise depends on the process's allocation history
+        prepared = prepared if prepared is not None else self.prepared
+        preprocess_seconds = self.preprocess_seconds if preprocess_seconds is None else preprocess_seconds
         if prepared is None:
             started = time.perf_counter()
             prepared = preprocess(self.data_path, self.config)

@@ -31,10 +31,12 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict
 
 from rltrader.atomic import write_json, write_text
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.training.spec import RunSpec
 from rltrader.tuning.space import search_distributions
 from rltrader.tuning.trial import TrialOutcome, TrialSpec, median_pruner, run_trial
 
@@ -65,6 +67,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class StudyResult(BaseModel):
+    """Where a study stands after a session: its best trial and the config file written from it.
+
+    :param study: the study's name
+    :param root: its directory
+    :param finished: complete and pruned trials
+    :param best_trial: the best complete trial's number (None while none completed)
+    :param best_value: its best validation score
+    :param best_params: its sampled values
+    :param best_config: ``best_config.yaml``, which ``rltrader train --config`` takes
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study: str
+    root: str
+    finished: int
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+    best_config: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        """Read a field by name, as the dict this result replaces was read (scripts, notebooks)."""
+        return getattr(self, key)
+
+
 @dataclass
 class Tuner:
     """An open study and what its trials train: ``base`` is the config searched around (no profile);
@@ -79,10 +108,22 @@ class Tuner:
     distributions: dict[str, optuna.distributions.BaseDistribution] = field(default_factory=dict)
     started: float = 0.0
     told_this_session: int = 0
+    settings_file: str | None = None
+    follow_performance_mode: bool = False
 
     @classmethod
-    def open(cls, name: str, base: Config, data_path: str | Path, results_dir: str | Path) -> Tuner:
-        """Create the study, or load it if one of this name exists with the same data and space."""
+    def open(cls, name: str, base: Config, data_path: str | Path, results_dir: str | Path,
+             settings_file: str | None = None, follow_performance_mode: bool = False) -> Tuner:
+        """Create the study, or load it if one of this name exists with the same data and space.
+
+        :param name: the study's name (its directory is ``results_dir/tune-NAME``)
+        :param base: the config searched around (no profile applied)
+        :param data_path: the bar file every trial trains on
+        :param results_dir: where the study's directory goes
+        :param settings_file: the performance-mode file the trials read (None: the config's)
+        :param follow_performance_mode: trials switch quiet/performance as that file says (the
+            flow's trials do; a study run serially in a script does not)
+        """
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         data_path = Path(data_path)
         if not data_path.is_file():
@@ -108,7 +149,8 @@ class Tuner:
             changed = next(key for key in identity if saved.get(key) != identity[key])
             raise UserInputError(f"{root}: study {name!r} was started with another {changed.replace('_', ' ')}; "
                                  "resume it with the same data and tune settings, or pass another --name")
-        return cls(name, base, data_path, root, storage, study, distributions, started=time.perf_counter())
+        return cls(name, base, data_path, root, storage, study, distributions, started=time.perf_counter(),
+                   settings_file=settings_file, follow_performance_mode=follow_performance_mode)
 
     # -- trials ----------------------------------------------------------------------------
 
@@ -132,9 +174,10 @@ class Tuner:
 
     def spec(self, number: int, params: dict[str, Any]) -> TrialSpec:
         trial_config = self.trial_config(params)
-        return TrialSpec(study_name=self.name, storage=self.storage, number=number, params=params,
-                         config=trial_config.model_dump(mode="json"), data_path=str(self.data_path),
-                         run_dir=str(self.root / "trials" / f"{number:04d}"),
+        run = RunSpec(config=trial_config, data_path=str(self.data_path),
+                      run_dir=str(self.root / "trials" / f"{number:04d}"), settings_file=self.settings_file,
+                      follow_performance_mode=self.follow_performance_mode)
+        return TrialSpec(study_name=self.name, storage=self.storage, number=number, params=params, run=run,
                          pruner_startup_trials=self.base.tune.pruner.n_startup_trials,
                          pruner_warmup_steps=self.base.tune.pruner.n_warmup_steps)
 
@@ -224,6 +267,15 @@ class Tuner:
         write_text(target, header + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return target
 
+    def result(self, best_config: Path | None) -> StudyResult:
+        """The study's standing: its best trial and ``best_config`` (what :meth:`write_results` wrote)."""
+        best = self.best_trial()
+        return StudyResult(study=self.name, root=str(self.root), finished=len(self.finished()),
+                           best_trial=None if best is None else best.number,
+                           best_value=None if best is None else best.value,
+                           best_params=None if best is None else best.params,
+                           best_config=None if best_config is None else str(best_config))
+
     # -- without Prefect -------------------------------------------------------------------
 
     def run_serially(self) -> Path | None:
@@ -235,4 +287,4 @@ class Tuner:
         return self.write_results()
 
 
-__all__ = ["FINISHED", "Tuner", "default_storage", "study_dir"]
+__all__ = ["FINISHED", "StudyResult", "Tuner", "default_storage", "study_dir"]

@@ -1,7 +1,8 @@
 """One tuning trial: the real trainer on the trial's settings, scored on validation, prunable.
 
 Runs in a worker process (Prefect's process pool or a Dask worker): everything it needs
-arrives as plain data (:class:`TrialSpec`) and it talks to the study only through its
+arrives as one typed value (:class:`TrialSpec`, holding the trial's
+:class:`~rltrader.training.spec.RunSpec`) and it talks to the study only through its
 storage, reporting the best validation score after each validation look so the median
 pruner can stop a trial that trails the others at the same look.
 
@@ -14,28 +15,36 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import optuna
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from rltrader.config import parse_config
+from rltrader.training.spec import RunSpec
 from rltrader.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 
 class TrialSpec(BaseModel):
-    """What a worker needs to run trial ``number`` of a study (JSON-safe, for any task runner)."""
+    """What a worker needs to run trial ``number`` of a study: where the study is, and the trial's run.
+
+    :param study_name: the Optuna study's name
+    :param storage: the study's RDB URL (SQLite by default), shared by every worker
+    :param number: the trial's number in the study
+    :param params: the sampled values (config keys by dotted name)
+    :param run: the trial's training run (base config + ``tune.profile`` + ``params``)
+    :param pruner_startup_trials: the median pruner's trials before it prunes
+    :param pruner_warmup_steps: validation looks of a trial before it may be pruned
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     study_name: str
     storage: str
     number: int
     params: dict[str, Any]
-    config: dict[str, Any]  # the trial's full config (base + profile + params), as model_dump(mode="json")
-    data_path: str
-    run_dir: str
+    run: RunSpec
     pruner_startup_trials: int
     pruner_warmup_steps: int
 
@@ -56,15 +65,12 @@ def median_pruner(startup_trials: int, warmup_steps: int) -> optuna.pruners.Medi
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
 
 
-def run_trial(spec: TrialSpec, update_hooks: Sequence[Any] = ()) -> TrialOutcome:
-    """Train trial ``spec.number`` (resuming its run directory) and return how it ended.
-
-    ``update_hooks`` go to the trainer (the performance-mode switcher, as in a training run)."""
+def run_trial(spec: TrialSpec) -> TrialOutcome:
+    """Train trial ``spec.number`` (resuming its run directory) and return how it ended."""
     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage,
                               pruner=median_pruner(spec.pruner_startup_trials, spec.pruner_warmup_steps))
     trial_id = next(frozen._trial_id for frozen in study.get_trials(deepcopy=False) if frozen.number == spec.number)
     trial = optuna.trial.Trial(study, trial_id)
-    config = parse_config(spec.config, source=f"trial {spec.number}")
     looks = {"count": 0}
 
     def report(look: int, best_score: float, model: Any, timesteps: int) -> None:
@@ -74,12 +80,10 @@ def run_trial(spec: TrialSpec, update_hooks: Sequence[Any] = ()) -> TrialOutcome
             raise optuna.TrialPruned(f"trial {spec.number} pruned at validation look {look + 1}")
 
     started = time.perf_counter()
-    trainer = Trainer(config, spec.data_path, spec.run_dir, update_hooks=update_hooks,
-                      validation_hooks=[report]).open(log_resume=False)
+    trainer = Trainer.from_spec(spec.run, validation_hooks=[report])
     state: Literal["complete", "pruned"] = "complete"
     try:
-        for iteration in range(trainer.state.next_iteration, config.training.iterations):
-            trainer.train_iteration(iteration)
+        trainer.train(log_resume=False)
     except optuna.TrialPruned as pruned:
         logger.info("%s", pruned)
         state = "pruned"

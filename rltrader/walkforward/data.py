@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,28 @@ def fold_frame(raw: pd.DataFrame, raw_meta: dict[str, Any], fold: Fold,
     return model_frame(bars, stats.apply(features), ranges.codes(len(rows))), stats
 
 
+@dataclass(frozen=True)
+class PreparedFolds:
+    """A walk-forward's plan: every fold's row ranges and its prepared data (paths and metadata).
+
+    :param folds: the folds in order
+    :param prepared: each fold's prepared data, normalized on that fold's training rows only
+    """
+
+    folds: list[Fold]
+    prepared: list[PreparedData]
+
+    @property
+    def data_sha256(self) -> str:
+        """The bar file's content hash: what the walk-forward's results belong to."""
+        return str(self.prepared[0].metadata["source"]["sha256"])
+
+    @property
+    def bars_per_year(self) -> float:
+        """Bars in a year of this file's calendar (annualizes the stitched Sharpe)."""
+        return float(self.prepared[0].metadata["bars"]["bars_per_year"])
+
+
 def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None = None) -> tuple[list[Fold],
                                                                                                  list[PreparedData]]:
     """Plan the folds of ``data_path`` and write each fold's prepared file; nothing is written for a bad file.
@@ -128,4 +151,4 @@ def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None 
     return folds, prepared
 
 
-__all__ = ["compute_raw_features", "fold_frame", "prepare_folds", "raw_key", "raw_settings"]
+__all__ = ["PreparedFolds", "compute_raw_features", "fold_frame", "prepare_folds", "raw_key", "raw_settings"]

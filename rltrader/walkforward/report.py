@@ -1,4 +1,7 @@
-"""A walk-forward's results: the stitched out-of-sample equity, the fold table, the aggregate.
+"""A walk-forward's results: the stitched out-of-sample equity, the aggregate, the files.
+
+What a person reads of them (the fold table, the aggregate's sentences, the picture) is
+drawn by :mod:`rltrader.display.walkforward`; the figures are computed here.
 
 Each fold's best model met its own test window once; the test windows follow each other,
 so chaining their per-bar returns gives one out-of-sample equity curve per seed, beside
@@ -19,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from rltrader.atomic import write_json, write_with
-from rltrader.display.formatting import interval, number, percent, probability
+from rltrader.display.walkforward import fold_rows, plot_stitched, sharpe_text
 from rltrader.evaluation.significance import deflated_sharpe, sharpe_estimate
-from rltrader.walkforward.runs import FoldOutcome
+from rltrader.records import FoldOutcome, WalkForwardSummary
 
 POLICIES = ("buy_and_hold", "flat", "oracle")
 
@@ -124,92 +127,8 @@ def warm_start_savings(outcomes: Sequence[FoldOutcome]) -> dict[str, Any] | None
             "seconds_saved_fraction": float(1.0 - warm_seconds / cold_seconds) if cold_seconds else None}
 
 
-def _sharpe(metrics: dict[str, Any]) -> str:
-    """``1.23 [-0.40, 2.86]``: a Sharpe with its 95% interval."""
-    bounds = metrics.get("sharpe_interval") or metrics.get("sharpe_ci")
-    return number(metrics.get("sharpe"), 2) + ("" if bounds is None else f" {interval(bounds)}")
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
-def fold_rows(outcomes: Sequence[FoldOutcome]) -> list[dict[str, Any]]:
-    """The fold table: one row per fold and seed, in fold order (the UI's table artifact and the terminal's)."""
-    rows = []
-    for outcome in sorted(outcomes, key=lambda o: (o.fold, o.seed)):
-        rows.append({
-            "fold": outcome.fold + 1, "seed": outcome.seed,
-            "test from": outcome.test_start[:10], "test to": outcome.test_end[:10],
-            "agent return": percent(outcome.agent["total_return"]),
-            "agent Sharpe [95%]": _sharpe(outcome.agent),
-            "B&H return": percent(outcome.buy_and_hold["total_return"]),
-            "B&H Sharpe [95%]": _sharpe(outcome.buy_and_hold),
-            "trades": outcome.agent.get("trades"),
-            "edge": _share(outcome.edge_captured),
-            "warm": "yes" if outcome.warm_started_from else "no",
-            "timesteps": outcome.timesteps, "seconds": round(outcome.seconds, 1),
-        })
-    return rows
-
-
-def aggregate_lines(figures: dict[str, Any], savings: dict[str, Any] | None) -> list[str]:
-    """The aggregate in sentences: the terminal's closing lines and the body of the UI's artifact."""
-    bh = figures.get("buy_and_hold") or {}
-    stitched = {"sharpe": figures["stitched_sharpe"], "sharpe_ci": figures["stitched_sharpe_ci"]}
-    lines = [f"Stitched out-of-sample Sharpe {_sharpe(stitched)} (agent, mean of seeds) vs buy-and-hold "
-             f"{_sharpe(bh)}; return {percent(figures['stitched_return'])} vs {percent(bh.get('total_return'))} "
-             f"over {figures['stitched_bars']:,} test bars.",
-             f"Deflated Sharpe {probability(figures['deflated_sharpe'])} over {figures['trials']} trials (every "
-             f"validation look of every fold and seed). Fold Sharpe mean {number(figures['fold_sharpe_mean'], 2)}, "
-             f"sd {number(figures['fold_sharpe_sd'], 2)}; {_share(figures['fraction_beating_buy_and_hold'])} of "
-             f"{figures['runs']} fold runs beat buy-and-hold's return."]
-    if "edge_captured_mean" in figures:
-        lines.append(f"Edge captured: mean {_share(figures['edge_captured_mean'])}, positive in "
-                     f"{_share(figures['fraction_capturing_edge'])} of fold runs.")
-    if savings:
-        lines.append(f"Warm-started folds: {savings['warm_timesteps']:,.0f} timesteps and {savings['warm_seconds']} s "
-                     f"per run, against {savings['cold_timesteps']:,.0f} and {savings['cold_seconds']} s for the cold "
-                     "first fold.")
-    return lines
-
-
-def aggregate_markdown(name: str, figures: dict[str, Any], planned: int, savings: dict[str, Any] | None) -> str:
-    """The aggregate as the UI's markdown artifact."""
-    return "\n".join([f"# Walk-forward {name}", "",
-                      f"{figures['runs']} of {planned} runs finished ({figures['folds']} folds, seeds "
-                      f"{', '.join(map(str, figures['seeds']))}).", "", *aggregate_lines(figures, savings)])
-
-
-def plot_stitched(curves: pd.DataFrame, title: str, target: Path) -> None:
-    """The stitched out-of-sample equity: each seed thin, their mean bold, the baselines, fold boundaries dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(11, 5.5))
-    time_axis = curves["timestamp"]
-    for number_, column in enumerate(c for c in curves.columns if c.startswith("agent_seed_")):
-        axis.plot(time_axis, curves[column], color="tab:blue", linewidth=0.6, alpha=0.45,
-                  label="agent, each seed" if number_ == 0 else None)
-    axis.plot(time_axis, curves["agent_equity"], color="tab:blue", linewidth=1.6, label="agent (mean of seeds)")
-    axis.plot(time_axis, curves["buy_and_hold_equity"], color="tab:orange", linewidth=1.1, label="buy and hold")
-    axis.plot(time_axis, curves["flat_equity"], color="grey", linewidth=0.8, label="flat")
-    if "oracle_equity" in curves:
-        axis.plot(time_axis, curves["oracle_equity"], color="tab:green", linewidth=0.8, label="oracle (planted edge)")
-    for boundary in curves.loc[curves["fold"].diff().fillna(0) != 0, "timestamp"]:
-        axis.axvline(boundary, color="black", linestyle=":", linewidth=0.7)
-    axis.set_ylabel("equity")
-    axis.set_title(title)
-    axis.legend(loc="upper left")
-    fig.tight_layout()
-    write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-
-
 def write_results(root: Path, name: str, outcomes: Sequence[FoldOutcome], bars_per_year: float,
-                  initial_balance: float, planned: int, account: dict[str, Any] | None = None) -> dict[str, Any]:
+                  initial_balance: float, planned: int, account: dict[str, Any] | None = None) -> WalkForwardSummary:
     """Write ``folds.json``, ``stitched_equity.parquet``, ``stitched_equity.png`` and ``summary.json``
     (with ``account``, the terms every fold traded on); return the summary."""
     returns = stitched_returns(outcomes)
@@ -218,18 +137,18 @@ def write_results(root: Path, name: str, outcomes: Sequence[FoldOutcome], bars_p
     savings = warm_start_savings(outcomes)
     write_with(root / "stitched_equity.parquet", lambda tmp: curves.to_parquet(tmp, index=False))
     title = (f"walk-forward {name}: {figures['folds']} folds x {len(figures['seeds'])} seeds, stitched Sharpe "
-             f"{_sharpe({'sharpe': figures['stitched_sharpe'], 'sharpe_ci': figures['stitched_sharpe_ci']})} "
-             f"vs buy and hold {_sharpe(figures['buy_and_hold'])}")
+             f"{sharpe_text({'sharpe': figures['stitched_sharpe'], 'sharpe_ci': figures['stitched_sharpe_ci']})} "
+             f"vs buy and hold {sharpe_text(figures['buy_and_hold'])}")
     plot_stitched(curves, title, root / "stitched_equity.png")
     ordered = sorted(outcomes, key=lambda outcome: (outcome.fold, outcome.seed))
     write_json(root / "folds.json", [outcome.model_dump() for outcome in ordered])
-    summary = {"name": name, "planned_runs": planned, "account": account, "aggregate": figures, "warm_start": savings,
-               "fold_table": fold_rows(outcomes), "files": {
-                   "stitched_equity": str(root / "stitched_equity.parquet"), "plot": str(root / "stitched_equity.png"),
-                   "folds": str(root / "folds.json")}}
-    write_json(root / "summary.json", summary)
+    summary = WalkForwardSummary(
+        name=name, planned_runs=planned, account=account, aggregate=figures, warm_start=savings,
+        fold_table=fold_rows(outcomes), root=str(root), files={
+            "stitched_equity": str(root / "stitched_equity.parquet"), "plot": str(root / "stitched_equity.png"),
+            "folds": str(root / "folds.json")})
+    write_json(root / "summary.json", summary.to_json())
     return summary
 
 
-__all__ = ["aggregate", "aggregate_lines", "aggregate_markdown", "equity_curves", "fold_rows", "plot_stitched",
-           "stitched_returns", "warm_start_savings", "write_results"]
+__all__ = ["aggregate", "equity_curves", "stitched_returns", "warm_start_savings", "write_results"]

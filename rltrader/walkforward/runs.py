@@ -4,29 +4,28 @@ Each run is the real trainer with every optimization, resumable and retried like
 its directory (``<walk-forward>/fold_02/seed_42/``) holds checkpoints, the run state and
 its summary. A finished run is read back, never trained again, so a killed walk-forward
 resumes where it stopped. With warm-started folds, fold k+1 begins from fold k's best
-model of the same seed (``Trainer(initial_model=...)``).
+model of the same seed (the run spec's ``initial_model``).
 
-Everything a worker needs arrives as plain data (:class:`FoldRunSpec`) and it returns
-plain data (:class:`FoldOutcome`): the flow's task runner may put it in another process,
-or on a Dask worker on another machine.
+Everything a worker needs arrives as a typed value (:class:`FoldRunSpec`, which holds the
+run's :class:`~rltrader.training.spec.RunSpec`) and it returns one (:class:`FoldOutcome`):
+the flow's task runner may put it in another process, or on a Dask worker on another machine.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from rltrader.atomic import write_json
-from rltrader.config import Config, parse_config
+from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.features.preparation import PreparedData
-from rltrader.records import RunSummary
+from rltrader.records import FoldOutcome, LookPoint, RunSummary
 from rltrader.training.run_state import RunState
+from rltrader.training.spec import RunSpec
 from rltrader.training.summary import load_summary
 from rltrader.training.trainer import Trainer
 
@@ -40,48 +39,27 @@ def fold_run_dir(root: Path, fold: int, seed: int) -> Path:
 
 
 class FoldRunSpec(BaseModel):
-    """What a worker needs to train fold ``fold`` with ``seed`` (JSON-safe, for any task runner)."""
+    """What a worker needs to train fold ``fold`` with ``seed``: the fold's place and its run.
+
+    :param fold: the fold's number (0-based)
+    :param seed: the run's seed (also ``run.config.training.seed``)
+    :param run: the training run itself, on the fold's prepared data, in the fold's directory,
+        warm-started from the previous fold's best model when folds are warm-started
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     fold: int
     seed: int
-    config: dict[str, Any]  # the run's full config, as model_dump(mode="json")
-    data_path: str
-    prepared: dict[str, Any]  # the fold's PreparedData.to_dict()
-    run_dir: str
-    initial_model: str | None = None  # the previous fold's best model (warm-started folds)
-
-
-class LookPoint(BaseModel):
-    """The best validation score a run had reached after this many timesteps and seconds."""
-
-    timesteps: int
-    seconds: float
-    best_score: float
-
-
-class FoldOutcome(BaseModel):
-    """A finished fold x seed: its test figures (the fold's best model, seen by test once) and its cost."""
-
-    fold: int
-    seed: int
-    run_dir: str
-    warm_started_from: str | None
-    test_start: str
-    test_end: str
-    test_bars: int
-    agent: dict[str, Any]
-    buy_and_hold: dict[str, Any]
-    oracle: dict[str, Any] | None
-    edge_captured: float | None
-    best_validation: float | None
-    looks: int
-    timesteps: int
-    seconds: float
-    curve: list[LookPoint]  # best validation so far at each look: "how long to reach a score"
+    run: RunSpec
 
     @property
-    def equity_path(self) -> Path:
-        return Path(self.run_dir) / "report" / "test" / "equity.parquet"
+    def run_dir(self) -> str:
+        return self.run.run_dir
+
+    @property
+    def initial_model(self) -> str | None:
+        return self.run.initial_model
 
 
 _TEST_FIGURES = ("total_return", "sharpe", "sharpe_se", "sharpe_interval", "max_drawdown", "trades", "exposure",
@@ -127,18 +105,13 @@ def finished_outcome(spec: FoldRunSpec) -> FoldOutcome | None:
     return outcome_of(spec, state, load_summary(run_dir))
 
 
-def run_fold(spec: FoldRunSpec, update_hooks: Sequence[Any] = ()) -> FoldOutcome:
+def run_fold(spec: FoldRunSpec) -> FoldOutcome:
     """Train (or resume) fold ``spec.fold`` with ``spec.seed``, score its best model on its test window."""
     done = finished_outcome(spec)
     if done is not None:
         return done
-    config = parse_config(spec.config, source=f"fold {spec.fold + 1} seed {spec.seed}")
-    trainer = Trainer(config, spec.data_path, spec.run_dir, update_hooks=update_hooks,
-                      initial_model=spec.initial_model)
-    trainer.open(PreparedData.from_dict(spec.prepared), log_resume=False)
-    for iteration in range(trainer.state.next_iteration, config.training.iterations):
-        trainer.train_iteration(iteration)
-    summary = trainer.finish()
+    trainer = Trainer.from_spec(spec.run)
+    summary = trainer.run()
     return outcome_of(spec, trainer.state, summary)
 
 
@@ -166,5 +139,5 @@ def check_plan(root: Path, plan: dict[str, Any]) -> None:
     write_json(path, plan)
 
 
-__all__ = ["FoldOutcome", "FoldRunSpec", "LookPoint", "check_plan", "finished_outcome", "fold_run_dir", "run_fold",
+__all__ = ["FoldRunSpec", "check_plan", "finished_outcome", "fold_run_dir", "run_fold",
            "validation_curve", "walk_plan"]

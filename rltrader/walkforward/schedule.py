@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from rltrader.walkforward.runs import FoldOutcome, FoldRunSpec
+from rltrader.records import FoldOutcome
+from rltrader.walkforward.runs import FoldRunSpec
 
 RunKey = tuple[int, int]  # (fold, seed)
 
