@@ -21,6 +21,7 @@ from numba import njit
 
 from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill, unrealized_percent
 from rltrader.engine.kernels.activations import RELU, TANH
+from rltrader.engine.kernels.lstm import lstm_cell
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -70,16 +71,23 @@ def _add_product(out: np.ndarray, weights_t: np.ndarray, inputs: np.ndarray) -> 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _lstm_cell(gates: np.ndarray, cell: np.ndarray, hidden: np.ndarray) -> None:
-    """Pre-activation gates -> new cell state in place, new hidden state into ``hidden``."""
-    size = cell.shape[0]
+def double_gate_activations(gates: np.ndarray, act: np.ndarray, exps: np.ndarray, bits: np.ndarray) -> None:
+    """The evaluator's gate nonlinearities for :func:`~rltrader.engine.kernels.lstm.lstm_cell`: libm's
+    ``exp`` in double precision, kept in double (``act`` is float64) until the cell is stored."""
+    size = gates.shape[0] // 4
     for u in range(size):
-        input_gate = _sigmoid(gates[u])
-        forget_gate = _sigmoid(gates[size + u])
-        candidate = _tanh(gates[2 * size + u])
-        output_gate = _sigmoid(gates[3 * size + u])
-        cell[u] = forget_gate * cell[u] + input_gate * candidate
-        hidden[u] = output_gate * _tanh(cell[u])
+        act[u] = _sigmoid(gates[u])
+        act[size + u] = _sigmoid(gates[size + u])
+        act[2 * size + u] = _tanh(gates[2 * size + u])
+        act[3 * size + u] = _sigmoid(gates[3 * size + u])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def double_cell_squash(c: np.ndarray, tanh_cell: np.ndarray, gates: np.ndarray, exps: np.ndarray,
+                       bits: np.ndarray) -> None:
+    """tanh of the (float32) cell in double precision, into a float64 ``tanh_cell``."""
+    for u in range(c.shape[0]):
+        tanh_cell[u] = _tanh(c[u])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -149,6 +157,9 @@ def step_actors(
     size = hidden.shape[2]
     n_layers = hidden.shape[1]
     gates = np.empty(4 * size, dtype=np.float32)
+    activated = np.empty(4 * size, dtype=np.float64)  # the cell's scratch: gates and tanh(c) in double
+    tanh_cell = np.empty(size, dtype=np.float64)
+    unused_exps, unused_bits = np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32)
     stacked = np.empty(2 * size, dtype=np.float32)
     widest = mlp_widths.max()
     latent = np.zeros(widest, dtype=np.float32)
@@ -163,14 +174,16 @@ def step_actors(
             any_alive = True
             gates[:] = projected[j, k]
             _add_product(gates, recurrent[k], layer0_input[k])
-            _lstm_cell(gates, cell[k, 0], hidden[k, 0])
+            lstm_cell(gates, activated, cell[k, 0], tanh_cell, hidden[k, 0], unused_exps, unused_bits,
+                      double_gate_activations, double_cell_squash)
             layer0_input[k, :size] = hidden[k, 0]
             for layer in range(1, n_layers):
                 stacked[:size] = hidden[k, layer - 1]
                 stacked[size:] = hidden[k, layer]
                 gates[:] = upper_bias[k, layer - 1]
                 _add_product(gates, upper[k, layer - 1], stacked)
-                _lstm_cell(gates, cell[k, layer], hidden[k, layer])
+                lstm_cell(gates, activated, cell[k, layer], tanh_cell, hidden[k, layer], unused_exps, unused_bits,
+                          double_gate_activations, double_cell_squash)
             width = size
             latent[:width] = hidden[k, n_layers - 1]
             weight_at = bias_at = 0

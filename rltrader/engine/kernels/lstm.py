@@ -18,11 +18,15 @@ and gradients agree with ``nn.LSTM`` to float32 rounding (``tests/test_engine.py
 Layout: sequences are *packed*, sequence ``s`` occupying rows ``starts[s]`` to
 ``starts[s] + lengths[s] - 1`` of every ``(R, ...)`` array; padding never enters.
 
-:func:`exp_into`, :func:`cell_update` and :func:`add_products` are the building blocks
-the rollout kernel (:mod:`rltrader.engine.kernels.rollout`) shares.
+:func:`exp_into`, :func:`engine_cell` (:func:`lstm_cell`, the one LSTM step) and
+:func:`add_products` are the building blocks the rollout kernel
+(:mod:`rltrader.engine.kernels.rollout`) shares; the fast evaluator steps the same
+:func:`lstm_cell` with its own nonlinearities.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -59,15 +63,38 @@ def exp_into(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
-                exps: np.ndarray, bits: np.ndarray) -> None:
-    """One LSTM step from its pre-activation ``gates`` (4H, overwritten): ``act`` the gates after
-    their sigmoid / tanh, ``c`` updated in place, ``tanh_cell`` and ``h`` written.
+def lstm_cell(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
+              exps: np.ndarray, bits: np.ndarray, activate_gates: Any, squash_cell: Any) -> None:
+    """One LSTM step from its pre-activation ``gates`` (4H, torch's order: input, forget, candidate,
+    output): ``c`` updated in place, ``act`` (the activated gates), ``tanh_cell`` and ``h`` written.
 
-    sigmoid(x) = 1 / (1 + exp(-x)) and tanh(x) = 2 sigmoid(2x) - 1, so every gate is one
-    vectorized ``exp`` pass.
+    The one definition of the recurrence, shared by the training engine (float32, one vectorized
+    ``exp`` pass: :func:`float32_gate_activations`, :func:`float32_cell_squash`) and the fast
+    evaluator (libm's ``exp`` in double precision: ``rltrader.engine.kernels.actors``). Each
+    passes its own nonlinearities (numba compiles the cell once per pair, inlined); the
+    combination ``c = f c + i g``, ``h = o tanh(c)`` is this one, in this operand order.
+
+    :param gates: pre-activation gates; the nonlinearities may use it as scratch
+    :param act: the activated gates, written (float64 for the evaluator: its gates are not rounded)
+    :param exps: scratch for the vectorized ``exp`` (4H; unused by the evaluator's nonlinearities)
+    :param bits: int32 scratch for the vectorized ``exp``'s scale (4H)
+    :param activate_gates: ``(gates, act, exps, bits)``: sigmoid of i, f, o and tanh of g into ``act``
+    :param squash_cell: ``(c, tanh_cell, gates, exps, bits)``: ``tanh(c)`` into ``tanh_cell``
     """
     size = c.shape[0]
+    activate_gates(gates, act, exps, bits)
+    for u in range(size):
+        c[u] = act[size + u] * c[u] + act[u] * act[2 * size + u]
+    squash_cell(c, tanh_cell, gates, exps, bits)
+    for u in range(size):
+        h[u] = act[3 * size + u] * tanh_cell[u]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def float32_gate_activations(gates: np.ndarray, act: np.ndarray, exps: np.ndarray, bits: np.ndarray) -> None:
+    """sigmoid(x) = 1 / (1 + exp(-x)) and tanh(x) = 2 sigmoid(2x) - 1, so every gate is one vectorized
+    ``exp`` pass (``gates`` is overwritten)."""
+    size = gates.shape[0] // 4
     one, two = np.float32(1.0), np.float32(2.0)
     for u in range(4 * size):
         gates[u] = -gates[u]
@@ -78,13 +105,26 @@ def cell_update(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np
         act[u] = one / (one + exps[u])
     for u in range(2 * size, 3 * size):
         act[u] = two * act[u] - one
+
+
+@njit(cache=True, nogil=True, inline="always")
+def float32_cell_squash(c: np.ndarray, tanh_cell: np.ndarray, gates: np.ndarray, exps: np.ndarray,
+                        bits: np.ndarray) -> None:
+    """tanh(c) = 2 / (1 + exp(-2c)) - 1 through the vectorized ``exp`` (``gates[:H]`` as scratch)."""
+    size = c.shape[0]
+    one, two = np.float32(1.0), np.float32(2.0)
     for u in range(size):
-        c[u] = act[size + u] * c[u] + act[u] * act[2 * size + u]
         gates[u] = -two * c[u]
     exp_into(gates[:size], exps, bits)
     for u in range(size):
         tanh_cell[u] = two / (one + exps[u]) - one
-        h[u] = act[3 * size + u] * tanh_cell[u]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def engine_cell(gates: np.ndarray, act: np.ndarray, c: np.ndarray, tanh_cell: np.ndarray, h: np.ndarray,
+                exps: np.ndarray, bits: np.ndarray) -> None:
+    """:func:`lstm_cell` with the engine's float32 nonlinearities: what training's passes step."""
+    lstm_cell(gates, act, c, tanh_cell, h, exps, bits, float32_gate_activations, float32_cell_squash)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -173,7 +213,7 @@ def lstm_forward(
                 gates[n] = input_gates[rows[n]]
             add_products(gates[:stepping], weight_hh_t, h[:stepping])
             for n in range(stepping):
-                cell_update(gates[n], activations[rows[n]], c[n], tanh_cell[rows[n]], h[n], exps, bits)
+                engine_cell(gates[n], activations[rows[n]], c[n], tanh_cell[rows[n]], h[n], exps, bits)
                 cell[rows[n]], hidden[rows[n]] = c[n], h[n]
 
 
@@ -234,4 +274,5 @@ def lstm_backward(
             grad_hidden0[shorter], grad_cell0[shorter] = dh[1], dc[1]
 
 
-__all__ = ["add_products", "cell_update", "exp_into", "lstm_backward", "lstm_forward"]
+__all__ = ["add_products", "engine_cell", "exp_into", "float32_cell_squash", "float32_gate_activations",
+           "lstm_backward", "lstm_cell", "lstm_forward"]

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from rltrader.engine.kernels.activations import RELU, TANH
-from rltrader.engine.kernels.lstm import add_products, cell_update, exp_into
+from rltrader.engine.kernels.lstm import add_products, engine_cell, exp_into
 
 
 @njit(cache=True, nogil=True)
@@ -58,7 +58,7 @@ def _lstm_cells(
             add_products(gates, upper_weight_ih_t[lstm, layer - 1], new_hidden[layer - 1])
         add_products(gates, weight_hh_t[lstm, layer], h)
         for n in range(accounts):
-            cell_update(gates[n], act, new_cell[layer, n], tanh_cell, new_hidden[layer, n], exps, bits)
+            engine_cell(gates[n], act, new_cell[layer, n], tanh_cell, new_hidden[layer, n], exps, bits)
 
 
 @njit(cache=True, nogil=True)
