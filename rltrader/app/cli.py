@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +27,10 @@ from rltrader.app.requests import ACCOUNT_FIELDS, FLOW_ONLY, LOADING_FIELDS, SWI
 from rltrader.config import Config
 from rltrader.data.known_answer import MARKET_KINDS, KnownAnswerMarket
 from rltrader.errors import UserInputError
+
+if TYPE_CHECKING:  # the commands import them when they run: optuna alone takes a second to import
+    from rltrader.records import WalkForwardSummary
+    from rltrader.tuning.study import StudyResult
 
 LOGGER_NAME = "rltrader"
 
@@ -88,9 +92,6 @@ def _print_stopped(signum: int) -> None:
 
 PATH_FIELDS = {"data_path", "config", "cache_dir", "results_dir", "settings_file"}
 """Request fields that are paths: ``Path`` in the parsed flags, text in the request (JSON, the UI form)."""
-TUNE_FIELDS = ("data_path", "config", "name", "trials", "workers", "profile", "storage", "seed", "results_dir",
-               "cache_dir", "dask_address", "settings_file")
-"""``rltrader tune``'s flags: the fields of :class:`~rltrader.app.requests.TuneRequest`."""
 
 
 def _scalar(annotation: Any) -> type:
@@ -272,24 +273,24 @@ def _command_tune(args: argparse.Namespace) -> int:
     from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
 
-    request = request_from_args(args, TUNE_FIELDS, TuneRequest)
+    request = request_from_args(args, tuple(TuneRequest.model_fields), TuneRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
     _require_bar_file(request.data_path, config)
     check_bars(request.data_path, config)
     check_run_directory_free(request.root, STUDY_REMEDY)
-    def study(level: int) -> dict[str, Any]:
+    def study(level: int) -> StudyResult:
         from flows.tune import tune_study  # Prefect import: seconds, so only here
 
         return tune_study(request, trial_console_level=level)
 
     result = _run_with_progress_lines(config, args.verbose, ("Trial ", "Study ", "Resuming"), study)
-    print(f"rltrader tune {result['study']}: {result['finished']} trials finished in {result['root']}")
-    if result["best_trial"] is None:
+    print(f"rltrader tune {result.study}: {result.finished} trials finished in {result.root}")
+    if result.best_trial is None or result.best_value is None:
         print("  no trial completed (every one pruned or failed): nothing to write")
         return 0
-    print(f"  best        trial {result['best_trial']}, validation {result['best_value']:.3f}: {result['best_params']}")
-    print(f"  config      {result['best_config']}  (rltrader train --config {result['best_config']})")
-    root = Path(result["root"])
+    print(f"  best        trial {result.best_trial}, validation {result.best_value:.3f}: {result.best_params}")
+    print(f"  config      {result.best_config}  (rltrader train --config {result.best_config})")
+    root = Path(result.root)
     print(f"  trials      {root / 'trials.json'}; importances {root / 'importances.json'}")
     return 0
 
@@ -313,7 +314,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     check_run_directory_free(request.root, STUDY_REMEDY)  # before check_plan, which writes a new directory's plan
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
                                        prepared[0].metadata["source"]["sha256"]))
-    def walk(level: int) -> dict[str, Any]:
+    def walk(level: int) -> WalkForwardSummary:
         from flows.walkforward import walk_forward  # Prefect import: seconds, so only here
 
         return walk_forward(request, fold_console_level=level)
@@ -326,19 +327,19 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     from rltrader.display.walkforward import aggregate_lines
 
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 180)
-    rows = result["fold_table"]
-    table = Table(title=f"Walk-forward {result['name']}: each fold's best model on its test window")
+    rows = result.fold_table
+    table = Table(title=f"Walk-forward {result.name}: each fold's best model on its test window")
     for column in rows[0]:
         table.add_column(column, justify="left" if column.startswith("test") else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
-    for line in aggregate_lines(result["aggregate"], result["warm_start"]):
+    for line in aggregate_lines(result.aggregate, result.warm_start):
         console.print(line)
     console.print(account_text(result))
-    files = result["files"]
+    files = result.files
     console.print(f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
-                  f"  summary          {Path(result['root']) / 'summary.json'}")
+                  f"  summary          {Path(result.root or '.') / 'summary.json'}")
     return 0
 
 
@@ -609,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "config; trials train in parallel (a process pool, or Dask with --dask_address), the study is "
                     "kept in SQLite under RESULTS_DIR/tune-NAME/ (or --storage) and resumes after a kill. "
                     "The test split is never used.")
-    add_request_flags(tune, TUNE_FIELDS, model=TuneRequest)
+    add_request_flags(tune, tuple(TuneRequest.model_fields), model=TuneRequest)
     tune.add_argument("--verbose", action="store_true", help="every log line, not only one line per trial")
     tune.set_defaults(handler=_command_tune)
 

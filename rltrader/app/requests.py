@@ -53,11 +53,30 @@ FLOW_ONLY = ("candidate_workers", "dask_address", "overrides", "run_dir")
 """Fields the flow takes that ``rltrader train`` has no flag for."""
 
 
+def with_param_lines(model: type[BaseModel]) -> str:
+    """``model``'s docstring with a ``:param name: description`` line per field, from the descriptions
+    the command line's help and the UI's form already show: one text per field, read by ``help()``
+    and documentation tools as sb3-contrib's ``:param`` lines are."""
+    lines = [f":param {name}: {field.description}" for name, field in model.model_fields.items() if field.description]
+    return "\n\n".join(part for part in ((model.__doc__ or "").rstrip(), "\n".join(lines)) if part)
+
+
+def _form_description(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The UI's form shows each field's own description: the model's is its summary, without the
+    ``:param`` lines that repeat them."""
+    schema["description"] = (model.__doc__ or "").split("\n\n:param ")[0].strip()
+
+
 class RequestBase(BaseModel):
     """The fields every request has: the bar file and config it reads, where its results and cache go,
     the Dask cluster it may fan out to, the performance-mode file its runs read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_form_description)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__doc__ = with_param_lines(cls)
 
     data_path: str = Field(DEFAULT_DATA, description="bar file: CSV/TSV export or parquet")
     config: str | None = Field(None, description="YAML config (default: configs/default.yaml)")

@@ -78,6 +78,12 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
     render_mode = None
 
     def __init__(self, market: MarketData, split: str = "train", config: EnvConfig | None = None) -> None:
+        """One account trading one split of ``market``.
+
+        :param market: the prepared market (features, step table, costs in the account currency)
+        :param split: ``train``, ``validation`` or ``test``: the rows an episode may start and run in
+        :param config: window size, episode length, reward, drawdown limit (default: ``EnvConfig()``)
+        """
         self.market = market
         self.split = split
         self.config = config or EnvConfig()

@@ -38,6 +38,13 @@ class VecTradingEnv(VecEnv):
 
     def __init__(self, market: MarketData, split: str = "train", config: EnvConfig | None = None,
                  num_envs: int = 8) -> None:
+        """``num_envs`` accounts stepped by one compiled call, each as a ``TradingEnv`` would step alone.
+
+        :param market: the prepared market
+        :param split: ``train``, ``validation`` or ``test``
+        :param config: window size, episode length, reward, drawdown limit (default: ``EnvConfig()``)
+        :param num_envs: accounts stepped together (``training.n_envs``)
+        """
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
         self.market = market

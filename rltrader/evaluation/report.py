@@ -154,7 +154,16 @@ def evaluate_model(
     model: Any, market: MarketData, split: str, config: EnvConfig, seed: int = 0,
     evaluator: Literal["fast", "reference"] = "fast", trials: int | None = None,
 ) -> EvaluationReport:
-    """Run ``model`` deterministically over ``split`` and score it against the baselines."""
+    """Run ``model`` deterministically over ``split`` and score it against the baselines.
+
+    :param model: a (Recurrent)PPO model whose observation matches ``market`` and ``config``
+    :param market: the prepared market
+    :param split: the split to score on (``validation`` or ``test``)
+    :param config: the environment's settings (its evaluation form: whole split, no drawdown stop)
+    :param seed: seeds the reference evaluator's environment (the fast one draws nothing)
+    :param evaluator: ``fast`` (compiled actor, same actions as ``model.predict``) or ``reference``
+    :param trials: validation looks that selected ``model``, to deflate its Sharpe (None: not deflated)
+    """
     expected = (config.window_size * market.n_features + 2,)
     if tuple(model.observation_space.shape) != expected:
         raise ConfigError(

@@ -64,6 +64,7 @@ class FeatureStore:
     """The feature cache under one directory."""
 
     def __init__(self, cache_dir: str | Path) -> None:
+        """:param cache_dir: the cache's root (``cache.dir``); feature files live in its ``features/``"""
         self.root = Path(cache_dir)
         self.features_dir = self.root / FEATURES_DIR
 

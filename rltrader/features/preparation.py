@@ -201,6 +201,10 @@ def preprocess(data_path: str | Path, config: Config | None = None, use_cache: b
     ``use_cache`` defaults to ``config.optimizations.cache_environments``. With the cache off the result is
     still written (training reads it from disk) but never reused. Nothing is written when
     the input is invalid.
+
+    :param data_path: the bar file (CSV/TSV export or parquet)
+    :param config: how to read, featurize and split it (default: the default config)
+    :param use_cache: reuse a cached feature file of the same content and settings
     """
     config = config or Config()
     use_cache = config.optimizations.cache_environments if use_cache is None else use_cache

@@ -167,7 +167,13 @@ class ModeSwitcher(UpdateHook):
 
     def __init__(self, config: PerformanceModeConfig, run_dir: Path | None = None,
                  settings_file: Path | None = None, workers: int = 1) -> None:
-        """``workers``: trainings sharing this machine at once; "every core" is shared among them."""
+        """The switch of one run.
+
+        :param config: what each mode means (batch and epoch multipliers, threads, priority)
+        :param run_dir: where the applied mode is written (``performance_mode.json``); None writes nothing
+        :param settings_file: the file read before every update (default: ``config.settings_file``)
+        :param workers: trainings sharing this machine at once; "every core" is shared among them
+        """
         self.config = config
         self.workers = max(1, workers)
         self.settings = SettingsFile(settings_file or config.settings_file)

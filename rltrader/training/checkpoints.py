@@ -59,6 +59,9 @@ class CheckpointStore:
     """Checkpoints of one run, ``<run_dir>/checkpoints/iter_XX/step_XXXXXXXXX.{zip,json}``."""
 
     def __init__(self, run_dir: Path, keep: int = 2) -> None:
+        """:param run_dir: the run's directory; checkpoints go to its ``checkpoints/iter_XX/``
+        :param keep: checkpoints kept per iteration (older ones are deleted after each save)
+        """
         self.root = Path(run_dir) / "checkpoints"
         self.keep = keep
 

@@ -39,6 +39,11 @@ class Validator:
 
     def __init__(self, market: MarketData, env_config: EnvConfig, metric: str,
                  evaluator: Literal["fast", "reference"]) -> None:
+        """:param market: the prepared market
+        :param env_config: the environment's settings (scored in their evaluation form)
+        :param metric: the metric a look returns as its score (``training.selection_metric``)
+        :param evaluator: ``fast`` (compiled actor) or ``reference`` (``model.predict`` bar by bar)
+        """
         self.market, self.env_config, self.metric, self.evaluator = market, env_config, metric, evaluator
         self.first_bar = EpisodeBounds.of(market, VALIDATION, evaluation_config(env_config)).first
 

@@ -109,8 +109,11 @@ def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None 
                                                                                                  list[PreparedData]]:
     """Plan the folds of ``data_path`` and write each fold's prepared file; nothing is written for a bad file.
 
-    ``use_cache`` defaults to ``optimizations.cache_environments``; with it off, every file
-    is computed again (and still written: training reads from disk)."""
+    :param data_path: the bar file
+    :param config: the walk-forward's config (``walk_forward:`` plans the folds)
+    :param use_cache: reuse cached files (default ``optimizations.cache_environments``); with it off,
+        every file is computed again (and still written: training reads from disk)
+    """
     path = Path(data_path)
     use_cache = config.optimizations.cache_environments if use_cache is None else use_cache
     store = FeatureStore(config.cache.dir)

@@ -19,7 +19,11 @@ RunKey = tuple[int, int]  # (fold, seed)
 
 @dataclass
 class FoldQueue:
-    """The runs of one walk-forward: waiting, running, finished."""
+    """The runs of one walk-forward: waiting, running, finished.
+
+    :param specs: every fold x seed run by (fold, seed)
+    :param warm: folds are warm-started (fold k+1 of a seed waits for fold k of that seed)
+    """
 
     specs: dict[RunKey, FoldRunSpec]
     warm: bool
