@@ -553,25 +553,6 @@ def moved_cache_switch(raw: Any) -> Any:
     return {**raw, "cache": cache, "optimizations": optimizations}
 
 
-def settings_as_trained(settings: dict[str, Any]) -> dict[str, Any]:
-    """A run fingerprint's settings saved before keys were added, completed as those runs trained.
-
-    Runs from before ``training.algorithm`` were all recurrent. Runs from before position sizing
-    held fixed ``max_position_size`` units: they resume with ``--sizing units`` and are refused,
-    naming ``env.sizing``, under today's default. On an instrument quoted in the account currency
-    (XAUUSD) their arithmetic is unchanged, bit for bit; elsewhere rltrader 0.1 added
-    quote-currency profits to the balance, which a resumed run now converts."""
-    if isinstance(settings.get("training"), dict) and "algorithm" not in settings["training"]:
-        settings = {**settings, "training": {**settings["training"], "algorithm": "recurrent"}}
-    if isinstance(settings.get("env"), dict) and "sizing" not in settings["env"]:
-        env = EnvConfig()
-        sized = {**settings["env"], "sizing": "units", "equity_fraction": env.equity_fraction, "lots": env.lots}
-        settings = {**settings, "env": sized,
-                    "account": settings.get("account", AccountConfig().model_dump(mode="json")),
-                    "instrument": settings.get("instrument", InstrumentConfig().model_dump(mode="json"))}
-    return settings
-
-
 def _format_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
