@@ -19,12 +19,14 @@ import base64
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import (
+    MarkdownArtifact,
+    TableArtifact,
     create_markdown_artifact,
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 
@@ -47,8 +49,21 @@ def update_progress(artifact_id: UUID, done: int, planned: int) -> None:
     update_progress_artifact(artifact_id, 100.0 * done / planned)
 
 
-def publish_iterations(run_dir: Path, records: Sequence[IterationRecord]) -> None:
-    create_table_artifact(iteration_table_rows(records), key=ITERATIONS_KEY, description=f"Iterations of {run_dir}")
+def table_artifact(rows: list[dict[str, Any]], key: str, description: str, flow_run_id: UUID | None = None) -> None:
+    """A table artifact on ``flow_run_id``'s page, else on this run's.
+
+    A fan-out subflow (candidates, walk-forward runs, trials) publishes on the run the user started
+    and watches, which is where the UI shows the table; the artifact's key collects its versions."""
+    TableArtifact(table=rows, key=key, description=description, flow_run_id=flow_run_id).create()
+
+
+def markdown_artifact(text: str, key: str, description: str, flow_run_id: UUID | None = None) -> None:
+    """A markdown artifact on ``flow_run_id``'s page, else on this run's (see :func:`table_artifact`)."""
+    MarkdownArtifact(markdown=text, key=key, description=description, flow_run_id=flow_run_id).create()
+
+
+def publish_iterations(run_dir: Path, records: Sequence[IterationRecord], flow_run_id: UUID | None = None) -> None:
+    table_artifact(iteration_table_rows(records), ITERATIONS_KEY, f"Iterations of {run_dir}", flow_run_id)
 
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from uuid import UUID
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.runtime import flow_run as current_flow_run
 
 from flows.artifacts import publish_iterations, publish_summary, start_progress, update_progress
 from flows.fanout import run_name, with_configured_retries, worker_pool, workers_reporting_here
@@ -35,7 +36,7 @@ def _run_label(request: TrainRequest) -> str:
 
 @flow(name="train-candidates", flow_run_name="candidates of {spec.run_dir}")
 def train_with_candidates(spec: RunSpec, records: list[IterationRecord], candidates: int, keep_candidates: int,
-                          progress: UUID) -> list[IterationRecord]:
+                          progress: UUID, report_to: UUID) -> list[IterationRecord]:
     """Train the run's remaining iterations, each as ``candidates`` forks side by side on this subflow's
     worker pool (one pool for every iteration), adopting the best of each.
 
@@ -44,6 +45,7 @@ def train_with_candidates(spec: RunSpec, records: list[IterationRecord], candida
     :param candidates: how many forks of each iteration train at once (seeds ``SEED_STRIDE`` apart)
     :param keep_candidates: forks kept on disk after each adoption (the best ones)
     :param progress: the parent run's progress artifact, updated after each iteration
+    :param report_to: the parent run, whose page shows the iterations table
     """
     planned = spec.config.training.iterations
     train_candidate = with_configured_retries(train_candidate_task, spec.config)
@@ -52,7 +54,7 @@ def train_with_candidates(spec: RunSpec, records: list[IterationRecord], candida
             results = train_candidate.map(unmapped(spec), iteration, range(candidates))
             records = [*records, keep_best_candidate_task(spec.run_dir, iteration, results, keep_candidates)]
             update_progress(progress, iteration + 1, planned)
-            publish_iterations(Path(spec.run_dir), records)
+            publish_iterations(Path(spec.run_dir), records, report_to)
     return records
 
 
@@ -92,7 +94,7 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
         else:
             pool = worker_pool(min(request.candidate_workers or candidates, candidates), request.dask_address)
             train_with_candidates.with_options(task_runner=pool)(spec, records, candidates, request.keep_candidates,
-                                                                 progress)
+                                                                 progress, UUID(current_flow_run.id))
 
         summary = final_report_task(spec)
         publish_summary(summary)

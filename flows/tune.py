@@ -11,11 +11,13 @@ updates the trials table and the study's summary in the UI.
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run as current_flow_run
 
+from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries, worker_pool, workers_reporting_here
 from rltrader.app.requests import TuneRequest
 from rltrader.config import Config
@@ -33,24 +35,26 @@ def open_study(request: TuneRequest, base: Config) -> Tuner:
                       settings_file=request.settings_file, follow_performance_mode=True)
 
 
-def publish(tuner: Tuner) -> None:
-    """The trials table and the study's summary, as the UI's artifacts of this study."""
+def publish(tuner: Tuner, flow_run_id: UUID | None = None) -> None:
+    """The trials table and the study's summary, as the UI's artifacts of this study (on ``flow_run_id``'s
+    page: the study's run, when its trials' subflow publishes)."""
     key = artifact_key("tune", tuner.name)
-    create_table_artifact(tuner.trials_table(), key=f"{key}-trials", description=f"Trials of study {tuner.name}")
+    table_artifact(tuner.trials_table(), f"{key}-trials", f"Trials of study {tuner.name}", flow_run_id)
     best = tuner.best_trial()
     markdown = study_markdown(tuner.name, len(tuner.finished()), tuner.base.tune.trials,
                               tuner.base.training.selection_metric,
                               None if best is None else (best.number, best.value, best.params), tuner.importances())
-    create_markdown_artifact(markdown, key=f"{key}-summary", description=f"Study {tuner.name}")
+    markdown_artifact(markdown, f"{key}-summary", f"Study {tuner.name}", flow_run_id)
 
 
 @flow(name="tune-trials", flow_run_name=run_name(TuneRequest, lambda request: f"trials of {request.study_name}",
                                                   "tune trials"))
-def train_trials(request: TuneRequest, trial_console_level: int = logging.WARNING) -> int:
+def train_trials(request: TuneRequest, report_to: UUID, trial_console_level: int = logging.WARNING) -> int:
     """Keep ``tune.workers`` trials training on this subflow's worker pool until the study has its trials;
     returns the trials told this session.
 
     :param request: the study
+    :param report_to: the study's run, whose page shows the trials table and the summary
     :param trial_console_level: what the trials' workers print on their terminals
     """
     logger = get_run_logger()
@@ -80,7 +84,7 @@ def train_trials(request: TuneRequest, trial_console_level: int = logging.WARNIN
                     tuner.fail(number)
                     continue
                 logger.info(tuner.tell(outcome))
-                publish(tuner)
+                publish(tuner, report_to)
     return tuner.told_this_session
 
 
@@ -97,7 +101,7 @@ def tune_study(request: TuneRequest = TuneRequest(), trial_console_level: int = 
     with run_directory_lock(request.root, "pass another --name"):  # one command per study directory
         open_study(request, base)  # a study of this name with other data or space is refused before workers start
         train_trials.with_options(task_runner=worker_pool(base.tune.workers, request.dask_address))(
-            request, trial_console_level)
+            request, UUID(current_flow_run.id), trial_console_level)
         tuner = open_study(request, base)
         best_config = tuner.write_results()
         publish(tuner)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run as current_flow_run
 
+from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries, worker_pool, workers_reporting_here
 from rltrader.app.requests import WalkForwardRequest
 from rltrader.config import Config
@@ -65,21 +67,24 @@ def _workers_now(base: Config, settings_file: Path) -> int:
     return base.walk_forward.parallel if parse_settings(settings_file).mode == "performance" else 1
 
 
-def publish(name: str, outcomes: list[FoldOutcome], planned: int, bars_per_year: float) -> None:
-    """The fold table and the aggregate so far, as the UI's artifacts of this walk-forward."""
+def publish(name: str, outcomes: list[FoldOutcome], planned: int, bars_per_year: float,
+            flow_run_id: UUID | None = None) -> None:
+    """The fold table and the aggregate so far, as the UI's artifacts of this walk-forward (on
+    ``flow_run_id``'s page: the walk-forward's run, when its runs' subflow publishes)."""
     key = artifact_key("walkforward", name)
-    create_table_artifact(fold_rows(outcomes), key=f"{key}-folds", description=f"Folds of walk-forward {name}")
+    table_artifact(fold_rows(outcomes), f"{key}-folds", f"Folds of walk-forward {name}", flow_run_id)
     returns = stitched_returns(outcomes)
     if len(returns) > 2:
         figures = aggregate(outcomes, returns, bars_per_year)
-        create_markdown_artifact(aggregate_markdown(name, figures, planned, warm_start_savings(outcomes)),
-                                 key=f"{key}-summary", description=f"Walk-forward {name}: the aggregate")
+        markdown_artifact(aggregate_markdown(name, figures, planned, warm_start_savings(outcomes)),
+                          f"{key}-summary", f"Walk-forward {name}: the aggregate", flow_run_id)
 
 
 @flow(name="walk-forward-runs", flow_run_name=run_name(WalkForwardRequest, _label("runs of walk-forward"),
                                                        "walk-forward runs"))
 def train_fold_runs(request: WalkForwardRequest, runs: list[FoldRunSpec], finished: list[FoldOutcome],
-                    bars_per_year: float, fold_console_level: int = logging.WARNING) -> list[FoldOutcome]:
+                    bars_per_year: float, report_to: UUID, fold_console_level: int = logging.WARNING
+                    ) -> list[FoldOutcome]:
     """Keep as many runs training on this subflow's worker pool as the performance mode allows, starting
     each as soon as it may (warm folds after their previous fold); returns every run's outcome.
 
@@ -87,6 +92,7 @@ def train_fold_runs(request: WalkForwardRequest, runs: list[FoldRunSpec], finish
     :param runs: every fold x seed run, finished ones included
     :param finished: the outcomes of runs finished before (read back, not trained again)
     :param bars_per_year: annualizes the aggregate's Sharpe
+    :param report_to: the walk-forward's run, whose page shows the fold table and the aggregate
     :param fold_console_level: what the workers print on their terminals
     """
     logger = get_run_logger()
@@ -111,7 +117,7 @@ def train_fold_runs(request: WalkForwardRequest, runs: list[FoldRunSpec], finish
                 queue.finish(key, outcome)
                 logger.info(fold_line(outcome, folds, len(queue.finished), queue.planned,
                                       queue.eta_seconds(workers)))
-                publish(request.walk_name, list(queue.finished.values()), queue.planned, bars_per_year)
+                publish(request.walk_name, list(queue.finished.values()), queue.planned, bars_per_year, report_to)
     return list(queue.finished.values())
 
 
@@ -142,7 +148,7 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
             publish(request.walk_name, finished, len(runs), planned.bars_per_year)
         if len(finished) < len(runs):  # everything read back: no workers to start
             finished = train_fold_runs.with_options(task_runner=worker_pool(walk.parallel, request.dask_address))(
-                request, runs, finished, planned.bars_per_year, fold_console_level)
+                request, runs, finished, planned.bars_per_year, UUID(current_flow_run.id), fold_console_level)
         summary = write_results(root, request.walk_name, finished, planned.bars_per_year, base.env.initial_balance,
                                 len(runs), account_terms(base, request.data_path).to_json())
         logger.info("Walk-forward %s done: stitched Sharpe %s; results in %s", request.walk_name,
