@@ -20,12 +20,42 @@ from prefect import Task, get_client
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run as current_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from rltrader.config import Config
 
 TaskT = TypeVar("TaskT", bound=Task[..., Any])
+
+
+_IN_POOL_WORKER = {"flag": False}
+
+
+def mark_pool_worker() -> None:
+    """The initializer of every :class:`WorkerProcessPool` worker: this process is one of its workers."""
+    _IN_POOL_WORKER["flag"] = True
+
+
+class WorkerProcessPool(ProcessPoolTaskRunner):
+    """Prefect's process pool for the fan-out subflows, except for what a worker re-enters.
+
+    A task run in a worker process hydrates its flow's context there and enters a duplicate of the
+    flow's task runner (so that a task could submit tasks of its own). Of a process pool that is a
+    second pool per worker: a message queue, a forwarding thread and the semaphores behind them,
+    which a worker stopped by a signal (Ctrl-C on a walk-forward or a study) leaves behind, and the
+    resource tracker then warns about them after the command's last line. No training task submits
+    tasks, so inside a worker the duplicate is a one-thread pool.
+
+    :param max_workers: worker processes (runs trained at once)
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers, initializer=mark_pool_worker)
+
+    def duplicate(self) -> Any:
+        if _IN_POOL_WORKER["flag"]:
+            return ThreadPoolTaskRunner(max_workers=1)
+        return super().duplicate()
 
 
 def worker_pool(workers: int, dask_address: str | None) -> TaskRunner[Any]:
@@ -39,7 +69,7 @@ def worker_pool(workers: int, dask_address: str | None) -> TaskRunner[Any]:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    return ProcessPoolTaskRunner(max_workers=workers)
+    return WorkerProcessPool(max_workers=workers)
 
 
 @contextlib.contextmanager
