@@ -55,7 +55,7 @@ LAYERS = (
     {"rltrader.features"},
     {"rltrader.env"},
     {"rltrader.evaluation"},
-    {"rltrader.display"},
+    {"rltrader.display", "rltrader.live"},
     {"rltrader.training"},
     {"rltrader.walkforward", "rltrader.tuning"},
     {"rltrader.app", "rltrader.__main__"},

@@ -455,6 +455,23 @@ def _command_clear_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_export(args: argparse.Namespace) -> int:
+    from rltrader.live.bundle import export_bundle
+
+    bundle = export_bundle(args.run_dir, args.out)
+    about = bundle.description
+    sharpe = about.figures.get("test", {}).get("agent", {}).get("sharpe")
+    print(f"rltrader export: {bundle.root} ({about.algorithm} policy, {about.symbol}, "
+          f"{about.bar_interval_seconds / 60:g}-min bars, {len(about.feature_columns)} features x window "
+          f"{about.window_size}, warm-up {about.warmup_bars:,} bars; test Sharpe "
+          f"{'n/a' if sharpe is None else f'{sharpe:.2f}'})")
+    print(f"  trained on   {about.training_data.path} ({about.training_data.bars:,} bars, "
+          f"{about.training_data.start[:10]} to {about.training_data.end[:10]}, sha256 "
+          f"{about.training_data.sha256[:12]})")
+    print(f"  files        {', '.join(sorted(path.name for path in bundle.root.iterdir()))}")
+    return 0
+
+
 def _command_evaluate(args: argparse.Namespace) -> int:
     from rltrader.display.tables import evaluation_text
     from rltrader.env import MarketData
@@ -653,6 +670,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="performance mode file (default: settings.json)")
     _add_config_options(serve)
     serve.set_defaults(handler=_command_serve)
+
+    export = commands.add_parser(
+        "export", help="write a finished run's model as a self-contained bundle (policy, features, normalization, "
+                       "costs, manifest)",
+        description="Copy the bundle a finished run wrote (RUN_DIR/bundle: the policy, the feature definition, the "
+        "train-split normalization, the instrument, account, sizing and cost terms, the bar interval, the warm-up, "
+        "the training data's fingerprint, the run's figures, and a manifest with the SHA-256 of every file) to "
+        "OUT, verified against its manifest. It needs no bar file, cache or config.")
+    export.add_argument("run_dir", type=Path, help="a finished run's directory (e.g. results/42) or a bundle")
+    export.add_argument("--out", type=Path, required=True, help="the bundle's directory (new, or a bundle to replace)")
+    export.set_defaults(handler=_command_export)
 
     synth = commands.add_parser(
         "synth", help="write a known-answer market: bars with a planted edge whose oracle is known",

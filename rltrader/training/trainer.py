@@ -48,6 +48,7 @@ from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
 from rltrader.evaluation.report import EvaluationReport, evaluate_model, write_report
 from rltrader.features.preparation import PreparedData, preprocess
+from rltrader.live.bundle import describe, write_bundle
 from rltrader.records import BestModel, CheckpointState, IterationRecord, RunSummary, SplitOutcome, Validation
 from rltrader.runtime.allocator import fix_heap_thresholds
 from rltrader.runtime.faults import maybe_inject_fault
@@ -104,6 +105,10 @@ class RunPaths:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "bundle"
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / "iterations" / f"iter_{iteration:02d}"
@@ -224,6 +229,7 @@ class Trainer:
             started = time.perf_counter()
             prepared = preprocess(self.data_path, self.config)
             preprocess_seconds = time.perf_counter() - started
+        self.prepared = prepared
         self.market = MarketData.from_prepared(prepared, self.config, self.data_path)
         expected = fingerprint(self.config, prepared.metadata["source"]["sha256"], prepared.metadata.get("fold"))
         self.state = RunState.load_or_create(self.paths.state, expected, self.method)
@@ -491,7 +497,16 @@ class Trainer:
         summary = build_summary(self.state, self.config, scores, report_seconds, self.paths.best_model,
                                 self.paths.report / "report.md", reports[TEST].info.get("account"))
         write_json(self.paths.summary, summary.to_json())
+        self._write_bundle(summary)
         return summary
+
+    def _write_bundle(self, summary: RunSummary) -> None:
+        """The best model as a self-contained bundle (``bundle/``): what using it needs, nothing else."""
+        assert self.prepared is not None  # open() sets it
+        figures = {"validation": summary.validation.model_dump(mode="json"),
+                   "test": summary.test.model_dump(mode="json")}
+        description = describe(self.config, self.prepared, self.data_path, self.paths.best_model, figures, self.method)
+        write_bundle(self.paths.bundle, self.paths.best_model, description)
 
     def _score_best_model(self) -> dict[str, EvaluationReport]:
         """The best model on validation (deflated by every look the run took) and, once, on the test split."""
