@@ -264,7 +264,8 @@ def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: 
                   f"speedup {summary.total_speedup_achieved:.2f}x ({summary.speedup_basis}), "
                   f"{summary.total_timesteps_saved:,} timesteps saved")
     console.print(f"  best model  {summary.best_model.path}\n  report      {summary.report}\n"
-                  f"  summary     {run_dir / 'optimization_summary.json'}")
+                  f"  summary     {run_dir / 'optimization_summary.json'}\n"
+                  f"  bundle      {run_dir / 'bundle'}  (the model and all it needs; `rltrader export` copies it)")
     return 0
 
 
