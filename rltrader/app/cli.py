@@ -462,7 +462,7 @@ def _command_export(args: argparse.Namespace) -> int:
     bundle = export_bundle(args.run_dir, args.out)
     about = bundle.description
     sharpe = about.figures.get("test", {}).get("agent", {}).get("sharpe")
-    print(f"rltrader export: {bundle.root} ({about.algorithm} policy, {about.symbol}, "
+    print(f"rltrader export: {bundle.root} ({about.algorithm} policy, {about.symbol or 'symbol unknown'}, "
           f"{about.bar_interval_seconds / 60:g}-min bars, {len(about.feature_columns)} features x window "
           f"{about.window_size}, warm-up {about.warmup_bars:,} bars; test Sharpe "
           f"{'n/a' if sharpe is None else f'{sharpe:.2f}'})")

@@ -80,7 +80,7 @@ class BundleDescription(BaseModel):
     :param env: the environment the policy trained in (reward, sizing, limits)
     :param account: the account, instrument, sizing and conversion terms, as reports state them
     :param costs: spread, commission and swap terms
-    :param symbol: the traded symbol
+    :param symbol: the traded symbol (None when neither the config nor the file name says it: a synthetic market)
     :param bar_interval_seconds: the bars' interval; a file of another interval is refused
     :param warmup_bars: bars of history needed before the first decision
     :param training_data: the bars the model trained on
@@ -102,7 +102,7 @@ class BundleDescription(BaseModel):
     env: dict[str, Any]
     account: dict[str, Any]
     costs: dict[str, Any]
-    symbol: str
+    symbol: str | None
     bar_interval_seconds: float
     warmup_bars: int
     training_data: TrainingData
