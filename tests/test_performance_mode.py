@@ -50,7 +50,6 @@ def tiny_config(tmp_path_factory):
 # -- the settings file ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, problem", [
-    (None, "not found"),
     ("", "is empty"),
     ("{not json", "is not valid JSON"),
     ('{"performance_mode": "perf', "is not valid JSON"),  # truncated mid-write by a non-atomic writer
@@ -68,6 +67,17 @@ def test_bad_settings_mean_quiet_with_one_warning(tmp_path, caplog, content, pro
         assert [switcher.wanted_mode() for _ in range(5)] == ["quiet"] * 5
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1 and problem in warnings[0] and "using quiet mode" in warnings[0]
+
+
+def test_no_settings_file_means_quiet_said_once_at_info_not_as_a_warning(tmp_path, caplog):
+    """No file is the default (quiet): a first run should not open on a warning."""
+    path = tmp_path / "settings.json"
+    assert parse_settings(path).mode == "quiet" and "not found" in parse_settings(path).problem
+    switcher = ModeSwitcher(load_config().performance_mode, settings_file=path)
+    with caplog.at_level(logging.INFO, logger="rltrader"):
+        assert [switcher.wanted_mode() for _ in range(5)] == ["quiet"] * 5
+    said = [(record.levelno, record.getMessage()) for record in caplog.records if "using quiet mode" in record.getMessage()]
+    assert said == [(logging.INFO, f"{path} not found: using quiet mode (set it with `rltrader mode quiet|performance`)")]
 
 
 def test_good_settings_are_read_and_parsed_only_when_the_file_changes(tmp_path, monkeypatch):

@@ -193,7 +193,9 @@ class ModeSwitcher(UpdateHook):
         reading = self.settings.read()
         if reading.problem and reading.problem != self._warned_problem \
                 and reading.problem != _PROBLEMS_WARNED.get(self.settings.path):
-            logger.warning("%s: using quiet mode (set it with `rltrader mode quiet|performance`)", reading.problem)
+            # no file is the default (quiet), said once at INFO; a file that is there but unreadable is a warning
+            level = logging.INFO if reading.problem.endswith(" not found") else logging.WARNING
+            logger.log(level, "%s: using quiet mode (set it with `rltrader mode quiet|performance`)", reading.problem)
         self._warned_problem = reading.problem
         _PROBLEMS_WARNED[self.settings.path] = reading.problem
         if self.forced_quiet:
