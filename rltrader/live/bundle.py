@@ -20,7 +20,6 @@ temporary sibling, then renamed into place.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from rltrader.config import Config, EnvConfig, FeatureConfig
 from rltrader.engine.model_files import saved_algorithm
 from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
+from rltrader.features.cache import file_digest
 from rltrader.features.pipeline import warmup_bars
 from rltrader.features.preparation import PreparedData
 
@@ -153,14 +153,6 @@ def history_needed(features: FeatureConfig, has_volume: bool) -> int:
     return max(warmup_bars(features, has_volume), ema_warmup_bars(features))
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe(config: Config, prepared: PreparedData, data_path: str | Path, policy: Path,
              figures: dict[str, Any], method: str) -> BundleDescription:
     """The description of a run's model: its config, its prepared data's metadata, its figures.
@@ -204,7 +196,7 @@ def write_bundle(target: str | Path, policy: str | Path, description: BundleDesc
     try:
         shutil.copyfile(policy, staging / POLICY_FILE)
         write_json(staging / DESCRIPTION_FILE, description.model_dump(mode="json"))
-        files = {name: sha256_file(staging / name) for name in (POLICY_FILE, DESCRIPTION_FILE)}
+        files = {name: file_digest(staging / name) for name in (POLICY_FILE, DESCRIPTION_FILE)}
         write_json(staging / MANIFEST_FILE, {"schema_version": SCHEMA_VERSION, "files": files})
         fsync_directory(staging)
         replaced = target.parent / f"{TEMP_PREFIX}{target.name}-old-{os.getpid()}"
@@ -240,7 +232,7 @@ def read_bundle(root: str | Path) -> Bundle:
         path = root / name
         if not path.is_file():
             raise BundleError(path, "missing from the bundle; export it again")
-        if sha256_file(path) != expected:
+        if file_digest(path) != expected:
             raise BundleError(path, "does not match the bundle's manifest (changed after export); export it again")
     try:
         description = BundleDescription.model_validate_json((root / DESCRIPTION_FILE).read_text(encoding="utf-8"))

@@ -18,7 +18,6 @@ test split is for judging that config once, with ``rltrader train``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 from rltrader.atomic import write_json, write_text
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.features.cache import file_digest
 from rltrader.training.spec import RunSpec
 from rltrader.tuning.space import search_distributions
 from rltrader.tuning.trial import TrialOutcome, TrialSpec, median_pruner, run_trial
@@ -59,12 +59,6 @@ def _readable(value: Any) -> Any:
     return float(f"{value:.5g}") if isinstance(value, float) else value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StudyResult(BaseModel):
@@ -139,7 +133,7 @@ class Tuner:
         # the sampler's random stream restarts with each process: seeded by the trials already
         # asked, a resumed study draws new values instead of replaying the first session's
         study.sampler = optuna.samplers.TPESampler(seed=base.tune.sampler_seed + len(study.trials))
-        identity = {"data_sha256": _sha256(data_path),
+        identity = {"data_sha256": file_digest(data_path),
                     "space": {key: str(value) for key, value in distributions.items()},
                     "metric": base.training.selection_metric, "profile": base.tune.profile}
         saved = study.user_attrs.get("identity")
