@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("kind", "sha256"):
             continue
         synth.add_argument(f"--{name}", type=_scalar(field.annotation), default=None,
-                           help=f"{field.description or name} (default: {field.default})")
+                           help=f"{field.description or name} (default: {field.default})".replace("%", "%%"))
     synth.set_defaults(handler=_command_synth)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")

@@ -4,9 +4,11 @@ Why it is fast, and still exact:
 
 * the observation is ``[feature window, position, unrealized PnL]``; only the last two
   depend on earlier actions. The LSTM's input projection of the feature windows is
-  therefore computed for a thousand bars in one matrix product (in a thread, overlapping
+  therefore computed for a thousand bars in one compiled pass (in a thread, overlapping
   the stepping), and each step only adds the recurrent term, with the position and PnL
-  folded into it as two extra columns;
+  folded into it as two extra columns. Each bar's projection is summed alone, in input
+  order, so the live stream (:mod:`rltrader.live.stream`), projecting one bar at a time,
+  gets the same bits;
 * the step itself, LSTM, policy MLP, action arg-max and account, is one compiled loop
   (:func:`rltrader.engine.kernels.actors.step_actors`) over a chunk of bars: no per-step
   SB3 machinery (tensor conversion, distributions, state tuples), no per-step Python;
@@ -24,30 +26,22 @@ change where two logits tie to about 1e-6, and ``tests/test_evaluation.py`` and
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from rltrader.config import EnvConfig
 from rltrader.engine.kernels.activations import IDENTITY
-from rltrader.engine.kernels.actors import step_actors, step_mlp_actors
+from rltrader.engine.kernels.actors import project_rows, step_actors, step_mlp_actors
 from rltrader.engine.policy_arrays import UnsupportedPolicyError, actor_head, lstm_layers
 from rltrader.env import ACTION_SIGNS, FLAT, MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
 
 #: Bars whose input projection is computed per matrix product (bounds memory at ~4 MB x K).
 CHUNK_BARS = 1024
-
-
-@functools.cache
-def _thread_pools() -> ThreadpoolController:
-    """Found once per process: scanning the loaded libraries is slow, limiting them afterwards is cheap."""
-    return ThreadpoolController()
 
 
 @dataclass(frozen=True)
@@ -175,6 +169,21 @@ class PackedActors:
         )
 
 
+def project_windows(rows: np.ndarray, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The first layer's input projection of feature windows for each model, ``(bars, K, outputs)``.
+
+    Every row is projected alone (:func:`~rltrader.engine.kernels.actors.project_rows`), so a bar gets
+    the same bits here, in a chunk of a thousand, as in the live stream, alone; BLAS would not promise it.
+
+    :param rows: feature windows, ``(bars, window values)`` float32
+    :param layers: per model, the window part of the first layer's weights (transposed) and its bias
+    """
+    out = np.empty((rows.shape[0], len(layers), layers[0][1].shape[0]), dtype=np.float32)
+    for k, (weight_t, bias) in enumerate(layers):
+        project_rows(rows, weight_t, bias, out[:, k])
+    return out
+
+
 def _accounts(n_models: int, bounds: EpisodeBounds, config: EnvConfig) -> tuple[np.ndarray, ...]:
     """The kernels' per-model account state at the split's start: (equity, entry price and units,
     held action, alive, actions taken, decisions made)."""
@@ -218,13 +227,12 @@ def fast_actions(
     def input_projection(chunk_start: int) -> np.ndarray:
         """Layer-0 input of every bar in a chunk, ``(bars, K, 4H)``: one matrix product per model."""
         rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
-        return np.stack([rows @ actor.window_in + actor.bias0 for actor in actors], axis=1)
+        return project_windows(rows, [(actor.window_in, actor.bias0) for actor in actors])
 
-    # The next chunk's projection runs in a thread (BLAS and the kernel release the GIL)
-    # while this chunk is stepped: on two cores the matrix product is then almost free.
-    # BLAS gets one thread: a second would spin on the kernel's core (25% slower at LSTM 256).
+    # The next chunk's projection runs in a thread (both kernels release the GIL) while this
+    # chunk is stepped: on two cores the projection is then almost free.
     chunk_starts = list(range(bounds.first, bounds.last, CHUNK_BARS))
-    with _thread_pools().limit(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(input_projection, chunk_starts[0])
         for index, chunk_start in enumerate(chunk_starts):
             projected = upcoming.result()
@@ -258,14 +266,13 @@ def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
     account, held, alive, taken, steps = _accounts(n_models, bounds, config)
     windows = market.windows(config.window_size)
     offset = config.window_size - 1
-    with _thread_pools().limit(limits=1, user_api="blas"):
-        for chunk_start in range(bounds.first, bounds.last, CHUNK_BARS):
-            rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
-            projected = np.stack([rows @ actor.window_in + actor.bias0 for actor in actors], axis=1)
-            if not step_mlp_actors(projected, chunk_start, tail, mlp, mlp_bias, widths, activations, position_pnl,
-                                   account, held, alive, market.step_table, _sizing(market), taken, steps):
-                break
+    for chunk_start in range(bounds.first, bounds.last, CHUNK_BARS):
+        rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
+        projected = project_windows(rows, [(actor.window_in, actor.bias0) for actor in actors])
+        if not step_mlp_actors(projected, chunk_start, tail, mlp, mlp_bias, widths, activations, position_pnl,
+                               account, held, alive, market.step_table, _sizing(market), taken, steps):
+            break
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 
 
-__all__ = ["ActorWeights", "MlpActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions"]
+__all__ = ["ActorWeights", "MlpActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions", "project_windows"]

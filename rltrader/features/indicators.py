@@ -3,6 +3,8 @@
 Every function here is causal: the value at bar t is computed from bars <= t only
 (rolling windows end at t, exponential averages run forward with ``adjust=False``), so
 they can be computed once for the whole file without leaking the future into training.
+Rolling windows are summed window by window (:mod:`rltrader.features.rolling`): a bar's
+value depends on its window alone, as it does in the live stream.
 Price-scale quantities are divided by the close so that features mean the same thing at
 1,200 and at 2,400 dollars an ounce.
 """
@@ -12,13 +14,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rltrader.features.rolling import rolling_mean_std
+
 
 def log_returns(close: pd.Series, horizon: int) -> pd.Series:
     return np.log(close).diff(horizon)
 
 
+def _rolling(values: pd.Series, window: int) -> tuple[pd.Series, pd.Series]:
+    mean, std = rolling_mean_std(values.to_numpy(dtype=np.float64), window)
+    return pd.Series(mean, index=values.index), pd.Series(std, index=values.index)
+
+
 def realized_volatility(close: pd.Series, window: int) -> pd.Series:
-    return np.log(close).diff().rolling(window).std(ddof=0)
+    return _rolling(np.log(close).diff(), window)[1]
 
 
 def _wilder(series: pd.Series, period: int) -> pd.Series:
@@ -55,15 +64,14 @@ def macd(close: pd.Series, fast: int, slow: int, signal: int) -> pd.DataFrame:
 
 def bollinger_position(close: pd.Series, window: int, num_std: float) -> pd.Series:
     """Where the close sits between the bands: 0 at the mean, +-1 at the bands."""
-    mean = close.rolling(window).mean()
-    width = num_std * close.rolling(window).std(ddof=0)
+    mean, std = _rolling(close, window)
+    width = num_std * std
     position = (close - mean) / width.where(width > 0)
     return position.where(width.isna() | (width > 0), 0.0)
 
 
 def rolling_zscore(values: pd.Series, window: int) -> pd.Series:
-    mean = values.rolling(window).mean()
-    std = values.rolling(window).std(ddof=0)
+    mean, std = _rolling(values, window)
     zscore = (values - mean) / std.where(std > 0)
     return zscore.where(std.isna() | (std > 0), 0.0)
 

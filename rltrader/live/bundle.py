@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rltrader import __version__
 from rltrader.atomic import TEMP_PREFIX, fsync_directory, write_json
 from rltrader.config import Config, EnvConfig, FeatureConfig
+from rltrader.data.loader import infer_point
 from rltrader.engine.model_files import saved_algorithm
 from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
@@ -82,7 +83,12 @@ class BundleDescription(BaseModel):
     :param costs: spread, commission and swap terms
     :param symbol: the traded symbol (None when neither the config nor the file name says it: a synthetic market)
     :param bar_interval_seconds: the bars' interval; a file of another interval is refused
-    :param warmup_bars: bars of history needed before the first decision
+    :param warmup_bars: bars of history before the first decision: the features' longest window or the
+        exponential averages' convergence, plus the observation window's earlier bars
+    :param loading: how the training bar file was read (separator, date format, point); new bars are
+        read the same way (None in bundles written before it was recorded: the defaults)
+    :param spread_point: the price of one spread point when costs use a fixed ``spread_points`` (inferred
+        from the training prices when the config left ``data.point`` empty); None with a spread column
     :param training_data: the bars the model trained on
     :param figures: the run's validation and test figures (agent and buy-and-hold)
     :param seed: the run's seed
@@ -105,6 +111,8 @@ class BundleDescription(BaseModel):
     symbol: str | None
     bar_interval_seconds: float
     warmup_bars: int
+    loading: dict[str, Any] | None = None
+    spread_point: float | None = None
     training_data: TrainingData
     figures: dict[str, Any]
     seed: int
@@ -147,10 +155,11 @@ def ema_warmup_bars(features: FeatureConfig, tolerance: float = EMA_TOLERANCE) -
     return max(math.ceil(math.log(tolerance) / math.log(1.0 - alpha)) for alpha in alphas)
 
 
-def history_needed(features: FeatureConfig, has_volume: bool) -> int:
+def history_needed(features: FeatureConfig, has_volume: bool, window_size: int = 1) -> int:
     """Bars of history before the first decision: the longest feature window, or the exponential
-    averages' convergence, whichever is longer."""
-    return max(warmup_bars(features, has_volume), ema_warmup_bars(features))
+    averages' convergence, whichever is longer, plus the ``window_size - 1`` earlier bars the first
+    observation holds (each must have converged features too)."""
+    return max(warmup_bars(features, has_volume), ema_warmup_bars(features)) + window_size - 1
 
 
 def describe(config: Config, prepared: PreparedData, data_path: str | Path, policy: Path,
@@ -173,12 +182,22 @@ def describe(config: Config, prepared: PreparedData, data_path: str | Path, poli
         normalization=meta["features"]["normalization"], window_size=config.env.window_size,
         env=config.env.model_dump(mode="json"), account=terms.to_json(), costs=config.costs.model_dump(mode="json"),
         symbol=terms.instrument.symbol, bar_interval_seconds=float(meta["bars"]["interval_seconds"]),
-        warmup_bars=history_needed(config.features, "volume_z" in columns),
+        warmup_bars=history_needed(config.features, "volume_z" in columns, config.env.window_size),
+        loading=config.data.model_dump(mode="json"), spread_point=_spread_point(config, prepared),
         training_data=TrainingData(path=str(meta["source"]["path"]), sha256=str(meta["source"]["sha256"]),
                                    start=str(meta["bars"]["start"]), end=str(meta["bars"]["end"]),
                                    bars=int(meta["bars"]["count"])),
         figures=figures, seed=config.training.seed, method=method,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"), rltrader_version=__version__)
+
+
+def _spread_point(config: Config, prepared: PreparedData) -> float | None:
+    """The point a fixed spread is counted in, as :class:`~rltrader.env.market.MarketData` reads it."""
+    if config.costs.spread_points is None:
+        return None
+    if config.data.point is not None:
+        return float(config.data.point)
+    return float(infer_point(prepared.load(columns=["close"])["close"].to_numpy(dtype=float))[0])
 
 
 def write_bundle(target: str | Path, policy: str | Path, description: BundleDescription) -> Path:

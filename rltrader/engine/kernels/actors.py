@@ -70,6 +70,20 @@ def _add_product(out: np.ndarray, weights_t: np.ndarray, inputs: np.ndarray) -> 
                     out[r] += weights[r] * value
 
 
+@njit(cache=True, nogil=True)
+def project_rows(rows: np.ndarray, weight_t: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    """``out[r] = bias + weight_t.T @ rows[r]`` for every row: a layer's input projection, one row at a time.
+
+    Why not BLAS: its result for a row depends on how many rows are multiplied at once (OpenBLAS
+    takes another kernel, with another summation order, for small products), so one bar projected
+    alone would differ in the last bits from the same bar projected in a chunk of a thousand, and a
+    near-tie could then flip an action. Here each row is summed alone, inputs in order, whatever the
+    number of rows: the fast evaluator's chunks and the live stream's single bars get the same bits."""
+    for r in range(rows.shape[0]):
+        out[r, :] = bias
+        _add_product(out[r], weight_t, rows[r])
+
+
 @njit(cache=True, nogil=True, inline="always")
 def double_gate_activations(gates: np.ndarray, act: np.ndarray, exps: np.ndarray, bits: np.ndarray) -> None:
     """The evaluator's gate nonlinearities for :func:`~rltrader.engine.kernels.lstm.lstm_cell`: libm's
@@ -102,14 +116,11 @@ def _arg_max3(logits: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
-           sizing: np.ndarray, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
-    """Record model ``k``'s ``choice`` and advance its account over bar ``t`` with
+def _settle(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
+            sizing: np.ndarray, observed: np.ndarray) -> float:
+    """Fill model ``k``'s ``choice`` at bar ``t``'s open and mark its account to ``t``'s close with
     ``TradingEnv.step``'s arithmetic in its order (:func:`rltrader.engine.kernels.accounts.fill`); write the
-    next observation's position and PnL % into ``observed``. True when the account is
-    bankrupt (the episode ends there)."""
-    taken[k, steps[k]] = choice
-    steps[k] += 1
+    next observation's position and PnL % into ``observed``. Returns the step's profit."""
     units, profit = fill(table, t, held[k], choice, account[k, 2], account[k, 1], account[k, 0], sizing[0] != 0.0,
                          sizing[1])
     equity = account[k, 0] + profit
@@ -120,7 +131,80 @@ def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, t
     account[k, 2] = units
     observed[0] = float(choice - 1)
     observed[1] = unrealized_percent(table, t, units, account[k, 1], equity)
-    return equity <= 0.0
+    return profit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, table: np.ndarray,
+           sizing: np.ndarray, taken: np.ndarray, steps: np.ndarray, observed: np.ndarray) -> bool:
+    """Record model ``k``'s ``choice`` and settle it at bar ``t`` (:func:`_settle`). True when the
+    account is bankrupt (the episode ends there)."""
+    taken[k, steps[k]] = choice
+    steps[k] += 1
+    _settle(k, choice, t, account, held, table, sizing, observed)
+    return account[k, 0] <= 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _recurrent_logits(k: int, projected: np.ndarray, recurrent: np.ndarray, upper: np.ndarray,
+                      upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray, mlp_widths: np.ndarray,
+                      mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
+                      layer0_input: np.ndarray, hidden: np.ndarray, cell: np.ndarray, gates: np.ndarray,
+                      activated: np.ndarray, tanh_cell: np.ndarray, unused_exps: np.ndarray, unused_bits: np.ndarray,
+                      stacked: np.ndarray, latent: np.ndarray, layer_out: np.ndarray, logits: np.ndarray) -> None:
+    """One decision of recurrent actor ``k``: advance its LSTM by one bar from ``projected`` (the bar's
+    layer-0 input projection) and write the action logits. The evaluator and the live stream both
+    decide through this one function, so the same inputs give the same bits in both."""
+    size = hidden.shape[2]
+    n_layers = hidden.shape[1]
+    gates[:] = projected
+    _add_product(gates, recurrent[k], layer0_input[k])
+    lstm_cell(gates, activated, cell[k, 0], tanh_cell, hidden[k, 0], unused_exps, unused_bits,
+              double_gate_activations, double_cell_squash)
+    layer0_input[k, :size] = hidden[k, 0]
+    for layer in range(1, n_layers):
+        stacked[:size] = hidden[k, layer - 1]
+        stacked[size:] = hidden[k, layer]
+        gates[:] = upper_bias[k, layer - 1]
+        _add_product(gates, upper[k, layer - 1], stacked)
+        lstm_cell(gates, activated, cell[k, layer], tanh_cell, hidden[k, layer], unused_exps, unused_bits,
+                  double_gate_activations, double_cell_squash)
+    width = size
+    latent[:width] = hidden[k, n_layers - 1]
+    weight_at = bias_at = 0
+    for m in range(mlp_activation.shape[0]):
+        out_width = mlp_widths[m + 1]
+        weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
+        layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
+        _add_product(layer_out[:out_width], weights, latent[:width])
+        weight_at += width * out_width
+        bias_at += out_width
+        _activate(layer_out, latent, out_width, mlp_activation[m])
+        width = out_width
+    logits[:] = action_bias[k]
+    _add_product(logits, action[k], latent[:width])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mlp_logits(k: int, projected: np.ndarray, tail: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray,
+                mlp_widths: np.ndarray, mlp_activation: np.ndarray, position_pnl: np.ndarray, latent: np.ndarray,
+                layer_out: np.ndarray) -> None:
+    """One decision of feed-forward actor ``k``: the first layer from ``projected`` plus its position and
+    PnL columns, then the later layers; the logits end in ``latent[:3]``."""
+    width = mlp_widths[0]
+    layer_out[:width] = projected
+    _add_product(layer_out[:width], tail[k], position_pnl[k])
+    _activate(layer_out, latent, width, mlp_activation[0])
+    weight_at = bias_at = 0
+    for m in range(1, mlp_widths.shape[0]):
+        out_width = mlp_widths[m]
+        weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
+        layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
+        _add_product(layer_out[:out_width], weights, latent[:width])
+        weight_at += width * out_width
+        bias_at += out_width
+        _activate(layer_out, latent, out_width, mlp_activation[m])
+        width = out_width
 
 
 @njit(cache=True, nogil=True)
@@ -155,7 +239,6 @@ def step_actors(
     """
     n_bars, n_models = projected.shape[0], projected.shape[1]
     size = hidden.shape[2]
-    n_layers = hidden.shape[1]
     gates = np.empty(4 * size, dtype=np.float32)
     activated = np.empty(4 * size, dtype=np.float64)  # the cell's scratch: gates and tanh(c) in double
     tanh_cell = np.empty(size, dtype=np.float64)
@@ -172,32 +255,9 @@ def step_actors(
             if not alive[k]:
                 continue
             any_alive = True
-            gates[:] = projected[j, k]
-            _add_product(gates, recurrent[k], layer0_input[k])
-            lstm_cell(gates, activated, cell[k, 0], tanh_cell, hidden[k, 0], unused_exps, unused_bits,
-                      double_gate_activations, double_cell_squash)
-            layer0_input[k, :size] = hidden[k, 0]
-            for layer in range(1, n_layers):
-                stacked[:size] = hidden[k, layer - 1]
-                stacked[size:] = hidden[k, layer]
-                gates[:] = upper_bias[k, layer - 1]
-                _add_product(gates, upper[k, layer - 1], stacked)
-                lstm_cell(gates, activated, cell[k, layer], tanh_cell, hidden[k, layer], unused_exps, unused_bits,
-                          double_gate_activations, double_cell_squash)
-            width = size
-            latent[:width] = hidden[k, n_layers - 1]
-            weight_at = bias_at = 0
-            for m in range(mlp_activation.shape[0]):
-                out_width = mlp_widths[m + 1]
-                weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
-                layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
-                _add_product(layer_out[:out_width], weights, latent[:width])
-                weight_at += width * out_width
-                bias_at += out_width
-                _activate(layer_out, latent, out_width, mlp_activation[m])
-                width = out_width
-            logits[:] = action_bias[k]
-            _add_product(logits, action[k], latent[:width])
+            _recurrent_logits(k, projected[j, k], recurrent, upper, upper_bias, mlp, mlp_bias, mlp_widths,
+                              mlp_activation, action, action_bias, layer0_input, hidden, cell, gates, activated,
+                              tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits)
             if _trade(k, _arg_max3(logits), t, account, held, table, sizing, taken, steps,
                       layer0_input[k, size:]):
                 alive[k] = False
@@ -244,20 +304,8 @@ def step_mlp_actors(
             if not alive[k]:
                 continue
             any_alive = True
-            width = mlp_widths[0]
-            layer_out[:width] = projected[j, k]
-            _add_product(layer_out[:width], tail[k], position_pnl[k])
-            _activate(layer_out, latent, width, mlp_activation[0])
-            weight_at = bias_at = 0
-            for m in range(1, mlp_widths.shape[0]):
-                out_width = mlp_widths[m]
-                weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
-                layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
-                _add_product(layer_out[:out_width], weights, latent[:width])
-                weight_at += width * out_width
-                bias_at += out_width
-                _activate(layer_out, latent, out_width, mlp_activation[m])
-                width = out_width
+            _mlp_logits(k, projected[j, k], tail, mlp, mlp_bias, mlp_widths, mlp_activation, position_pnl,
+                        latent, layer_out)
             if _trade(k, _arg_max3(latent), t, account, held, table, sizing, taken, steps, position_pnl[k]):
                 alive[k] = False
         if not any_alive:
@@ -280,4 +328,95 @@ def _activate(values: np.ndarray, out: np.ndarray, width: int, code: int) -> Non
         out[u] = value
 
 
-__all__ = ["step_actors", "step_mlp_actors"]
+@njit(cache=True, nogil=True)
+def stream_recurrent_actor(
+    projected: np.ndarray,  # float32 (N, 1, 4H): layer-0 input projection of the new bars' windows + bias
+    decide: np.ndarray,  # bool (N,): whether a decision is taken at each new bar's close
+    table: np.ndarray,  # float64 (N + 1, 9): step-table rows of the bar before the new ones, then the new bars
+    pending: np.ndarray,  # int64 (1,): state, the action decided at the last bar and not yet filled (-1: none)
+    recurrent: np.ndarray, upper: np.ndarray, upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray,
+    mlp_widths: np.ndarray, mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
+    layer0_input: np.ndarray, hidden: np.ndarray, cell: np.ndarray,  # as :func:`step_actors`, K = 1
+    account: np.ndarray, held: np.ndarray, alive: np.ndarray, sizing: np.ndarray,  # as :func:`step_actors`
+    actions: np.ndarray,  # int64 (N,): the action decided at each bar (-1: none), written
+    logits_out: np.ndarray,  # float32 (N, 3): its logits, written
+    profits: np.ndarray,  # float64 (N,): the profit of the fill at each bar (0 without one), written
+    filled: np.ndarray,  # bool (N,): whether a pending action was filled at the bar's open, written
+    marks: np.ndarray,  # float64 (N, 3): the account after each bar (equity, entry price, units), written
+    held_out: np.ndarray,  # int64 (N,): the action held after each bar's fill, written
+) -> None:
+    """The live order of :func:`step_actors` for one recurrent actor: at each new bar, first fill the
+    action pending from the previous close (at this bar's open) and mark the account to this close,
+    then decide at this close; the last decision stays pending until the next bar arrives.
+
+    Over the same bars this runs the same arithmetic as :func:`step_actors`, in the same order, through
+    the same functions (:func:`_recurrent_logits`, :func:`_settle`), so the actions, the LSTM state and
+    the account are bit for bit the fast evaluator's, however the bars are cut into calls."""
+    size = hidden.shape[2]
+    gates = np.empty(4 * size, dtype=np.float32)
+    activated = np.empty(4 * size, dtype=np.float64)
+    tanh_cell = np.empty(size, dtype=np.float64)
+    unused_exps, unused_bits = np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32)
+    stacked = np.empty(2 * size, dtype=np.float32)
+    widest = mlp_widths.max()
+    latent = np.zeros(widest, dtype=np.float32)
+    layer_out = np.zeros(widest, dtype=np.float32)
+    logits = np.empty(3, dtype=np.float32)
+    for j in range(projected.shape[0]):
+        actions[j] = -1
+        filled[j] = False
+        profits[j] = 0.0
+        if pending[0] >= 0 and alive[0]:
+            profits[j] = _settle(0, pending[0], j + 1, account, held, table, sizing, layer0_input[0, size:])
+            filled[j] = True
+            if account[0, 0] <= 0.0:
+                alive[0] = False
+        pending[0] = -1
+        if decide[j] and alive[0]:
+            _recurrent_logits(0, projected[j, 0], recurrent, upper, upper_bias, mlp, mlp_bias, mlp_widths,
+                              mlp_activation, action, action_bias, layer0_input, hidden, cell, gates, activated,
+                              tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits)
+            actions[j] = _arg_max3(logits)
+            logits_out[j] = logits
+            pending[0] = actions[j]
+        marks[j] = account[0]
+        held_out[j] = held[0]
+
+
+@njit(cache=True, nogil=True)
+def stream_mlp_actor(
+    projected: np.ndarray,  # float32 (N, 1, W0): first layer's pre-activation from the new bars' windows + bias
+    decide: np.ndarray,  # bool (N,)
+    table: np.ndarray,  # float64 (N + 1, 9): as :func:`stream_recurrent_actor`
+    pending: np.ndarray,  # int64 (1,): state
+    tail: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray, mlp_widths: np.ndarray,
+    mlp_activation: np.ndarray, position_pnl: np.ndarray,  # as :func:`step_mlp_actors`, K = 1
+    account: np.ndarray, held: np.ndarray, alive: np.ndarray, sizing: np.ndarray,
+    actions: np.ndarray, logits_out: np.ndarray, profits: np.ndarray, filled: np.ndarray,  # written
+    marks: np.ndarray, held_out: np.ndarray,  # written
+) -> None:
+    """:func:`stream_recurrent_actor` for a feed-forward actor (:func:`step_mlp_actors`'s arithmetic)."""
+    widest = mlp_widths.max()
+    latent = np.zeros(widest, dtype=np.float32)
+    layer_out = np.zeros(widest, dtype=np.float32)
+    for j in range(projected.shape[0]):
+        actions[j] = -1
+        filled[j] = False
+        profits[j] = 0.0
+        if pending[0] >= 0 and alive[0]:
+            profits[j] = _settle(0, pending[0], j + 1, account, held, table, sizing, position_pnl[0])
+            filled[j] = True
+            if account[0, 0] <= 0.0:
+                alive[0] = False
+        pending[0] = -1
+        if decide[j] and alive[0]:
+            _mlp_logits(0, projected[j, 0], tail, mlp, mlp_bias, mlp_widths, mlp_activation, position_pnl, latent,
+                        layer_out)
+            actions[j] = _arg_max3(latent)
+            logits_out[j] = latent[:3]
+            pending[0] = actions[j]
+        marks[j] = account[0]
+        held_out[j] = held[0]
+
+
+__all__ = ["project_rows", "step_actors", "step_mlp_actors", "stream_mlp_actor", "stream_recurrent_actor"]
