@@ -473,6 +473,121 @@ def _command_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_time(text: str | None) -> int | None:
+    """``--start`` as bar-time nanoseconds, or a one-line error."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        return int(pd.Timestamp(text).value)
+    except ValueError:
+        raise UserInputError(f"--start {text!r} is not a time; write it as 2025-01-02 00:00") from None
+
+
+def _command_signal(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from rltrader.live.bars import read_bar_file
+    from rltrader.live.bundle import read_bundle
+    from rltrader.live.signal import FileWatcher, decision_record, last_decision_index, read_when_complete
+
+    bundle = read_bundle(args.bundle)
+    read_bar_file(args.data_path, bundle.description)  # refuse a wrong file before torch loads
+    start = _start_time(args.start)
+    from rltrader.live.stream import DecisionStream
+
+    stream = DecisionStream(bundle, start)
+    began = time.perf_counter()
+    bar_file = read_bar_file(args.data_path, bundle.description)
+    batch = stream.advance(bar_file.bars)
+    record = decision_record(stream, batch, last_decision_index(batch))
+    record["seconds"] = round(time.perf_counter() - began, 3)
+    print(json.dumps(record), flush=True)
+    if not args.follow:
+        return 0
+    watcher = FileWatcher(Path(args.data_path), args.poll)
+    print(f"rltrader signal: following {args.data_path} (a line per new closed bar; Ctrl-C stops)", file=sys.stderr,
+          flush=True)
+    for _ in watcher.changes():
+        bar_file = read_when_complete(lambda: read_bar_file(args.data_path, bundle.description, need_history=False),
+                                      watcher)
+        new = bar_file.after(stream.last_time)
+        if not len(new):
+            continue
+        batch = stream.advance(new)
+        for stamp, why in batch.rejected:
+            print(f"rltrader signal: skipped bar {_iso_ns(stamp)}: {why}", file=sys.stderr, flush=True)
+        for index in range(len(batch)):
+            print(json.dumps(decision_record(stream, batch, index)), flush=True)
+    return 0
+
+
+def _iso_ns(stamp: int) -> str:
+    from rltrader.live.stream import _iso
+
+    return _iso(stamp)
+
+
+def _paper_lines(account: typing.Any, rows: int) -> list[str]:
+    """The last ``rows`` ledger rows as the terminal shows them."""
+    frame = account.ledger_frame().tail(rows)
+    lines = []
+    for row in frame.itertuples(index=False):
+        traded = row.fill_price is not None and row.fill_price == row.fill_price  # not None, not NaN
+        filled = (f"-> {row.filled:<5} @ {row.fill_price:<10,.2f}" if traded else
+                  f"holds {row.filled:<5}{'':<9}" if row.filled else f"{'':<20}")
+        decision = (f"next: {row.decision} (p={max(row.p_short, row.p_flat, row.p_long):.2f})" if row.decision
+                    else "no decision")
+        lines.append(f"  {row.time}  {filled} units {row.units:>9,.4f}  equity {row.equity:,.2f}  "
+                     f"buy-and-hold {row.buy_and_hold:,.2f}  {decision}")
+    return lines
+
+
+def _command_paper(args: argparse.Namespace) -> int:
+    from rltrader.live.paper import open_paper_account, paper_summary, write_paper_report
+    from rltrader.live.signal import FileWatcher, read_when_complete
+
+    account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start)
+
+    def step(bars: typing.Any) -> None:
+        before = len(account.ledger["time"])
+        batch = account.process(bars)
+        for stamp, why in batch.rejected:
+            print(f"rltrader paper: skipped bar {_iso_ns(stamp)}: {why}", file=sys.stderr, flush=True)
+        added = len(account.ledger["time"]) - before
+        if added > 8:
+            print(f"  ... {added - 8:,} earlier bars in {account.root / 'ledger.csv'}")
+        for line in _paper_lines(account, min(added, 8)):
+            print(line, flush=True)
+        paths = write_paper_report(account)
+        summary = paper_summary(account)
+        paper, hold = summary.get("paper", {}), summary.get("buy_and_hold", {})
+        if paper:
+            print(f"rltrader paper {args.name}: {summary['bars']:,} bars since {summary['first_bar']}, equity "
+                  f"{paper['final_equity']:,.2f} ({100 * paper['total_return']:+.2f}%), buy-and-hold "
+                  f"{hold['final_equity']:,.2f} ({100 * hold['total_return']:+.2f}%), holding {summary['position']}, "
+                  f"next: {summary['next_decision'] or 'none'}; {paths['picture']}", flush=True)
+
+    bars = account.new_bars()
+    if len(bars) or account.created:
+        step(bars)
+    else:
+        print(f"rltrader paper {args.name}: no new bar after {_iso_ns(account.last_time)} in {args.data_path}",
+              flush=True)
+    if not args.follow:
+        return 0
+    watcher = FileWatcher(Path(args.data_path), args.poll)
+    print(f"rltrader paper: following {args.data_path} (Ctrl-C stops; the same command resumes)", file=sys.stderr,
+          flush=True)
+    for _ in watcher.changes():
+        bars = read_when_complete(account.new_bars, watcher)
+        if len(bars):
+            step(bars)
+    return 0
+
+
 def _command_evaluate(args: argparse.Namespace) -> int:
     from rltrader.display.tables import evaluation_text
     from rltrader.env import MarketData
@@ -682,6 +797,36 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, help="a finished run's directory (e.g. results/42) or a bundle")
     export.add_argument("--out", type=Path, required=True, help="the bundle's directory (new, or a bundle to replace)")
     export.set_defaults(handler=_command_export)
+
+    signal_parser = commands.add_parser(
+        "signal", help="print a bundle's decision for the next bar of a bar file, as one JSON line",
+        description="Read the bar file, warm the bundle's features up on its history, and print the decision at "
+        "the last closed bar (action, probabilities, the bar it was decided on, the bars of history behind it) as "
+        "one JSON line. The account behind it starts flat after the warm-up (or at --start) and trades every bar "
+        "since, as the backtest does. --follow watches the file and prints a line per new closed bar.")
+    signal_parser.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
+    signal_parser.add_argument("--data_path", type=Path, required=True, help="bar file (a terminal export)")
+    signal_parser.add_argument("--start", default=None, help="first bar to decide on (default: after the warm-up)")
+    signal_parser.add_argument("--follow", action="store_true", help="keep watching the file for new bars")
+    signal_parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file (--follow)")
+    signal_parser.set_defaults(handler=_command_signal)
+
+    paper = commands.add_parser(
+        "paper", help="paper-trade a bundle on a bar file: each new closed bar decided, filled at the next open",
+        description="Open (or continue) the paper account NAME: every bar of the file after the last processed one "
+        "is decided at its close and filled at the next bar's open with the backtest's ledger, costs and sizing. "
+        "The ledger, keyed by bar time, is written atomically after each batch: a killed run loses nothing, and the "
+        "same command continues it. Writes ledger.csv, summary.json and equity.png under --paper_dir/NAME.")
+    paper.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
+    paper.add_argument("--data_path", type=Path, required=True, help="bar file the terminal appends to")
+    paper.add_argument("--name", required=True, help="the paper account's name")
+    paper.add_argument("--paper_dir", type=Path, default=Path("results/paper"),
+                       help="where paper accounts live (default: results/paper)")
+    paper.add_argument("--start", default=None,
+                       help="a new account's first decision bar (default: the newest bar when it opens)")
+    paper.add_argument("--follow", action="store_true", help="keep watching the file for new bars")
+    paper.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file (--follow)")
+    paper.set_defaults(handler=_command_paper)
 
     synth = commands.add_parser(
         "synth", help="write a known-answer market: bars with a planted edge whose oracle is known",

@@ -198,11 +198,27 @@ class DecisionStream:
                                 f"{_iso(self.last_time)}; pass only bars after it")
 
     def _accepted(self, bars: BarArrays) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Which bars pass the impossible-price check, judged against the last accepted bar."""
+        """Which bars pass the impossible-price check, judged against the last accepted bar.
+
+        Vectorized against each bar's predecessor first; only a batch holding a suspect bar is
+        walked bar by bar (a refused bar is not the next one's reference)."""
         prices = np.column_stack([bars.open, bars.high, bars.low, bars.close])
-        finite = np.isfinite(prices).all(axis=1) & (prices > 0).all(axis=1)
-        consistent = finite & (bars.high >= np.maximum(bars.open, bars.close) - 1e-9 * np.abs(bars.high)) & (
-            bars.low <= np.minimum(bars.open, bars.close) + 1e-9 * np.abs(bars.high))
+        tolerance = 1e-9 * np.abs(bars.high)
+        consistent = (np.isfinite(prices).all(axis=1) & (prices > 0).all(axis=1)
+                      & (bars.high >= np.maximum(bars.open, bars.close) - tolerance)
+                      & (bars.low <= np.minimum(bars.open, bars.close) + tolerance))
+        highs, lows = bars.high, bars.low
+        if self.previous is not None:
+            highs = np.concatenate(([self.previous[2]], highs))
+            lows = np.concatenate(([self.previous[3]], lows))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logs = np.log(prices)
+            reference_low, reference_high = np.log(lows[:-1]), np.log(highs[:-1])  # each bar's predecessor
+            judged = logs if self.previous is not None else logs[1:]
+            distance = np.maximum(0.0, np.maximum(reference_low[:, None] - judged,
+                                                  judged - reference_high[:, None])).max(axis=1, initial=0.0)
+        if consistent.all() and not (distance > IMPOSSIBLE_LOG_JUMP).any():
+            return np.ones(len(bars), dtype=bool), []
         keep = np.ones(len(bars), dtype=bool)
         rejected: list[tuple[int, str]] = []
         reference = None if self.previous is None else (self.previous[2], self.previous[3])
@@ -213,13 +229,12 @@ class DecisionStream:
                                                           "not contain the open and close"))
                 continue
             if reference is not None:
-                low, high = np.log(reference[1]), np.log(reference[0])
-                logs = np.log(prices[i])
-                distance = float(np.max(np.maximum(0.0, np.maximum(low - logs, logs - high))))
-                if distance > IMPOSSIBLE_LOG_JUMP:
+                far = float(np.max(np.maximum(0.0, np.maximum(np.log(reference[1]) - logs[i],
+                                                              logs[i] - np.log(reference[0])))))
+                if far > IMPOSSIBLE_LOG_JUMP:
                     keep[i] = False
-                    rejected.append((int(bars.timestamps[i]), f"a price is {np.exp(distance):,.0f}x away from the "
-                                                              "last accepted bar: a lost decimal or a bad tick"))
+                    rejected.append((int(bars.timestamps[i]), f"a price is {np.exp(far):,.0f}x away from the last "
+                                                              "accepted bar: a lost decimal or a bad tick"))
                     continue
             reference = (bars.high[i], bars.low[i])
         return keep, rejected

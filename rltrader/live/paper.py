@@ -1,0 +1,299 @@
+"""Paper trading: a bundle decides each new closed bar of a file and a paper account fills it, kill-safe.
+
+One paper account is a directory (``results/paper/<name>/``):
+
+- ``state.json``: the truth. The decision stream's state (features, LSTM, account), the ledger so far
+  (one row per bar, keyed by bar time) and which bundle and file it follows. It is rewritten
+  atomically after each batch of bars, so it always holds a whole number of bars: a process killed
+  at any point (``kill -9`` included) leaves the last complete state, and the same command
+  recomputes what was lost, bar for bar identically (every step is deterministic).
+- ``ledger.csv``: the ledger for people and spreadsheets, rewritten from the state after it.
+- ``equity.png`` and ``summary.json``: the paper equity against buy-and-hold (same costs and sizing)
+  and against the backtest's test figures; written by :func:`write_paper_report`.
+
+The account fills at the next bar's open with the backtest's own ledger arithmetic (the decision
+stream runs the evaluator's kernels), so a paper account over a test split ends on the evaluator's
+final equity (``bench/parity.py``). A bar is processed once: bars at or before the last processed
+one are never traded again, and every later bar is, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rltrader.atomic import atomic_path, write_json, write_text
+from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
+from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
+from rltrader.errors import UserInputError
+from rltrader.live.bars import read_bar_file
+from rltrader.live.bundle import MANIFEST_FILE, Bundle, read_bundle
+from rltrader.live.features import BarArrays
+from rltrader.live.stream import DecisionStream, StepBatch, _iso
+
+STATE_FILE = "state.json"
+LEDGER_FILE = "ledger.csv"
+SUMMARY_FILE = "summary.json"
+PICTURE_FILE = "equity.png"
+STATE_VERSION = 1
+LONG = 2
+#: The ledger's columns: the bar, what was filled at its open, the account at its close, the decision at its close.
+LEDGER_COLUMNS = ("time", "open", "close", "filled", "units", "fill_price", "trade_cost", "swap", "pnl", "equity",
+                  "buy_and_hold", "decision", "p_short", "p_flat", "p_long")
+
+
+class PaperError(UserInputError):
+    """A paper account that cannot go on as asked (another bundle or file under the same name...)."""
+
+
+@dataclass
+class BuyAndHold:
+    """The comparison account: long from the first fill and held, with the same costs and sizing."""
+
+    held: int
+    units: float
+    entry: float
+    equity: float
+
+    def step(self, table: np.ndarray, t: int, fraction_sizing: bool, size: float) -> None:
+        units, profit = fill(table, t, self.held, LONG, self.units, self.entry, self.equity, fraction_sizing, size)
+        if self.held != LONG:
+            self.entry = float(table[t, OPEN_COLUMN])
+        self.held, self.units, self.equity = LONG, float(units), self.equity + profit
+
+
+class PaperAccount:
+    """A named paper account following one bundle on one bar file.
+
+    :param root: the account's directory (``results/paper/<name>``)
+    :param bundle: the verified bundle that decides
+    :param data_path: the bar file it follows (a terminal export that grows)
+    :param start: bar time (ns) of the first decision; None: the file's last bar when the account opens
+    """
+
+    def __init__(self, root: Path, bundle: Bundle, data_path: Path, start: int | None = None) -> None:
+        self.root, self.bundle, self.data_path = root, bundle, data_path
+        self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
+        self.stream = DecisionStream(bundle, start)
+        self.ledger: dict[str, list[Any]] = {column: [] for column in LEDGER_COLUMNS}
+        self.buy_and_hold: BuyAndHold | None = None
+        self.created = not (root / STATE_FILE).exists()
+        if not self.created:
+            self._load()
+        self.start_requested = start
+
+    # ------------------------------------------------------------------ persistence
+    def _load(self) -> None:
+        path = self.root / STATE_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise PaperError(f"{path}: unreadable paper state; remove the directory to start the account again") \
+                from None
+        if raw.get("version") != STATE_VERSION:
+            raise PaperError(f"{path}: paper state version {raw.get('version')!r}; this rltrader reads "
+                             f"{STATE_VERSION}")
+        if raw["bundle_manifest"] != self.bundle_digest.decode("utf-8"):
+            raise PaperError(f"paper account {self.root.name!r} trades another bundle ({raw['bundle']}); pass that "
+                             "bundle, or another --name for this one")
+        if Path(raw["data_path"]).resolve() != self.data_path.resolve():
+            raise PaperError(f"paper account {self.root.name!r} follows {raw['data_path']}; pass that file, or "
+                             "another --name for this one")
+        self.stream.restore(raw["stream"])
+        self.ledger = {column: list(raw["ledger"][column]) for column in LEDGER_COLUMNS}
+        self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
+
+    def _save(self) -> None:
+        """The state in one atomic write, then the CSV from it (a kill between them is mended on the next run)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.root / STATE_FILE, {
+            "version": STATE_VERSION, "bundle": str(self.bundle.root),
+            "bundle_manifest": self.bundle_digest.decode("utf-8"), "data_path": str(self.data_path),
+            "stream": self.stream.state(), "ledger": self.ledger,
+            "buy_and_hold": None if self.buy_and_hold is None else self.buy_and_hold.__dict__,
+        })
+        self.write_ledger_csv()
+
+    def write_ledger_csv(self) -> Path:
+        return write_text(self.root / LEDGER_FILE, self.ledger_frame().to_csv(index=False, float_format="%.10g"))
+
+    def ledger_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.ledger, columns=list(LEDGER_COLUMNS))
+
+    # ------------------------------------------------------------------ the work
+    @property
+    def last_time(self) -> int | None:
+        return self.stream.last_time
+
+    def new_bars(self) -> BarArrays:
+        """The file's bars after the last processed one; on a new account, all of them (the warm-up)."""
+        bar_file = read_bar_file(self.data_path, self.bundle.description, need_history=self.created)
+        bars = bar_file.bars
+        if self.created and self.stream.start is None:
+            self.stream.start = int(bars.timestamps[-1])  # decide from the newest bar on: a forward test
+        self._check_history(bars)
+        return bar_file.after(self.last_time)
+
+    def _check_history(self, bars: BarArrays) -> None:
+        """Refuse a file that gained a bar at or before the last processed one (it would never be traded)."""
+        if self.last_time is None or not self.ledger["time"]:
+            return
+        first = np.datetime64(self.ledger["time"][0]).astype("datetime64[ns]").astype(np.int64)
+        since = bars.timestamps[(bars.timestamps >= first) & (bars.timestamps <= self.last_time)]
+        known = np.array(self.ledger["time"], dtype="datetime64[ns]").astype(np.int64)
+        unknown = np.setdiff1d(since, known)
+        if len(unknown):
+            raise PaperError(f"{self.data_path}: bar {_iso(int(unknown[0]))} is not later than the last processed "
+                             f"bar {_iso(self.last_time)} and was not there when it was processed; a new bar must "
+                             "come after the last one; remove it from the file")
+
+    def process(self, bars: BarArrays) -> StepBatch:
+        """Decide and fill ``bars`` (later than the last processed bar), append them to the ledger, save."""
+        batch = self.stream.advance(bars)
+        self._append(batch)
+        self._save()
+        self.created = False
+        return batch
+
+    def _append(self, batch: StepBatch) -> None:
+        start = self.stream.start
+        size, fraction = float(self.stream.sizing[1]), bool(self.stream.sizing[0])
+        table = np.vstack([batch.previous_row, batch.table])
+        units_before = self.ledger["units"][-1] if self.ledger["units"] else 0.0
+        for j in range(len(batch)):
+            if start is not None and batch.timestamps[j] < start:
+                continue
+            row = table[j + 1]
+            if batch.filled[j]:
+                if self.buy_and_hold is None:
+                    self.buy_and_hold = BuyAndHold(held=1, units=0.0, entry=0.0,
+                                                   equity=float(self.stream.env.initial_balance))
+                self.buy_and_hold.step(table, j + 1, fraction, size)
+            units = float(batch.units[j])
+            changed = batch.filled[j] and units != units_before
+            swap = (units_before * row[SWAP_LONG] if units_before > 0 else -units_before * row[SWAP_SHORT]) \
+                if batch.filled[j] else 0.0
+            action = int(batch.actions[j])
+            values = {
+                "time": _iso(int(batch.timestamps[j])), "open": float(row[OPEN_COLUMN]),
+                "close": float(row[CLOSE_COLUMN]), "filled": ACTION_NAMES[int(batch.held[j])] if batch.filled[j] else "",
+                "units": units, "fill_price": float(row[OPEN_COLUMN]) if changed else None,
+                "trade_cost": float(abs(units - units_before) * row[COST]) if batch.filled[j] else 0.0,
+                "swap": float(swap) + 0.0, "pnl": float(batch.profits[j]), "equity": float(batch.equity[j]),
+                "buy_and_hold": float(self.buy_and_hold.equity if self.buy_and_hold is not None
+                                      else self.stream.env.initial_balance),
+                "decision": ACTION_NAMES[action] if action >= 0 else "",
+                "p_short": _number(batch.probabilities[j, 0]), "p_flat": _number(batch.probabilities[j, 1]),
+                "p_long": _number(batch.probabilities[j, 2]),
+            }
+            for column in LEDGER_COLUMNS:
+                self.ledger[column].append(values[column])
+            units_before = units
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def open_paper_account(bundle_dir: str | Path, data_path: str | Path, name: str, paper_dir: str | Path,
+                       start: str | None = None) -> PaperAccount:
+    """The paper account ``name`` under ``paper_dir``: opened again as it was left, or opened new.
+
+    :param bundle_dir: the bundle that decides
+    :param data_path: the bar file to follow
+    :param name: the account's name (its directory under ``paper_dir``)
+    :param paper_dir: where paper accounts live (default ``results/paper``)
+    :param start: first bar to decide on (a time such as ``2025-01-02 00:00``), for a new account; default: the
+        file's last bar when the account opens
+    """
+    if not name or any(part in name for part in ("/", "\\", "..")):
+        raise PaperError(f"--name {name!r}: use a plain name such as demo")
+    bundle = read_bundle(bundle_dir)
+    path = Path(data_path)
+    stamp = None
+    if start is not None:
+        try:
+            stamp = int(pd.Timestamp(start).value)
+        except ValueError:
+            raise PaperError(f"--start {start!r} is not a time; write it as 2025-01-02 00:00") from None
+    return PaperAccount(Path(paper_dir) / name, bundle, path, stamp)
+
+
+def paper_summary(account: PaperAccount) -> dict[str, Any]:
+    """The account's figures against buy-and-hold and the backtest's test figures."""
+    from rltrader.evaluation.metrics import max_drawdown
+    from rltrader.evaluation.significance import sharpe_estimate
+
+    frame = account.ledger_frame()
+    about = account.bundle.description
+    initial = float(account.stream.env.initial_balance)
+    test = about.figures.get("test", {})
+    summary: dict[str, Any] = {"name": account.root.name, "bundle": str(account.bundle.root),
+                               "data_path": str(account.data_path), "bars": len(frame),
+                               "backtest_test": {key: test.get("agent", {}).get(key) for key in
+                                                 ("total_return", "sharpe", "sharpe_interval", "max_drawdown")}}
+    if len(frame) == 0:
+        return summary
+    span = pd.Timestamp(frame["time"].iloc[-1]) - pd.Timestamp(frame["time"].iloc[0])
+    data = about.training_data
+    years = (pd.Timestamp(data.end) - pd.Timestamp(data.start)).total_seconds() / (365.25 * 86400)
+    bars_per_year = (data.bars - 1) / years if years > 0 else float("nan")
+    for label, column in (("paper", "equity"), ("buy_and_hold", "buy_and_hold")):
+        equity = np.concatenate(([initial], frame[column].to_numpy(dtype=float)))
+        returns = equity[1:] / equity[:-1] - 1.0  # as the backtest's metrics count them
+        entry: dict[str, Any] = {"final_equity": float(equity[-1]), "total_return": float(equity[-1] / initial - 1),
+                                 "max_drawdown": float(max_drawdown(equity))}
+        if len(returns) > 2 and np.std(returns) > 0:
+            estimate = sharpe_estimate(returns, bars_per_year)
+            entry.update(sharpe=estimate.sharpe, sharpe_interval=[estimate.low, estimate.high])
+        summary[label] = entry
+    summary.update(first_bar=frame["time"].iloc[0], last_bar=frame["time"].iloc[-1], span_days=span.total_seconds()
+                   / 86400, trades=int((frame["fill_price"].notna()).sum()), position=frame["filled"].replace(
+                       "", np.nan).ffill().fillna("flat").iloc[-1], next_decision=frame["decision"].iloc[-1])
+    return summary
+
+
+def write_paper_report(account: PaperAccount) -> dict[str, Path]:
+    """``summary.json`` and ``equity.png`` (paper vs buy-and-hold, and the backtest's test return as a pace line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = paper_summary(account)
+    frame = account.ledger_frame()
+    figure, axis = plt.subplots(figsize=(9, 4.2))
+    if len(frame):
+        times = pd.to_datetime(frame["time"])
+        initial = float(account.stream.env.initial_balance)
+        axis.plot(times, frame["equity"], label="paper account", color="tab:blue", linewidth=1.4)
+        axis.plot(times, frame["buy_and_hold"], label="buy and hold (same costs)", color="tab:gray", linewidth=1.0)
+        test = account.bundle.description.figures.get("test", {}).get("agent", {})
+        if test.get("total_return") is not None and test.get("span_days"):
+            days = (times - times.iloc[0]).dt.total_seconds() / 86400
+            pace = initial * (1 + test["total_return"]) ** (days / test["span_days"])
+            axis.plot(times, pace, linestyle="--", color="tab:orange", linewidth=1.0,
+                      label=f"backtest test pace ({100 * test['total_return']:+.1f}% over {test['span_days']:.0f} days)")
+        axis.axhline(initial, color="black", linewidth=0.5)
+    about = account.bundle.description
+    axis.set_title(f"Paper account {account.root.name}: {about.symbol or 'unknown symbol'}, {len(frame):,} bars")
+    axis.set_ylabel(f"equity ({about.account.get('currency', '')})")
+    axis.legend(loc="best", fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    picture = account.root / PICTURE_FILE
+    with atomic_path(picture) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+    return {"summary": write_json(account.root / SUMMARY_FILE, summary), "picture": picture}
+
+
+__all__ = ["LEDGER_COLUMNS", "LEDGER_FILE", "PICTURE_FILE", "PaperAccount", "PaperError", "STATE_FILE",
+           "SUMMARY_FILE", "open_paper_account", "paper_summary", "write_paper_report"]
