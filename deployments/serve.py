@@ -4,7 +4,9 @@
   parameter, the training request, is a form there (every field of ``rltrader train``);
 - ``performance-mode``: the mode flow on two cron schedules, performance in the evening
   and quiet in the morning, from ``orchestration.mode_schedule`` in the config, the mode
-  set per schedule.
+  set per schedule;
+- ``paper-trade``: a bundle paper-trades the new bars of a bar file every few minutes (an
+  interval schedule), its account and picture on the Artifacts page.
 
 With ``PREFECT_API_URL`` set, that server is used; otherwise a server is started on
 ``orchestration.server_host:server_port`` (127.0.0.1:4200) unless one already answers
@@ -20,6 +22,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from flows.server import ensure_server
 from rltrader.app.requests import TrainRequest
 from rltrader.config import Config
@@ -30,6 +34,26 @@ TRAIN_DEPLOYMENT = "train-ppo"
 MODE_DEPLOYMENT = "performance-mode"
 TUNE_DEPLOYMENT = "tune"
 WALK_FORWARD_DEPLOYMENT = "walk-forward"
+PAPER_DEPLOYMENT = "paper-trade"
+
+
+class PaperDefaults(BaseModel):
+    """What a ``paper-trade`` run trades unless the UI says otherwise, and how often it runs.
+
+    :param bundle: the model bundle (default: the default seed's run, ``results/42/bundle``)
+    :param data_path: the bar file a terminal export appends to
+    :param name: the paper account
+    :param start: a new account's first decision bar (None: the newest bar when it opens)
+    :param every_minutes: minutes between scheduled runs
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    bundle: Path
+    data_path: Path
+    name: str = "demo"
+    start: str | None = None
+    every_minutes: float = 15.0
 
 
 def default_request(config_path: Path | None, data_path: Path, results_dir: Path, settings_file: Path,
@@ -41,11 +65,15 @@ def default_request(config_path: Path | None, data_path: Path, results_dir: Path
 
 
 def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
-                      settings_file: Path, cache_dir: Path | None = None) -> list[Any]:
-    """The four deployments; pass absolute paths (flow runs may start in another directory)."""
-    from prefect.schedules import Cron
+                      settings_file: Path, cache_dir: Path | None = None,
+                      paper: PaperDefaults | None = None) -> list[Any]:
+    """The five deployments; pass absolute paths (flow runs may start in another directory)."""
+    from datetime import timedelta
+
+    from prefect.schedules import Cron, Interval
 
     from flows.mode import set_performance_mode
+    from flows.paper import paper_trade
     from flows.train import train_pipeline
     from flows.tune import tune_study
     from flows.walkforward import walk_forward
@@ -91,7 +119,18 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
         parameters={"request": walk_request.model_dump(mode="json", exclude_defaults=True)},
         tags=["rltrader", "walk-forward"],
     )
-    return [train, mode, tune, walk]
+    paper = paper or PaperDefaults(bundle=results_dir / str(config.training.seed) / "bundle", data_path=data_path)
+    paper_deployment = paper_trade.to_deployment(
+        name=PAPER_DEPLOYMENT,
+        description=f"Paper-trade a model bundle on the new bars of a bar file, every {paper.every_minutes:g} minutes: "
+                    "each closed bar decided, filled at the next open with the backtest's ledger; the account "
+                    "against buy-and-hold on the Artifacts page (paper-<name>). `rltrader paper` shares the account.",
+        parameters={"bundle": str(paper.bundle), "data_path": str(paper.data_path), "name": paper.name,
+                    "paper_dir": str(results_dir / "paper"), "start": paper.start},
+        schedules=[Interval(timedelta(minutes=paper.every_minutes), slug="paper-interval")],
+        tags=["rltrader", "paper-trading"],
+    )
+    return [train, mode, tune, walk, paper_deployment]
 
 
 def _stop_on_sigterm() -> None:
@@ -102,7 +141,7 @@ def _stop_on_sigterm() -> None:
 
 def serve_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
                       settings_file: Path, host: str | None = None, port: int | None = None,
-                      cache_dir: Path | None = None) -> int:
+                      cache_dir: Path | None = None, paper: PaperDefaults | None = None) -> int:
     """Start or find the server, serve both deployments until interrupted; stop what was started."""
     config_path = config_path.resolve() if config_path else None
     cache_dir = cache_dir.resolve() if cache_dir else None
@@ -114,14 +153,18 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
     _stop_on_sigterm()
     try:
         os.chdir(PROJECT_ROOT)  # entrypoints (flows/train.py, flows/mode.py) are relative to here
-        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir)
+        if paper is not None:
+            paper = paper.model_copy(update={"bundle": paper.bundle.resolve(), "data_path": paper.data_path.resolve()})
+        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir, paper)
         schedule = config.orchestration.mode_schedule
         print(f"Prefect UI: {server.ui_url}  (server {server.origin}"
               + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
         print(f"Deployments: train-pipeline/{TRAIN_DEPLOYMENT} (Run it from the UI), set-performance-mode/"
               f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "
               f"{schedule.timezone}), tune/{TUNE_DEPLOYMENT} (an Optuna search), walk-forward/"
-              f"{WALK_FORWARD_DEPLOYMENT} (folds x seeds, stitched out-of-sample). Ctrl-C stops serving.", flush=True)
+              f"{WALK_FORWARD_DEPLOYMENT} (folds x seeds, stitched out-of-sample), paper-trade/{PAPER_DEPLOYMENT} "
+              f"(a bundle on new bars, every {(paper.every_minutes if paper else 15):g} min). Ctrl-C stops serving.",
+              flush=True)
         from prefect import serve
 
         serve(*deployments, print_starting_message=False)

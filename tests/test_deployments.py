@@ -8,6 +8,7 @@ import yaml
 
 from deployments.serve import (
     MODE_DEPLOYMENT,
+    PAPER_DEPLOYMENT,
     TRAIN_DEPLOYMENT,
     TUNE_DEPLOYMENT,
     WALK_FORWARD_DEPLOYMENT,
@@ -22,8 +23,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_path):
     config = load_config().with_overrides({"orchestration.mode_schedule.timezone": "Europe/London",
                                            "orchestration.mode_schedule.performance_cron": "30 21 * * 1-5"})
-    train, mode, tune, walk = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
-                                                tmp_path / "results", tmp_path / "settings.json")
+    train, mode, tune, walk, paper = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
+                                                       tmp_path / "results", tmp_path / "settings.json")
+    assert paper.name == PAPER_DEPLOYMENT and paper.entrypoint == "flows/paper.py:paper_trade"
+    assert paper.parameters["bundle"] == str(tmp_path / "results" / "42" / "bundle")
+    assert paper.parameters["paper_dir"] == str(tmp_path / "results" / "paper")
+    assert [schedule.schedule.interval.total_seconds() for schedule in paper.schedules] == [900.0]
     assert (train.name, mode.name, tune.name, walk.name) == (TRAIN_DEPLOYMENT, MODE_DEPLOYMENT, TUNE_DEPLOYMENT,
                                                              WALK_FORWARD_DEPLOYMENT)
     assert walk.entrypoint == "flows/walkforward.py:walk_forward"
@@ -46,6 +51,8 @@ def test_prefect_yaml_matches_the_configured_schedule():
     assert deployments[TRAIN_DEPLOYMENT]["entrypoint"] == "flows/train.py:train_pipeline"
     assert deployments[TUNE_DEPLOYMENT]["entrypoint"] == "flows/tune.py:tune_study"
     assert deployments[WALK_FORWARD_DEPLOYMENT]["entrypoint"] == "flows/walkforward.py:walk_forward"
+    assert deployments[PAPER_DEPLOYMENT]["entrypoint"] == "flows/paper.py:paper_trade"
+    assert deployments[PAPER_DEPLOYMENT]["schedules"] == [{"interval": 900}]
     crons = {entry["parameters"]["mode"]: (entry["cron"], entry["timezone"])
              for entry in deployments[MODE_DEPLOYMENT]["schedules"]}
     assert crons == {"performance": (schedule.performance_cron, schedule.timezone),

@@ -525,9 +525,9 @@ def _command_signal(args: argparse.Namespace) -> int:
 
 
 def _iso_ns(stamp: int) -> str:
-    from rltrader.live.stream import _iso
+    from rltrader.live.stream import bar_time
 
-    return _iso(stamp)
+    return bar_time(stamp)
 
 
 def _paper_lines(account: typing.Any, rows: int) -> list[str]:
@@ -546,7 +546,7 @@ def _paper_lines(account: typing.Any, rows: int) -> list[str]:
 
 
 def _command_paper(args: argparse.Namespace) -> int:
-    from rltrader.live.paper import open_paper_account, paper_summary, write_paper_report
+    from rltrader.live.paper import holding, open_paper_account, paper_summary, write_paper_report
     from rltrader.live.signal import FileWatcher, read_when_complete
 
     account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start)
@@ -570,21 +570,22 @@ def _command_paper(args: argparse.Namespace) -> int:
                   f"{hold['final_equity']:,.2f} ({100 * hold['total_return']:+.2f}%), holding {summary['position']}, "
                   f"next: {summary['next_decision'] or 'none'}; {paths['picture']}", flush=True)
 
-    bars = account.new_bars()
-    if len(bars) or account.created:
-        step(bars)
-    else:
-        print(f"rltrader paper {args.name}: no new bar after {_iso_ns(account.last_time)} in {args.data_path}",
-              flush=True)
-    if not args.follow:
-        return 0
-    watcher = FileWatcher(Path(args.data_path), args.poll)
-    print(f"rltrader paper: following {args.data_path} (Ctrl-C stops; the same command resumes)", file=sys.stderr,
-          flush=True)
-    for _ in watcher.changes():
-        bars = read_when_complete(account.new_bars, watcher)
-        if len(bars):
+    bars = account.new_bars()  # a wrong file is refused here, before anything is written
+    with holding(account):
+        if len(bars) or account.created:
             step(bars)
+        else:
+            print(f"rltrader paper {args.name}: no new bar after {_iso_ns(account.last_time)} in {args.data_path}",
+                  flush=True)
+        if not args.follow:
+            return 0
+        watcher = FileWatcher(Path(args.data_path), args.poll)
+        print(f"rltrader paper: following {args.data_path} (Ctrl-C stops; the same command resumes)",
+              file=sys.stderr, flush=True)
+        for _ in watcher.changes():
+            bars = read_when_complete(account.new_bars, watcher)
+            if len(bars):
+                step(bars)
     return 0
 
 
@@ -633,11 +634,14 @@ def _command_synth(args: argparse.Namespace) -> int:
 
 def _command_serve(args: argparse.Namespace) -> int:
     _prefect_environment()
-    from deployments.serve import serve_deployments
+    from deployments.serve import PaperDefaults, serve_deployments
 
     config = _resolve_config(args)
+    paper = PaperDefaults(bundle=args.paper_bundle or args.results_dir / str(config.training.seed) / "bundle",
+                          data_path=args.paper_data_path or args.data_path, name=args.paper_name,
+                          start=args.paper_start, every_minutes=args.paper_every)
     return serve_deployments(config, args.config, args.data_path, args.results_dir,
-                             _settings_file(args, config), args.host, args.port, args.cache_dir)
+                             _settings_file(args, config), args.host, args.port, args.cache_dir, paper)
 
 
 def _after_loading(names: Iterable[str]) -> list[str]:
@@ -784,6 +788,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--results_dir", type=Path, default=Path("results"), help="default results directory")
     serve.add_argument("--settings_file", type=Path, default=None,
                        help="performance mode file (default: settings.json)")
+    serve.add_argument("--paper_bundle", type=Path, default=None,
+                       help="bundle of paper-trade runs (default: RESULTS_DIR/<seed>/bundle)")
+    serve.add_argument("--paper_data_path", type=Path, default=None,
+                       help="bar file paper-trade follows (default: --data_path)")
+    serve.add_argument("--paper_name", default="demo", help="paper account of paper-trade runs (default: demo)")
+    serve.add_argument("--paper_start", default=None,
+                       help="a new paper account's first decision bar (default: the newest bar when it opens)")
+    serve.add_argument("--paper_every", type=float, default=15.0,
+                       help="minutes between scheduled paper-trade runs (default: 15)")
     _add_config_options(serve)
     serve.set_defaults(handler=_command_serve)
 
@@ -804,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the last closed bar (action, probabilities, the bar it was decided on, the bars of history behind it) as "
         "one JSON line. The account behind it starts flat after the warm-up (or at --start) and trades every bar "
         "since, as the backtest does. --follow watches the file and prints a line per new closed bar.")
-    signal_parser.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
+    signal_parser.add_argument("--bundle", type=Path, required=True,
+                               help="a bundle (rltrader export, or RUN_DIR/bundle)")
     signal_parser.add_argument("--data_path", type=Path, required=True, help="bar file (a terminal export)")
     signal_parser.add_argument("--start", default=None, help="first bar to decide on (default: after the warm-up)")
     signal_parser.add_argument("--follow", action="store_true", help="keep watching the file for new bars")

@@ -275,4 +275,5 @@ def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]
 
 
-__all__ = ["ActorWeights", "MlpActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions", "project_windows"]
+__all__ = ["ActorWeights", "MlpActorWeights", "PackedActors", "UnsupportedPolicyError", "fast_actions",
+           "project_windows"]

@@ -19,8 +19,10 @@ one are never traded again, and every later bar is, in order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rltrader.atomic import atomic_path, write_json, write_text
-from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
+from rltrader.atomic import atomic_path, remove_stray_temp_files, write_json, write_text
 from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
+from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
 from rltrader.errors import UserInputError
 from rltrader.live.bars import read_bar_file
 from rltrader.live.bundle import MANIFEST_FILE, Bundle, read_bundle
 from rltrader.live.features import BarArrays
-from rltrader.live.stream import DecisionStream, StepBatch, _iso
+from rltrader.live.stream import DecisionStream, StepBatch, bar_time
+from rltrader.runtime.run_lock import run_directory_lock
 
 STATE_FILE = "state.json"
 LEDGER_FILE = "ledger.csv"
@@ -149,8 +152,8 @@ class PaperAccount:
         known = np.array(self.ledger["time"], dtype="datetime64[ns]").astype(np.int64)
         unknown = np.setdiff1d(since, known)
         if len(unknown):
-            raise PaperError(f"{self.data_path}: bar {_iso(int(unknown[0]))} is not later than the last processed "
-                             f"bar {_iso(self.last_time)} and was not there when it was processed; a new bar must "
+            raise PaperError(f"{self.data_path}: bar {bar_time(int(unknown[0]))} is not later than the last processed "
+                             f"bar {bar_time(self.last_time)} and was not there when it was processed; a new bar must "
                              "come after the last one; remove it from the file")
 
     def process(self, bars: BarArrays) -> StepBatch:
@@ -181,8 +184,9 @@ class PaperAccount:
                 if batch.filled[j] else 0.0
             action = int(batch.actions[j])
             values = {
-                "time": _iso(int(batch.timestamps[j])), "open": float(row[OPEN_COLUMN]),
-                "close": float(row[CLOSE_COLUMN]), "filled": ACTION_NAMES[int(batch.held[j])] if batch.filled[j] else "",
+                "time": bar_time(int(batch.timestamps[j])), "open": float(row[OPEN_COLUMN]),
+                "close": float(row[CLOSE_COLUMN]),
+                "filled": ACTION_NAMES[int(batch.held[j])] if batch.filled[j] else "",
                 "units": units, "fill_price": float(row[OPEN_COLUMN]) if changed else None,
                 "trade_cost": float(abs(units - units_before) * row[COST]) if batch.filled[j] else 0.0,
                 "swap": float(swap) + 0.0, "pnl": float(batch.profits[j]), "equity": float(batch.equity[j]),
@@ -195,6 +199,15 @@ class PaperAccount:
             for column in LEDGER_COLUMNS:
                 self.ledger[column].append(values[column])
             units_before = units
+
+
+@contextlib.contextmanager
+def holding(account: PaperAccount) -> Iterator[PaperAccount]:
+    """Hold the account's directory for the block: one process per paper account (a second exits at once,
+    naming the first); a holder killed with ``kill -9`` frees it, and its half-written temporary files go."""
+    with run_directory_lock(account.root, remedy="pass another --name"):
+        remove_stray_temp_files(account.root)
+        yield account
 
 
 def _number(value: float) -> float | None:
@@ -279,7 +292,8 @@ def write_paper_report(account: PaperAccount) -> dict[str, Path]:
             days = (times - times.iloc[0]).dt.total_seconds() / 86400
             pace = initial * (1 + test["total_return"]) ** (days / test["span_days"])
             axis.plot(times, pace, linestyle="--", color="tab:orange", linewidth=1.0,
-                      label=f"backtest test pace ({100 * test['total_return']:+.1f}% over {test['span_days']:.0f} days)")
+                      label=f"backtest test pace ({100 * test['total_return']:+.1f}% over "
+                            f"{test['span_days']:.0f} days)")
         axis.axhline(initial, color="black", linewidth=0.5)
     about = account.bundle.description
     axis.set_title(f"Paper account {account.root.name}: {about.symbol or 'unknown symbol'}, {len(frame):,} bars")
@@ -296,4 +310,4 @@ def write_paper_report(account: PaperAccount) -> dict[str, Path]:
 
 
 __all__ = ["LEDGER_COLUMNS", "LEDGER_FILE", "PICTURE_FILE", "PaperAccount", "PaperError", "STATE_FILE",
-           "SUMMARY_FILE", "open_paper_account", "paper_summary", "write_paper_report"]
+           "SUMMARY_FILE", "holding", "open_paper_account", "paper_summary", "write_paper_report"]

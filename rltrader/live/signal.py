@@ -20,7 +20,7 @@ import numpy as np
 
 from rltrader.env.market import ACTION_NAMES
 from rltrader.errors import DataError
-from rltrader.live.stream import DecisionStream, StepBatch, _iso
+from rltrader.live.stream import DecisionStream, StepBatch, bar_time
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def decision_record(stream: DecisionStream, batch: StepBatch, index: int = -1) -
     about = stream.bundle.description
     action = int(batch.actions[index])
     record: dict[str, Any] = {
-        "symbol": about.symbol, "bar": _iso(int(batch.timestamps[index])),
+        "symbol": about.symbol, "bar": bar_time(int(batch.timestamps[index])),
         "action": ACTION_NAMES[action] if action >= 0 else None,
         "target_position": action - 1 if action >= 0 else None,
         "probabilities": ({name: round(float(p), 6) for name, p in zip(ACTION_NAMES, batch.probabilities[index],

@@ -191,11 +191,11 @@ class DecisionStream:
         times = bars.timestamps
         if len(times) > 1 and (np.diff(times) <= 0).any():
             at = int(np.flatnonzero(np.diff(times) <= 0)[0])
-            raise BarOrderError(f"bar {_iso(times[at + 1])} comes after {_iso(times[at])}: new bars must be in "
+            raise BarOrderError(f"bar {bar_time(times[at + 1])} comes after {bar_time(times[at])}: new bars must be in "
                                 "time order, each later than the one before")
         if self.last_time is not None and len(times) and times[0] <= self.last_time:
-            raise BarOrderError(f"new bar {_iso(times[0])} is not later than the last processed bar "
-                                f"{_iso(self.last_time)}; pass only bars after it")
+            raise BarOrderError(f"new bar {bar_time(times[0])} is not later than the last processed bar "
+                                f"{bar_time(self.last_time)}; pass only bars after it")
 
     def _accepted(self, bars: BarArrays) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Which bars pass the impossible-price check, judged against the last accepted bar.
@@ -347,7 +347,8 @@ class DecisionStream:
     def restore(self, raw: dict[str, Any]) -> None:
         """Continue from :meth:`state`'s output (of a stream of the same bundle)."""
         self.features.state = FeatureState.from_json(raw["features"])
-        self.recent = np.array(raw["recent"], dtype=np.float32).reshape(-1, len(self.bundle.description.feature_columns))
+        columns = len(self.bundle.description.feature_columns)
+        self.recent = np.array(raw["recent"], dtype=np.float32).reshape(-1, columns)
         previous = raw["previous"]
         self.previous = None if previous is None else np.array(previous, dtype=np.float64)
         if previous is not None:
@@ -374,9 +375,9 @@ def _select(bars: BarArrays, keep: np.ndarray) -> BarArrays:
                      part(bars.volume), part(bars.spread))
 
 
-def _iso(stamp: int) -> str:
+def bar_time(stamp: int) -> str:
     return str(np.datetime64(int(stamp), "ns").astype("datetime64[s]")).replace("T", " ")
 
 
 __all__ = ["ACTION_NAMES", "BarOrderError", "DecisionStream", "IMPOSSIBLE_LOG_JUMP", "LivePolicy", "StepBatch",
-           "UnsupportedBundleError", "conversion_method", "softmax"]
+           "UnsupportedBundleError", "bar_time", "conversion_method", "softmax"]

@@ -1,0 +1,80 @@
+"""``paper-trade``: a bundle paper-trades the new bars of a growing bar file, on an interval schedule.
+
+Each run decides and fills the bars that closed since the last one (``rltrader paper``'s account, so
+the CLI and the deployment share one ledger per name) and publishes the account on the Artifacts
+page: its equity against buy-and-hold and the backtest's test pace (a picture inside the artifact),
+and the figures side by side.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.artifacts import embed_images, markdown_artifact
+from tasks.paper import advance_paper_account
+
+PAPER_ARTIFACT_PREFIX = "paper-"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}%"
+
+
+def _sharpe(entry: dict[str, Any]) -> str:
+    sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval") or [None, None]
+    if sharpe is None:
+        return "n/a"
+    low, high = interval
+    return f"{sharpe:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+
+
+def paper_markdown(result: dict[str, Any]) -> str:
+    """The artifact: the picture, then paper, buy-and-hold and the backtest's test split side by side."""
+    summary = result["summary"]
+    paper, hold, test = summary.get("paper", {}), summary.get("buy_and_hold", {}), summary["backtest_test"]
+    lines = [f"# Paper account `{summary['name']}`", "",
+             f"{summary['bars']:,} bars from {summary.get('first_bar', '-')} to {summary.get('last_bar', '-')} "
+             f"({result['new_bars']:,} new in this run) of `{summary['data_path']}`; bundle `{summary['bundle']}`. "
+             f"Holding **{summary.get('position', 'flat')}**; decided for the next bar: "
+             f"**{summary.get('next_decision') or 'none'}**.", "",
+             f"![paper equity]({Path(result['picture']).name})", "",
+             "| | paper account | buy and hold (same costs) | backtest, test split |", "|---|---:|---:|---:|",
+             f"| return | {_percent(paper.get('total_return'))} | {_percent(hold.get('total_return'))} | "
+             f"{_percent(test.get('total_return'))} |",
+             f"| Sharpe [95% interval] | {_sharpe(paper)} | {_sharpe(hold)} | {_sharpe(test)} |",
+             f"| max drawdown | {_percent(paper.get('max_drawdown'))} | {_percent(hold.get('max_drawdown'))} | "
+             f"{_percent(test.get('max_drawdown'))} |",
+             f"| trades | {summary.get('trades', 0):,} | 1 | |", "",
+             f"Ledger (one row per bar, keyed by bar time): `{result['ledger']}`. A Sharpe over a few weeks of bars "
+             "is mostly noise: read its interval."]
+    return "\n".join(lines)
+
+
+def artifact_key(name: str) -> str:
+    """The artifact's key: Prefect allows lowercase letters, digits and dashes only."""
+    return PAPER_ARTIFACT_PREFIX + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+
+
+@flow(name="paper-trade", flow_run_name="paper {name}")
+def paper_trade(bundle: str, data_path: str, name: str = "demo", paper_dir: str = "results/paper",
+                start: str | None = None) -> dict[str, Any]:
+    """Advance the paper account ``name`` by the new bars of ``data_path`` and publish it.
+
+    :param bundle: the model bundle (``rltrader export``, or a run's ``bundle/``)
+    :param data_path: the bar file a terminal export appends to
+    :param name: the paper account (its ledger lives in ``paper_dir/name``; ``rltrader paper`` shares it)
+    :param paper_dir: where paper accounts live
+    :param start: a new account's first decision bar (default: the newest bar when it opens)
+    """
+    result = advance_paper_account(bundle, data_path, name, paper_dir, start)
+    folder = Path(result["picture"]).parent
+    markdown_artifact(embed_images(paper_markdown(result), folder), key=artifact_key(name),
+                      description=f"Paper account {name}: equity against buy-and-hold and the backtest")
+    summary = result["summary"]
+    get_run_logger().info("Paper account %s: %d new bar(s), %d in all, equity %s", name, result["new_bars"],
+                          summary["bars"], summary.get("paper", {}).get("final_equity"))
+    return result
