@@ -5,7 +5,7 @@ paper account follows a file that starts with 2,000 bars of that history; a writ
 the next bars one at a time (as a terminal export does) while ``rltrader paper --follow`` runs in a
 subprocess. At random moments (during start-up, reading, deciding, writing the ledger or the
 picture) the process is killed with SIGKILL and started again with the same command, ``--kills``
-times. When every bar is in the file and the last process has caught up, it is stopped with SIGINT.
+times. When every bar is in the file and the last process has caught up, it is stopped with SIGTERM.
 
 Then an uninterrupted account (another name, the same ``--start``) runs once over the final file,
 and the two ledgers are compared: the state's ledger value for value (floats to the bit) and the
@@ -102,10 +102,11 @@ def main() -> None:
                 if state.is_file() and json.loads(state.read_text())["ledger"]["time"][-1:] == [last]:
                     break
                 time.sleep(0.5)
-            process.send_signal(signal.SIGINT)
+            stopping = time.perf_counter()
+            process.send_signal(signal.SIGTERM)  # SIGINT is ignored by a process started in the background
             process.wait(timeout=30)
-            print(f"caught up and stopped with SIGINT at {time.perf_counter() - began:.1f} s: rc "
-                  f"{process.returncode}", flush=True)
+            print(f"caught up; stopped with SIGTERM in {time.perf_counter() - stopping:.1f} s (rc "
+                  f"{process.returncode})", flush=True)
             break
         reference = subprocess.run(paper_command(bundle, data, "reference", paper_dir, start, follow=False),
                                    cwd=ROOT, capture_output=True, text=True, check=True)
