@@ -3,9 +3,10 @@
 A quick model is trained on the shipped gold H1 file (one iteration; or pass ``--bundle``). The
 paper account follows a file that starts with 2,000 bars of that history; a writer thread appends
 the next bars one at a time (as a terminal export does) while ``rltrader paper --follow`` runs in a
-subprocess. At random moments (during start-up, reading, deciding, writing the ledger or the
-picture) the process is killed with SIGKILL and started again with the same command, ``--kills``
-times. When every bar is in the file and the last process has caught up, it is stopped with SIGTERM.
+subprocess. At random moments the process is killed with SIGKILL and started again with the same
+command, ``--kills`` times: a quarter of the kills in its start-up, the rest 0-2.5 s after it wrote
+its first bars (mid-read, mid-decision, mid-write of the state, the ledger or the picture).
+When every bar is in the file and the last process has caught up, it is stopped with SIGTERM.
 
 Then an uninterrupted account (another name, the same ``--start``) runs once over the final file,
 and the two ledgers are compared: the state's ledger value for value (floats to the bit) and the
@@ -53,7 +54,7 @@ def paper_command(bundle: Path, data: Path, name: str, paper_dir: Path, start: s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=15, help="SIGKILLs at random moments")
-    parser.add_argument("--bars", type=int, default=300, help="bars appended while the account runs")
+    parser.add_argument("--bars", type=int, default=400, help="bars appended while the account runs")
     parser.add_argument("--bundle", type=Path, default=None, help="a bundle (default: train a quick one)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the kill times")
     args = parser.parse_args()
@@ -80,6 +81,15 @@ def main() -> None:
         writer = threading.Thread(target=append, daemon=True)
         command = paper_command(bundle, data, "soak", paper_dir, start, follow=True)
         kills = 0
+        state = paper_dir / "soak" / "state.json"
+
+        def ledger_bars() -> int:
+            try:
+                return len(json.loads(state.read_text())["ledger"]["time"])
+            except (FileNotFoundError, ValueError):
+                return 0
+
+        working_kills = 0
         log = (work / "soak.log").open("w")
         began = time.perf_counter()
         writer.start()
@@ -87,15 +97,23 @@ def main() -> None:
             process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             processes.append(process)
             if kills < args.kills:
-                time.sleep(rng.uniform(0.3, 7.0))  # start-up is ~4 s: some kills land in it, most in the work
+                before = ledger_bars()
+                if rng.random() < 0.25:  # a quarter of the kills land in start-up (imports, loading the state)
+                    time.sleep(rng.uniform(0.3, 3.0))
+                else:  # the rest once this process has written bars: mid-read, mid-decision or mid-write
+                    deadline = time.monotonic() + 30
+                    while ledger_bars() == before and time.monotonic() < deadline and not done.is_set():
+                        time.sleep(0.02)
+                    time.sleep(rng.uniform(0.0, 2.5))
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 kills += 1
-                print(f"kill {kills:2d} at {time.perf_counter() - began:6.1f} s: rc {process.returncode}",
-                      flush=True)
+                done_here = ledger_bars() - before
+                working_kills += done_here > 0
+                print(f"kill {kills:2d} at {time.perf_counter() - began:6.1f} s: rc {process.returncode}; this process "
+                      f"had added {done_here} bar(s) to the ledger", flush=True)
                 continue
             done.wait()
-            state = paper_dir / "soak" / "state.json"
             last = rows[-1].split(",")[0].replace(".", "-")
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # until the last bar is in the ledger
@@ -119,7 +137,9 @@ def main() -> None:
         bars = len(uninterrupted["time"])
         print(f"ledgers: {bars} bars each; identical values {same_values}, identical ledger.csv {same_bytes}; "
               f"stray temporary files left: {sorted(p.name for p in (paper_dir / 'soak').glob('.tmp-*'))}")
-        print(json.dumps({"kills": kills, "ledger_identical": bool(same_values and same_bytes), "bars": bars}))
+        print(f"{working_kills} of {kills} kills hit a process that had already written bars (the rest, start-up)")
+        print(json.dumps({"kills": kills, "ledger_identical": bool(same_values and same_bytes), "bars": bars,
+                          "kills_after_writing": working_kills}))
     finally:
         for process in processes:
             if process.poll() is None:

@@ -127,6 +127,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
                         served.deployment("train-pipeline/train-ppo")
                         served.deployment("set-performance-mode/performance-mode")
                         served.deployment("walk-forward/walk-forward")
+                        served.deployment("paper-trade/paper-trade")
                         break
                     except Exception:  # noqa: BLE001 - not registered yet
                         pass
@@ -284,3 +285,32 @@ def test_walk_forward_runs_from_the_ui_and_publishes_its_fold_table(served):
     assert len(versions) == 2  # updated as each fold finished
     latest = max(versions, key=lambda artifact: artifact.created)
     assert [row["fold"] for row in json.loads(latest.data)] == [1, 2]  # the table as the UI shows it
+
+
+def test_paper_trade_runs_from_the_ui_and_shows_its_account_picture(served):
+    from rltrader.training.trainer import Trainer
+
+    root = served.root / "paper-trade"
+    config = load_config().with_profile("smoke").with_overrides({"cache.dir": str(root / "cache"),
+                                                                 "training.iterations": 1})
+    Trainer(config, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv", root / "run").run()
+    deployment = served.deployment("paper-trade/paper-trade")
+    assert [schedule.schedule.interval.total_seconds() for schedule in deployment.schedules] == [900.0]
+    parameters = {**deployment.parameters, "bundle": str(root / "run" / "bundle"), "name": "ui",
+                  "data_path": str(PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"), "paper_dir": str(root / "paper"),
+                  "start": "2024-03-25 00:00"}
+    flow_run = served.run_and_wait("paper-trade/paper-trade", parameters)
+    assert flow_run.state.is_completed(), flow_run.state.message
+    ledger = (root / "paper" / "ui" / "ledger.csv").read_text().splitlines()
+    assert ledger[1].startswith("2024-03-25 00:00:00") and len(ledger) > 500
+    with served.client() as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    [artifact] = [artifact for artifact in artifacts if artifact.key == "paper-ui"]
+    page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{artifact.id}"
+    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    assert '<img src="data:image/png;base64,' in dom and "Paper account" in dom and "buy and hold" in dom
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _browser(page, served.root / "chromium", "--window-size=1500,1400",
+             f"--screenshot={SCREENSHOTS / 'prefect_ui_paper_trade.png'}")
+    assert (SCREENSHOTS / "prefect_ui_paper_trade.png").stat().st_size > 50_000
