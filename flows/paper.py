@@ -24,6 +24,10 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.2f}%"
 
 
+def _drawdown(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
 def _sharpe(entry: dict[str, Any]) -> str:
     sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval") or [None, None]
     if sharpe is None:
@@ -38,7 +42,7 @@ def paper_markdown(result: dict[str, Any]) -> str:
     paper, hold, test = summary.get("paper", {}), summary.get("buy_and_hold", {}), summary["backtest_test"]
     lines = [f"# Paper account `{summary['name']}`", "",
              f"{summary['bars']:,} bars from {summary.get('first_bar', '-')} to {summary.get('last_bar', '-')} "
-             f"({result['new_bars']:,} new in this run) of `{summary['data_path']}`; bundle `{summary['bundle']}`. "
+             f"({result['new_bars']:,} traded in this run) of `{summary['data_path']}`; bundle `{summary['bundle']}`. "
              f"Holding **{summary.get('position', 'flat')}**; decided for the next bar: "
              f"**{summary.get('next_decision') or 'none'}**.", "",
              f"![paper equity]({Path(result['picture']).name})", "",
@@ -46,8 +50,8 @@ def paper_markdown(result: dict[str, Any]) -> str:
              f"| return | {_percent(paper.get('total_return'))} | {_percent(hold.get('total_return'))} | "
              f"{_percent(test.get('total_return'))} |",
              f"| Sharpe [95% interval] | {_sharpe(paper)} | {_sharpe(hold)} | {_sharpe(test)} |",
-             f"| max drawdown | {_percent(paper.get('max_drawdown'))} | {_percent(hold.get('max_drawdown'))} | "
-             f"{_percent(test.get('max_drawdown'))} |",
+             f"| max drawdown | {_drawdown(paper.get('max_drawdown'))} | {_drawdown(hold.get('max_drawdown'))} | "
+             f"{_drawdown(test.get('max_drawdown'))} |",
              f"| trades | {summary.get('trades', 0):,} | 1 | |", "",
              f"Ledger (one row per bar, keyed by bar time): `{result['ledger']}`. A Sharpe over a few weeks of bars "
              "is mostly noise: read its interval."]

@@ -35,9 +35,10 @@ def advance_paper_account(bundle: str, data_path: str, name: str, paper_dir: str
     account = open_paper_account(bundle, data_path, name, paper_dir, start)
     bars = account.new_bars()
     with holding(account):
-        new = len(bars)
-        if new or account.created:
+        before = len(account.ledger["time"])
+        if len(bars) or account.created:
             account.process(bars)
+        new = len(account.ledger["time"]) - before  # bars traded (a new account's warm-up is not)
         files = write_paper_report(account)
     return {"summary": paper_summary(account), "new_bars": new, "picture": str(files["picture"]),
             "ledger": str(account.root / "ledger.csv")}

@@ -243,3 +243,17 @@ def test_signal_prints_the_next_bars_decision_as_one_json_line(recurrent_run, ca
     assert record["bar"] == "2024-04-01 23:45:00" and record["history_bars"] == 5864
     assert record["action"] in ("short", "flat", "long") and abs(sum(record["probabilities"].values()) - 1) < 1e-5
     assert record["decisions"] == 5864 - read_bundle(bundle_dir).description.warmup_bars
+
+
+def test_each_bar_of_a_batch_gets_its_own_record(recurrent_run):
+    from rltrader.live.signal import decision_record
+
+    bundle = read_bundle(recurrent_run[0] / "bundle")
+    bars = read_bar_file(SAMPLE, bundle.description).bars
+    stream = DecisionStream(bundle)
+    stream.advance(bars.rows(0, 1000))
+    batch = stream.advance(bars.rows(1000, 1003))
+    records = [decision_record(stream, batch, index) for index in range(3)]
+    assert [r["history_bars"] for r in records] == [1001, 1002, 1003]
+    assert [r["decisions"] for r in records] == [stream.decisions - 2, stream.decisions - 1, stream.decisions]
+    assert decision_record(stream, batch) == records[-1]

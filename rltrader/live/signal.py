@@ -33,7 +33,9 @@ UNREADABLE_LOOKS = 4
 def decision_record(stream: DecisionStream, batch: StepBatch, index: int = -1) -> dict[str, Any]:
     """The JSON line for the decision at ``batch``'s bar ``index`` (the last by default)."""
     about = stream.bundle.description
+    index %= len(batch)
     action = int(batch.actions[index])
+    later = len(batch) - 1 - index  # bars of the batch after this one
     record: dict[str, Any] = {
         "symbol": about.symbol, "bar": bar_time(int(batch.timestamps[index])),
         "action": ACTION_NAMES[action] if action >= 0 else None,
@@ -43,8 +45,8 @@ def decision_record(stream: DecisionStream, batch: StepBatch, index: int = -1) -
         "fills_at": "the next bar's open",
         "position": ACTION_NAMES[int(batch.held[index])], "units": float(batch.units[index]),
         "equity": round(float(batch.equity[index]), 2),
-        "history_bars": stream.bars_seen - (len(batch) - 1 - (index % len(batch))),
-        "decisions": stream.decisions,
+        "history_bars": stream.bars_seen - later,
+        "decisions": stream.decisions - int((batch.actions[index + 1 :] >= 0).sum()),
     }
     if action < 0:
         record["why_none"] = (f"still warming up: {stream.bars_seen:,} of {stream.warmup + 1:,} bars"
