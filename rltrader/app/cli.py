@@ -657,6 +657,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_request_flags(parser, ("data_path", *LOADING_FIELDS, *ACCOUNT_FIELDS), required=("data_path",))
 
 
+def _add_live_options(parser: argparse.ArgumentParser, start_help: str) -> None:
+    """The options of the commands that decide on a bar file: the bundle, the file, when to start, following."""
+    parser.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
+    parser.add_argument("--data_path", type=Path, required=True, help="bar file (a terminal export that grows)")
+    parser.add_argument("--start", default=None, help=start_help)
+    parser.add_argument("--follow", action="store_true", help="keep watching the file for new bars (Ctrl-C stops)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file (--follow)")
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     add_request_flags(parser, ("config", "cache_dir"))
 
@@ -817,12 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the last closed bar (action, probabilities, the bar it was decided on, the bars of history behind it) as "
         "one JSON line. The account behind it starts flat after the warm-up (or at --start) and trades every bar "
         "since, as the backtest does. --follow watches the file and prints a line per new closed bar.")
-    signal_parser.add_argument("--bundle", type=Path, required=True,
-                               help="a bundle (rltrader export, or RUN_DIR/bundle)")
-    signal_parser.add_argument("--data_path", type=Path, required=True, help="bar file (a terminal export)")
-    signal_parser.add_argument("--start", default=None, help="first bar to decide on (default: after the warm-up)")
-    signal_parser.add_argument("--follow", action="store_true", help="keep watching the file for new bars")
-    signal_parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file (--follow)")
+    _add_live_options(signal_parser, "first bar to decide on (default: after the warm-up)")
     signal_parser.set_defaults(handler=_command_signal)
 
     paper = commands.add_parser(
@@ -831,15 +835,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is decided at its close and filled at the next bar's open with the backtest's ledger, costs and sizing. "
         "The ledger, keyed by bar time, is written atomically after each batch: a killed run loses nothing, and the "
         "same command continues it. Writes ledger.csv, summary.json and equity.png under --paper_dir/NAME.")
-    paper.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
-    paper.add_argument("--data_path", type=Path, required=True, help="bar file the terminal appends to")
+    _add_live_options(paper, "a new account's first decision bar (default: the newest bar when it opens)")
     paper.add_argument("--name", required=True, help="the paper account's name")
     paper.add_argument("--paper_dir", type=Path, default=Path("results/paper"),
                        help="where paper accounts live (default: results/paper)")
-    paper.add_argument("--start", default=None,
-                       help="a new account's first decision bar (default: the newest bar when it opens)")
-    paper.add_argument("--follow", action="store_true", help="keep watching the file for new bars")
-    paper.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file (--follow)")
     paper.set_defaults(handler=_command_paper)
 
     synth = commands.add_parser(

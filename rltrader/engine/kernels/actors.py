@@ -146,6 +146,24 @@ def _trade(k: int, choice: int, t: int, account: np.ndarray, held: np.ndarray, t
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _dense_stack(k: int, mlp: np.ndarray, mlp_bias: np.ndarray, out_widths: np.ndarray, activations: np.ndarray,
+                 width: int, latent: np.ndarray, layer_out: np.ndarray) -> int:
+    """Actor ``k``'s dense layers (weights flattened one after another) on ``latent[:width]``, in place;
+    returns the last layer's width."""
+    weight_at = bias_at = 0
+    for m in range(activations.shape[0]):
+        out_width = out_widths[m]
+        weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
+        layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
+        _add_product(layer_out[:out_width], weights, latent[:width])
+        weight_at += width * out_width
+        bias_at += out_width
+        _activate(layer_out, latent, out_width, activations[m])
+        width = out_width
+    return width
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _recurrent_logits(k: int, projected: np.ndarray, recurrent: np.ndarray, upper: np.ndarray,
                       upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray, mlp_widths: np.ndarray,
                       mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
@@ -169,18 +187,8 @@ def _recurrent_logits(k: int, projected: np.ndarray, recurrent: np.ndarray, uppe
         _add_product(gates, upper[k, layer - 1], stacked)
         lstm_cell(gates, activated, cell[k, layer], tanh_cell, hidden[k, layer], unused_exps, unused_bits,
                   double_gate_activations, double_cell_squash)
-    width = size
-    latent[:width] = hidden[k, n_layers - 1]
-    weight_at = bias_at = 0
-    for m in range(mlp_activation.shape[0]):
-        out_width = mlp_widths[m + 1]
-        weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
-        layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
-        _add_product(layer_out[:out_width], weights, latent[:width])
-        weight_at += width * out_width
-        bias_at += out_width
-        _activate(layer_out, latent, out_width, mlp_activation[m])
-        width = out_width
+    latent[:size] = hidden[k, n_layers - 1]
+    width = _dense_stack(k, mlp, mlp_bias, mlp_widths[1:], mlp_activation, size, latent, layer_out)
     logits[:] = action_bias[k]
     _add_product(logits, action[k], latent[:width])
 
@@ -195,16 +203,7 @@ def _mlp_logits(k: int, projected: np.ndarray, tail: np.ndarray, mlp: np.ndarray
     layer_out[:width] = projected
     _add_product(layer_out[:width], tail[k], position_pnl[k])
     _activate(layer_out, latent, width, mlp_activation[0])
-    weight_at = bias_at = 0
-    for m in range(1, mlp_widths.shape[0]):
-        out_width = mlp_widths[m]
-        weights = mlp[k, weight_at : weight_at + width * out_width].reshape((width, out_width))
-        layer_out[:out_width] = mlp_bias[k, bias_at : bias_at + out_width]
-        _add_product(layer_out[:out_width], weights, latent[:width])
-        weight_at += width * out_width
-        bias_at += out_width
-        _activate(layer_out, latent, out_width, mlp_activation[m])
-        width = out_width
+    _dense_stack(k, mlp, mlp_bias, mlp_widths[1:], mlp_activation[1:], width, latent, layer_out)
 
 
 @njit(cache=True, nogil=True)
