@@ -18,8 +18,9 @@ On each test split:
    ledger's actions and final equity against the evaluator's.
 
 Targets (issue 34): 0 action mismatches, max feature difference <= 1e-9, equity equal to 1e-9
-relative, p99 <= 1 ms per bar. The last line printed is one JSON object with the keys ``bars``,
-``action_mismatches``, ``max_feature_abs_diff``, ``equity_rel_diff``, ``step_p50_ms``, ``step_p99_ms``.
+relative, p99 <= 1 ms per bar; and ``rltrader signal`` on a 10,000-bar file within 1 s after start-up.
+The last line printed is one JSON object with the keys ``bars``, ``action_mismatches``,
+``max_feature_abs_diff``, ``equity_rel_diff``, ``step_p50_ms``, ``step_p99_ms`` (and the signal's seconds).
 
 Usage: .venv/bin/python bench/parity.py [--timesteps 4096] [--m15-bars 80000]
 """
@@ -126,6 +127,23 @@ def compare(name: str, data: Path, run_dir: Path, config_path: Path | None, work
     return result
 
 
+def time_signal(bundle: Path, work: Path) -> dict:
+    """``rltrader signal`` on the last 10,000 bars of the H1 file: its own timing (reading, warm-up and every
+    decision after start-up) and the whole command's (Python, torch, the policy, the kernels from cache)."""
+    lines = H1.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = work / "XAUUSD_H1_last10000.csv"
+    data.write_text(lines[0] + "".join(lines[-10_000:]), encoding="utf-8")
+    command = [sys.executable, "-m", "rltrader", "signal", "--bundle", str(bundle), "--data_path", str(data)]
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True)  # the kernels compiled once
+    began = time.perf_counter()
+    done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"signal on 10,000 H1 bars: {record['seconds']:.3f} s after start-up, {elapsed:.1f} s for the whole "
+          f"command; {record['action']} at {record['bar']}")
+    return {"seconds": record["seconds"], "command_s": round(elapsed, 2)}
+
+
 def _copy_rows(source: Path, target: Path, bars: int) -> None:
     """The first ``bars`` data rows of a CSV with a header line, byte for byte."""
     with source.open("rb") as reader, target.open("wb") as writer:
@@ -152,6 +170,7 @@ def main() -> None:
             run_dir = train(data, work / name.replace(" ", "_"), config, args.timesteps)
             print(f"{name}: trained in {time.perf_counter() - began:.0f} s")
             results.append(compare(name.replace(" ", "_"), data, run_dir, config, work))
+        signal = time_signal(work / "gold_H1" / "42" / "bundle", work)
         summary = {
             "bars": sum(r["bars"] for r in results),
             "action_mismatches": sum(r["stream_mismatches"] + r["paper_mismatches"] for r in results),
@@ -160,6 +179,7 @@ def main() -> None:
             "step_p50_ms": round(max(r["step_p50_ms"] for r in results), 4),
             "step_p99_ms": round(max(r["step_p99_ms"] for r in results), 4),
             "markets": {r["market"]: r["bars"] for r in results},
+            "signal_10k_bars_s": signal["seconds"], "signal_command_s": signal["command_s"],
         }
         print(json.dumps(summary))
     finally:
