@@ -257,3 +257,35 @@ def test_each_bar_of_a_batch_gets_its_own_record(recurrent_run):
     assert [r["history_bars"] for r in records] == [1001, 1002, 1003]
     assert [r["decisions"] for r in records] == [stream.decisions - 2, stream.decisions - 1, stream.decisions]
     assert decision_record(stream, batch) == records[-1]
+
+
+@pytest.mark.slow
+def test_signal_follow_prints_a_line_per_appended_bar_and_stops_on_sigterm(recurrent_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    live = tmp_path / "XAUUSD_M15_live.csv"
+    live.write_text("".join(lines[:3001]))
+    process = subprocess.Popen([sys.executable, "-m", "rltrader", "signal", "--bundle",
+                                str(recurrent_run[0] / "bundle"), "--data_path", str(live), "--follow", "--poll", "0.1"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(process.stdout.readline())
+        assert first["history_bars"] == 3000
+        with live.open("a") as handle:  # the terminal appends two closed bars
+            handle.write("".join(lines[3001:3003]))
+        records = [json.loads(process.stdout.readline()) for _ in range(2)]
+        assert [r["history_bars"] for r in records] == [3001, 3002]
+        assert records[0]["bar"] > first["bar"] and records[1]["bar"] > records[0]["bar"]
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 128 + signal.SIGTERM
+        assert time.monotonic() - stopping < 10
+        assert "stopped by SIGTERM" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

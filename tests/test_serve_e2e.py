@@ -173,7 +173,7 @@ def test_the_ui_on_a_port_other_than_4200_reaches_its_api_in_a_real_browser(serv
         assert json.loads(response.read())["api_url"] == served.api_url
     dom = _browser(f"{ui}/deployments", served.root / "chromium", "--dump-dom")
     assert "Can't connect to Server API" not in dom
-    for name in ("train-ppo", "performance-mode"):
+    for name in ("train-ppo", "performance-mode", "paper-trade"):
         assert name in dom, dom[-2000:]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _browser(f"{ui}/deployments", served.root / "chromium", f"--screenshot={SCREENSHOTS / 'prefect_ui_deployments.png'}")
