@@ -459,7 +459,18 @@ def _command_clear_cache(args: argparse.Namespace) -> int:
 def _command_export(args: argparse.Namespace) -> int:
     from rltrader.live.bundle import export_bundle
 
-    bundle = export_bundle(args.run_dir, args.out)
+    if args.format == "onnx":
+        from rltrader.live.onnx_export import GRAPH_FILE, export_onnx
+
+        bundle, report = export_onnx(str(args.run_dir), str(args.out), str(args.data_path) if args.data_path else None)
+        print(f"rltrader export: {bundle.root / GRAPH_FILE} ({report['graph_bytes']:,} bytes, opset "
+              f"{report['opset']}); on the test split's {report['bars']:,} bars against the backtest: "
+              f"{len(report['mismatches'])} action mismatches, probabilities within "
+              f"{report['max_probability_abs_diff']:.2g}, features within "
+              f"{report['max_feature_abs_diff']:.2g}; {report['p50_ms']:.3f} ms per bar in onnxruntime "
+              f"(p99 {report['p99_ms']:.3f})")
+    else:
+        bundle = export_bundle(args.run_dir, args.out)
     about = bundle.description
     sharpe = about.figures.get("test", {}).get("agent", {}).get("sharpe")
     print(f"rltrader export: {bundle.root} ({about.algorithm} policy, {about.symbol or 'symbol unknown'}, "
@@ -818,6 +829,11 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT, verified against its manifest. It needs no bar file, cache or config.")
     export.add_argument("run_dir", type=Path, help="a finished run's directory (e.g. results/42) or a bundle")
     export.add_argument("--out", type=Path, required=True, help="the bundle's directory (new, or a bundle to replace)")
+    export.add_argument("--format", choices=("bundle", "onnx"), default="bundle",
+                        help="onnx adds model.onnx (features, normalization, policy and state in one graph, opset 17) "
+                             "and its parity on the test split (onnx_parity.json)")
+    export.add_argument("--data_path", type=Path, default=None,
+                        help="--format onnx: the bars the model trained on (default: the file the bundle names)")
     export.set_defaults(handler=_command_export)
 
     signal_parser = commands.add_parser(

@@ -89,6 +89,8 @@ class BundleDescription(BaseModel):
         read the same way (None in bundles written before it was recorded: the defaults)
     :param spread_point: the price of one spread point when costs use a fixed ``spread_points`` (inferred
         from the training prices when the config left ``data.point`` empty); None with a spread column
+    :param test_split: the first and last bar times of the run's test split (what an export verifies on);
+        None in bundles written before it was recorded
     :param training_data: the bars the model trained on
     :param figures: the run's validation and test figures (agent and buy-and-hold)
     :param seed: the run's seed
@@ -113,6 +115,7 @@ class BundleDescription(BaseModel):
     warmup_bars: int
     loading: dict[str, Any] | None = None
     spread_point: float | None = None
+    test_split: dict[str, str] | None = None
     training_data: TrainingData
     figures: dict[str, Any]
     seed: int
@@ -184,6 +187,7 @@ def describe(config: Config, prepared: PreparedData, data_path: str | Path, poli
         symbol=terms.instrument.symbol, bar_interval_seconds=float(meta["bars"]["interval_seconds"]),
         warmup_bars=history_needed(config.features, "volume_z" in columns, config.env.window_size),
         loading=config.data.model_dump(mode="json"), spread_point=_spread_point(config, prepared),
+        test_split={"start": str(meta["splits"]["test"]["start"]), "end": str(meta["splits"]["test"]["end"])},
         training_data=TrainingData(path=str(meta["source"]["path"]), sha256=str(meta["source"]["sha256"]),
                                    start=str(meta["bars"]["start"]), end=str(meta["bars"]["end"]),
                                    bars=int(meta["bars"]["count"])),
@@ -200,12 +204,14 @@ def _spread_point(config: Config, prepared: PreparedData) -> float | None:
     return float(infer_point(prepared.load(columns=["close"])["close"].to_numpy(dtype=float))[0])
 
 
-def write_bundle(target: str | Path, policy: str | Path, description: BundleDescription) -> Path:
+def write_bundle(target: str | Path, policy: str | Path, description: BundleDescription,
+                 extra: dict[str, bytes] | None = None) -> Path:
     """Write the bundle into ``target`` whole or not at all (a temporary sibling renamed into place).
 
     :param target: the bundle's directory; a bundle already there is replaced
     :param policy: the model zip to bundle
     :param description: what :func:`describe` returned
+    :param extra: more files by name (an ONNX graph and its parity report); the manifest lists them too
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +221,9 @@ def write_bundle(target: str | Path, policy: str | Path, description: BundleDesc
     try:
         shutil.copyfile(policy, staging / POLICY_FILE)
         write_json(staging / DESCRIPTION_FILE, description.model_dump(mode="json"))
-        files = {name: file_digest(staging / name) for name in (POLICY_FILE, DESCRIPTION_FILE)}
+        for name, content in (extra or {}).items():
+            (staging / name).write_bytes(content)
+        files = {name: file_digest(staging / name) for name in (POLICY_FILE, DESCRIPTION_FILE, *(extra or {}))}
         write_json(staging / MANIFEST_FILE, {"schema_version": SCHEMA_VERSION, "files": files})
         fsync_directory(staging)
         replaced = target.parent / f"{TEMP_PREFIX}{target.name}-old-{os.getpid()}"
@@ -262,15 +270,12 @@ def read_bundle(root: str | Path) -> Bundle:
     return Bundle(root=root, description=description)
 
 
-def export_bundle(source: str | Path, out: str | Path) -> Bundle:
-    """Copy the bundle of a finished run (``source/bundle``), or a bundle itself, to ``out``, verified.
+def source_bundle(source: str | Path) -> Bundle:
+    """The verified bundle of a finished run's directory (``source/bundle``), or a bundle itself.
 
-    :param source: a finished run's directory, or a bundle directory
-    :param out: where the bundle goes: a new directory, or one holding a bundle (replaced)
-    :raises BundleError: a source without a bundle, a bundle that fails its manifest, or an ``out``
-        that holds something else; nothing is written then
+    :raises BundleError: a source without a bundle, or a bundle that fails its manifest
     """
-    source, out = Path(source), Path(out)
+    source = Path(source)
     if not source.is_dir():
         raise BundleError(source, "not a directory; pass a finished run's directory (e.g. results/42) or a bundle")
     root = source if (source / MANIFEST_FILE).is_file() else source / "bundle"
@@ -280,16 +285,28 @@ def export_bundle(source: str | Path, out: str | Path) -> Bundle:
                                       "again (a finished run redoes only its final report, which writes bundle/)")
         raise BundleError(source, "holds no finished run and no bundle; pass a finished run's directory, "
                                   "e.g. results/42")
-    bundle = read_bundle(root)
-    if out.resolve() == root.resolve():
+    return read_bundle(root)
+
+
+def export_bundle(source: str | Path, out: str | Path, extra: dict[str, bytes] | None = None) -> Bundle:
+    """Copy the bundle of a finished run (``source/bundle``), or a bundle itself, to ``out``, verified.
+
+    :param source: a finished run's directory, or a bundle directory
+    :param out: where the bundle goes: a new directory, or one holding a bundle (replaced)
+    :param extra: files to add (an ONNX graph and its parity report), listed in the manifest
+    :raises BundleError: a source without a bundle, a bundle that fails its manifest, or an ``out``
+        that holds something else; nothing is written then
+    """
+    bundle = source_bundle(source)
+    out = Path(out)
+    if out.resolve() == bundle.root.resolve():
         raise BundleError(out, "is the bundle itself; pass another --out")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):
         raise BundleError(out, "exists and is not a bundle; pass a new directory to --out")
-    write_bundle(out, bundle.policy_path, bundle.description)
+    write_bundle(out, bundle.policy_path, bundle.description, extra)
     return read_bundle(out)
 
 
 __all__ = ["DESCRIPTION_FILE", "EMA_TOLERANCE", "MANIFEST_FILE", "POLICY_FILE", "SCHEMA_VERSION", "Bundle",
            "BundleDescription", "BundleError", "TrainingData", "describe", "ema_warmup_bars", "export_bundle",
-           "history_needed",
-           "read_bundle", "write_bundle"]
+           "history_needed", "read_bundle", "source_bundle", "write_bundle"]
