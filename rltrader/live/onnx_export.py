@@ -86,6 +86,7 @@ def onnx_parity(bundle: Bundle, graph_bytes: bytes, bars: BarArrays, first: int,
     mismatches: list[dict[str, Any]] = []
     max_probability, max_feature, seconds = 0.0, 0.0, []
     decisions = 0
+    actions: list[int] = []
     for row in range(start, last + 1):
         batch = stream.advance(bars.rows(row, row + 1))
         deciding = bool(batch.actions[0] >= 0)
@@ -96,6 +97,7 @@ def onnx_parity(bundle: Bundle, graph_bytes: bytes, bars: BarArrays, first: int,
         if not deciding:
             continue
         decisions += 1
+        actions.append(action)
         streamed = int(batch.actions[0])
         max_probability = max(max_probability, float(np.abs(probabilities - batch.probabilities[0]).max()))
         max_feature = max(max_feature, float(np.abs(features.astype(np.float64) - batch.features[0]).max()))
@@ -106,7 +108,8 @@ def onnx_parity(bundle: Bundle, graph_bytes: bytes, bars: BarArrays, first: int,
     ms = np.array(seconds[-decisions:] if decisions else seconds) * 1e3
     return {"bars": decisions, "mismatches": mismatches, "max_probability_abs_diff": max_probability,
             "max_feature_abs_diff": max_feature, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "graph_bytes": len(graph_bytes)}
+            "p99_ms": float(np.percentile(ms, 99)), "graph_bytes": len(graph_bytes),
+            "actions": np.array(actions, dtype=np.int64)}
 
 
 
@@ -170,6 +173,7 @@ def export_onnx(source: str, out: str, data_path: str | None = None) -> tuple[Bu
     bars = read_bar_file(path, about).bars
     first, last = test_split_rows(bundle, bars)
     report = onnx_parity(bundle, graph, bars, first, last)
+    report.pop("actions")
     allowed = int(report["bars"] * MISMATCHES_PER_BAR)
     report.update(opset=OPSET, allowed_mismatches=allowed, reference="the live stream (bit for bit the fast "
                   "evaluator: bench/parity.py)", data=str(path))
@@ -179,7 +183,10 @@ def export_onnx(source: str, out: str, data_path: str | None = None) -> tuple[Bu
                                        f"{report['bars']:,} test bars (at most {allowed} allowed; the widest margin "
                                        f"{worst['margin']:.3g}); nothing was written")
     parity = json.dumps(report, indent=2).encode("utf-8")
-    exported = export_bundle(source, out, extra={GRAPH_FILE: graph, PARITY_FILE: parity})
+    from rltrader.live.mql5 import EA_FILE, expert_advisor
+
+    advisor = expert_advisor(bundle, graph).encode("utf-8")
+    exported = export_bundle(source, out, extra={GRAPH_FILE: graph, PARITY_FILE: parity, EA_FILE: advisor})
     return exported, report
 
 
