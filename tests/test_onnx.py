@@ -16,18 +16,11 @@ from rltrader.app.cli import main
 from rltrader.config import load_config
 from rltrader.live.bundle import DESCRIPTION_FILE, MANIFEST_FILE, read_bundle
 from rltrader.live.onnx_export import GRAPH_FILE, PARITY_FILE
-from rltrader.live.onnx_graph import OPSET, state_layout
+from rltrader.live.onnx_graph import OPSET, SUPPORTED_OPERATORS, GraphError, check_operators, state_layout
 from rltrader.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "XAUUSDm_15min.csv"
-#: Operators the graph may use: common ones, each defined at opset <= 17 (a new one must be added here on purpose).
-ALLOWED_OPERATORS = {"Abs", "Add", "ArgMax", "Cast", "Clip", "Concat", "Cos", "Div", "Equal", "Floor", "Gather",
-                     "Greater", "GreaterOrEqual", "Identity", "IsNaN", "LSTM", "Less", "Log", "MatMul", "Max",
-                     "Mod", "Mul", "Neg", "Or", "ReduceSum", "Relu", "Sin", "Slice", "Softmax", "Sqrt", "Squeeze",
-                     "Sub", "Tanh", "Unsqueeze", "Where"}
-
-
 def _run(root: Path, **overrides: object) -> Path:
     config = load_config().with_profile("smoke").with_overrides({"cache.dir": str(root / "cache"),
                                                                  "training.iterations": 1, **overrides})
@@ -59,7 +52,10 @@ def test_the_graph_uses_only_runtime_1_14_operators_and_static_shapes(exported):
     model = onnx.load(str(bundle_dir / GRAPH_FILE))
     assert [(o.domain, o.version) for o in model.opset_import] == [("", OPSET)] and OPSET <= 18
     assert model.ir_version <= 8
-    assert {node.op_type for node in model.graph.node} <= ALLOWED_OPERATORS
+    assert {node.op_type for node in model.graph.node} <= SUPPORTED_OPERATORS
+    model.graph.node[0].op_type = "Einsum"
+    with pytest.raises(GraphError, match="operator Einsum is outside the set"):
+        check_operators(model)
     bundle = read_bundle(bundle_dir)
     recurrent = bundle.description.algorithm == "recurrent"
     shapes = {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim] for value in
@@ -136,3 +132,22 @@ def test_the_expert_advisor_matches_its_golden_file_and_declares_the_graphs_shap
     for value in [*model.graph.input, *model.graph.output]:
         variable = {"state": "g_state", "lstm": "g_lstm"}.get(value.name, value.name)
         assert types[declared[variable]] == value.type.tensor_type.elem_type, value.name
+
+
+def test_an_export_that_disagrees_with_the_backtest_fails_and_writes_nothing(exported, tmp_path, monkeypatch, capsys):
+    import rltrader.live.onnx_export as onnx_export
+
+    bundle_dir, _ = exported
+    real = onnx_export.onnx_parity
+
+    def one_flip(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        report = real(*args, **kwargs)
+        report["mismatches"] = [{"bar": 0, "onnx": 2, "stream": 1, "margin": 0.25}]
+        return report
+
+    monkeypatch.setattr(onnx_export, "onnx_parity", one_flip)
+    assert main(["export", str(bundle_dir), "--out", str(tmp_path / "out"), "--format", "onnx", "--data_path",
+                 str(SAMPLE)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "disagrees with the backtest on 1 of" in error and "nothing was written" in error
+    assert not (tmp_path / "out").exists()

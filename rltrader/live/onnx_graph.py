@@ -38,6 +38,12 @@ from rltrader.live.features import FeatureProgram
 
 OPSET = 17
 BAR_FIELDS = ("time", "open", "high", "low", "close", "tick_volume", "spread")
+#: The operators a graph may hold: common ones, each defined at opset <= 17 and run by ONNX Runtime's CPU
+#: kernels in double and float. An export using any other is refused, naming it; adding one is a decision.
+SUPPORTED_OPERATORS = frozenset({
+    "Abs", "Add", "ArgMax", "Cast", "Clip", "Concat", "Cos", "Div", "Equal", "Floor", "Gather", "Greater",
+    "GreaterOrEqual", "Identity", "IsNaN", "LSTM", "Less", "Log", "MatMul", "Max", "Mod", "Mul", "Neg", "Or",
+    "ReduceSum", "Relu", "Sin", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Unsqueeze", "Where"})
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -332,8 +338,18 @@ def build_graph(bundle: Bundle) -> onnx.ModelProto:
     model_proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)],
                                     producer_name="rltrader")
     model_proto.ir_version = 8  # ONNX Runtime 1.14 reads IR <= 8
+    check_operators(model_proto)
     onnx.checker.check_model(model_proto, full_check=True)
     return model_proto
 
 
-__all__ = ["BAR_FIELDS", "OPSET", "GraphError", "StateLayout", "build_graph", "initial_state", "state_layout"]
+def check_operators(model: onnx.ModelProto) -> None:
+    """Refuse a graph holding an operator outside :data:`SUPPORTED_OPERATORS`, naming it."""
+    outside = sorted({node.op_type for node in model.graph.node} - SUPPORTED_OPERATORS)
+    if outside:
+        raise GraphError(f"operator {', '.join(outside)} is outside the set MetaTrader 5's ONNX Runtime is known "
+                         "to run here (rltrader.live.onnx_graph.SUPPORTED_OPERATORS)")
+
+
+__all__ = ["BAR_FIELDS", "OPSET", "SUPPORTED_OPERATORS", "GraphError", "StateLayout", "build_graph",
+           "check_operators", "initial_state", "state_layout"]
