@@ -73,7 +73,7 @@ def _run_flow(server: Any, work: typing.Callable[[], T]) -> T:
                          keep=lambda: [server.process.pid] if server.process else [])
 
 
-RESUMABLE = {"train", "walkforward", "tune"}
+RESUMABLE = {"train", "walkforward", "tune", "paper"}
 
 
 def _print_stopped(signum: int) -> None:
