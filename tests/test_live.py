@@ -272,12 +272,24 @@ def test_signal_follow_prints_a_line_per_appended_bar_and_stops_on_sigterm(recur
     process = subprocess.Popen([sys.executable, "-m", "rltrader", "signal", "--bundle",
                                 str(recurrent_run[0] / "bundle"), "--data_path", str(live), "--follow", "--poll", "0.1"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import queue
+    import threading
+
+    printed: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [printed.put(text) for text in process.stdout], daemon=True).start()
+
+    def line(timeout: float = 120) -> str:  # never wait forever on a process that prints nothing
+        try:
+            return printed.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line from `rltrader signal --follow` in {timeout} s") from None
+
     try:
-        first = json.loads(process.stdout.readline())
+        first = json.loads(line())
         assert first["history_bars"] == 3000
         with live.open("a") as handle:  # the terminal appends two closed bars
             handle.write("".join(lines[3001:3003]))
-        records = [json.loads(process.stdout.readline()) for _ in range(2)]
+        records = [json.loads(line(30)) for _ in range(2)]
         assert [r["history_bars"] for r in records] == [3001, 3002]
         assert records[0]["bar"] > first["bar"] and records[1]["bar"] > records[0]["bar"]
         stopping = time.monotonic()

@@ -510,6 +510,8 @@ def _command_signal(args: argparse.Namespace) -> int:
     from rltrader.live.stream import DecisionStream
 
     stream = DecisionStream(bundle, start)
+    watcher = FileWatcher(Path(args.data_path), args.poll)
+    seen = watcher.signature()  # before the read: a bar appended while reading is a change
     began = time.perf_counter()
     bar_file = read_bar_file(args.data_path, bundle.description)
     batch = stream.advance(bar_file.bars)
@@ -518,10 +520,9 @@ def _command_signal(args: argparse.Namespace) -> int:
     print(json.dumps(record), flush=True)
     if not args.follow:
         return 0
-    watcher = FileWatcher(Path(args.data_path), args.poll)
     print(f"rltrader signal: following {args.data_path} (a line per new closed bar; Ctrl-C stops)", file=sys.stderr,
           flush=True)
-    for _ in watcher.changes():
+    for _ in watcher.changes(seen):
         bar_file = read_when_complete(lambda: read_bar_file(args.data_path, bundle.description, need_history=False),
                                       watcher)
         new = bar_file.after(stream.last_time)
@@ -581,6 +582,8 @@ def _command_paper(args: argparse.Namespace) -> int:
                   f"{hold['final_equity']:,.2f} ({100 * hold['total_return']:+.2f}%), holding {summary['position']}, "
                   f"next: {summary['next_decision'] or 'none'}; {paths['picture']}", flush=True)
 
+    watcher = FileWatcher(Path(args.data_path), args.poll)
+    seen = watcher.signature()  # before the read: a bar appended while reading is a change
     bars = account.new_bars()  # a wrong file is refused here, before anything is written
     with holding(account):
         if len(bars) or account.created:
@@ -590,10 +593,9 @@ def _command_paper(args: argparse.Namespace) -> int:
                   flush=True)
         if not args.follow:
             return 0
-        watcher = FileWatcher(Path(args.data_path), args.poll)
         print(f"rltrader paper: following {args.data_path} (Ctrl-C stops; the same command resumes)",
               file=sys.stderr, flush=True)
-        for _ in watcher.changes():
+        for _ in watcher.changes(seen):
             bars = read_when_complete(account.new_bars, watcher)
             if len(bars):
                 step(bars)

@@ -65,19 +65,20 @@ class FileWatcher:
     path: Path
     poll: float = POLL_SECONDS
 
-    def _signature(self) -> tuple[int, int] | None:
+    def signature(self) -> tuple[int, int] | None:
+        """The file's (size, modification time) now: take it *before* reading the file, so that a bar appended
+        while it was being read counts as a change."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             return None
         return stat.st_size, stat.st_mtime_ns
 
-    def changes(self, seen: tuple[int, int] | None = None) -> Iterator[None]:
-        """One item per change after ``seen`` (the signature when reading last); runs until interrupted."""
-        seen = seen if seen is not None else self._signature()
+    def changes(self, seen: tuple[int, int] | None) -> Iterator[None]:
+        """One item per change after ``seen`` (:meth:`signature` taken before the last read); until interrupted."""
         while True:
             time.sleep(self.poll)
-            current = self._signature()
+            current = self.signature()
             if current is not None and current != seen:
                 seen = current
                 yield None
