@@ -301,3 +301,23 @@ def test_signal_follow_prints_a_line_per_appended_bar_and_stops_on_sigterm(recur
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_second_process_on_one_paper_account_is_refused_naming_the_first(recurrent_run, tmp_path):
+    import subprocess
+    import sys
+
+    from rltrader.live.paper import holding
+
+    bundle = read_bundle(recurrent_run[0] / "bundle")
+    live = tmp_path / "XAUUSD_M15_live.csv"
+    live.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:1200]))
+    first = _paper(tmp_path / "demo", bundle, live, "2024-01-17 06:00")
+    with holding(first):  # a second process tries the same account while this one holds it
+        code = ("import sys; from pathlib import Path; from rltrader.live.bundle import read_bundle; "
+                "from rltrader.live.paper import PaperAccount, holding; "
+                f"a = PaperAccount(Path({str(tmp_path / 'demo')!r}), read_bundle({str(bundle.root)!r}), "
+                f"Path({str(live)!r}));\n"
+                "try:\n    holding(a).__enter__()\nexcept Exception as e:\n    print(e)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "another paper trader is using this paper account: pid" in out and "pass another --name" in out

@@ -205,7 +205,7 @@ class PaperAccount:
 def holding(account: PaperAccount) -> Iterator[PaperAccount]:
     """Hold the account's directory for the block: one process per paper account (a second exits at once,
     naming the first); a holder killed with ``kill -9`` frees it, and its half-written temporary files go."""
-    with run_directory_lock(account.root, remedy="pass another --name"):
+    with run_directory_lock(account.root, remedy="pass another --name", holder="paper trader", what="paper account"):
         remove_stray_temp_files(account.root)
         yield account
 

@@ -51,17 +51,21 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
 
 
-def _in_use(run_dir: str | Path, remedy: str) -> RunDirectoryInUse:
-    return RunDirectoryInUse(f"{run_dir}: another trainer is using this run directory: "
+def _in_use(run_dir: str | Path, remedy: str, holder: str = "trainer",
+            what: str = "run directory") -> RunDirectoryInUse:
+    return RunDirectoryInUse(f"{run_dir}: another {holder} is using this {what}: "
                              f"{_describe(read_holder(run_dir))}; wait for it to finish or stop it, or {remedy}")
 
 
 @contextlib.contextmanager
-def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> Iterator[None]:
+def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY, holder: str = "trainer",
+                       what: str = "run directory") -> Iterator[None]:
     """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it.
 
     :param run_dir: the directory a command writes (a training run, a walk-forward, a study)
     :param remedy: what the refused user can do instead, ending the error line
+    :param holder: who holds such a directory, as the error names it (a trainer, a paper account)
+    :param what: what the directory is, as the error names it
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +73,7 @@ def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> Itera
     try:
         lock.acquire()
     except Timeout:
-        raise _in_use(run_dir, remedy) from None
+        raise _in_use(run_dir, remedy, holder, what) from None
     try:
         previous = read_holder(run_dir)
         if previous:  # its holder died without releasing (kill -9, power cut): the kernel freed the lock
