@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from prefect import Task, get_client
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run as current_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
@@ -26,6 +29,7 @@ from pydantic import BaseModel
 from rltrader.config import Config
 
 TaskT = TypeVar("TaskT", bound=Task[..., Any])
+ResultT = TypeVar("ResultT")
 
 
 _IN_POOL_WORKER = {"flag": False}
@@ -110,6 +114,27 @@ def workers_reporting_here() -> Iterator[None]:
 
             runner.client.register_plugin(ReportToFlowApi(url))  # type: ignore[attr-defined]
         yield
+
+
+#: Seconds a broken worker pool waits for the stop signal that may have broken it.
+STOP_ARRIVAL_S = 2.0
+
+
+def settled(future: PrefectFuture[ResultT]) -> ResultT:
+    """``future.result()``; a worker pool broken by the signal that stops this command surfaces as that stop.
+
+    Ctrl-C or SIGTERM reaches the whole process group: the pool's workers may die of it and break the pool
+    before the command's own handler interrupts this thread (``rltrader.runtime.interrupts``). The flow
+    would then fail with ``BrokenProcessPool`` and Prefect would print its traceback. Waiting a moment in
+    short sleeps lets the stop arrive and end the flow as a stop; a pool broken by anything else still
+    raises, two seconds later."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        deadline = time.monotonic() + STOP_ARRIVAL_S
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # the stop's KeyboardInterrupt is delivered between these sleeps
+        raise
 
 
 def with_configured_retries(task: TaskT, config: Config) -> TaskT:

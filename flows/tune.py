@@ -11,6 +11,7 @@ updates the trials table and the study's summary in the UI.
 from __future__ import annotations
 
 import logging
+from concurrent.futures.process import BrokenProcessPool
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -18,7 +19,14 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run as current_flow_run
 
 from flows.artifacts import markdown_artifact, table_artifact
-from flows.fanout import artifact_key, run_name, with_configured_retries, worker_pool, workers_reporting_here
+from flows.fanout import (
+    artifact_key,
+    run_name,
+    settled,
+    with_configured_retries,
+    worker_pool,
+    workers_reporting_here,
+)
 from rltrader.app.requests import TuneRequest
 from rltrader.config import Config
 from rltrader.display.tuning import study_markdown
@@ -76,9 +84,9 @@ def train_trials(request: TuneRequest, report_to: UUID, trial_console_level: int
             for number in [n for n, future in in_flight.items() if future in done]:
                 future = in_flight.pop(number)
                 try:
-                    outcome = future.result()
-                except UserInputError:
-                    raise  # bad data or config: every trial would fail the same way
+                    outcome = settled(future)
+                except (UserInputError, BrokenProcessPool):
+                    raise  # bad data or config, or a dead worker pool: every trial would fail the same way
                 except Exception as error:  # noqa: BLE001 - one failed trial (retries spent) fails alone
                     logger.warning("Trial %d failed: %s", number, str(error).splitlines()[0][:200])
                     tuner.fail(number)

@@ -21,7 +21,14 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run as current_flow_run
 
 from flows.artifacts import markdown_artifact, table_artifact
-from flows.fanout import artifact_key, run_name, with_configured_retries, worker_pool, workers_reporting_here
+from flows.fanout import (
+    artifact_key,
+    run_name,
+    settled,
+    with_configured_retries,
+    worker_pool,
+    workers_reporting_here,
+)
 from rltrader.app.requests import WalkForwardRequest
 from rltrader.config import Config
 from rltrader.display.formatting import number
@@ -113,7 +120,7 @@ def train_fold_runs(request: WalkForwardRequest, runs: list[FoldRunSpec], finish
                                      "is missing)")
             done = wait(list(in_flight.values()), timeout=2).done
             for key in [key for key, future in in_flight.items() if future in done]:
-                outcome = in_flight.pop(key).result()  # a failed run (retries spent) fails the flow
+                outcome = settled(in_flight.pop(key))  # a failed run (retries spent) fails the flow
                 queue.finish(key, outcome)
                 logger.info(fold_line(outcome, folds, len(queue.finished), queue.planned,
                                       queue.eta_seconds(workers)))
