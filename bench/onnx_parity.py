@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity import H1, ROOT, train  # noqa: E402  (the same quick runs)
+from parity import ROOT, quick_runs  # noqa: E402  (the same quick runs)
 
 
 def measure(name: str, data: Path, run_dir: Path, config_path: Path | None, work: Path) -> dict:
@@ -85,15 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rltrader-onnx-"))
     try:
-        m15 = work / "XAUUSD_M15_momentum.csv"
-        subprocess.run([sys.executable, "-m", "rltrader", "synth", "momentum", "--bars", str(args.m15_bars),
-                        "--out", str(m15)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        m15_config = work / "m15.yaml"
-        m15_config.write_text("splits: {train: 0.25, validation: 0.10, test: 0.65}\n", encoding="utf-8")
-        results = []
-        for name, data, config in (("gold_H1", H1, None), ("M15_momentum", m15, m15_config)):
-            run_dir = train(data, work / f"run_{name}", config, args.timesteps)
-            results.append(measure(name, data, run_dir, config, work))
+        results = [measure(name, data, run_dir, config, work)
+                   for name, data, config, run_dir in quick_runs(work, args.timesteps, args.m15_bars)]
         print(json.dumps({
             "bars": sum(r["bars"] for r in results),
             "onnx_action_mismatches": sum(r["mismatches"] for r in results),

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,21 @@ def _copy_rows(source: Path, target: Path, bars: int) -> None:
             writer.write(reader.readline())
 
 
+def quick_runs(work: Path, timesteps: int, m15_bars: int) -> Iterator[tuple[str, Path, Path | None, Path]]:
+    """The two markets' quick runs: (name, bar file, config or None, run directory), trained as they are asked
+    for. The M15 market is written first (``rltrader synth momentum``), split 25/10/65."""
+    m15 = work / "XAUUSD_M15_momentum.csv"
+    subprocess.run([sys.executable, "-m", "rltrader", "synth", "momentum", "--bars", str(m15_bars),
+                    "--out", str(m15)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    m15_config = work / "m15.yaml"
+    m15_config.write_text("splits: {train: 0.25, validation: 0.10, test: 0.65}\n", encoding="utf-8")
+    for name, data, config in (("gold_H1", H1, None), ("M15_momentum", m15, m15_config)):
+        began = time.perf_counter()
+        run_dir = train(data, work / f"run_{name}", config, timesteps)
+        print(f"{name}: trained in {time.perf_counter() - began:.0f} s")
+        yield name, data, config, run_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timesteps", type=int, default=4096, help="training timesteps of each quick run")
@@ -159,18 +175,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rltrader-parity-"))
     try:
-        m15 = work / "XAUUSD_M15_momentum.csv"
-        subprocess.run([sys.executable, "-m", "rltrader", "synth", "momentum", "--bars", str(args.m15_bars),
-                        "--out", str(m15)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        m15_config = work / "m15.yaml"
-        m15_config.write_text("splits: {train: 0.25, validation: 0.10, test: 0.65}\n", encoding="utf-8")
-        results = []
-        for name, data, config in (("gold H1", H1, None), ("M15 momentum", m15, m15_config)):
-            began = time.perf_counter()
-            run_dir = train(data, work / name.replace(" ", "_"), config, args.timesteps)
-            print(f"{name}: trained in {time.perf_counter() - began:.0f} s")
-            results.append(compare(name.replace(" ", "_"), data, run_dir, config, work))
-        signal = time_signal(work / "gold_H1" / "42" / "bundle", work)
+        results = [compare(name, data, run_dir, config, work)
+                   for name, data, config, run_dir in quick_runs(work, args.timesteps, args.m15_bars)]
+        signal = time_signal(work / "run_gold_H1" / "42" / "bundle", work)
         summary = {
             "bars": sum(r["bars"] for r in results),
             "action_mismatches": sum(r["stream_mismatches"] + r["paper_mismatches"] for r in results),

@@ -484,29 +484,17 @@ def _command_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_time(text: str | None) -> int | None:
-    """``--start`` as bar-time nanoseconds, or a one-line error."""
-    if text is None:
-        return None
-    import pandas as pd
-
-    try:
-        return int(pd.Timestamp(text).value)
-    except ValueError:
-        raise UserInputError(f"--start {text!r} is not a time; write it as 2025-01-02 00:00") from None
-
-
 def _command_signal(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from rltrader.live.bars import read_bar_file
+    from rltrader.live.bars import parse_bar_time, read_bar_file
     from rltrader.live.bundle import read_bundle
     from rltrader.live.signal import FileWatcher, decision_record, last_decision_index, read_when_complete
 
     bundle = read_bundle(args.bundle)
     read_bar_file(args.data_path, bundle.description)  # refuse a wrong file before torch loads
-    start = _start_time(args.start)
+    start = parse_bar_time(args.start)
     from rltrader.live.stream import DecisionStream
 
     stream = DecisionStream(bundle, start)

@@ -22,7 +22,7 @@ import pandas as pd
 from rltrader.config import InstrumentConfig, LoadingConfig
 from rltrader.data import load_bars
 from rltrader.env.instrument import parse_pair
-from rltrader.errors import DataError
+from rltrader.errors import DataError, UserInputError
 from rltrader.live.bundle import BundleDescription
 from rltrader.live.features import BarArrays
 
@@ -40,6 +40,17 @@ class BarFile:
         if stamp is None:
             return self.bars
         return self.bars.rows(int(np.searchsorted(self.bars.timestamps, stamp, side="right")), len(self.bars))
+
+
+def parse_bar_time(text: str | None, flag: str = "--start") -> int | None:
+    """A bar time given on the command line (``2025-01-02 00:00``) as nanoseconds since 1970; a one-line
+    error naming ``flag`` otherwise."""
+    if text is None:
+        return None
+    try:
+        return int(pd.Timestamp(text).value)
+    except ValueError:
+        raise UserInputError(f"{flag} {text!r} is not a time; write it as 2025-01-02 00:00") from None
 
 
 def interval_name(seconds: float) -> str:
@@ -100,4 +111,4 @@ def bar_arrays(frame: pd.DataFrame) -> BarArrays:
                      column("close"), column("volume"), column("spread"))
 
 
-__all__ = ["BarFile", "InstrumentConfig", "bar_arrays", "interval_name", "read_bar_file"]
+__all__ = ["BarFile", "InstrumentConfig", "bar_arrays", "interval_name", "parse_bar_time", "read_bar_file"]

@@ -147,11 +147,16 @@ class BarArrays:
         return len(self.close)
 
     def rows(self, start: int, stop: int) -> BarArrays:
-        def part(values: np.ndarray) -> np.ndarray:
-            return values[start:stop] if len(values) else values
+        """Bars ``start .. stop - 1`` (views, no copy)."""
+        return self.take(slice(start, stop))
 
-        return BarArrays(self.timestamps[start:stop], self.open[start:stop], self.high[start:stop],
-                         self.low[start:stop], self.close[start:stop], part(self.volume), part(self.spread))
+    def take(self, index: slice | np.ndarray) -> BarArrays:
+        """The bars ``index`` picks (a slice or a boolean mask); the optional columns stay empty when empty."""
+        def part(values: np.ndarray) -> np.ndarray:
+            return values[index] if len(values) else values
+
+        return BarArrays(self.timestamps[index], self.open[index], self.high[index], self.low[index],
+                         self.close[index], part(self.volume), part(self.spread))
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -34,7 +34,7 @@ from rltrader.atomic import atomic_path, remove_stray_temp_files, write_json, wr
 from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
 from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
 from rltrader.errors import UserInputError
-from rltrader.live.bars import read_bar_file
+from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.bundle import MANIFEST_FILE, Bundle, read_bundle
 from rltrader.live.features import BarArrays
 from rltrader.live.stream import DecisionStream, StepBatch, bar_time
@@ -229,13 +229,7 @@ def open_paper_account(bundle_dir: str | Path, data_path: str | Path, name: str,
         raise PaperError(f"--name {name!r}: use a plain name such as demo")
     bundle = read_bundle(bundle_dir)
     path = Path(data_path)
-    stamp = None
-    if start is not None:
-        try:
-            stamp = int(pd.Timestamp(start).value)
-        except ValueError:
-            raise PaperError(f"--start {start!r} is not a time; write it as 2025-01-02 00:00") from None
-    return PaperAccount(Path(paper_dir) / name, bundle, path, stamp)
+    return PaperAccount(Path(paper_dir) / name, bundle, path, parse_bar_time(start))
 
 
 def paper_summary(account: PaperAccount) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from rltrader.env.conversion import IDENTITY, OWN_INVERSE, ConversionRates
 from rltrader.env.market import ACTION_NAMES, FLAT, TABLE_COLUMNS, rollover_nights, step_table
 from rltrader.errors import UserInputError
 from rltrader.evaluation.fast import ActorWeights, MlpActorWeights, PackedActors, project_windows
+from rltrader.features.normalization import NormalizationStats
 from rltrader.live.bundle import Bundle
 from rltrader.live.features import BarArrays, FeatureState, FeatureStream
 
@@ -170,7 +171,7 @@ class DecisionStream:
         self.fraction_sizing = about.account["sizing"] == "equity_fraction"
         self.sizing = np.array([float(self.fraction_sizing), float(about.account["size"])])
         self.features = FeatureStream(about.feature_config, about.feature_columns,
-                                      _normalization(about.normalization))
+                                      NormalizationStats.from_dict(about.normalization))
         self.policy = LivePolicy(bundle)
         self.window = about.window_size
         self.warmup = about.warmup_bars
@@ -278,7 +279,7 @@ class DecisionStream:
         self._check_order(bars)
         keep, rejected = self._accepted(bars)
         if not keep.all():
-            bars = _select(bars, keep)
+            bars = bars.take(keep)
         n = len(bars)
         raw = self.features.raw(bars)
         normalized = self.features.normalize(raw)
@@ -359,20 +360,6 @@ class DecisionStream:
         self.account.held[0], self.account.alive[0] = raw["held"], raw["alive"]
         self.account.pending[0] = raw["pending"]
         self.bars_seen, self.decisions, self.start = raw["bars_seen"], raw["decisions"], raw["start"]
-
-
-def _normalization(raw: dict[str, Any]):  # noqa: ANN202
-    from rltrader.features.normalization import NormalizationStats
-
-    return NormalizationStats.from_dict(raw)
-
-
-def _select(bars: BarArrays, keep: np.ndarray) -> BarArrays:
-    def part(values: np.ndarray) -> np.ndarray:
-        return values[keep] if len(values) else values
-
-    return BarArrays(bars.timestamps[keep], bars.open[keep], bars.high[keep], bars.low[keep], bars.close[keep],
-                     part(bars.volume), part(bars.spread))
 
 
 def bar_time(stamp: int) -> str:

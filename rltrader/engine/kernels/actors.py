@@ -164,6 +164,17 @@ def _dense_stack(k: int, mlp: np.ndarray, mlp_bias: np.ndarray, out_widths: np.n
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _recurrent_scratch(size: int, widest: int) -> tuple:
+    """The scratch arrays :func:`_recurrent_logits` writes: gates (float32), the cell's activations and
+    tanh(c) in double, the unused fast-exp buffers, the stacked layer input, the MLP's latent and layer
+    output, and the logits."""
+    return (np.empty(4 * size, dtype=np.float32), np.empty(4 * size, dtype=np.float64),
+            np.empty(size, dtype=np.float64), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32),
+            np.empty(2 * size, dtype=np.float32), np.zeros(widest, dtype=np.float32),
+            np.zeros(widest, dtype=np.float32), np.empty(3, dtype=np.float32))
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _recurrent_logits(k: int, projected: np.ndarray, recurrent: np.ndarray, upper: np.ndarray,
                       upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray, mlp_widths: np.ndarray,
                       mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
@@ -238,15 +249,8 @@ def step_actors(
     """
     n_bars, n_models = projected.shape[0], projected.shape[1]
     size = hidden.shape[2]
-    gates = np.empty(4 * size, dtype=np.float32)
-    activated = np.empty(4 * size, dtype=np.float64)  # the cell's scratch: gates and tanh(c) in double
-    tanh_cell = np.empty(size, dtype=np.float64)
-    unused_exps, unused_bits = np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32)
-    stacked = np.empty(2 * size, dtype=np.float32)
-    widest = mlp_widths.max()
-    latent = np.zeros(widest, dtype=np.float32)
-    layer_out = np.zeros(widest, dtype=np.float32)
-    logits = np.empty(3, dtype=np.float32)
+    gates, activated, tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits = \
+        _recurrent_scratch(size, mlp_widths.max())
     for j in range(n_bars):
         t = first_bar + j + 1
         any_alive = False
@@ -352,15 +356,8 @@ def stream_recurrent_actor(
     the same functions (:func:`_recurrent_logits`, :func:`_settle`), so the actions, the LSTM state and
     the account are bit for bit the fast evaluator's, however the bars are cut into calls."""
     size = hidden.shape[2]
-    gates = np.empty(4 * size, dtype=np.float32)
-    activated = np.empty(4 * size, dtype=np.float64)
-    tanh_cell = np.empty(size, dtype=np.float64)
-    unused_exps, unused_bits = np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32)
-    stacked = np.empty(2 * size, dtype=np.float32)
-    widest = mlp_widths.max()
-    latent = np.zeros(widest, dtype=np.float32)
-    layer_out = np.zeros(widest, dtype=np.float32)
-    logits = np.empty(3, dtype=np.float32)
+    gates, activated, tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits = \
+        _recurrent_scratch(size, mlp_widths.max())
     for j in range(projected.shape[0]):
         actions[j] = -1
         filled[j] = False
