@@ -337,6 +337,22 @@ class PerformanceModeConfig(_Strict):
     performance: ModeConfig = ModeConfig(batch_multiplier=2.0, epochs_multiplier=1.5, torch_threads=None, niceness=0)
 
 
+def known_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone (the crons of the schedules are read in it)."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/London") from None
+    return value
+
+
+def cron_fields(value: str) -> str:
+    """``value`` if it has a cron expression's five fields."""
+    if len(value.split()) != 5:
+        raise ValueError(f"{value!r} is not a cron expression: five fields, minute hour day month weekday")
+    return value
+
+
 class ModeScheduleConfig(_Strict):
     """When the ``performance-mode`` deployment switches modes (cron, in ``timezone``)."""
 
@@ -344,21 +360,8 @@ class ModeScheduleConfig(_Strict):
     performance_cron: str = Field("0 20 * * *", description="When performance mode starts (evening).")
     quiet_cron: str = Field("0 7 * * *", description="When quiet mode starts again (morning).")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/London") from None
-        return value
-
-    @field_validator("performance_cron", "quiet_cron")
-    @classmethod
-    def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a cron expression: five fields, minute hour day month weekday")
-        return value
+    _known_timezone = field_validator("timezone")(classmethod(lambda cls, value: known_timezone(value)))
+    _five_fields = field_validator("performance_cron", "quiet_cron")(classmethod(lambda cls, value: cron_fields(value)))
 
 
 class OrchestrationConfig(_Strict):
@@ -460,6 +463,35 @@ class WalkForwardConfig(_Strict):
         return self
 
 
+class RetrainConfig(_Strict):
+    """``rltrader retrain``: a challenger trained on the latest bars replaces the champion only on evidence.
+
+    The window is walk-forward's last fold, ending at the file's last bar: ``train_bars``, a gap,
+    ``validation_bars`` (which selects the challenger's best model), a gap, and ``holdout_bars``,
+    the recent window that neither model trained or selected on. Champion and challenger are
+    scored there with the same costs, and their per-bar return differences are tested (one-sided,
+    Newey-West standard error of the mean difference)."""
+
+    train_bars: int = Field(6000, ge=2, description="Bars the challenger trains on (H1: about a year).")
+    validation_bars: int = Field(1200, ge=2, description="Bars that select the challenger's best model.")
+    holdout_bars: int = Field(600, ge=2, description="Recent bars both models are scored and compared on.")
+    start: Literal["cold", "warm", "warm_reset"] = Field(
+        "cold", description="cold: a fresh model; warm: the champion's weights and optimizer; warm_reset: the "
+                            "champion's weights with a fresh optimizer and raised entropy in the first iteration.")
+    reset_ent_coef: float = Field(0.05, ge=0, description="warm_reset: the first iteration's entropy coefficient "
+                                                         "(at least; a higher phase value is kept).")
+    promote_probability: float = Field(0.9, gt=0.5, lt=1, description="Promote when P(challenger better) reaches "
+                                                                      "this (one-sided paired test).")
+    drawdown_tolerance: float = Field(0.02, ge=0, lt=1, description="...and its max drawdown is at most this much "
+                                                                   "(a fraction of equity) worse than the champion's.")
+    profile: str | None = Field("quick", description="The challenger's training budget, a profile; null = none.")
+    cron: str = Field("30 20 * * *", description="When the retrain deployment runs (after performance mode starts).")
+    timezone: str = Field("UTC", description="IANA name the cron is read in.")
+
+    _known_timezone = field_validator("timezone")(classmethod(lambda cls, value: known_timezone(value)))
+    _five_fields = field_validator("cron")(classmethod(lambda cls, value: cron_fields(value)))
+
+
 class Config(_Strict):
     """The whole configuration; sections match the top-level keys of the YAML file."""
 
@@ -477,6 +509,7 @@ class Config(_Strict):
     orchestration: OrchestrationConfig = OrchestrationConfig()
     tune: TuneConfig = TuneConfig()
     walk_forward: WalkForwardConfig = WalkForwardConfig()
+    retrain: RetrainConfig = RetrainConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named override bundles, selected with --profile NAME."
     )
@@ -488,7 +521,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _tune_names_known_keys(self) -> Config:
-        raw = self.model_dump(mode="json", exclude={"tune", "walk_forward", "profiles"})
+        raw = self.model_dump(mode="json", exclude={"tune", "walk_forward", "retrain", "profiles"})
         for dotted in self.tune.space:
             node: Any = raw
             for part in dotted.split("."):

@@ -269,7 +269,45 @@ class TuneRequest(RequestBase):
 
 
 
+class RetrainRequest(AccountFields, RequestBase):
+    """Train a challenger on the latest bars of a file and promote it over the model's champion only on evidence."""
+
+    name: str = Field(description="the model's name: its registry is REGISTRY_DIR/NAME")
+    registry_dir: str | None = Field(None, description="where model registries live (default: RESULTS_DIR/registry)")
+    start: Literal["cold", "warm", "warm_reset"] | None = Field(
+        None, description="how the challenger starts: cold (fresh), warm (the champion's weights and optimizer) or "
+                          "warm_reset (its weights, a fresh optimizer, more entropy); default: retrain.start")
+    train_bars: int | None = Field(None, ge=2, description="bars the challenger trains on (default: retrain.train_bars)")
+    validation_bars: int | None = Field(
+        None, ge=2, description="bars that select the challenger's best model (default: retrain.validation_bars)")
+    holdout_bars: int | None = Field(
+        None, ge=2, description="recent bars both models are compared on (default: retrain.holdout_bars)")
+    promote_probability: float | None = Field(
+        None, description="promote when P(challenger better) reaches this (default: retrain.promote_probability, 0.9)")
+    drawdown_tolerance: float | None = Field(
+        None, description="and its max drawdown is at most this much worse (default: retrain.drawdown_tolerance)")
+    profile: str | None = Field(None, description="the challenger's training budget, a profile (default: quick)")
+    seed: int | None = Field(None, description="the challenger's training seed (default: training.seed)")
+
+    @property
+    def registry_root(self) -> Path:
+        return Path(self.registry_dir) if self.registry_dir else Path(self.results_dir) / "registry"
+
+    def to_config(self, source: str = "command line") -> Config:
+        """The retrain's config: the file, then the named values (``retrain.*``, ``training.seed``)."""
+        named = {f"retrain.{name}": getattr(self, name) for name in (
+            "start", "train_bars", "validation_bars", "holdout_bars", "promote_probability", "drawdown_tolerance",
+            "profile")}
+        return load_config(self.config).with_overrides(
+            {"cache.dir": self.cache_dir, **self.account_overrides(), **named, "training.seed": self.seed},
+            source=source)
+
+    def run_config(self, base: Config) -> Config:
+        """What the challenger trains with: the retrain's profile applied."""
+        return base.with_profile(base.retrain.profile)
+
+
 __all__ = [
     "ACCOUNT_FIELDS", "DEFAULT_DATA", "ENV_FIELDS", "FLOW_ONLY", "LOADING_FIELDS", "SWITCHES", "TRAINING_FIELDS",
-    "AccountFields", "RequestBase", "TrainRequest", "TuneRequest", "WalkForwardRequest",
+    "AccountFields", "RequestBase", "RetrainRequest", "TrainRequest", "TuneRequest", "WalkForwardRequest",
 ]

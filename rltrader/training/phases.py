@@ -53,3 +53,21 @@ def apply_hyperparameters(model: Any, hyper: Hyperparameters) -> None:
     model.n_epochs = hyper.n_epochs
     model.ent_coef = hyper.ent_coef
     model.clip_range = ConstantSchedule(hyper.clip_range)
+
+
+def reset_for_new_window(model: Any, ent_coef: float, fresh_optimizer: bool) -> None:
+    """A warm model made ready for a new window: more exploration, and (before its first update) a new optimizer.
+
+    Adam's moment estimates remember the gradients of the bars the model last trained on; carried
+    into a new window they push the first updates the old way. ``fresh_optimizer`` is False on a
+    resume from a checkpoint, whose optimizer already started over on this window.
+
+    :param model: the loaded model, with the phase's hyperparameters applied
+    :param ent_coef: the entropy coefficient to use at least
+    :param fresh_optimizer: replace the optimizer by a fresh one of the same class and settings
+    """
+    model.ent_coef = max(float(model.ent_coef), ent_coef)
+    if fresh_optimizer:
+        policy = model.policy
+        learning_rate = policy.optimizer.param_groups[0]["lr"]
+        policy.optimizer = policy.optimizer_class(policy.parameters(), lr=learning_rate, **policy.optimizer_kwargs)

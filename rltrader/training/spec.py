@@ -37,6 +37,10 @@ class RunSpec(BaseModel):
     :param preprocess_seconds: what preparing took, counted in the run's total time
     :param initial_model: the first iteration continues from this saved model instead of a fresh
         one (a walk-forward fold warm-started from the previous fold's best)
+    :param reset_from_initial: with ``initial_model``, the first iteration starts from its weights with a fresh
+        optimizer (Adam's moments learned on older bars would steer the first steps) and an entropy
+        coefficient of at least this, so the warm model explores the new window again (a challenger's
+        ``warm_reset`` start); None keeps the saved optimizer and the phase's entropy
     :param seed_offset: added to every iteration's seed; parallel candidates of one iteration
         differ by it (candidate 0 has offset 0, so it is exactly the serial run)
     :param settings_file: the performance-mode file read before every update (None: the config's
@@ -54,6 +58,7 @@ class RunSpec(BaseModel):
     prepared: PreparedData | None = None
     preprocess_seconds: float = Field(0.0, ge=0)
     initial_model: str | None = None
+    reset_from_initial: float | None = Field(None, ge=0)
     seed_offset: int = Field(0, ge=0)
     settings_file: str | None = None
     follow_performance_mode: bool = True

@@ -61,7 +61,7 @@ from rltrader.training.checkpoints import CheckpointStore, save_model_atomically
 from rltrader.training.convergence import ConvergenceTracker
 from rltrader.training.diagnostics import run_logger
 from rltrader.training.models import build_model, load_for_training
-from rltrader.training.phases import apply_hyperparameters, hyperparameters_for
+from rltrader.training.phases import apply_hyperparameters, hyperparameters_for, reset_for_new_window
 from rltrader.training.run_state import RunState, count_trials, fingerprint
 from rltrader.training.spec import RunSpec
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
@@ -152,7 +152,7 @@ class Trainer:
                  update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0,
                  validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = (),
                  initial_model: str | Path | None = None, prepared: PreparedData | None = None,
-                 preprocess_seconds: float = 0.0) -> None:
+                 preprocess_seconds: float = 0.0, reset_from_initial: float | None = None) -> None:
         """Entry points build a :class:`~rltrader.training.spec.RunSpec` and call :meth:`from_spec`;
         this constructor takes the same values one by one (and hooks, which are not data).
 
@@ -171,6 +171,8 @@ class Trainer:
         :param prepared: the preprocessed data, when a step before prepared it; None preprocesses
             in :meth:`open`
         :param preprocess_seconds: what preparing ``prepared`` took, counted in the run's total
+        :param reset_from_initial: the first iteration starts from ``initial_model``'s weights with a fresh
+            optimizer and an entropy coefficient of at least this (a challenger's warm_reset start)
         """
         self.config = config
         self.training = config.training
@@ -184,6 +186,7 @@ class Trainer:
         self.initial_model = Path(initial_model) if initial_model is not None else None
         self.prepared = prepared
         self.preprocess_seconds = preprocess_seconds
+        self.reset_from_initial = reset_from_initial
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     @classmethod
@@ -198,7 +201,7 @@ class Trainer:
         return cls(spec.config, spec.data_path, spec.run_dir, [*spec.update_hooks(), *extra_hooks],
                    seed_offset=spec.seed_offset, validation_hooks=validation_hooks,
                    initial_model=spec.initial_model, prepared=spec.prepared,
-                   preprocess_seconds=spec.preprocess_seconds)
+                   preprocess_seconds=spec.preprocess_seconds, reset_from_initial=spec.reset_from_initial)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -279,6 +282,8 @@ class Trainer:
         seed = self.training.seed + self.seed_offset + iteration
         model, progress = self._start_or_resume(iteration, seed, budget, hyper.phase)
         apply_hyperparameters(model, hyper)
+        if iteration == 0 and progress.warm_started and self.reset_from_initial is not None:
+            reset_for_new_window(model, self.reset_from_initial, fresh_optimizer=progress.last_checkpoint_at == 0)
         model.batch_size = self.training.batch_size  # a checkpoint may hold a performance-mode batch
         logger.info("Iteration %d/%d [%s] %s, %s timesteps, seed %d", iteration + 1, self.training.iterations,
                     hyper.phase, ("warm start from " + ("the best model" if iteration else str(self.initial_model)))

@@ -1,0 +1,295 @@
+"""Retraining as a trader needs it: a challenger on the latest bars, promoted over the champion only on evidence.
+
+FreqAI-style retraining swaps each new model in unconditionally; our own walk-forward measured that
+carrying models forward blindly can hurt. A retrain here is three steps, each a function the Prefect
+flow (:mod:`flows.retrain`) runs as a task and ``rltrader retrain`` runs in turn:
+
+1. :func:`plan_retrain`: read the file, check its history against the registry's (only appended
+   bars), and place walk-forward's last fold at the file's end: train, validation (selects the
+   challenger's best model), and a recent held-out window that neither model trained or selected
+   on (checked against the champion's own windows). A file with no new bars, or too short for the
+   windows, is a skip: the champion is kept and the reason recorded.
+2. :func:`train_challenger`: an ordinary training run (every optimization, checkpoints, resumable:
+   the same retrain continues a killed one), cold, warm from the champion's weights, or warm with a
+   reset optimizer and raised entropy.
+3. :func:`decide`: score both bundles on the held-out window with the same costs, test the per-bar
+   return differences (:mod:`rltrader.registry.paired_test`), register the challenger as a new
+   version and promote it only if it won.
+
+Until step 3 writes ``registry.json`` (atomically) nothing the champion serves from has changed: a
+retrain killed at any point leaves the champion serving, untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rltrader.app.requests import RetrainRequest
+from rltrader.atomic import write_json
+from rltrader.config import Config, CostConfig
+from rltrader.data import load_bars
+from rltrader.errors import DataError
+from rltrader.features.cache import file_digest
+from rltrader.features.preparation import PreparedData
+from rltrader.live.bars import read_bar_file
+from rltrader.live.bundle import Bundle, export_bundle, source_bundle
+from rltrader.registry.history import check_history, save_history
+from rltrader.registry.paired_test import PairedComparison, compare
+from rltrader.registry.scoring import WindowScore, score_bundle, window_rows
+from rltrader.registry.store import (
+    DECISION_FILE,
+    RUNS_DIR,
+    DataWindow,
+    ModelVersion,
+    Registry,
+    RegistryEvent,
+    now,
+    open_registry,
+)
+from rltrader.training.spec import RunSpec
+from rltrader.training.trainer import Trainer
+from rltrader.walkforward.data import prepare_folds
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What a retrain will train and compare (step 1's result; plain data, passed to the other steps).
+
+    :param name: the model's name
+    :param registry_root: where registries live
+    :param data_path: the bar file
+    :param data_sha256: its content hash
+    :param config: the challenger's full config (the retrain's profile and seed applied)
+    :param windows: train, validation and holdout windows of the challenger's fold
+    :param run: the challenger's training run
+    :param champion: the champion's version when the plan was made (None: the registry's first model)
+    :param start: how the challenger starts (cold when there is no champion)
+    :param bars_per_year: the file's calendar (annualizes the Sharpe ratios)
+    :param history: the file's bar fingerprint, kept by the registry once the retrain registers
+    """
+
+    name: str
+    registry_root: str
+    data_path: str
+    data_sha256: str
+    config: Config
+    windows: dict[str, DataWindow]
+    run: RunSpec
+    champion: int | None
+    start: str
+    bars_per_year: float
+    history: pd.DataFrame = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What a retrain did: ``promote``, ``keep`` or ``skip``, the version it registered, and why.
+
+    :param name: the model's name
+    :param kind: promote (the challenger is the new champion), keep (registered, the champion stays) or
+        skip (nothing trained: no new bars, or too few for the windows)
+    :param version: the challenger's version number (None on a skip)
+    :param champion: the champion after the retrain
+    :param reason: the decision in one sentence, with its figures
+    :param comparison: the paired test (None on a skip and for a registry's first model)
+    :param figures: both models' held-out figures and buy-and-hold's
+    :param seconds: the retrain's wall time
+    """
+
+    name: str
+    kind: str
+    version: int | None
+    champion: int | None
+    reason: str
+    comparison: PairedComparison | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "version": self.version, "champion": self.champion,
+                "reason": self.reason, "seconds": round(self.seconds, 2), "figures": self.figures,
+                "comparison": None if self.comparison is None else self.comparison.model_dump(mode="json")}
+
+
+def config_digest(config: Config) -> str:
+    return hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def fold_config(config: Config) -> Config:
+    """Walk-forward's settings for one fold of the retrain's sizes, ending at the file's last bar."""
+    sizes = config.retrain
+    return config.with_overrides({"walk_forward.folds": 1, "walk_forward.scheme": "rolling",
+                                  "walk_forward.train_bars": sizes.train_bars,
+                                  "walk_forward.validation_bars": sizes.validation_bars,
+                                  "walk_forward.test_bars": sizes.holdout_bars}, source="retrain")
+
+
+def _windows(prepared: PreparedData) -> dict[str, DataWindow]:
+    splits = prepared.metadata["splits"]
+    return {name: DataWindow(start=splits[key]["start"], end=splits[key]["end"], bars=int(splits[key]["bars"]))
+            for name, key in (("train", "train"), ("validation", "validation"), ("holdout", "test"))}
+
+
+def _skip(registry: Registry, reason: str, started: float) -> RetrainOutcome:
+    champion = registry.file.champion
+    with registry.writing():
+        registry.record("skip", None, champion, reason)
+    logger.info("Retrain %s skipped: %s", registry.name, reason)
+    return RetrainOutcome(registry.name, "skip", None, champion, reason, seconds=time.perf_counter() - started)
+
+
+def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
+    """Step 1 (see the module docstring): the plan, or the outcome of a skip (recorded in the registry).
+
+    :raises DataError: a file whose earlier bars differ from the registry's history (naming the first), or a
+        file too short for the windows when the registry has no champion to keep
+    """
+    started = time.perf_counter()
+    base = request.to_config()
+    config = request.run_config(base)
+    registry = open_registry(request.registry_root, request.name, must_exist=False)
+    path = Path(request.data_path)
+    if not path.is_file():
+        raise DataError(path, "file not found; check --data_path")
+    history = check_history(registry.dir, load_bars(path, config.data).bars, path)
+    champion = registry.champion
+    last_bar = pd.Timestamp(int(history["time"].iloc[-1]))
+    if champion is not None and pd.Timestamp(champion.windows["holdout"].end) >= last_bar:
+        return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {champion.version}'s "
+                               "held-out window ended; the champion is kept", started)
+    try:
+        _, prepared = prepare_folds(path, fold_config(config))
+    except DataError as error:
+        if champion is None:
+            raise
+        return _skip(registry, f"too few bars for a retrain ({error}); the champion is kept", started)
+    windows = _windows(prepared[0])
+    if champion is not None and pd.Timestamp(windows["holdout"].start) <= pd.Timestamp(champion.windows[
+            "validation"].end):
+        return _skip(registry, f"the held-out window would start at {windows['holdout'].start}, inside version "
+                               f"{champion.version}'s validation window (to {champion.windows['validation'].end}), "
+                               "so the champion would be scored on bars that selected it; wait for more bars",
+                     started)
+    start = config.retrain.start if champion is not None else "cold"
+    seed = config.training.seed
+    end = pd.Timestamp(windows["holdout"].end).strftime("%Y%m%dT%H%M")
+    run = RunSpec(config=config, data_path=str(path), run_dir=str(registry.dir / RUNS_DIR / f"{end}-seed{seed}-{start}"),
+                  prepared=prepared[0], settings_file=request.settings_file,
+                  initial_model=None if start == "cold" else str(registry.bundle(champion.version).policy_path),
+                  reset_from_initial=config.retrain.reset_ent_coef if start == "warm_reset" else None)
+    return RetrainPlan(name=registry.name, registry_root=str(request.registry_root), data_path=str(path),
+                       data_sha256=file_digest(path), config=config, windows=windows, run=run,
+                       champion=None if champion is None else champion.version, start=start,
+                       bars_per_year=float(prepared[0].metadata["bars"]["bars_per_year"]), history=history)
+
+
+def train_challenger(plan: RetrainPlan) -> str:
+    """Step 2: train (or resume, or read back) the challenger's run; returns its directory."""
+    run_dir = Path(plan.run.run_dir)
+    if (run_dir / "bundle").is_dir() and (run_dir / "optimization_summary.json").is_file():
+        logger.info("Challenger of %s already trained in %s", plan.name, run_dir)
+        return str(run_dir)
+    Trainer.from_spec(plan.run).run()
+    return str(run_dir)
+
+
+def _score(bundle: Bundle, data_path: Path, window: DataWindow, costs: CostConfig) -> WindowScore:
+    bars = read_bar_file(data_path, bundle.description).bars
+    first, last = window_rows(bars, window.start, window.end)
+    return score_bundle(bundle, bars, first, last, costs)
+
+
+def _report_figures(run_dir: Path) -> dict[str, Any]:
+    metrics = json.loads((run_dir / "report" / "test" / "metrics.json").read_text(encoding="utf-8"))
+    keep = ("final_equity", "total_return", "sharpe", "sharpe_interval", "max_drawdown")
+    return {"agent": {key: metrics["agent"].get(key) for key in keep},
+            "buy_and_hold": {key: metrics["baselines"]["buy_and_hold"].get(key) for key in keep}}
+
+
+def decide(plan: RetrainPlan, run_dir: str) -> RetrainOutcome:
+    """Step 3: score both models on the held-out window, test, register the challenger, promote it if it won."""
+    started = time.perf_counter()
+    registry = open_registry(plan.registry_root, plan.name, must_exist=False)
+    challenger = source_bundle(run_dir)
+    costs = plan.config.costs
+    holdout = plan.windows["holdout"]
+    path = Path(plan.data_path)
+    scored = _score(challenger, path, holdout, costs)
+    report = _report_figures(Path(run_dir))
+    figures: dict[str, Any] = {
+        "validation_sharpe": challenger.description.figures.get("validation", {}).get("agent", {}).get("sharpe"),
+        "challenger": scored.figures(plan.bars_per_year), "buy_and_hold": report["buy_and_hold"],
+        "stream_vs_backtest": float(scored.equity[-1] - report["agent"]["final_equity"]),
+    }
+    with registry.writing():
+        champion = registry.champion
+        if champion is not None and champion.version != plan.champion:
+            logger.warning("The champion of %s changed while the challenger trained (%s -> %s); comparing with the "
+                           "new one", plan.name, plan.champion, champion.version)
+        comparison = None
+        returns: dict[str, list[float]] = {"challenger": scored.returns.tolist()}
+        if champion is None:
+            kind = "promote"
+            reason = (f"promoted: the first model of {plan.name!r}, no champion to compare against (held-out return "
+                      f"{100 * figures['challenger']['total_return']:+.2f}%, buy-and-hold "
+                      f"{100 * report['buy_and_hold']['total_return']:+.2f}%)")
+        else:
+            defender = _score(registry.bundle(champion.version), path, holdout, costs)
+            figures["champion"] = defender.figures(plan.bars_per_year)
+            returns["champion"] = defender.returns.tolist()
+            comparison = compare(scored.returns, defender.returns, figures["challenger"]["max_drawdown"],
+                                 figures["champion"]["max_drawdown"], plan.config.retrain.promote_probability,
+                                 plan.config.retrain.drawdown_tolerance)
+            kind, reason = ("promote" if comparison.promote else "keep"), comparison.reason
+        number = registry.next_version
+        target = registry.version_dir(number)
+        export_bundle(run_dir, target / "bundle")
+        decision = {"kind": kind, "reason": reason, "holdout": holdout.model_dump(), "figures": figures,
+                    "comparison": None if comparison is None else comparison.model_dump(mode="json"),
+                    "returns": returns}
+        write_json(target / DECISION_FILE, decision)
+        entry = ModelVersion(
+            version=number, created_at=now(), parent=None if champion is None else champion.version, start=plan.start,
+            weights_from=None if plan.start == "cold" or champion is None else champion.version,
+            seed=plan.config.training.seed, data_path=plan.data_path, data_sha256=plan.data_sha256,
+            windows=plan.windows, config_sha256=config_digest(plan.config), run_dir=run_dir, figures=figures,
+            decision={key: decision[key] for key in ("kind", "reason", "comparison")})
+        after = number if kind == "promote" else (None if champion is None else champion.version)
+        registry.add_version(entry, RegistryEvent(time=now(), kind=kind, version=number,
+                                                  champion_before=registry.file.champion, champion_after=after,
+                                                  reason=reason))
+        save_history(registry.dir, plan.history)
+    logger.info("Retrain %s: version %d %s", plan.name, number, reason)
+    return RetrainOutcome(plan.name, kind, number, after, reason, comparison, figures,
+                          seconds=time.perf_counter() - started)
+
+
+def retrain(request: RetrainRequest) -> RetrainOutcome:
+    """The three steps in turn, without Prefect (the flow runs the same functions as tasks)."""
+    started = time.perf_counter()
+    plan = plan_retrain(request)
+    if isinstance(plan, RetrainOutcome):
+        return plan
+    outcome = decide(plan, train_challenger(plan))
+    return RetrainOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - started})
+
+
+def returns_of(registry: Registry, number: int) -> dict[str, np.ndarray]:
+    """The per-bar held-out returns version ``number`` was decided on (its ``decision.json``)."""
+    raw = json.loads((registry.version_dir(number) / DECISION_FILE).read_text(encoding="utf-8"))
+    return {name: np.asarray(values) for name, values in raw["returns"].items()}
+
+
+__all__ = ["RetrainOutcome", "RetrainPlan", "config_digest", "decide", "fold_config", "plan_retrain", "retrain",
+           "returns_of", "train_challenger"]
