@@ -42,7 +42,10 @@ def paper_markdown(result: dict[str, Any]) -> str:
     paper, hold, test = summary.get("paper", {}), summary.get("buy_and_hold", {}), summary["backtest_test"]
     lines = [f"# Paper account `{summary['name']}`", "",
              f"{summary['bars']:,} bars from {summary.get('first_bar', '-')} to {summary.get('last_bar', '-')} "
-             f"({result['new_bars']:,} traded in this run) of `{summary['data_path']}`; bundle `{summary['bundle']}`. "
+             f"({result['new_bars']:,} traded in this run) of `{summary['data_path']}`; "
+             + (f"model `{summary['model']}`, version **v{summary['version']}** deciding "
+                f"({len(summary['switches'])} switch(es) so far). " if summary.get("model") else
+                f"bundle `{summary['bundle']}`. ") +
              f"Holding **{summary.get('position', 'flat')}**; decided for the next bar: "
              f"**{summary.get('next_decision') or 'none'}**.", "",
              f"![paper equity]({Path(result['picture']).name})", "",
@@ -64,21 +67,29 @@ def artifact_key(name: str) -> str:
 
 
 @flow(name="paper-trade", flow_run_name="paper {name}")
-def paper_trade(bundle: str, data_path: str, name: str = "demo", paper_dir: str = "results/paper",
-                start: str | None = None) -> dict[str, Any]:
+def paper_trade(bundle: str | None, data_path: str, name: str = "demo", paper_dir: str = "results/paper",
+                start: str | None = None, model: str | None = None,
+                registry_dir: str = "results/registry") -> dict[str, Any]:
     """Advance the paper account ``name`` by the new bars of ``data_path`` and publish it.
 
-    :param bundle: the model bundle (``rltrader export``, or a run's ``bundle/``)
+    :param bundle: the model bundle (``rltrader export``, or a run's ``bundle/``); empty with ``model``
     :param data_path: the bar file a terminal export appends to
     :param name: the paper account (its ledger lives in ``paper_dir/name``; ``rltrader paper`` shares it)
     :param paper_dir: where paper accounts live
     :param start: a new account's first decision bar (default: the newest bar when it opens)
+    :param model: follow this registry model's champion instead of a bundle (``rltrader retrain``): a newly
+        promoted champion takes over at the next bar, carrying the position
+    :param registry_dir: where model registries live
     """
-    result = advance_paper_account(bundle, data_path, name, paper_dir, start)
+    result = advance_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir)
     folder = Path(result["picture"]).parent
     markdown_artifact(embed_images(paper_markdown(result), folder), key=artifact_key(name),
                       description=f"Paper account {name}: equity against buy-and-hold and the backtest")
     summary = result["summary"]
+    if result["switch"]:
+        switch = result["switch"]
+        get_run_logger().info("Paper account %s: %s v%s takes over from v%s after bar %s, position carried", name,
+                              model, switch["to_version"], switch["from_version"], switch["after_bar"])
     get_run_logger().info("Paper account %s: %d new bar(s), %d in all, equity %s", name, result["new_bars"],
                           summary["bars"], summary.get("paper", {}).get("final_equity"))
     return result

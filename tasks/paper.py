@@ -29,16 +29,19 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="paper-step", task_run_name="paper {name}: new bars of {data_path}", cache_policy=NO_CACHE, retries=2,
       retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
-def advance_paper_account(bundle: str, data_path: str, name: str, paper_dir: str,
-                          start: str | None = None) -> dict[str, Any]:
-    """Decide and fill every new closed bar of ``data_path``; returns the account's summary and files."""
-    account = open_paper_account(bundle, data_path, name, paper_dir, start)
+def advance_paper_account(bundle: str | None, data_path: str, name: str, paper_dir: str,
+                          start: str | None = None, model: str | None = None,
+                          registry_dir: str = "results/registry") -> dict[str, Any]:
+    """Switch to a new champion if the followed model has one, then decide and fill every new closed bar of
+    ``data_path``; returns the account's summary and files."""
+    account = open_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir)
     bars = account.new_bars()
     with holding(account):
+        switch = account.follow_champion()
         before = len(account.ledger["time"])
         if len(bars) or account.created:
             account.process(bars)
         new = len(account.ledger["time"]) - before  # bars traded (a new account's warm-up is not)
         files = write_paper_report(account)
     return {"summary": paper_summary(account), "new_bars": new, "picture": str(files["picture"]),
-            "ledger": str(account.root / "ledger.csv")}
+            "ledger": str(account.root / "ledger.csv"), "switch": switch}

@@ -73,7 +73,7 @@ def _run_flow(server: Any, work: typing.Callable[[], T]) -> T:
                          keep=lambda: [server.process.pid] if server.process else [])
 
 
-RESUMABLE = {"train", "walkforward", "tune", "paper"}
+RESUMABLE = {"train", "walkforward", "tune", "paper", "retrain"}
 
 
 def _print_stopped(signum: int) -> None:
@@ -549,7 +549,15 @@ def _command_paper(args: argparse.Namespace) -> int:
     from rltrader.live.paper import holding, open_paper_account, paper_summary, write_paper_report
     from rltrader.live.signal import FileWatcher, read_when_complete
 
-    account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start)
+    account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start, args.model,
+                                 args.registry_dir)
+
+    def switch() -> None:
+        changed = account.follow_champion()
+        if changed:
+            print(f"rltrader paper {args.name}: {args.model} v{changed['to_version']} takes over from "
+                  f"v{changed['from_version']} after bar {changed['after_bar']}, position carried "
+                  f"({changed['reason']})", flush=True)
 
     def step(bars: typing.Any) -> None:
         before = len(account.ledger["time"])
@@ -574,6 +582,7 @@ def _command_paper(args: argparse.Namespace) -> int:
     seen = watcher.signature()  # before the read: a bar appended while reading is a change
     bars = account.new_bars()  # a wrong file is refused here, before anything is written
     with holding(account):
+        switch()
         if len(bars) or account.created:
             step(bars)
         else:
@@ -584,6 +593,7 @@ def _command_paper(args: argparse.Namespace) -> int:
         print(f"rltrader paper: following {args.data_path} (Ctrl-C stops; the same command resumes)",
               file=sys.stderr, flush=True)
         for _ in watcher.changes(seen):
+            switch()
             bars = read_when_complete(account.new_bars, watcher)
             if len(bars):
                 step(bars)
@@ -658,9 +668,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     add_request_flags(parser, ("data_path", *LOADING_FIELDS, *ACCOUNT_FIELDS), required=("data_path",))
 
 
-def _add_live_options(parser: argparse.ArgumentParser, start_help: str) -> None:
+def _add_live_options(parser: argparse.ArgumentParser, start_help: str, bundle_required: bool = True) -> None:
     """The options of the commands that decide on a bar file: the bundle, the file, when to start, following."""
-    parser.add_argument("--bundle", type=Path, required=True, help="a bundle (rltrader export, or RUN_DIR/bundle)")
+    parser.add_argument("--bundle", type=Path, required=bundle_required,
+                        help="a bundle (rltrader export, or RUN_DIR/bundle)")
     parser.add_argument("--data_path", type=Path, required=True, help="bar file (a terminal export that grows)")
     parser.add_argument("--start", default=None, help=start_help)
     parser.add_argument("--follow", action="store_true", help="keep watching the file for new bars (Ctrl-C stops)")
@@ -841,7 +852,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is decided at its close and filled at the next bar's open with the backtest's ledger, costs and sizing. "
         "The ledger, keyed by bar time, is written atomically after each batch: a killed run loses nothing, and the "
         "same command continues it. Writes ledger.csv, summary.json and equity.png under --paper_dir/NAME.")
-    _add_live_options(paper, "a new account's first decision bar (default: the newest bar when it opens)")
+    _add_live_options(paper, "a new account's first decision bar (default: the newest bar when it opens)",
+                      bundle_required=False)
+    paper.add_argument("--model", default=None,
+                       help="instead of --bundle: follow this registry model's champion (rltrader retrain), switching "
+                            "to a newly promoted one at the next bar with the position carried")
+    paper.add_argument("--registry_dir", type=Path, default=Path("results/registry"),
+                       help="where model registries live (default: results/registry)")
     paper.add_argument("--name", required=True, help="the paper account's name")
     paper.add_argument("--paper_dir", type=Path, default=Path("results/paper"),
                        help="where paper accounts live (default: results/paper)")
@@ -861,6 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
         synth.add_argument(f"--{name}", type=_scalar(field.annotation), default=None,
                            help=f"{field.description or name} (default: {field.default})".replace("%", "%%"))
     synth.set_defaults(handler=_command_synth)
+
+    from rltrader.app.registry_commands import add_registry_commands
+
+    add_registry_commands(commands)
 
     clear = commands.add_parser("clear-cache", help="remove cached features and Prefect cache records")
     clear.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",

@@ -38,6 +38,8 @@ from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.bundle import MANIFEST_FILE, Bundle, read_bundle
 from rltrader.live.features import BarArrays
 from rltrader.live.stream import DecisionStream, StepBatch, bar_time
+from rltrader.live.takeover import take_over
+from rltrader.registry.store import Registry, open_registry
 from rltrader.runtime.run_lock import run_directory_lock
 
 STATE_FILE = "state.json"
@@ -48,7 +50,8 @@ STATE_VERSION = 1
 LONG = 2
 #: The ledger's columns: the bar, what was filled at its open, the account at its close, the decision at its close.
 LEDGER_COLUMNS = ("time", "open", "close", "filled", "units", "fill_price", "trade_cost", "swap", "pnl", "equity",
-                  "buy_and_hold", "decision", "p_short", "p_flat", "p_long")
+                  "buy_and_hold", "decision", "p_short", "p_flat", "p_long", "version")
+"""``version``: the registry version that decided at the bar, for an account following a model (else empty)."""
 
 
 class PaperError(UserInputError):
@@ -78,10 +81,15 @@ class PaperAccount:
     :param bundle: the verified bundle that decides
     :param data_path: the bar file it follows (a terminal export that grows)
     :param start: bar time (ns) of the first decision; None: the file's last bar when the account opens
+    :param follows: the registry of the model whose champion the account follows (None: ``bundle`` always)
+    :param version: with ``follows``, the version ``bundle`` is (the one that decided the last bar)
     """
 
-    def __init__(self, root: Path, bundle: Bundle, data_path: Path, start: int | None = None) -> None:
+    def __init__(self, root: Path, bundle: Bundle, data_path: Path, start: int | None = None,
+                 follows: Registry | None = None, version: int | None = None) -> None:
         self.root, self.bundle, self.data_path = root, bundle, data_path
+        self.follows, self.version = follows, version
+        self.switches: list[dict[str, Any]] = []
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self.stream = DecisionStream(bundle, start)
         self.ledger: dict[str, list[Any]] = {column: [] for column in LEDGER_COLUMNS}
@@ -102,6 +110,11 @@ class PaperAccount:
         if raw.get("version") != STATE_VERSION:
             raise PaperError(f"{path}: paper state version {raw.get('version')!r}; this rltrader reads "
                              f"{STATE_VERSION}")
+        if raw.get("model") != (None if self.follows is None else self.follows.name):
+            raise PaperError(f"paper account {self.root.name!r} follows "
+                             + (f"model {raw['model']!r}; pass --model {raw['model']}" if raw.get("model") else
+                                f"the bundle {raw['bundle']}; pass --bundle {raw['bundle']}")
+                             + ", or another --name")
         if raw["bundle_manifest"] != self.bundle_digest.decode("utf-8"):
             raise PaperError(f"paper account {self.root.name!r} trades another bundle ({raw['bundle']}); pass that "
                              "bundle, or another --name for this one")
@@ -109,7 +122,9 @@ class PaperAccount:
             raise PaperError(f"paper account {self.root.name!r} follows {raw['data_path']}; pass that file, or "
                              "another --name for this one")
         self.stream.restore(raw["stream"])
-        self.ledger = {column: list(raw["ledger"][column]) for column in LEDGER_COLUMNS}
+        rows = len(raw["ledger"]["time"])
+        self.ledger = {column: list(raw["ledger"].get(column, [""] * rows)) for column in LEDGER_COLUMNS}
+        self.switches = list(raw.get("switches", []))
         self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
 
     def _save(self) -> None:
@@ -120,6 +135,9 @@ class PaperAccount:
             "bundle_manifest": self.bundle_digest.decode("utf-8"), "data_path": str(self.data_path),
             "stream": self.stream.state(), "ledger": self.ledger,
             "buy_and_hold": None if self.buy_and_hold is None else self.buy_and_hold.__dict__,
+            "model": None if self.follows is None else self.follows.name,
+            "registry_dir": None if self.follows is None else str(self.follows.dir.parent),
+            "version": self.version, "switches": self.switches,
         })
         self.write_ledger_csv()
 
@@ -164,6 +182,31 @@ class PaperAccount:
         self.created = False
         return batch
 
+    def follow_champion(self) -> dict[str, Any] | None:
+        """Switch to the registry's champion if it changed since the last bar (:mod:`rltrader.live.takeover`),
+        carrying the position; saved at once. Returns the switch, or None when nothing changed."""
+        if self.follows is None:
+            return None
+        registry = Registry(self.follows.dir.parent, self.follows.name)
+        champion = registry.file.champion
+        if champion is None or champion == self.version:
+            return None
+        bundle = registry.bundle(champion)
+        if self.last_time is None:  # nothing decided yet: the champion simply opens the account
+            self.stream, self.bundle, self.version = DecisionStream(bundle, self.stream.start), bundle, champion
+            self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
+            return None
+        bars = read_bar_file(self.data_path, bundle.description).bars
+        scored_from = registry.version(champion).windows["holdout"].start
+        self.stream = take_over(self.stream, bundle, bars, scored_from)
+        switch = {"after_bar": bar_time(self.last_time), "from_version": self.version, "to_version": champion,
+                  "reason": registry.file.events[-1].reason if registry.file.events else ""}
+        self.switches.append(switch)
+        self.bundle, self.version = bundle, champion
+        self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
+        self._save()
+        return switch
+
     def _append(self, batch: StepBatch) -> None:
         start = self.stream.start
         size, fraction = float(self.stream.sizing[1]), bool(self.stream.sizing[0])
@@ -195,6 +238,7 @@ class PaperAccount:
                 "decision": ACTION_NAMES[action] if action >= 0 else "",
                 "p_short": _number(batch.probabilities[j, 0]), "p_flat": _number(batch.probabilities[j, 1]),
                 "p_long": _number(batch.probabilities[j, 2]),
+                "version": "" if self.version is None else self.version,
             }
             for column in LEDGER_COLUMNS:
                 self.ledger[column].append(values[column])
@@ -214,22 +258,42 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def open_paper_account(bundle_dir: str | Path, data_path: str | Path, name: str, paper_dir: str | Path,
-                       start: str | None = None) -> PaperAccount:
+def open_paper_account(bundle_dir: str | Path | None, data_path: str | Path, name: str, paper_dir: str | Path,
+                       start: str | None = None, model: str | None = None,
+                       registry_dir: str | Path = "results/registry") -> PaperAccount:
     """The paper account ``name`` under ``paper_dir``: opened again as it was left, or opened new.
 
-    :param bundle_dir: the bundle that decides
+    :param bundle_dir: the bundle that decides (None with ``model``)
     :param data_path: the bar file to follow
     :param name: the account's name (its directory under ``paper_dir``)
     :param paper_dir: where paper accounts live (default ``results/paper``)
     :param start: first bar to decide on (a time such as ``2025-01-02 00:00``), for a new account; default: the
         file's last bar when the account opens
+    :param model: follow this registry model's champion instead of a fixed bundle: the account switches to a
+        newly promoted (or rolled back) champion at the next bar, carrying its position
+    :param registry_dir: where model registries live
     """
     if not name or any(part in name for part in ("/", "\\", "..")):
         raise PaperError(f"--name {name!r}: use a plain name such as demo")
-    bundle = read_bundle(bundle_dir)
-    path = Path(data_path)
-    return PaperAccount(Path(paper_dir) / name, bundle, path, parse_bar_time(start))
+    if (bundle_dir is None) == (model is None):
+        raise PaperError("pass either --bundle (a fixed model) or --model (a registry model's champion)")
+    root, path = Path(paper_dir) / name, Path(data_path)
+    if model is None:
+        return PaperAccount(root, read_bundle(bundle_dir), path, parse_bar_time(start))
+    registry = open_registry(registry_dir, model)
+    version = _saved_version(root)
+    if version is None:
+        registry.champion_bundle()  # a model without a champion yet: one line saying to retrain first
+        version = registry.file.champion
+    return PaperAccount(root, registry.bundle(version), path, parse_bar_time(start), registry, version)
+
+
+def _saved_version(root: Path) -> int | None:
+    """The registry version that decided an existing account's last bar (None for a new account)."""
+    try:
+        return json.loads((root / STATE_FILE).read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def paper_summary(account: PaperAccount) -> dict[str, Any]:
@@ -243,6 +307,8 @@ def paper_summary(account: PaperAccount) -> dict[str, Any]:
     test = about.figures.get("test", {})
     summary: dict[str, Any] = {"name": account.root.name, "bundle": str(account.bundle.root),
                                "data_path": str(account.data_path), "bars": len(frame),
+                               "model": None if account.follows is None else account.follows.name,
+                               "version": account.version, "switches": list(account.switches),
                                "backtest_test": {key: test.get("agent", {}).get(key) for key in
                                                  ("total_return", "sharpe", "sharpe_interval", "max_drawdown")}}
     if len(frame) == 0:

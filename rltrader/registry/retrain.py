@@ -165,8 +165,9 @@ def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
     history = check_history(registry.dir, load_bars(path, config.data).bars, path)
     champion = registry.champion
     last_bar = pd.Timestamp(int(history["time"].iloc[-1]))
-    if champion is not None and pd.Timestamp(champion.windows["holdout"].end) >= last_bar:
-        return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {champion.version}'s "
+    latest = registry.file.versions[-1] if registry.file.versions else None
+    if latest is not None and pd.Timestamp(latest.windows["holdout"].end) >= last_bar:
+        return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {latest.version}'s "
                                "held-out window ended; the champion is kept", started)
     try:
         _, prepared = prepare_folds(path, fold_config(config))

@@ -1,0 +1,86 @@
+"""``retrain``: a challenger trained on the latest bars replaces the champion only on evidence.
+
+The flow body is the retrain's steps: plan the challenger (history checked, windows placed) ->
+train it (resumable) -> score champion and challenger on the held-out window and decide. The
+decision is readable on the run's page (a markdown artifact with both models' figures and the
+paired test) and the registry on the Artifacts page (``registry-<name>``, a table of every
+version). The deployment of the same name runs it nightly, after performance mode starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.artifacts import markdown_artifact, table_artifact
+from flows.fanout import artifact_key, run_name, with_configured_retries
+from rltrader.app.requests import RetrainRequest
+from rltrader.display.registry import event_line, version_rows
+from rltrader.registry.retrain import RetrainOutcome
+from rltrader.registry.store import open_registry
+from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}%"
+
+
+def _sharpe(entry: dict[str, Any]) -> str:
+    sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval")
+    if sharpe is None:
+        return "n/a"
+    return f"{sharpe:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
+    """The decision as a person reads it: what happened and why, the figures side by side, recent events."""
+    lines = [f"# Retrain of `{outcome.name}`: {outcome.kind}", "", outcome.reason, ""]
+    figures = outcome.figures
+    if figures:
+        columns = [("challenger", f"challenger v{outcome.version}"), ("champion", "champion"),
+                   ("buy_and_hold", "buy and hold")]
+        present = [(key, label) for key, label in columns if key in figures]
+        lines += ["Held-out window (neither model trained or selected on it), same costs for all:", "",
+                  "| | " + " | ".join(label for _, label in present) + " |",
+                  "|---|" + "---:|" * len(present),
+                  "| return | " + " | ".join(_percent(figures[key].get("total_return")) for key, _ in present) + " |",
+                  "| Sharpe [95% interval] | " + " | ".join(_sharpe(figures[key]) for key, _ in present) + " |",
+                  "| max drawdown | " + " | ".join(_percent(figures[key].get("max_drawdown")) for key, _ in present)
+                  + " |", ""]
+    if outcome.comparison is not None:
+        test = outcome.comparison
+        lines += [f"Paired test on {test.bars:,} bars: mean per-bar difference {test.mean_difference * 1e4:+.3f} bp, "
+                  f"Newey-West SE {test.standard_error * 1e4:.3f} bp ({test.lags} lags), P(challenger better) "
+                  f"**{test.probability_better:.3f}** (needs {test.required_probability:.2f}).", ""]
+    lines += [f"Champion now: **{'v' + str(outcome.champion) if outcome.champion else 'none'}**.", "",
+              "Recent registry events:", "", *[f"- {line}" for line in events]]
+    return "\n".join(lines)
+
+
+@flow(name="retrain", flow_run_name=run_name(RetrainRequest, lambda request: f"retrain {request.name}", "retrain"),
+      validate_parameters=True)
+def retrain_model(request: RetrainRequest) -> dict[str, Any]:
+    """Train a challenger on the latest bars and promote it over the champion only if it is better.
+
+    :param request: the retrain (:class:`~rltrader.app.requests.RetrainRequest`): the model's name and bar file
+    """
+    logger = get_run_logger()
+    base = request.to_config(source="retrain request")
+    plan = plan_challenger_task(request)
+    if isinstance(plan, RetrainOutcome):
+        outcome = plan
+    else:
+        logger.info("Retrain %s: challenger (%s start) trains on %s .. %s, compared on %s .. %s", request.name,
+                    plan.start, plan.windows["train"].start, plan.windows["validation"].end,
+                    plan.windows["holdout"].start, plan.windows["holdout"].end)
+        run_dir = with_configured_retries(train_challenger_task, base)(plan)
+        outcome = decide_task(plan, run_dir)
+    registry = open_registry(request.registry_root, request.name)
+    key = artifact_key("registry", request.name)
+    table_artifact(version_rows(registry), key, f"Model registry {request.name}: every version, the champion marked")
+    events = [event_line(event) for event in registry.file.events[-5:]][::-1]
+    markdown_artifact(decision_markdown(outcome, events), artifact_key("retrain", request.name),
+                      f"Retrain of {request.name}: the decision and its figures")
+    logger.info("Retrain %s: %s", request.name, outcome.reason)
+    return outcome.to_json()
