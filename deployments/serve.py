@@ -5,8 +5,11 @@
 - ``performance-mode``: the mode flow on two cron schedules, performance in the evening
   and quiet in the morning, from ``orchestration.mode_schedule`` in the config, the mode
   set per schedule;
-- ``paper-trade``: a bundle paper-trades the new bars of a bar file every few minutes (an
-  interval schedule), its account and picture on the Artifacts page.
+- ``paper-trade``: a bundle (or a registry model's champion) paper-trades the new bars of a bar
+  file every few minutes (an interval schedule), its account and picture on the Artifacts page;
+- ``retrain``: nightly after performance mode starts (``retrain.cron``), a challenger trained on
+  the latest bars replaces the model's champion only on evidence; the decision on the run's page,
+  the registry on the Artifacts page.
 
 With ``PREFECT_API_URL`` set, that server is used; otherwise a server is started on
 ``orchestration.server_host:server_port`` (127.0.0.1:4200) unless one already answers
@@ -35,6 +38,7 @@ MODE_DEPLOYMENT = "performance-mode"
 TUNE_DEPLOYMENT = "tune"
 WALK_FORWARD_DEPLOYMENT = "walk-forward"
 PAPER_DEPLOYMENT = "paper-trade"
+RETRAIN_DEPLOYMENT = "retrain"
 
 
 class PaperDefaults(BaseModel):
@@ -45,6 +49,7 @@ class PaperDefaults(BaseModel):
     :param name: the paper account
     :param start: a new account's first decision bar (None: the newest bar when it opens)
     :param every_minutes: minutes between scheduled runs
+    :param model: follow this registry model's champion instead of ``bundle``
     """
 
     model_config = ConfigDict(frozen=True)
@@ -54,6 +59,7 @@ class PaperDefaults(BaseModel):
     name: str = "demo"
     start: str | None = None
     every_minutes: float = 15.0
+    model: str | None = None
 
 
 def default_request(config_path: Path | None, data_path: Path, results_dir: Path, settings_file: Path,
@@ -66,18 +72,22 @@ def default_request(config_path: Path | None, data_path: Path, results_dir: Path
 
 def build_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
                       settings_file: Path, cache_dir: Path | None = None,
-                      paper: PaperDefaults | None = None) -> list[Any]:
-    """The five deployments; pass absolute paths (flow runs may start in another directory)."""
+                      paper: PaperDefaults | None = None, retrain_name: str | None = None) -> list[Any]:
+    """The six deployments; pass absolute paths (flow runs may start in another directory).
+
+    :param retrain_name: the model the ``retrain`` deployment keeps current (default: the bar file's stem)
+    """
     from datetime import timedelta
 
     from prefect.schedules import Cron, Interval
 
     from flows.mode import set_performance_mode
     from flows.paper import paper_trade
+    from flows.retrain import retrain_model
     from flows.train import train_pipeline
     from flows.tune import tune_study
     from flows.walkforward import walk_forward
-    from rltrader.app.requests import TuneRequest, WalkForwardRequest
+    from rltrader.app.requests import RetrainRequest, TuneRequest, WalkForwardRequest
 
     schedule = config.orchestration.mode_schedule
     common = {"config": str(config_path) if config_path else None}
@@ -125,12 +135,34 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
         description=f"Paper-trade a model bundle on the new bars of a bar file, every {paper.every_minutes:g} minutes: "
                     "each closed bar decided, filled at the next open with the backtest's ledger; the account "
                     "against buy-and-hold on the Artifacts page (paper-<name>). `rltrader paper` shares the account.",
-        parameters={"bundle": str(paper.bundle), "data_path": str(paper.data_path), "name": paper.name,
-                    "paper_dir": str(results_dir / "paper"), "start": paper.start},
+        parameters={"bundle": None if paper.model else str(paper.bundle), "data_path": str(paper.data_path),
+                    "name": paper.name, "paper_dir": str(results_dir / "paper"), "start": paper.start,
+                    "model": paper.model, "registry_dir": str(results_dir / "registry")},
         schedules=[Interval(timedelta(minutes=paper.every_minutes), slug="paper-interval")],
         tags=["rltrader", "paper-trading"],
     )
-    return [train, mode, tune, walk, paper_deployment]
+    retrain_request = RetrainRequest(name=retrain_name or default_model_name(data_path),
+                                     **tune_request.model_dump(include={"config", "data_path", "results_dir",
+                                                                        "settings_file", "cache_dir"}))
+    nightly = config.retrain
+    retrain = retrain_model.to_deployment(
+        name=RETRAIN_DEPLOYMENT,
+        description=f"Nightly at '{nightly.cron}' ({nightly.timezone}), after performance mode starts: train a "
+                    f"challenger on the latest bars ({nightly.start} start), score it and the champion on a recent "
+                    "held-out window with the same costs, promote it only when a paired test gives P(better) >= "
+                    f"{nightly.promote_probability:g} and its drawdown is within {nightly.drawdown_tolerance:g}. "
+                    "The decision is on the run's page, the registry on the Artifacts page (registry-<name>).",
+        parameters={"request": retrain_request.model_dump(mode="json", exclude_defaults=True)},
+        schedules=[Cron(nightly.cron, timezone=nightly.timezone, slug="nightly-retrain")],
+        tags=["rltrader", "retraining"],
+    )
+    return [train, mode, tune, walk, paper_deployment, retrain]
+
+
+def default_model_name(data_path: Path) -> str:
+    """The registry name of a bar file's model: its stem in lower case (``XAUUSD_H1_2016_2026.csv``:
+    ``xauusd_h1_2016_2026``)."""
+    return "".join(char if char.isalnum() or char in "._-" else "-" for char in data_path.stem.lower())
 
 
 def _stop_on_sigterm() -> None:
@@ -141,7 +173,8 @@ def _stop_on_sigterm() -> None:
 
 def serve_deployments(config: Config, config_path: Path | None, data_path: Path, results_dir: Path,
                       settings_file: Path, host: str | None = None, port: int | None = None,
-                      cache_dir: Path | None = None, paper: PaperDefaults | None = None) -> int:
+                      cache_dir: Path | None = None, paper: PaperDefaults | None = None,
+                      retrain_name: str | None = None) -> int:
     """Start or find the server, serve both deployments until interrupted; stop what was started."""
     config_path = config_path.resolve() if config_path else None
     cache_dir = cache_dir.resolve() if cache_dir else None
@@ -155,7 +188,8 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
         os.chdir(PROJECT_ROOT)  # entrypoints (flows/train.py, flows/mode.py) are relative to here
         if paper is not None:
             paper = paper.model_copy(update={"bundle": paper.bundle.resolve(), "data_path": paper.data_path.resolve()})
-        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir, paper)
+        deployments = build_deployments(config, config_path, data_path, results_dir, settings_file, cache_dir, paper,
+                                        retrain_name)
         schedule = config.orchestration.mode_schedule
         print(f"Prefect UI: {server.ui_url}  (server {server.origin}"
               + (f", log {server.log_path})" if server.log_path else ")"), flush=True)
@@ -163,7 +197,9 @@ def serve_deployments(config: Config, config_path: Path | None, data_path: Path,
               f"{MODE_DEPLOYMENT} (performance at '{schedule.performance_cron}', quiet at '{schedule.quiet_cron}', "
               f"{schedule.timezone}), tune/{TUNE_DEPLOYMENT} (an Optuna search), walk-forward/"
               f"{WALK_FORWARD_DEPLOYMENT} (folds x seeds, stitched out-of-sample), paper-trade/{PAPER_DEPLOYMENT} "
-              f"(a bundle on new bars, every {(paper.every_minutes if paper else 15):g} min). Ctrl-C stops serving.",
+              f"(a bundle on new bars, every {(paper.every_minutes if paper else 15):g} min), retrain/"
+              f"{RETRAIN_DEPLOYMENT} (nightly at '{config.retrain.cron}', {config.retrain.timezone}: a challenger "
+              "promoted only on evidence). Ctrl-C stops serving.",
               flush=True)
         from prefect import serve
 

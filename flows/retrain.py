@@ -26,6 +26,10 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.2f}%"
 
 
+def _drawdown(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
 def _sharpe(entry: dict[str, Any]) -> str:
     sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval")
     if sharpe is None:
@@ -38,7 +42,7 @@ def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
     lines = [f"# Retrain of `{outcome.name}`: {outcome.kind}", "", outcome.reason, ""]
     figures = outcome.figures
     if figures:
-        columns = [("challenger", f"challenger v{outcome.version}"), ("champion", "champion"),
+        columns = [("challenger", f"challenger v{outcome.version}"), ("champion", f"champion v{outcome.compared_with}"),
                    ("buy_and_hold", "buy and hold")]
         present = [(key, label) for key, label in columns if key in figures]
         lines += ["Held-out window (neither model trained or selected on it), same costs for all:", "",
@@ -46,7 +50,7 @@ def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
                   "|---|" + "---:|" * len(present),
                   "| return | " + " | ".join(_percent(figures[key].get("total_return")) for key, _ in present) + " |",
                   "| Sharpe [95% interval] | " + " | ".join(_sharpe(figures[key]) for key, _ in present) + " |",
-                  "| max drawdown | " + " | ".join(_percent(figures[key].get("max_drawdown")) for key, _ in present)
+                  "| max drawdown | " + " | ".join(_drawdown(figures[key].get("max_drawdown")) for key, _ in present)
                   + " |", ""]
     if outcome.comparison is not None:
         test = outcome.comparison

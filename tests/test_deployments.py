@@ -9,6 +9,7 @@ import yaml
 from deployments.serve import (
     MODE_DEPLOYMENT,
     PAPER_DEPLOYMENT,
+    RETRAIN_DEPLOYMENT,
     TRAIN_DEPLOYMENT,
     TUNE_DEPLOYMENT,
     WALK_FORWARD_DEPLOYMENT,
@@ -22,9 +23,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def test_deployments_carry_absolute_defaults_and_the_configured_schedules(tmp_path):
     config = load_config().with_overrides({"orchestration.mode_schedule.timezone": "Europe/London",
-                                           "orchestration.mode_schedule.performance_cron": "30 21 * * 1-5"})
-    train, mode, tune, walk, paper = build_deployments(config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv",
-                                                       tmp_path / "results", tmp_path / "settings.json")
+                                           "orchestration.mode_schedule.performance_cron": "30 21 * * 1-5",
+                                           "retrain.cron": "45 21 * * 1-5", "retrain.timezone": "Europe/London"})
+    train, mode, tune, walk, paper, retrain = build_deployments(
+        config, None, PROJECT_ROOT / "data" / "XAUUSDm_15min.csv", tmp_path / "results", tmp_path / "settings.json")
+    assert retrain.name == RETRAIN_DEPLOYMENT and retrain.entrypoint == "flows/retrain.py:retrain_model"
+    assert retrain.parameters["request"]["name"] == "xauusdm_15min"
+    assert retrain.parameters["request"]["results_dir"] == str(tmp_path / "results")
+    assert [(s.schedule.cron, s.schedule.timezone) for s in retrain.schedules] == [("45 21 * * 1-5", "Europe/London")]
     assert paper.name == PAPER_DEPLOYMENT and paper.entrypoint == "flows/paper.py:paper_trade"
     assert paper.parameters["bundle"] == str(tmp_path / "results" / "42" / "bundle")
     assert paper.parameters["paper_dir"] == str(tmp_path / "results" / "paper")
@@ -53,6 +59,9 @@ def test_prefect_yaml_matches_the_configured_schedule():
     assert deployments[WALK_FORWARD_DEPLOYMENT]["entrypoint"] == "flows/walkforward.py:walk_forward"
     assert deployments[PAPER_DEPLOYMENT]["entrypoint"] == "flows/paper.py:paper_trade"
     assert deployments[PAPER_DEPLOYMENT]["schedules"] == [{"interval": 900}]
+    nightly = load_config().retrain
+    assert deployments[RETRAIN_DEPLOYMENT]["entrypoint"] == "flows/retrain.py:retrain_model"
+    assert deployments[RETRAIN_DEPLOYMENT]["schedules"] == [{"cron": nightly.cron, "timezone": nightly.timezone}]
     crons = {entry["parameters"]["mode"]: (entry["cron"], entry["timezone"])
              for entry in deployments[MODE_DEPLOYMENT]["schedules"]}
     assert crons == {"performance": (schedule.performance_cron, schedule.timezone),

@@ -128,6 +128,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
                         served.deployment("set-performance-mode/performance-mode")
                         served.deployment("walk-forward/walk-forward")
                         served.deployment("paper-trade/paper-trade")
+                        served.deployment("retrain/retrain")
                         break
                     except Exception:  # noqa: BLE001 - not registered yet
                         pass
@@ -314,3 +315,43 @@ def test_paper_trade_runs_from_the_ui_and_shows_its_account_picture(served):
     _browser(page, served.root / "chromium", "--window-size=1500,1400",
              f"--screenshot={SCREENSHOTS / 'prefect_ui_paper_trade.png'}")
     assert (SCREENSHOTS / "prefect_ui_paper_trade.png").stat().st_size > 50_000
+
+
+def test_retrain_runs_from_the_ui_and_its_decision_is_readable_there(served):
+    import pandas as pd
+
+    from rltrader.app.requests import RetrainRequest
+    from rltrader.data.known_answer import KnownAnswerMarket
+    from rltrader.data.synthetic import write_market
+    from rltrader.registry.retrain import retrain
+
+    root = served.root / "retrain"
+    root.mkdir()
+    write_market(KnownAnswerMarket(kind="time_of_day", bars=3000, seed=11, bar_minutes=60), root / "source.csv")
+    bars = pd.read_csv(root / "source.csv")
+    data = root / "tod.csv"
+    bars.iloc[:2600].to_csv(data, index=False)
+    fields = {"name": "ui-model", "data_path": str(data), "registry_dir": str(root / "registry"),
+              "cache_dir": str(root / "cache"), "profile": "smoke", "train_bars": 1200, "validation_bars": 300,
+              "holdout_bars": 200}
+    assert retrain(RetrainRequest(**fields)).kind == "promote"  # the first champion, trained here
+    bars.iloc[:2800].to_csv(data, index=False)  # a week and more of new bars arrived
+    deployment = served.deployment("retrain/retrain")
+    nightly = load_config().retrain
+    assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [(nightly.cron,
+                                                                                      nightly.timezone)]
+    flow_run = served.run_and_wait("retrain/retrain", {"request": {**deployment.parameters["request"], **fields}})
+    assert flow_run.state.is_completed(), flow_run.state.message
+    with served.client() as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    table = json.loads(by_key["registry-ui-model"].data)
+    assert [row["version"] for row in table] == [2, 1] and table[0]["decision"] in ("promote", "keep")
+    page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{by_key['retrain-ui-model'].id}"
+    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    assert "Retrain of" in dom and "P(challenger better)" in dom and "Newey-West" in dom and "buy and hold" in dom
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _browser(page, served.root / "chromium", "--window-size=1500,1200",
+             f"--screenshot={SCREENSHOTS / 'prefect_ui_retrain.png'}")
+    assert (SCREENSHOTS / "prefect_ui_retrain.png").stat().st_size > 30_000

@@ -650,9 +650,10 @@ def _command_serve(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
     paper = PaperDefaults(bundle=args.paper_bundle or args.results_dir / str(config.training.seed) / "bundle",
                           data_path=args.paper_data_path or args.data_path, name=args.paper_name,
-                          start=args.paper_start, every_minutes=args.paper_every)
+                          start=args.paper_start, every_minutes=args.paper_every, model=args.paper_model)
     return serve_deployments(config, args.config, args.data_path, args.results_dir,
-                             _settings_file(args, config), args.host, args.port, args.cache_dir, paper)
+                             _settings_file(args, config), args.host, args.port, args.cache_dir, paper,
+                             args.retrain_name)
 
 
 def _after_loading(names: Iterable[str]) -> list[str]:
@@ -818,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a new paper account's first decision bar (default: the newest bar when it opens)")
     serve.add_argument("--paper_every", type=float, default=15.0,
                        help="minutes between scheduled paper-trade runs (default: 15)")
+    serve.add_argument("--paper_model", default=None,
+                       help="paper-trade follows this registry model's champion instead of --paper_bundle")
+    serve.add_argument("--retrain_name", default=None,
+                       help="the model the nightly retrain deployment keeps current (default: the bar file's stem)")
     _add_config_options(serve)
     serve.set_defaults(handler=_command_serve)
 

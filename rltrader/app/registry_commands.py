@@ -38,6 +38,9 @@ def _command_retrain(args: argparse.Namespace) -> int:
     check_model_name(request.name)
     config = request.to_config()  # a bad config fails here, before Prefect starts
     _require_bar_file(request.data_path, config)
+    from rltrader.registry.retrain import check_retrain_input
+
+    check_retrain_input(request)  # a changed bar history: one line naming the bar, before Prefect starts
 
     def run(level: int) -> dict[str, Any]:
         from flows.retrain import retrain_model  # Prefect import: seconds, so only here

@@ -277,7 +277,8 @@ class RetrainRequest(AccountFields, RequestBase):
     start: Literal["cold", "warm", "warm_reset"] | None = Field(
         None, description="how the challenger starts: cold (fresh), warm (the champion's weights and optimizer) or "
                           "warm_reset (its weights, a fresh optimizer, more entropy); default: retrain.start")
-    train_bars: int | None = Field(None, ge=2, description="bars the challenger trains on (default: retrain.train_bars)")
+    train_bars: int | None = Field(
+        None, ge=2, description="bars the challenger trains on (default: retrain.train_bars)")
     validation_bars: int | None = Field(
         None, ge=2, description="bars that select the challenger's best model (default: retrain.validation_bars)")
     holdout_bars: int | None = Field(

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltrader.errors import UserInputError
 
-MarketKind = Literal["momentum", "time_of_day", "mean_reversion"]
-MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion")
+MarketKind = Literal["momentum", "time_of_day", "mean_reversion", "regime_change"]
+MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion", "regime_change")
 SIDECAR_SUFFIX = ".oracle.json"
 
 
@@ -38,6 +38,8 @@ class KnownAnswerMarket(BaseModel):
     drift: float = Field(0.0004, description="time_of_day: drift per bar in the positive blocks (0.04%)")
     block_hours: int = Field(4, ge=1, le=12, description="time_of_day: hours per drift block")
     kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
+    change_at: float = Field(0.5, gt=0, lt=1, description="regime_change: share of the bars after which the "
+                                                          "time-of-day blocks swap signs")
     sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
 
 

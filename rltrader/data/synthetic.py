@@ -17,6 +17,10 @@ Markets (log returns ``r_t``, per-bar noise ``sigma``):
   the calendar.
 - ``mean_reversion``: log price ``m + y_t`` with ``y_t = (1 - kappa) y_{t-1} + e_t``;
   expected next return ``-kappa (log close_t - m)``.
+- ``regime_change``: ``time_of_day``, but at the bar ``change_at`` of the way through the file the
+  blocks swap signs (what rose in a block now falls): a model trained before the change holds the
+  wrong edge after it, and only retraining on the new regime recovers it. The oracle knows the
+  change time (it is in the generator), so it trades the new regime from its first bar.
 
 The oracle decides at bar ``t``'s close from what is known then (the closes up to ``t`` and
 the calendar), like the agent, and fills at ``t+1``'s open: it goes long (short) when the
@@ -46,10 +50,19 @@ def _timestamps(market: KnownAnswerMarket) -> pd.DatetimeIndex:
     return times[times.day_of_week < 5][: market.bars]
 
 
+def change_time(market: KnownAnswerMarket) -> pd.Timestamp:
+    """regime_change: the open time of the first bar of the new regime."""
+    return _timestamps(market)[int(market.bars * market.change_at)]
+
+
 def block_drift(times: pd.DatetimeIndex | np.ndarray, market: KnownAnswerMarket) -> np.ndarray:
-    """time_of_day: the planted expected log return of a bar at each time."""
-    hours = pd.DatetimeIndex(times).hour.to_numpy()
-    return np.where((hours // market.block_hours) % 2 == 0, market.drift, -market.drift)
+    """time_of_day and regime_change: the planted expected log return of a bar at each time."""
+    index = pd.DatetimeIndex(times)
+    hours = index.hour.to_numpy()
+    drift = np.where((hours // market.block_hours) % 2 == 0, market.drift, -market.drift)
+    if market.kind == "regime_change":
+        drift = np.where(index < change_time(market), drift, -drift)
+    return drift
 
 
 def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
@@ -62,7 +75,7 @@ def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.ran
             previous = market.phi * previous + shock
             returns[index] = previous
         return returns
-    if market.kind == "time_of_day":
+    if market.kind in ("time_of_day", "regime_change"):
         return block_drift(times, market) + noise * market.sigma
     deviation = np.empty(len(times))  # mean_reversion: AR(1) deviation of the log price from its mean
     level = 0.0
@@ -111,7 +124,7 @@ def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, clos
     if market.kind == "momentum":
         expected[1:] = market.phi * np.diff(log_close)
         expected[0] = 0.0
-    elif market.kind == "time_of_day":
+    elif market.kind in ("time_of_day", "regime_change"):
         expected[:-1] = block_drift(timestamps[1:], market)
     else:
         expected[:] = -market.kappa * (log_close - np.log(market.start_price))
@@ -133,6 +146,7 @@ def oracle_actions(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.
 
 __all__ = [
     "MARKET_KINDS",
+    "change_time",
     "KnownAnswerMarket",
     "expected_next_return",
     "generate",

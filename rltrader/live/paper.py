@@ -137,7 +137,7 @@ class PaperAccount:
             "buy_and_hold": None if self.buy_and_hold is None else self.buy_and_hold.__dict__,
             "model": None if self.follows is None else self.follows.name,
             "registry_dir": None if self.follows is None else str(self.follows.dir.parent),
-            "version": self.version, "switches": self.switches,
+            "model_version": self.version, "switches": self.switches,
         })
         self.write_ledger_csv()
 
@@ -291,7 +291,7 @@ def open_paper_account(bundle_dir: str | Path | None, data_path: str | Path, nam
 def _saved_version(root: Path) -> int | None:
     """The registry version that decided an existing account's last bar (None for a new account)."""
     try:
-        return json.loads((root / STATE_FILE).read_text(encoding="utf-8")).get("version")
+        return json.loads((root / STATE_FILE).read_text(encoding="utf-8")).get("model_version")
     except (OSError, ValueError):
         return None
 

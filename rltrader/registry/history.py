@@ -33,7 +33,7 @@ def fingerprint(bars: pd.DataFrame) -> pd.DataFrame:
     """
     columns = sorted(bars.columns)
     hashes = pd.util.hash_pandas_object(bars[columns].reset_index(drop=True), index=False)
-    return pd.DataFrame({"time": np.asarray(bars.index.asi8, dtype=np.int64),
+    return pd.DataFrame({"time": np.asarray(pd.DatetimeIndex(bars.index).as_unit("ns").asi8, dtype=np.int64),
                          "row_hash": hashes.to_numpy(dtype=np.uint64)})
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from rltrader.app.requests import RetrainRequest
@@ -105,6 +104,7 @@ class RetrainOutcome:
     :param comparison: the paired test (None on a skip and for a registry's first model)
     :param figures: both models' held-out figures and buy-and-hold's
     :param seconds: the retrain's wall time
+    :param compared_with: the champion the challenger was compared with (None on a skip or a first model)
     """
 
     name: str
@@ -115,10 +115,12 @@ class RetrainOutcome:
     comparison: PairedComparison | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    compared_with: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "version": self.version, "champion": self.champion,
                 "reason": self.reason, "seconds": round(self.seconds, 2), "figures": self.figures,
+                "compared_with": self.compared_with,
                 "comparison": None if self.comparison is None else self.comparison.model_dump(mode="json")}
 
 
@@ -147,6 +149,17 @@ def _skip(registry: Registry, reason: str, started: float) -> RetrainOutcome:
         registry.record("skip", None, champion, reason)
     logger.info("Retrain %s skipped: %s", registry.name, reason)
     return RetrainOutcome(registry.name, "skip", None, champion, reason, seconds=time.perf_counter() - started)
+
+
+def check_retrain_input(request: RetrainRequest) -> None:
+    """What a retrain refuses before any work starts (``rltrader retrain`` asks before Prefect does): a bad
+    name, a missing file, bars that fail loading, an earlier bar that changed. Nothing is written."""
+    config = request.run_config(request.to_config())
+    path = Path(request.data_path)
+    if not path.is_file():
+        raise DataError(path, "file not found; check --data_path")
+    registry = open_registry(request.registry_root, request.name, must_exist=False)
+    check_history(registry.dir, load_bars(path, config.data).bars, path)
 
 
 def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
@@ -185,7 +198,8 @@ def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
     start = config.retrain.start if champion is not None else "cold"
     seed = config.training.seed
     end = pd.Timestamp(windows["holdout"].end).strftime("%Y%m%dT%H%M")
-    run = RunSpec(config=config, data_path=str(path), run_dir=str(registry.dir / RUNS_DIR / f"{end}-seed{seed}-{start}"),
+    run_dir = registry.dir / RUNS_DIR / f"{end}-seed{seed}-{start}"
+    run = RunSpec(config=config, data_path=str(path), run_dir=str(run_dir),
                   prepared=prepared[0], settings_file=request.settings_file,
                   initial_model=None if start == "cold" else str(registry.bundle(champion.version).policy_path),
                   reset_from_initial=config.retrain.reset_ent_coef if start == "warm_reset" else None)
@@ -273,7 +287,8 @@ def decide(plan: RetrainPlan, run_dir: str) -> RetrainOutcome:
         save_history(registry.dir, plan.history)
     logger.info("Retrain %s: version %d %s", plan.name, number, reason)
     return RetrainOutcome(plan.name, kind, number, after, reason, comparison, figures,
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started,
+                          compared_with=None if champion is None else champion.version)
 
 
 def retrain(request: RetrainRequest) -> RetrainOutcome:
@@ -286,11 +301,5 @@ def retrain(request: RetrainRequest) -> RetrainOutcome:
     return RetrainOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - started})
 
 
-def returns_of(registry: Registry, number: int) -> dict[str, np.ndarray]:
-    """The per-bar held-out returns version ``number`` was decided on (its ``decision.json``)."""
-    raw = json.loads((registry.version_dir(number) / DECISION_FILE).read_text(encoding="utf-8"))
-    return {name: np.asarray(values) for name, values in raw["returns"].items()}
-
-
-__all__ = ["RetrainOutcome", "RetrainPlan", "config_digest", "decide", "fold_config", "plan_retrain", "retrain",
-           "returns_of", "train_challenger"]
+__all__ = ["RetrainOutcome", "RetrainPlan", "check_retrain_input", "config_digest", "decide", "fold_config",
+           "plan_retrain", "retrain", "train_challenger"]

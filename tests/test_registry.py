@@ -1,0 +1,235 @@
+"""Retraining and the model registry: the paired test is the written-out computation, a worse challenger is
+never promoted, a killed retrain leaves the champion untouched, a rollback reaches paper trading, a changed
+history is refused naming its bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rltrader.app.cli import main
+from rltrader.app.requests import RetrainRequest
+from rltrader.data.known_answer import KnownAnswerMarket
+from rltrader.data.synthetic import write_market
+from rltrader.live.paper import holding, open_paper_account
+from rltrader.registry.history import fingerprint, first_difference
+from rltrader.registry.paired_test import compare, mean_difference_test
+from rltrader.registry.retrain import retrain
+from rltrader.registry.store import REGISTRY_FILE, Registry, RegistryError, open_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOWS = {"train_bars": 1200, "validation_bars": 300, "holdout_bars": 200}
+
+
+# ---------------------------------------------------------------------------------------------- the paired test
+def test_paired_test_is_the_written_out_newey_west_computation():
+    challenger = np.array([0.004, -0.001, 0.003, 0.002, -0.002, 0.005, 0.001, -0.003, 0.004, 0.002, 0.000, 0.003])
+    champion = np.array([0.001, 0.000, 0.002, -0.001, -0.001, 0.002, 0.002, -0.002, 0.001, 0.000, 0.001, 0.001])
+    d = challenger - champion
+    n = len(d)  # 12 paired returns
+    lags = math.floor(4 * (n / 100) ** (2 / 9))  # the automatic bandwidth: floor(4 (12/100)^(2/9)) = 2
+    assert lags == 2
+    mean = sum(d) / n
+    centred = [value - mean for value in d]
+    gamma = [sum(centred[t] * centred[t - lag] for t in range(lag, n)) / n for lag in range(lags + 1)]
+    long_run = gamma[0] + sum(2 * (1 - lag / (lags + 1)) * gamma[lag] for lag in range(1, lags + 1))
+    error = math.sqrt(long_run / n)
+    expected = NormalDist().cdf(mean / error)
+
+    got_mean, got_error, got_lags, probability = mean_difference_test(d)
+    assert (got_lags, got_mean) == (lags, pytest.approx(mean, rel=1e-12))
+    assert got_error == pytest.approx(error, rel=1e-12)
+    assert probability == pytest.approx(expected, rel=1e-12)
+    result = compare(challenger, champion, 0.01, 0.01, 0.9, 0.02)
+    assert result.promote == (expected >= 0.9) and result.probability_better == pytest.approx(expected)
+
+
+def test_a_worse_challenger_is_never_promoted():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        champion = rng.normal(0.0002, 0.003, 400)
+        worse = champion - np.abs(rng.normal(0.0001, 0.0003, 400))  # worse on every bar
+        result = compare(worse, champion, 0.01, 0.05, 0.9, 0.02)
+        assert not result.promote and result.probability_better < 0.5, trial
+        assert result.reason.startswith("champion kept")
+    same = rng.normal(0, 0.003, 300)
+    assert not compare(same, same, 0.02, 0.02, 0.9, 0.02).promote  # identical returns: P = 0.5
+
+
+def test_a_better_challenger_with_a_deeper_drawdown_is_kept():
+    rng = np.random.default_rng(1)
+    champion = rng.normal(0.0, 0.003, 500)
+    better = champion + 0.001
+    assert compare(better, champion, 0.05, 0.04, 0.9, 0.02).promote
+    deeper = compare(better, champion, 0.07, 0.04, 0.9, 0.02)
+    assert not deeper.promote and "too deep" in deeper.reason and deeper.probability_better > 0.99
+
+
+# ---------------------------------------------------------------------------------------------- history
+def _bars(times: list[str], close: list[float]) -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.to_datetime(times), name="timestamp")
+    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close}, index=index)
+
+
+def test_history_check_names_the_first_changed_missing_or_inserted_bar():
+    times = [f"2024-01-02 {hour:02d}:00" for hour in range(8)]
+    saved = fingerprint(_bars(times, [1.0, 2, 3, 4, 5, 6, 7, 8]))
+    appended = fingerprint(_bars([*times, "2024-01-02 08:00"], [1.0, 2, 3, 4, 5, 6, 7, 8, 9]))
+    trimmed = fingerprint(_bars(times[3:], [4.0, 5, 6, 7, 8]))  # a terminal exporting only its last bars
+    assert first_difference(saved, appended) is None and first_difference(saved, trimmed) is None
+    changed = fingerprint(_bars(times, [1.0, 2, 3, 4.5, 5, 6, 7, 8]))
+    assert first_difference(saved, changed).startswith("bar 2024-01-02 03:00:00 differs")
+    missing = fingerprint(_bars(times[:2] + times[3:], [1.0, 2, 4, 5, 6, 7, 8]))
+    assert first_difference(saved, missing) == "bar 2024-01-02 02:00:00, which the registry trained on, is missing"
+    inserted = fingerprint(_bars([*times[:3], "2024-01-02 02:30", *times[3:]], [1.0, 2, 3, 3.5, 4, 5, 6, 7, 8]))
+    assert "2024-01-02 02:30:00 was not in the history" in first_difference(saved, inserted)
+
+
+# ---------------------------------------------------------------------------------------------- a real registry
+def _request(work: Path, data: Path, **changes: object) -> RetrainRequest:
+    fields = {"name": "tod", "data_path": str(data), "registry_dir": str(work / "registry"),
+              "cache_dir": str(work / "cache"), "settings_file": str(work / "settings.json"), "profile": "smoke",
+              **WINDOWS, **changes}
+    return RetrainRequest(**fields)
+
+
+def _write_rows(source: pd.DataFrame, rows: int, target: Path) -> Path:
+    source.iloc[:rows].to_csv(target, index=False)
+    return target
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("retrain-market")
+    path = root / "tod.csv"
+    write_market(KnownAnswerMarket(kind="time_of_day", bars=3200, seed=5, bar_minutes=60), path)
+    return root, pd.read_csv(path)
+
+
+@pytest.fixture(scope="module")
+def two_versions(market, tmp_path_factory) -> tuple[Path, Path, pd.DataFrame]:
+    """A registry with v1 (first champion) and v2 (forced champion by hand if the test did not promote it)."""
+    _, bars = market
+    work = tmp_path_factory.mktemp("retrain-registry")
+    data = _write_rows(bars, 2600, work / "bars.csv")
+    first = retrain(_request(work, data))
+    assert (first.kind, first.version, first.champion) == ("promote", 1, 1)
+    _write_rows(bars, 2800, data)
+    second = retrain(_request(work, data, start="warm_reset"))
+    assert second.version == 2 and second.kind in ("promote", "keep") and second.comparison is not None
+    registry = open_registry(work / "registry", "tod")
+    assert registry.version(2).start == "warm_reset" and registry.version(2).weights_from == 1
+    assert registry.version(2).figures["stream_vs_backtest"] == 0.0  # the stream scored it as its own report did
+    if second.kind == "keep":
+        with registry.writing():
+            registry.promote(2, "test: v2 serves")
+    return work, data, bars
+
+
+def test_retrain_registers_lineage_and_skips_a_file_without_new_bars(two_versions):
+    work, data, _ = two_versions
+    registry = open_registry(work / "registry", "tod")
+    v1, v2 = registry.version(1), registry.version(2)
+    assert v2.parent == 1 and v1.parent is None and v1.start == "cold"
+    assert pd.Timestamp(v2.windows["holdout"].start) > pd.Timestamp(v1.windows["validation"].end)
+    assert (registry.version_dir(2) / "bundle" / "manifest.json").is_file()
+    decision = json.loads((registry.version_dir(2) / "decision.json").read_text())
+    assert len(decision["returns"]["challenger"]) == len(decision["returns"]["champion"]) == 199
+    before = (registry.dir / REGISTRY_FILE).read_bytes()
+    skipped = retrain(_request(work, data))
+    assert skipped.kind == "skip" and skipped.champion == 2 and "no new bars" in skipped.reason
+    after = open_registry(work / "registry", "tod")
+    assert after.file.champion == 2 and len(after.file.versions) == 2 and after.file.events[-1].kind == "skip"
+    assert before != (registry.dir / REGISTRY_FILE).read_bytes()  # the skip and its reason are recorded
+
+
+def test_a_window_too_short_is_a_skip_and_the_champion_stays(two_versions, tmp_path):
+    work, data, bars = two_versions
+    _write_rows(bars, 2810, data)
+    outcome = retrain(_request(work, data, train_bars=5000))
+    assert outcome.kind == "skip" and outcome.champion == 2 and outcome.reason.startswith("too few bars")
+    _write_rows(bars, 2800, data)
+
+
+def test_rollback_restores_the_previous_champion_for_paper_trading(two_versions, tmp_path):
+    work, data, _ = two_versions
+    start = "2024-05-14 00:00"
+    account = open_paper_account(None, data, "follow", tmp_path, start, model="tod", registry_dir=work / "registry")
+    with holding(account):
+        account.process(account.new_bars())
+    assert account.version == 2 and set(account.ledger["version"]) == {2}
+    units_before = account.ledger["units"][-1]
+    assert main(["models", "rollback", "tod", "--registry_dir", str(work / "registry"), "--reason", "test"]) == 0
+    assert open_registry(work / "registry", "tod").file.champion == 1
+    with pytest.raises(RegistryError, match="first champion left"):
+        Registry(work / "registry", "tod").rollback("again")
+    account = open_paper_account(None, data, "follow", tmp_path, model="tod", registry_dir=work / "registry")
+    with holding(account):
+        switch = account.follow_champion()
+    assert switch is not None and (switch["from_version"], switch["to_version"]) == (2, 1)
+    assert account.version == 1 and account.stream.account.account[0, 2] == units_before  # position carried
+    state = json.loads((tmp_path / "follow" / "state.json").read_text())
+    assert state["model_version"] == 1 and state["switches"][-1]["to_version"] == 1
+    with Registry(work / "registry", "tod").writing() as registry:
+        registry.promote(2, "test: back to v2")
+
+
+def test_a_changed_earlier_bar_is_one_line_naming_it_and_nothing_is_written(two_versions, capsys):
+    work, data, bars = two_versions
+    changed = bars.iloc[:2850].copy()
+    changed.loc[100, "close"] = changed.loc[100, "close"] + 1.0
+    path = work / "changed.csv"
+    changed.to_csv(path, index=False)
+    registry_file = work / "registry" / "tod" / REGISTRY_FILE
+    before = registry_file.read_bytes()
+    code = main(["retrain", "tod", "--data_path", str(path), "--registry_dir", str(work / "registry"),
+                 "--cache_dir", str(work / "cache"), "--profile", "smoke"])
+    error = capsys.readouterr().err.strip()
+    when = pd.Timestamp(int(bars.loc[100, "time"]), unit="s")
+    assert code == 2 and "\n" not in error and "Traceback" not in error
+    assert error.startswith(f"rltrader: error: {path}: bar {when} differs from the bar the registry trained on")
+    assert registry_file.read_bytes() == before
+
+
+def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact(two_versions):
+    work, data, bars = two_versions
+    grown = work / "grown.csv"
+    _write_rows(bars, 3000, grown)
+    registry_dir = work / "registry" / "tod"
+    before = (registry_dir / REGISTRY_FILE).read_bytes()
+    champion_bundle = registry_dir / "versions" / "v0002" / "bundle"
+    manifest = (champion_bundle / "manifest.json").read_bytes()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
+            "from rltrader.app.requests import RetrainRequest; from rltrader.registry.retrain import retrain;"
+            f"retrain(RetrainRequest(name='tod', data_path={str(grown)!r}, registry_dir={str(work / 'registry')!r},"
+            f"cache_dir={str(work / 'cache')!r}, profile='quick', train_bars=1200, validation_bars=300, "
+            "holdout_bars=200))")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        runs = registry_dir / "runs"
+        while time.monotonic() < deadline:  # kill it once the challenger has a checkpoint: mid-training
+            if any(runs.glob("*-seed42-cold/checkpoints/*.zip")) and process.poll() is None:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the retrain ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert (registry_dir / REGISTRY_FILE).read_bytes() == before
+    assert (champion_bundle / "manifest.json").read_bytes() == manifest
+    assert open_registry(work / "registry", "tod").champion_bundle().root == champion_bundle
