@@ -56,12 +56,12 @@ GOLD = ROOT / "data" / "XAUUSD_H1_2016_2026.csv"
 WEEK = pd.Timedelta(days=7)
 
 
-def _request(name: str, data: Path, work: Path, sizes: dict[str, Any], seed: int) -> Any:
+def _request(name: str, data: Path, work: Path, sizes: dict[str, Any], seed: int, start: str = "cold") -> Any:
     from rltrader.app.requests import RetrainRequest
 
     return RetrainRequest(name=name, data_path=str(data), registry_dir=str(work / "registry"),
                           cache_dir=str(work / "cache"), settings_file=str(work / "settings.json"), seed=seed,
-                          start="cold", **sizes)
+                          start=start, **sizes)
 
 
 def _train_week(args: tuple[str, str, str, dict[str, int], int]) -> tuple[str, float]:
@@ -69,11 +69,11 @@ def _train_week(args: tuple[str, str, str, dict[str, int], int]) -> tuple[str, f
     import torch
 
     torch.set_num_threads(1)
-    from rltrader.registry.retrain import RetrainOutcome, plan_retrain, train_challenger
+    from rltrader.retraining.retrain import RetrainOutcome, plan_retrain, train_challenger
 
     name, data, work, sizes, seed = args
     started = time.perf_counter()
-    plan = plan_retrain(_request(name, Path(data), Path(work), sizes, seed))
+    plan = plan_retrain(_request(name, Path(data), Path(work), sizes, seed).to_spec())
     if isinstance(plan, RetrainOutcome):
         raise RuntimeError(f"{data}: {plan.reason}")
     return train_challenger(plan), time.perf_counter() - started
@@ -83,9 +83,9 @@ class Replay:
     """One market's weekly replay (see the module docstring)."""
 
     def __init__(self, name: str, source: Path, weeks: int, every: int, sizes: dict[str, Any], work: Path,
-                 parallel: int, seed: int) -> None:
+                 parallel: int, seed: int, start: str = "cold") -> None:
         self.name, self.source, self.weeks, self.every, self.sizes = name, source, weeks, every, sizes
-        self.work, self.parallel, self.seed = work / name, parallel, seed
+        self.work, self.parallel, self.seed, self.start = work / name, parallel, seed, start
         self.work.mkdir(parents=True, exist_ok=True)
         # quiet mode: the configured batch and epochs; the side-by-side challengers share the cores
         (self.work / "settings.json").write_text('{"performance_mode": "quiet"}', encoding="utf-8")
@@ -132,12 +132,12 @@ class Replay:
     # ------------------------------------------------------------------ phase B: the weeks in order
     def replay(self) -> dict[str, Any]:
         from rltrader.live.paper import holding, open_paper_account
-        from rltrader.registry.retrain import retrain
         from rltrader.registry.store import open_registry
+        from rltrader.retraining.retrain import retrain
 
-        request = _request(self.name, self.replay_path, self.work, self.sizes, self.seed)
+        request = _request(self.name, self.replay_path, self.work, self.sizes, self.seed, self.start)
         self.write_prefix(self.cuts[0], self.replay_path)
-        first = retrain(request)
+        first = retrain(request.to_spec())
         assert first.kind == "promote" and first.version == 1, first
         registry = open_registry(request.registry_root, self.name)
         start_time = str(pd.Timestamp(int(self._bar_times()[self.cuts[0]]), unit="ns"))
@@ -155,10 +155,12 @@ class Replay:
                 account.process(account.new_bars())
             entry = {"week": k, "rows": self.cuts[k]}
             if k % self.every == 0 and k < self.weeks:
-                outcome = retrain(request)
+                outcome = retrain(request.to_spec())
                 entry.update(kind=outcome.kind, version=outcome.version, champion=outcome.champion)
                 if outcome.comparison is not None:
                     entry["probability"] = outcome.comparison.probability_better
+                    entry["challenger_return"] = outcome.figures["challenger"]["total_return"]
+                    entry["champion_return"] = outcome.figures["champion"]["total_return"]
             weekly.append(entry)
             if k % 10 == 0:
                 promoted = sum(1 for week in weekly if week.get("kind") == "promote")

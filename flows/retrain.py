@@ -17,8 +17,8 @@ from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries
 from rltrader.app.requests import RetrainRequest
 from rltrader.display.registry import event_line, version_rows
-from rltrader.registry.retrain import RetrainOutcome
 from rltrader.registry.store import open_registry
+from rltrader.retraining.retrain import RetrainOutcome
 from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
 
 

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rltrader.app.requests import RetrainRequest
-from rltrader.registry.retrain import RetrainOutcome, RetrainPlan, decide, plan_retrain, train_challenger
+from rltrader.retraining.retrain import RetrainOutcome, RetrainPlan, decide, plan_retrain, train_challenger
 from rltrader.runtime.allocator import relax_heap_trimming
 from tasks.train import RETRY_OPTIONS, is_transient
 
@@ -20,7 +20,7 @@ from tasks.train import RETRY_OPTIONS, is_transient
       task_run_name="plan the challenger of {request.name}")
 def plan_challenger_task(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
     """Check the bars against the registry's history and place the windows; a skip's outcome if nothing to train."""
-    return plan_retrain(request)
+    return plan_retrain(request.to_spec(source="retrain request"))
 
 
 @task(name="train-challenger", cache_policy=NO_CACHE, task_run_name="train the challenger of {plan.name}",

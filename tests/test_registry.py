@@ -25,8 +25,8 @@ from rltrader.data.synthetic import write_market
 from rltrader.live.paper import holding, open_paper_account
 from rltrader.registry.history import fingerprint, first_difference
 from rltrader.registry.paired_test import compare, mean_difference_test
-from rltrader.registry.retrain import retrain
 from rltrader.registry.store import REGISTRY_FILE, Registry, RegistryError, open_registry
+from rltrader.retraining.retrain import RetrainSpec, retrain
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = {"train_bars": 1200, "validation_bars": 300, "holdout_bars": 200}
@@ -97,11 +97,11 @@ def test_history_check_names_the_first_changed_missing_or_inserted_bar():
 
 
 # ---------------------------------------------------------------------------------------------- a real registry
-def _request(work: Path, data: Path, **changes: object) -> RetrainRequest:
+def _request(work: Path, data: Path, **changes: object) -> RetrainSpec:
     fields = {"name": "tod", "data_path": str(data), "registry_dir": str(work / "registry"),
               "cache_dir": str(work / "cache"), "settings_file": str(work / "settings.json"), "profile": "smoke",
               **WINDOWS, **changes}
-    return RetrainRequest(**fields)
+    return RetrainRequest(**fields).to_spec()
 
 
 def _write_rows(source: pd.DataFrame, rows: int, target: Path) -> Path:
@@ -202,7 +202,8 @@ def test_a_changed_earlier_bar_is_one_line_naming_it_and_nothing_is_written(two_
     assert registry_file.read_bytes() == before
 
 
-def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact(two_versions):
+@pytest.mark.slow
+def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact_and_the_same_retrain_resumes(two_versions):
     work, data, bars = two_versions
     grown = work / "grown.csv"
     _write_rows(bars, 3000, grown)
@@ -211,19 +212,20 @@ def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact(two_ver
     champion_bundle = registry_dir / "versions" / "v0002" / "bundle"
     manifest = (champion_bundle / "manifest.json").read_bytes()
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-            "from rltrader.app.requests import RetrainRequest; from rltrader.registry.retrain import retrain;"
+            "from rltrader.app.requests import RetrainRequest; from rltrader.retraining.retrain import retrain;"
             f"retrain(RetrainRequest(name='tod', data_path={str(grown)!r}, registry_dir={str(work / 'registry')!r},"
             f"cache_dir={str(work / 'cache')!r}, profile='quick', train_bars=1200, validation_bars=300, "
-            "holdout_bars=200))")
+            "holdout_bars=200).to_spec())")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         runs = registry_dir / "runs"
         while time.monotonic() < deadline:  # kill it once the challenger has a checkpoint: mid-training
-            if any(runs.glob("*-seed42-cold/checkpoints/*.zip")) and process.poll() is None:
+            if any(runs.glob("*-seed42-cold/checkpoints/*/*.zip")) and process.poll() is None:
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the retrain ended before it could be killed"
+        assert any(runs.glob("*-seed42-cold/checkpoints/*/*.zip")), "no checkpoint within 120 s"
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
     finally:
@@ -233,3 +235,8 @@ def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact(two_ver
     assert (registry_dir / REGISTRY_FILE).read_bytes() == before
     assert (champion_bundle / "manifest.json").read_bytes() == manifest
     assert open_registry(work / "registry", "tod").champion_bundle().root == champion_bundle
+    again = ("import logging; logging.basicConfig(level=logging.INFO);"
+             + code.replace("retrain(Retrain", "print(retrain(Retrain").replace(".to_spec())", ".to_spec()).version)"))
+    resumed = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and resumed.stdout.strip().endswith("3"), resumed.stderr[-2000:]
+    assert "resumes from its checkpoint" in resumed.stderr  # the trainer's own line: not trained from scratch

@@ -323,7 +323,7 @@ def test_retrain_runs_from_the_ui_and_its_decision_is_readable_there(served):
     from rltrader.app.requests import RetrainRequest
     from rltrader.data.known_answer import KnownAnswerMarket
     from rltrader.data.synthetic import write_market
-    from rltrader.registry.retrain import retrain
+    from rltrader.retraining.retrain import retrain
 
     root = served.root / "retrain"
     root.mkdir()
@@ -334,7 +334,7 @@ def test_retrain_runs_from_the_ui_and_its_decision_is_readable_there(served):
     fields = {"name": "ui-model", "data_path": str(data), "registry_dir": str(root / "registry"),
               "cache_dir": str(root / "cache"), "profile": "smoke", "train_bars": 1200, "validation_bars": 300,
               "holdout_bars": 200}
-    assert retrain(RetrainRequest(**fields)).kind == "promote"  # the first champion, trained here
+    assert retrain(RetrainRequest(**fields).to_spec()).kind == "promote"  # the first champion, trained here
     bars.iloc[:2800].to_csv(data, index=False)  # a week and more of new bars arrived
     deployment = served.deployment("retrain/retrain")
     nightly = load_config().retrain

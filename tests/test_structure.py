@@ -55,9 +55,10 @@ LAYERS = (
     {"rltrader.features"},
     {"rltrader.env"},
     {"rltrader.evaluation"},
-    {"rltrader.display", "rltrader.live"},
+    {"rltrader.display", "rltrader.live", "rltrader.registry"},
     {"rltrader.training"},
     {"rltrader.walkforward", "rltrader.tuning"},
+    {"rltrader.retraining"},
     {"rltrader.app", "rltrader.__main__"},
 )
 

@@ -155,7 +155,7 @@ def _resolve_config(args: argparse.Namespace) -> Config:
 
 def _command_preprocess(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
-    _require_bar_file(str(args.data_path), config)
+    require_bar_file(str(args.data_path), config)
     use_cache = config.optimizations.cache_environments
     from rltrader.features.preparation import PreparedData, check_bars
 
@@ -194,7 +194,7 @@ def _console_log_level(verbose: int) -> None:
         handler.setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
-def _require_bar_file(data_path: str, config: Config) -> None:
+def require_bar_file(data_path: str, config: Config) -> None:
     """A missing bar file, or a cross without a conversion file, is one line before Prefect starts
     (seconds saved, no server for nothing, nothing written)."""
     if not Path(data_path).is_file():
@@ -207,7 +207,7 @@ def _require_bar_file(data_path: str, config: Config) -> None:
 def _command_train(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     config = request.to_config()
-    _require_bar_file(request.data_path, config)
+    require_bar_file(request.data_path, config)
     from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
 
@@ -276,7 +276,7 @@ def _command_tune(args: argparse.Namespace) -> int:
 
     request = request_from_args(args, tuple(TuneRequest.model_fields), TuneRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path, config)
+    require_bar_file(request.data_path, config)
     check_bars(request.data_path, config)
     check_run_directory_free(request.root, STUDY_REMEDY)
     def study(level: int) -> StudyResult:
@@ -284,7 +284,7 @@ def _command_tune(args: argparse.Namespace) -> int:
 
         return tune_study(request, trial_console_level=level)
 
-    result = _run_with_progress_lines(config, args.verbose, ("Trial ", "Study ", "Resuming"), study)
+    result = run_with_progress_lines(config, args.verbose, ("Trial ", "Study ", "Resuming"), study)
     print(f"rltrader tune {result.study}: {result.finished} trials finished in {result.root}")
     if result.best_trial is None or result.best_value is None:
         print("  no trial completed (every one pruned or failed): nothing to write")
@@ -308,7 +308,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
 
     request = request_from_args(args, tuple(WalkForwardRequest.model_fields), WalkForwardRequest)
     config = request.to_config()  # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path, config)
+    require_bar_file(request.data_path, config)
     # bad bars, folds that do not fit or a results directory planned otherwise: one line, before Prefect starts
     check_bars(request.data_path, config)
     folds, prepared = prepare_folds(request.data_path, config)
@@ -320,7 +320,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
 
         return walk_forward(request, fold_console_level=level)
 
-    result = _run_with_progress_lines(config, args.verbose, ("Fold ", "Walk-forward ", "Resuming"), walk)
+    result = run_with_progress_lines(config, args.verbose, ("Fold ", "Walk-forward ", "Resuming"), walk)
     from rich.console import Console
     from rich.table import Table
 
@@ -344,7 +344,7 @@ def _command_walkforward(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress_lines(config: Config, verbose: bool, prefixes: tuple[str, ...],
+def run_with_progress_lines(config: Config, verbose: bool, prefixes: tuple[str, ...],
                              flow_call: typing.Callable[[int], T]) -> T:
     """``walkforward`` and ``tune``: their server, one console line per finished run (every line with
     ``--verbose``), then the flow, stoppable; ``flow_call`` gets the workers' console level."""
@@ -608,7 +608,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     from rltrader.features.preparation import preprocess
 
     config = _resolve_config(args)
-    _require_bar_file(str(args.data_path), config)
+    require_bar_file(str(args.data_path), config)
     model = load_model(args.model)
     market = MarketData.from_prepared(preprocess(args.data_path, config), config, args.data_path)
     report = evaluate_model(model, market, args.split, config.env, seed=args.seed, evaluator=args.evaluator)
@@ -656,7 +656,7 @@ def _command_serve(args: argparse.Namespace) -> int:
                              args.retrain_name)
 
 
-def _after_loading(names: Iterable[str]) -> list[str]:
+def after_loading(names: Iterable[str]) -> list[str]:
     """Request fields in help order: the account and instrument flags right after the bar file's."""
     rest = [name for name in names if name not in ACCOUNT_FIELDS]
     last = LOADING_FIELDS[-1] if LOADING_FIELDS[-1] in rest else "data_path"
@@ -738,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train iteratively on the training split, keep the best model by validation score, "
         "report it against buy-and-hold on the test split. Re-running the same command resumes.",
     )
-    add_request_flags(train, _after_loading(name for name in TrainRequest.model_fields if name not in FLOW_ONLY),
+    add_request_flags(train, after_loading(name for name in TrainRequest.model_fields if name not in FLOW_ONLY),
                       required=("data_path",))
     train.add_argument("--benchmark_mode", action="store_true",
                        help="run the original and the optimized method on the same data and seeds "
@@ -782,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "optimization (in parallel with --parallel in performance mode, or on Dask), score each fold's "
                     "best model once on its test window, and stitch the test windows into one out-of-sample equity "
                     "curve against buy-and-hold. Results go to RESULTS_DIR/walkforward-NAME/; re-running resumes.")
-    add_request_flags(walk, _after_loading(WalkForwardRequest.model_fields), model=WalkForwardRequest)
+    add_request_flags(walk, after_loading(WalkForwardRequest.model_fields), model=WalkForwardRequest)
     walk.add_argument("--verbose", action="store_true", help="every log line, not only one line per fold")
     walk.set_defaults(handler=_command_walkforward)
 

@@ -30,24 +30,24 @@ def _console() -> Any:
 
 
 def _command_retrain(args: argparse.Namespace) -> int:
-    from rltrader.app.cli import _require_bar_file, _run_with_progress_lines, request_from_args
+    from rltrader.app.cli import request_from_args, require_bar_file, run_with_progress_lines
     from rltrader.display.registry import versions_table
     from rltrader.registry.store import check_model_name, open_registry
 
     request = request_from_args(args, tuple(RetrainRequest.model_fields), RetrainRequest)
     check_model_name(request.name)
     config = request.to_config()  # a bad config fails here, before Prefect starts
-    _require_bar_file(request.data_path, config)
-    from rltrader.registry.retrain import check_retrain_input
+    require_bar_file(request.data_path, config)
+    from rltrader.retraining.retrain import check_retrain_input
 
-    check_retrain_input(request)  # a changed bar history: one line naming the bar, before Prefect starts
+    check_retrain_input(request.to_spec())  # a changed bar history: one line naming the bar, before Prefect starts
 
     def run(level: int) -> dict[str, Any]:
         from flows.retrain import retrain_model  # Prefect import: seconds, so only here
 
         return retrain_model(request)
 
-    result = _run_with_progress_lines(config, args.verbose, ("Retrain ", "Iteration "), run)
+    result = run_with_progress_lines(config, args.verbose, ("Retrain ", "Iteration "), run)
     console = _console()
     console.print(versions_table(open_registry(request.registry_root, request.name)))
     console.print(f"rltrader retrain {request.name}: {result['kind']}: {result['reason']}")
@@ -94,7 +94,7 @@ def _command_models(args: argparse.Namespace) -> int:
 
 def add_registry_commands(commands: Any) -> None:
     """The ``retrain`` and ``models`` subcommands, on ``rltrader``'s subparsers."""
-    from rltrader.app.cli import _after_loading, add_request_flags
+    from rltrader.app.cli import add_request_flags, after_loading
 
     retrain = commands.add_parser(
         "retrain", help="train a challenger on the latest bars; promote it over the champion only on evidence",
@@ -107,7 +107,7 @@ def add_registry_commands(commands: Any) -> None:
                     "whose earlier bars changed is refused; one with no new bars is skipped.")
     retrain.add_argument("name", help="the model's name, e.g. xauusd-h1 (its registry: REGISTRY_DIR/NAME)")
     names = [name for name in RetrainRequest.model_fields if name not in ("name", "dask_address")]
-    add_request_flags(retrain, _after_loading(names), required=("data_path",), model=RetrainRequest)
+    add_request_flags(retrain, after_loading(names), required=("data_path",), model=RetrainRequest)
     retrain.add_argument("--verbose", action="store_true", help="every log line, not only the progress lines")
     retrain.set_defaults(handler=_command_retrain)
 

@@ -20,11 +20,14 @@ built, so their errors name the config key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rltrader.config import Config, OptimizationConfig, load_config, parse_config
+
+if TYPE_CHECKING:
+    from rltrader.retraining.retrain import RetrainSpec
 
 DEFAULT_DATA = "data/XAUUSDm_15min.csv"
 
@@ -306,6 +309,13 @@ class RetrainRequest(AccountFields, RequestBase):
     def run_config(self, base: Config) -> Config:
         """What the challenger trains with: the retrain's profile applied."""
         return base.with_profile(base.retrain.profile)
+
+    def to_spec(self, source: str = "command line") -> RetrainSpec:
+        """The retrain every step takes (:class:`~rltrader.retraining.retrain.RetrainSpec`)."""
+        from rltrader.retraining.retrain import RetrainSpec
+
+        return RetrainSpec(name=self.name, data_path=self.data_path, registry_dir=str(self.registry_root),
+                           config=self.run_config(self.to_config(source)), settings_file=self.settings_file)
 
 
 __all__ = [

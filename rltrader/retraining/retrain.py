@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
-from rltrader.app.requests import RetrainRequest
 from rltrader.atomic import write_json
 from rltrader.config import Config, CostConfig
 from rltrader.data import load_bars
@@ -59,6 +59,26 @@ from rltrader.training.trainer import Trainer
 from rltrader.walkforward.data import prepare_folds
 
 logger = logging.getLogger(__name__)
+
+
+class RetrainSpec(BaseModel):
+    """One retrain as one typed value: what ``rltrader retrain``, the ``retrain`` flow and the benches all build
+    (from :class:`~rltrader.app.requests.RetrainRequest`'s ``to_spec``) and every step takes.
+
+    :param name: the model's name: its registry is ``registry_dir/name``
+    :param data_path: the bar file, grown since the last retrain
+    :param registry_dir: where registries live
+    :param config: the challenger's full config (the retrain's profile, windows and seed applied)
+    :param settings_file: the performance-mode file the challenger's training reads (None: the config's)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    data_path: str
+    registry_dir: str
+    config: Config
+    settings_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,28 +171,26 @@ def _skip(registry: Registry, reason: str, started: float) -> RetrainOutcome:
     return RetrainOutcome(registry.name, "skip", None, champion, reason, seconds=time.perf_counter() - started)
 
 
-def check_retrain_input(request: RetrainRequest) -> None:
+def check_retrain_input(spec: RetrainSpec) -> None:
     """What a retrain refuses before any work starts (``rltrader retrain`` asks before Prefect does): a bad
     name, a missing file, bars that fail loading, an earlier bar that changed. Nothing is written."""
-    config = request.run_config(request.to_config())
-    path = Path(request.data_path)
+    path = Path(spec.data_path)
     if not path.is_file():
         raise DataError(path, "file not found; check --data_path")
-    registry = open_registry(request.registry_root, request.name, must_exist=False)
-    check_history(registry.dir, load_bars(path, config.data).bars, path)
+    registry = open_registry(spec.registry_dir, spec.name, must_exist=False)
+    check_history(registry.dir, load_bars(path, spec.config.data).bars, path)
 
 
-def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
+def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
     """Step 1 (see the module docstring): the plan, or the outcome of a skip (recorded in the registry).
 
     :raises DataError: a file whose earlier bars differ from the registry's history (naming the first), or a
         file too short for the windows when the registry has no champion to keep
     """
     started = time.perf_counter()
-    base = request.to_config()
-    config = request.run_config(base)
-    registry = open_registry(request.registry_root, request.name, must_exist=False)
-    path = Path(request.data_path)
+    config = spec.config
+    registry = open_registry(spec.registry_dir, spec.name, must_exist=False)
+    path = Path(spec.data_path)
     if not path.is_file():
         raise DataError(path, "file not found; check --data_path")
     history = check_history(registry.dir, load_bars(path, config.data).bars, path)
@@ -200,10 +218,10 @@ def plan_retrain(request: RetrainRequest) -> RetrainPlan | RetrainOutcome:
     end = pd.Timestamp(windows["holdout"].end).strftime("%Y%m%dT%H%M")
     run_dir = registry.dir / RUNS_DIR / f"{end}-seed{seed}-{start}"
     run = RunSpec(config=config, data_path=str(path), run_dir=str(run_dir),
-                  prepared=prepared[0], settings_file=request.settings_file,
+                  prepared=prepared[0], settings_file=spec.settings_file,
                   initial_model=None if start == "cold" else str(registry.bundle(champion.version).policy_path),
                   reset_from_initial=config.retrain.reset_ent_coef if start == "warm_reset" else None)
-    return RetrainPlan(name=registry.name, registry_root=str(request.registry_root), data_path=str(path),
+    return RetrainPlan(name=registry.name, registry_root=spec.registry_dir, data_path=str(path),
                        data_sha256=file_digest(path), config=config, windows=windows, run=run,
                        champion=None if champion is None else champion.version, start=start,
                        bars_per_year=float(prepared[0].metadata["bars"]["bars_per_year"]), history=history)
@@ -291,15 +309,15 @@ def decide(plan: RetrainPlan, run_dir: str) -> RetrainOutcome:
                           compared_with=None if champion is None else champion.version)
 
 
-def retrain(request: RetrainRequest) -> RetrainOutcome:
+def retrain(spec: RetrainSpec) -> RetrainOutcome:
     """The three steps in turn, without Prefect (the flow runs the same functions as tasks)."""
     started = time.perf_counter()
-    plan = plan_retrain(request)
+    plan = plan_retrain(spec)
     if isinstance(plan, RetrainOutcome):
         return plan
     outcome = decide(plan, train_challenger(plan))
     return RetrainOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - started})
 
 
-__all__ = ["RetrainOutcome", "RetrainPlan", "check_retrain_input", "config_digest", "decide", "fold_config",
-           "plan_retrain", "retrain", "train_challenger"]
+__all__ = ["RetrainOutcome", "RetrainPlan", "RetrainSpec", "check_retrain_input", "config_digest", "decide",
+           "fold_config", "plan_retrain", "retrain", "train_challenger"]
