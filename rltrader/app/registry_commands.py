@@ -49,7 +49,7 @@ def _command_retrain(args: argparse.Namespace) -> int:
 
     result = run_with_progress_lines(config, args.verbose, ("Retrain ", "Iteration "), run)
     console = _console()
-    console.print(versions_table(open_registry(request.registry_root, request.name)))
+    console.print(versions_table(open_registry(request.registry_root, request.name), 10))
     console.print(f"rltrader retrain {request.name}: {result['kind']}: {result['reason']}")
     return 0
 
@@ -73,7 +73,7 @@ def _command_models(args: argparse.Namespace) -> int:
                              "xauusd-h1")
     registry = open_registry(args.registry_dir, args.name)
     if args.action == "show":
-        console.print(versions_table(registry))
+        console.print(versions_table(registry, args.versions or None))
         for event in registry.file.events[-args.events:]:
             console.print("  " + event_line(event))
         return 0
@@ -123,6 +123,8 @@ def add_registry_commands(commands: Any) -> None:
     models.add_argument("--reason", default="", help="promote and rollback: why, kept in the registry")
     models.add_argument("--registry_dir", type=Path, default=Path("results/registry"), help=REGISTRY_HELP)
     models.add_argument("--events", type=int, default=10, help="show: how many recent events (default 10)")
+    models.add_argument("--versions", type=int, default=20,
+                        help="show: how many of the newest versions (default 20; 0 shows all)")
     models.set_defaults(handler=_command_models)
 
 

@@ -17,10 +17,14 @@ def _percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:+.2f}%"
 
 
-def version_rows(registry: Registry) -> list[dict[str, Any]]:
-    """One row per version, newest first: lineage, windows, held-out figures, the decision."""
+def version_rows(registry: Registry, newest: int | None = None) -> list[dict[str, Any]]:
+    """One row per version, newest first: lineage, windows, held-out figures, the decision.
+
+    :param newest: only this many of the newest versions (None: all)
+    """
     rows = []
-    for entry in reversed(registry.file.versions):
+    versions = registry.file.versions[::-1]
+    for entry in versions[:newest] if newest else versions:
         figures, comparison = entry.figures, entry.decision.get("comparison") or {}
         rows.append({
             "version": entry.version,
@@ -50,12 +54,14 @@ def event_line(event: RegistryEvent) -> str:
     return f"{event.time.replace('T', ' ')[:19]}  {event.kind:<14} {what}{change}: {event.reason}"
 
 
-def versions_table(registry: Registry) -> Table:
-    """``rltrader models show NAME``: every version."""
+def versions_table(registry: Registry, newest: int | None = None) -> Table:
+    """``rltrader models show NAME``: the newest versions (all with ``newest`` None)."""
     champion = registry.file.champion
-    table = Table(title=f"Model {registry.name}: {len(registry.file.versions)} version(s), champion "
+    count = len(registry.file.versions)
+    shown = f", the newest {newest} shown" if newest and newest < count else ""
+    table = Table(title=f"Model {registry.name}: {count} version(s){shown}, champion "
                         f"{'v' + str(champion) if champion else 'none'}", title_justify="left")
-    rows = version_rows(registry)
+    rows = version_rows(registry, newest)
     columns = list(rows[0]) if rows else ["version"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("start", "held out", "decision", "created",

@@ -222,6 +222,7 @@ class Registry:
 
     def promote(self, number: int, reason: str) -> RegistryEvent:
         """Make version ``number`` the champion by hand (``rltrader models promote``)."""
+        self.version(number)  # an unknown number: one line naming the versions there are
         self.bundle(number)  # a version whose bundle fails its manifest cannot serve
         if number == self.file.champion:
             raise RegistryError(f"version {number} of {self.name!r} is already the champion")
