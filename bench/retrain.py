@@ -241,6 +241,7 @@ def policies(replay: Replay, result: dict[str, Any]) -> dict[str, Any]:
     out["buy_and_hold"] = figures(hold, bars_per_year)
     out["paper_vs_replay_max_abs_equity_diff"] = float(np.abs(paper - curves["gated"]).max())
     out["bars"] = len(curves["gated"]) - 1
+    out["bars_per_year"] = bars_per_year
     for other in ("never", "always"):
         returns = {name: curve[1:] / curve[:-1] - 1 for name, curve in curves.items()}
         _, _, _, probability = mean_difference_test(returns["gated"] - returns[other])
@@ -252,8 +253,8 @@ def policies(replay: Replay, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def oracle_return(data: Path, first_bar: str, config_sizes: dict[str, Any]) -> float:
-    """The planted edge's return over the replay: the oracle's actions through the backtest ledger, same costs."""
+def oracle_equity(data: Path, first_bar: str) -> np.ndarray:
+    """The planted edge's equity over the replay: the oracle's actions through the backtest ledger, same costs."""
     from rltrader.config import load_config
     from rltrader.data.synthetic import oracle_actions
     from rltrader.env import MarketData
@@ -265,8 +266,7 @@ def oracle_return(data: Path, first_bar: str, config_sizes: dict[str, Any]) -> f
     first = int(np.searchsorted(market.timestamps, np.datetime64(pd.Timestamp(first_bar))))
     steps = len(market.timestamps) - 1 - first
     actions = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, first, steps)
-    ledger = replay(market, first, actions, config.env.initial_balance)
-    return float(ledger.equity[-1] / ledger.equity[0] - 1)
+    return replay(market, first, actions, config.env.initial_balance).equity
 
 
 def plot(out: Path, title: str, result: dict[str, Any]) -> None:
@@ -345,9 +345,12 @@ def main() -> None:
     regime_file.parent.mkdir(parents=True, exist_ok=True)
     write_market(market, regime_file)
     regime = run_market("regime", regime_file, args.regime_weeks, 1, regime_sizes, work, args.parallel, args.seed)
-    oracle = oracle_return(regime_file, regime["first_bar"], regime_sizes)
+    oracle_curve = oracle_equity(regime_file, regime["first_bar"])
+    oracle = float(oracle_curve[-1] / oracle_curve[0] - 1)
+    regime["oracle"] = figures(oracle_curve, regime["bars_per_year"])
     for name in ("never", "always", "gated"):
         regime[name]["edge_captured"] = regime[name]["total_return"] / oracle if oracle > 0 else None
+        regime[name]["sharpe_share"] = regime[name]["sharpe"] / regime["oracle"]["sharpe"]
     regime["oracle_return"], regime["change_time"] = oracle, str(change_time(market))
     plot(args.figures / "retrain_regime.png", f"Regime change at {change_time(market)}: paper equity of three "
                                               "retraining policies (same costs)", regime)
@@ -358,16 +361,16 @@ def main() -> None:
               f"{result['train_seconds']:.0f} s (median {result['median_challenger_seconds']:.1f} s each)")
         for name in ("never", "always", "gated", "buy_and_hold"):
             entry = result[name]
-            edge = f", edge captured {entry['edge_captured']:.2f}" if entry.get("edge_captured") is not None else ""
+            edge = (f", edge captured {entry['edge_captured']:.2f} (Sharpe {entry['sharpe_share']:.2f} of the "
+                    "oracle's)" if entry.get("edge_captured") is not None else "")
             print(f"  {name:<13} return {100 * entry['total_return']:+7.2f}%  Sharpe {entry['sharpe']:6.2f} "
                   f"[{entry['sharpe_ci'][0]:6.2f}, {entry['sharpe_ci'][1]:6.2f}]  max drawdown "
                   f"{100 * entry['max_drawdown']:5.2f}%{edge}")
         print(f"  P(gated's mean return > never's) {result['p_gated_beats_never']:.3f}, > always's "
               f"{result['p_gated_beats_always']:.3f}; paper account vs replay: max equity difference "
               f"{result['paper_vs_replay_max_abs_equity_diff']:.3g}")
-    if "oracle_return" in regime:
-        print(f"  oracle over the replay: {100 * regime['oracle_return']:+.2f}% (regime changes at "
-              f"{regime['change_time']})")
+    print(f"  oracle over the replay: {100 * regime['oracle_return']:+.2f}%, Sharpe {regime['oracle']['sharpe']:.2f} "
+          f"(regime changes at {regime['change_time']})")
     summary = {
         "weeks": gold["weeks"], "never_sharpe": gold["never"]["sharpe"], "always_sharpe": gold["always"]["sharpe"],
         "gated_sharpe": gold["gated"]["sharpe"], "gated_sharpe_ci": gold["gated"]["sharpe_ci"],
@@ -375,7 +378,8 @@ def main() -> None:
         "regime_edge_captured": regime["gated"]["edge_captured"], "seconds": round(time.perf_counter() - started, 1),
         "retrains": gold["retrains"], "every": gold["every"],
         "regime": {name: regime[name] for name in ("never", "always", "gated", "buy_and_hold")}
-        | {"promotions": regime["promotions"], "weeks": regime["weeks"], "oracle_return": oracle},
+        | {"promotions": regime["promotions"], "weeks": regime["weeks"], "oracle_return": oracle,
+           "oracle_sharpe": regime["oracle"]["sharpe"]},
         "paper_vs_replay_max_abs_equity_diff": max(gold["paper_vs_replay_max_abs_equity_diff"],
                                                    regime["paper_vs_replay_max_abs_equity_diff"]),
     }

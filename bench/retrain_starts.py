@@ -121,7 +121,8 @@ def main() -> None:
             print(f"  {result['market']:<6} {result['start']:<10} seed {result['seed']}: {result['retrains']} "
                   f"retrains, {result['promotions']} promotions, gated return "
                   f"{100 * result['gated']['total_return']:+.2f}% ({result['seconds']:.0f} s)", flush=True)
-    oracle = replays.oracle_return(regime_file, results[0]["first_bar"], regime_sizes)
+    oracle_curve = replays.oracle_equity(regime_file, results[0]["first_bar"])
+    oracle = float(oracle_curve[-1] / oracle_curve[0] - 1)
     summary: dict[str, Any] = {"oracle_return": oracle, "seeds": args.seeds, "every": args.every,
                                "seconds": round(time.perf_counter() - started, 1)}
     for name in ("regime", "gold"):

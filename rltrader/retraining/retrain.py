@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from rltrader.atomic import write_json
 from rltrader.config import Config, CostConfig
 from rltrader.data import load_bars
-from rltrader.errors import DataError
+from rltrader.errors import DataError, UserInputError
 from rltrader.features.cache import file_digest
 from rltrader.features.preparation import PreparedData
 from rltrader.live.bars import read_bar_file
@@ -268,6 +268,10 @@ def decide(plan: RetrainPlan, run_dir: str) -> RetrainOutcome:
     with registry.writing():
         champion = registry.champion
         if champion is not None and champion.version != plan.champion:
+            if pd.Timestamp(champion.windows["validation"].end) >= pd.Timestamp(holdout.start):
+                raise UserInputError(f"model {plan.name!r}: the champion became version {champion.version} while the "
+                                     "challenger trained, and it selected itself on bars of the held-out window; "
+                                     "nothing was registered; run the retrain again once more bars arrived")
             logger.warning("The champion of %s changed while the challenger trained (%s -> %s); comparing with the "
                            "new one", plan.name, plan.champion, champion.version)
         comparison = None
