@@ -243,3 +243,25 @@ def test_training_on_a_planted_edge_beats_flat_and_the_null_median(time_of_day, 
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert f"the best of {looks} validation looks" in report and "| Oracle |" in report
     assert "95% interval" in report and "random policies" in report
+
+
+def test_a_regime_change_market_swaps_its_blocks_at_the_change_and_its_oracle_follows(tmp_path):
+    from rltrader.data.synthetic import block_drift, change_time, expected_next_return, generate
+
+    market = KnownAnswerMarket(kind="regime_change", bars=4_000, seed=2, bar_minutes=60, change_at=0.5)
+    bars = generate(market)
+    times = (bars["time"].to_numpy() * 1_000_000_000).astype("datetime64[ns]")
+    change = change_time(market)
+    assert np.datetime64(change) == times[2_000]  # half of the bars, as change_at says
+    plain = block_drift(times, market.model_copy(update={"kind": "time_of_day"}))
+    drift = block_drift(times, market)
+    before = times < np.datetime64(change)
+    assert (drift[before] == plain[before]).all() and (drift[~before] == -plain[~before]).all()
+    expected = expected_next_return(market, times, bars["close"].to_numpy())
+    assert (expected[:-1] == drift[1:]).all()  # the oracle knows the new regime from its first bar
+    # the planted edge is there: each regime's block returns have the drift's sign on average
+    log_returns = np.diff(np.log(bars["close"].to_numpy()), prepend=np.log(market.start_price))
+    for part in (before, ~before):
+        assert np.mean(log_returns[part] * np.sign(drift[part])) > 0.5 * market.drift
+    assert main(["synth", "regime_change", "--bars", "2000", "--out", str(tmp_path / "r.csv")]) == 0
+    assert read_market(tmp_path / "r.csv").kind == "regime_change"
