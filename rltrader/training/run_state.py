@@ -31,12 +31,13 @@ def fingerprint(config: Config, data_sha256: str, fold: dict[str, Any] | None = 
     """What must match for a results directory to be resumed: data content and settings (and, for a
     walk-forward fold, which rows of the file it trains, validates and tests on)."""
     # runtime knobs, not the experiment: where the cache lives, how hard the machine works,
-    # how failures are retried and where the server is, and how a search would vary it; and how
-    # strictly bars are checked (the data's SHA-256 already says which bars the run trained on)
+    # how failures are retried and where the server is, and how a search, a walk-forward or a
+    # retrain would place and judge runs (each run's windows arrive in its fold); and how strictly
+    # bars are checked (the data's SHA-256 already says which bars the run trained on)
     settings = config.model_dump(mode="json", exclude={"profiles": True, "cache": {"dir"}, "performance_mode": True,
                                                        "data": {"max_jump_mads"},
                                                        "orchestration": True, "tune": True,
-                                                       "walk_forward": True})
+                                                       "walk_forward": True, "retrain": True})
     return {"data_sha256": data_sha256, "config": settings, **({"fold": fold} if fold else {})}
 
 
