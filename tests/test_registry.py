@@ -240,3 +240,14 @@ def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact_and_the
     resumed = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and resumed.stdout.strip().endswith("3"), resumed.stderr[-2000:]
     assert "resumes from its checkpoint" in resumed.stderr  # the trainer's own line: not trained from scratch
+
+
+def test_a_first_retrain_on_a_file_too_short_is_one_line_before_prefect_and_writes_nothing(market, tmp_path, capsys):
+    root, _ = market
+    code = main(["retrain", "fresh", "--data_path", str(root / "tod.csv"), "--registry_dir", str(tmp_path / "registry"),
+                 "--cache_dir", str(tmp_path / "cache")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "Prefect" not in error
+    assert error.startswith(f"rltrader: error: {root / 'tod.csv'}: holds 3,200 bars; a retrain needs ")
+    assert "lower --train_bars, --validation_bars or --holdout_bars" in error
+    assert not (tmp_path / "registry").exists() and not (tmp_path / "cache").exists()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,23 @@ def fold_config(config: Config) -> Config:
                                   "walk_forward.test_bars": sizes.holdout_bars}, source="retrain")
 
 
+def prepare_window(path: Path, config: Config) -> PreparedData:
+    """The challenger's fold, prepared (features cached); a :class:`DataError` in the retrain's own terms when
+    the file is too short for its windows (nothing written then)."""
+    try:
+        return prepare_folds(path, fold_config(config))[1][0]
+    except DataError as error:
+        sizes = config.retrain
+        found = re.search(r"need ([\d,]+) bars, the file has ([\d,]+) \((\d+) go to the feature warm-up\)", str(error))
+        if found is None:
+            raise
+        need, have, warmup = found.groups()
+        raise DataError(path, f"holds {have} bars; a retrain needs {need}: train {sizes.train_bars:,} + validation "
+                              f"{sizes.validation_bars:,} + held-out {sizes.holdout_bars:,} bars, the gaps and "
+                              f"{warmup} bars of feature warm-up; lower --train_bars, --validation_bars or "
+                              "--holdout_bars (retrain: in the config), or export a longer history") from None
+
+
 def _windows(prepared: PreparedData) -> dict[str, DataWindow]:
     splits = prepared.metadata["splits"]
     return {name: DataWindow(start=splits[key]["start"], end=splits[key]["end"], bars=int(splits[key]["bars"]))
@@ -179,6 +197,8 @@ def check_retrain_input(spec: RetrainSpec) -> None:
         raise DataError(path, "file not found; check --data_path")
     registry = open_registry(spec.registry_dir, spec.name, must_exist=False)
     check_history(registry.dir, load_bars(path, spec.config.data).bars, path)
+    if registry.champion is None:  # a first model cannot be skipped: a file too short is an error, said now
+        prepare_window(path, spec.config)
 
 
 def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
@@ -201,12 +221,12 @@ def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
         return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {latest.version}'s "
                                "held-out window ended; the champion is kept", started)
     try:
-        _, prepared = prepare_folds(path, fold_config(config))
+        prepared = prepare_window(path, config)
     except DataError as error:
         if champion is None:
             raise
         return _skip(registry, f"too few bars for a retrain ({error}); the champion is kept", started)
-    windows = _windows(prepared[0])
+    windows = _windows(prepared)
     if champion is not None and pd.Timestamp(windows["holdout"].start) <= pd.Timestamp(champion.windows[
             "validation"].end):
         return _skip(registry, f"the held-out window would start at {windows['holdout'].start}, inside version "
@@ -218,13 +238,13 @@ def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
     end = pd.Timestamp(windows["holdout"].end).strftime("%Y%m%dT%H%M")
     run_dir = registry.dir / RUNS_DIR / f"{end}-seed{seed}-{start}"
     run = RunSpec(config=config, data_path=str(path), run_dir=str(run_dir),
-                  prepared=prepared[0], settings_file=spec.settings_file,
+                  prepared=prepared, settings_file=spec.settings_file,
                   initial_model=None if start == "cold" else str(registry.bundle(champion.version).policy_path),
                   reset_from_initial=config.retrain.reset_ent_coef if start == "warm_reset" else None)
     return RetrainPlan(name=registry.name, registry_root=spec.registry_dir, data_path=str(path),
                        data_sha256=file_digest(path), config=config, windows=windows, run=run,
                        champion=None if champion is None else champion.version, start=start,
-                       bars_per_year=float(prepared[0].metadata["bars"]["bars_per_year"]), history=history)
+                       bars_per_year=float(prepared.metadata["bars"]["bars_per_year"]), history=history)
 
 
 def train_challenger(plan: RetrainPlan) -> str:
