@@ -196,13 +196,11 @@ def follow(bars: Any, first_row: int, switches: list[tuple[int, Any, str | None]
 
 
 def figures(equity: np.ndarray, bars_per_year: float) -> dict[str, Any]:
-    from rltrader.evaluation.metrics import max_drawdown
-    from rltrader.evaluation.significance import sharpe_estimate
+    """The registry's own figures of an equity curve, the interval under the bench's key ``sharpe_ci``."""
+    from rltrader.registry.scoring import equity_figures
 
-    returns = equity[1:] / equity[:-1] - 1.0
-    estimate = sharpe_estimate(returns, bars_per_year)
-    return {"total_return": float(equity[-1] / equity[0] - 1), "sharpe": estimate.sharpe,
-            "sharpe_ci": [estimate.low, estimate.high], "max_drawdown": float(max_drawdown(equity))}
+    entry = equity_figures(equity, bars_per_year)
+    return {**entry, "sharpe_ci": entry.pop("sharpe_interval") or [None, None]}
 
 
 def policies(replay: Replay, result: dict[str, Any]) -> dict[str, Any]:

@@ -15,25 +15,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.artifacts import embed_images, markdown_artifact
+from rltrader.display.formatting import percent, sharpe_with_interval, signed_percent
 from tasks.paper import advance_paper_account
 
 PAPER_ARTIFACT_PREFIX = "paper-"
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.2f}%"
-
-
-def _drawdown(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _sharpe(entry: dict[str, Any]) -> str:
-    sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval") or [None, None]
-    if sharpe is None:
-        return "n/a"
-    low, high = interval
-    return f"{sharpe:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
 
 
 def paper_markdown(result: dict[str, Any]) -> str:
@@ -50,11 +35,12 @@ def paper_markdown(result: dict[str, Any]) -> str:
              f"**{summary.get('next_decision') or 'none'}**.", "",
              f"![paper equity]({Path(result['picture']).name})", "",
              "| | paper account | buy and hold (same costs) | backtest, test split |", "|---|---:|---:|---:|",
-             f"| return | {_percent(paper.get('total_return'))} | {_percent(hold.get('total_return'))} | "
-             f"{_percent(test.get('total_return'))} |",
-             f"| Sharpe [95% interval] | {_sharpe(paper)} | {_sharpe(hold)} | {_sharpe(test)} |",
-             f"| max drawdown | {_drawdown(paper.get('max_drawdown'))} | {_drawdown(hold.get('max_drawdown'))} | "
-             f"{_drawdown(test.get('max_drawdown'))} |",
+             f"| return | {signed_percent(paper.get('total_return'))} | {signed_percent(hold.get('total_return'))} "
+             f"| {signed_percent(test.get('total_return'))} |",
+             f"| Sharpe [95% interval] | {sharpe_with_interval(paper)} | {sharpe_with_interval(hold)} "
+             f"| {sharpe_with_interval(test)} |",
+             f"| max drawdown | {percent(paper.get('max_drawdown'))} | {percent(hold.get('max_drawdown'))} | "
+             f"{percent(test.get('max_drawdown'))} |",
              f"| trades | {summary.get('trades', 0):,} | 1 | |", "",
              f"Ledger (one row per bar, keyed by bar time): `{result['ledger']}`. A Sharpe over a few weeks of bars "
              "is mostly noise: read its interval."]

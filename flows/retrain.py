@@ -16,25 +16,11 @@ from prefect import flow, get_run_logger
 from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries
 from rltrader.app.requests import RetrainRequest
+from rltrader.display.formatting import percent, sharpe_with_interval, signed_percent
 from rltrader.display.registry import event_line, version_rows
 from rltrader.registry.store import open_registry
 from rltrader.retraining.retrain import RetrainOutcome
 from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.2f}%"
-
-
-def _drawdown(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _sharpe(entry: dict[str, Any]) -> str:
-    sharpe, interval = entry.get("sharpe"), entry.get("sharpe_interval")
-    if sharpe is None:
-        return "n/a"
-    return f"{sharpe:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
 def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
@@ -45,13 +31,16 @@ def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
         columns = [("challenger", f"challenger v{outcome.version}"), ("champion", f"champion v{outcome.compared_with}"),
                    ("buy_and_hold", "buy and hold")]
         present = [(key, label) for key, label in columns if key in figures]
+
+        def row(label: str, cell: Any) -> str:
+            return f"| {label} | " + " | ".join(cell(figures[key]) for key, _ in present) + " |"
+
         lines += ["Held-out window (neither model trained or selected on it), same costs for all:", "",
                   "| | " + " | ".join(label for _, label in present) + " |",
                   "|---|" + "---:|" * len(present),
-                  "| return | " + " | ".join(_percent(figures[key].get("total_return")) for key, _ in present) + " |",
-                  "| Sharpe [95% interval] | " + " | ".join(_sharpe(figures[key]) for key, _ in present) + " |",
-                  "| max drawdown | " + " | ".join(_drawdown(figures[key].get("max_drawdown")) for key, _ in present)
-                  + " |", ""]
+                  row("return", lambda entry: signed_percent(entry.get("total_return"))),
+                  row("Sharpe [95% interval]", sharpe_with_interval),
+                  row("max drawdown", lambda entry: percent(entry.get("max_drawdown"))), ""]
     if outcome.comparison is not None:
         test = outcome.comparison
         lines += [f"Paired test on {test.bars:,} bars: mean per-bar difference {test.mean_difference * 1e4:+.3f} bp, "

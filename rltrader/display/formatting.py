@@ -13,6 +13,20 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
+def signed_percent(value: float | None) -> str:
+    """A return as a signed percentage (``+1.25%``), so gains and losses read apart in a column."""
+    return "n/a" if value is None else f"{value:+.2%}"
+
+
+def sharpe_with_interval(figures: dict[str, object]) -> str:
+    """``figures``' Sharpe with its 95% interval (``1.31 [-0.06, 2.68]``), from its ``sharpe`` and
+    ``sharpe_interval`` keys; ``n/a`` without a Sharpe."""
+    sharpe, bounds = figures.get("sharpe"), figures.get("sharpe_interval")
+    if sharpe is None:
+        return "n/a"
+    return f"{sharpe:.2f}" + (f" {interval(bounds)}" if bounds and None not in bounds else "")  # type: ignore[arg-type]
+
+
 def interval(bounds: list[float] | None) -> str:
     """A confidence interval, ``[low, high]``."""
     return "n/a" if bounds is None else f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
@@ -63,4 +77,5 @@ def yes(flag: bool) -> str:
 
 
 __all__ = ["count", "days", "interval", "minutes", "money", "number", "percent", "percentile", "probability", "rate",
+           "sharpe_with_interval", "signed_percent",
            "yes"]

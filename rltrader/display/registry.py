@@ -10,11 +10,13 @@ from typing import Any
 
 from rich.table import Table
 
+from rltrader.display.formatting import signed_percent
 from rltrader.registry.store import Registry, RegistryEvent
 
 
 def _percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:+.2f}%"
+    """A return, or an empty cell (a first version has no champion's figure)."""
+    return "" if value is None else signed_percent(value)
 
 
 def version_rows(registry: Registry, newest: int | None = None) -> list[dict[str, Any]]:

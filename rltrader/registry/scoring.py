@@ -27,6 +27,16 @@ from rltrader.live.features import BarArrays
 from rltrader.live.stream import DecisionStream
 
 
+def equity_figures(equity: np.ndarray, bars_per_year: float) -> dict[str, Any]:
+    """Final equity, return, Sharpe with its 95% interval and max drawdown of an equity curve (its first
+    value the starting balance), per-bar returns counted as the backtest's metrics count them."""
+    equity = np.asarray(equity, dtype=np.float64)
+    estimate = sharpe_estimate(equity[1:] / equity[:-1] - 1.0, bars_per_year)
+    interval = None if estimate.low is None else [estimate.low, estimate.high]
+    return {"final_equity": float(equity[-1]), "total_return": float(equity[-1] / equity[0] - 1),
+            "sharpe": estimate.sharpe, "sharpe_interval": interval, "max_drawdown": float(max_drawdown(equity))}
+
+
 @dataclass(frozen=True)
 class WindowScore:
     """A model's account over a window: equity at each bar's close (the first is the initial balance).
@@ -45,11 +55,7 @@ class WindowScore:
 
     def figures(self, bars_per_year: float) -> dict[str, Any]:
         """Return, Sharpe with its 95% interval, drawdown and position changes."""
-        estimate = sharpe_estimate(self.returns, bars_per_year)
-        return {"final_equity": float(self.equity[-1]), "total_return": float(self.equity[-1] / self.equity[0] - 1),
-                "sharpe": estimate.sharpe,
-                "sharpe_interval": None if estimate.low is None else [estimate.low, estimate.high],
-                "max_drawdown": float(max_drawdown(self.equity)),
+        return {**equity_figures(self.equity, bars_per_year),
                 "position_changes": int((np.diff(np.concatenate(([1], self.actions[:-1]))) != 0).sum())}
 
 
@@ -81,4 +87,4 @@ def score_bundle(bundle: Bundle, bars: BarArrays, first: int, last: int, costs: 
     return WindowScore(equity=np.asarray(batch.equity, dtype=np.float64), actions=np.asarray(batch.actions))
 
 
-__all__ = ["WindowScore", "score_bundle", "window_rows"]
+__all__ = ["WindowScore", "equity_figures", "score_bundle", "window_rows"]

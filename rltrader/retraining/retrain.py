@@ -22,6 +22,7 @@ retrain killed at any point leaves the champion serving, untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -339,8 +340,7 @@ def retrain(spec: RetrainSpec) -> RetrainOutcome:
     plan = plan_retrain(spec)
     if isinstance(plan, RetrainOutcome):
         return plan
-    outcome = decide(plan, train_challenger(plan))
-    return RetrainOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - started})
+    return dataclasses.replace(decide(plan, train_challenger(plan)), seconds=time.perf_counter() - started)
 
 
 __all__ = ["RetrainOutcome", "RetrainPlan", "RetrainSpec", "check_retrain_input", "config_digest", "decide",
