@@ -1,8 +1,9 @@
 """Learning curves on known-answer markets: how much of a planted edge a configuration learns, and how fast.
 
-For each market (``rltrader synth`` with its default parameters: 20,000 M15 bars, seed 0,
-written to ``bench/out/learning_curves/data``), each configuration and each seed, one
-training run of the real pipeline (``Trainer``, every optimization as configured) is
+For each market (every stationary kind of ``rltrader synth``, as
+:func:`rltrader.data.synthetic.suite_market` sets it: 20,000 M15 bars, seed 0, written to
+``bench/out/learning_curves/data``), each configuration and each seed, one training run
+of the real pipeline (``Trainer``, every optimization as configured) is
 recorded at every validation look: cumulative timesteps, wall seconds since the run
 started, and the agent's Sharpe and edge captured (return / oracle's return) on
 validation *and* test.
@@ -12,17 +13,25 @@ answer is known; nothing selects on them (the trainer keeps its best model by va
 alone), and the final "test" figures are the kept model's single test look, as
 ``rltrader train`` reports it.
 
-``plain_ppo`` is the yardstick the issue names: stable-baselines3's ``PPO("MlpPolicy")``
+``default`` is configs/default.yaml as it is; ``before_study`` restores every default the
+study of ``bench/default_study.py`` changed (issue 37) to its value before. The kinds in
+``HELD_OUT_KINDS`` never reached that study: their figures are marked held out. The study
+saw other bars (seed 100) of its own kinds, and only their validation splits.
+
+Runs go ``--workers`` at a time, each in its own process on one core (quiet mode: one torch
+thread), as two runs on a 2-core machine; ``seconds`` is each run's own wall time.
+
+``plain_ppo`` is the yardstick of issue 19: stable-baselines3's ``PPO("MlpPolicy")``
 with SB3's defaults on the same ``VecTradingEnv`` (8 accounts, the previous default window of
 32 bars), trained for the same wall time as the ``default`` configuration's run on that
 market and seed (it needs ``default`` in ``--configs``, listed before it), its final
 model scored once on test.
 
-Usage: .venv/bin/python bench/learning_curves.py [--configs default previous feedforward plain_ppo]
-       [--seeds 42 1042 2042] [--markets momentum time_of_day]
+Usage: .venv/bin/python bench/learning_curves.py [--configs default before_study plain_ppo]
+       [--seeds 42 1042 2042] [--markets momentum time_of_day ...] [--workers 2]
 Writes bench/out/learning_curves/{curves.json, <market>.png}. Last line: one JSON object with
-markets, configs, seeds, edge_captured_test and seconds (per config, per market, one value
-per seed), and sharpe_fraction_of_oracle_test the same way.
+markets, configs, seeds, held_out_kinds, edge_captured_test and seconds (per config, per
+market, one value per seed), and sharpe_fraction_of_oracle_test the same way.
 """
 
 from __future__ import annotations
@@ -43,13 +52,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.default_study import HELD_OUT_KINDS  # noqa: E402
 from rltrader.config import Config, load_config  # noqa: E402
-from rltrader.data.synthetic import KnownAnswerMarket, write_market  # noqa: E402
+from rltrader.data.known_answer import STATIONARY_KINDS  # noqa: E402
+from rltrader.data.synthetic import suite_market, write_market  # noqa: E402
 from rltrader.evaluation.report import evaluate_actions, policy_actions  # noqa: E402
 from rltrader.training.trainer import Trainer  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "learning_curves"
-MARKETS = ("momentum", "time_of_day")
+MARKETS = STATIONARY_KINDS
 SPLITS = ("validation", "test")
 
 PREVIOUS_DEFAULTS: dict[str, Any] = {
@@ -59,8 +70,35 @@ PREVIOUS_DEFAULTS: dict[str, Any] = {
 }
 """The shipped defaults before the learning issue (19), as overrides of today's configs/default.yaml."""
 
+BEFORE_STUDY: dict[str, Any] = {
+    "training.algorithm": "recurrent",
+    "env.window_size": 1,
+    "training.policy.lstm_hidden_size": 128,
+    "training.n_envs": 8,
+    "training.n_steps": 256,
+    "training.batch_size": 512,
+    "training.phases.0.learning_rate": 0.0003,
+    "training.phases.0.n_epochs": 10,
+    "training.phases.0.ent_coef": 0.02,
+    "training.gamma": 0.99,
+    "training.gae_lambda": 0.95,
+    "env.reward_scale": 100.0,
+    "training.early_stopping_patience": 3,
+    "training.early_stopping_smoothing": 1.0,  # each raw look: the rule before issue 37
+    "training.iterations": 8,
+    "training.total_timesteps": 50000,
+    "training.min_timesteps": 15000,
+    "training.eval_freq": 10000,
+    "training.checkpoint_freq": 10000,
+    "features.calendar_harmonics": 1,
+    "features.signed_volume": False,
+    "env.risk_aversion": 0.0,
+}
+"""The defaults before the study of issue 37, as overrides of today's configs/default.yaml."""
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
+    "before_study": BEFORE_STUDY,
     "previous": PREVIOUS_DEFAULTS,
     "recurrent": {"training.algorithm": "recurrent"},
     "feedforward": {"training.algorithm": "feedforward"},
@@ -181,17 +219,42 @@ def plot(market: str, results: dict[str, dict[int, dict[str, Any]]], target: Pat
     plt.close(figure)
 
 
+def run_one(job: tuple[str, str, int, str, float | None, str | None]) -> tuple[str, str, int, dict[str, Any]]:
+    """One run in a worker process: ``(market, config, seed, data file, plain_ppo seconds, profile)``."""
+    kind, name, seed, data, seconds, profile = job
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", message="Mean of empty slice")
+    base = load_config().with_profile(profile).with_overrides({"cache.dir": str(OUT / "cache" / kind)}, source="bench")
+    run = (train_plain_ppo(base, seed, Path(data), seconds) if name == "plain_ppo"
+           else train_config(name, base, seed, Path(data)))
+    return kind, name, seed, run
+
+
+def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], workers: int,
+            results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> None:
+    """Every job, ``workers`` at a time in fresh (spawned) processes, each line printed as its run ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(run_one, job) for job in jobs]):
+            kind, name, seed, run = future.result()
+            results[kind].setdefault(name, {})[seed] = run
+            print(f"{kind:>17} {name:>14} seed {seed:>5}: {run['seconds']:6.1f}s {run['timesteps']:>8,} steps | "
+                  f"test Sharpe {run['test_sharpe']:6.2f} of the oracle's {run['oracle_test_sharpe']:5.2f} | "
+                  f"test edge captured {run['test_edge']:.3f} | {len(run['curve'])} looks", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["default", "previous", "plain_ppo"],
-                        choices=[*CONFIGS, "plain_ppo"])
+    parser.add_argument("--configs", nargs="+", default=["default", "before_study"], choices=[*CONFIGS, "plain_ppo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042, 2042])
     parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS)
     parser.add_argument("--profile", default=None, help="profile of configs/default.yaml applied to every config")
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one process (one core) each")
     args = parser.parse_args()
-    if "plain_ppo" in args.configs and ("default" not in args.configs
-                                        or args.configs.index("default") > args.configs.index("plain_ppo")):
-        parser.error("plain_ppo trains for the default config's wall time: list default before it")
+    if "plain_ppo" in args.configs and "default" not in args.configs:
+        parser.error("plain_ppo trains for the default config's wall time: list default too")
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message="Mean of empty slice")  # a plot's early grid points
 
@@ -200,7 +263,7 @@ def main() -> None:
     base = load_config().with_profile(args.profile).with_overrides({"cache.dir": str(OUT / "cache")}, source="bench")
     data = {kind: OUT / "data" / f"{kind}.csv" for kind in args.markets}
     for kind, path in data.items():
-        write_market(KnownAnswerMarket(kind=kind), path)
+        write_market(suite_market(kind), path)
     # numba compiles and caches on first use: one tiny untimed run of each algorithm first
     for algorithm in ("recurrent", "feedforward"):
         Trainer(base.with_profile("smoke").with_overrides({"training.algorithm": algorithm}, source="bench"),
@@ -208,16 +271,15 @@ def main() -> None:
 
     results: dict[str, dict[str, dict[int, dict[str, Any]]]] = {kind: {} for kind in args.markets}
     started = time.perf_counter()
+    trained = [name for name in args.configs if name != "plain_ppo"]
+    run_all([(kind, name, seed, str(data[kind]), None, args.profile)
+             for kind in args.markets for name in trained for seed in args.seeds], args.workers, results)
+    if "plain_ppo" in args.configs:
+        run_all([(kind, "plain_ppo", seed, str(data[kind]), results[kind]["default"][seed]["seconds"], args.profile)
+                 for kind in args.markets for seed in args.seeds], args.workers, results)
+    results = {kind: {name: dict(sorted(results[kind][name].items())) for name in args.configs}
+               for kind in args.markets}
     for kind in args.markets:
-        for name in args.configs:
-            results[kind][name] = {}
-            for seed in args.seeds:
-                run = (train_plain_ppo(base, seed, data[kind], results[kind]["default"][seed]["seconds"])
-                       if name == "plain_ppo" else train_config(name, base, seed, data[kind]))
-                results[kind][name][seed] = run
-                print(f"{kind:>12} {name:>20} seed {seed:>5}: {run['seconds']:6.1f}s {run['timesteps']:>8,} steps | "
-                      f"test Sharpe {run['test_sharpe']:6.2f} of the oracle's {run['oracle_test_sharpe']:5.2f} | "
-                      f"test edge captured {run['test_edge']:.3f} | {len(run['curve'])} looks", flush=True)
         plot(kind, results[kind], OUT / f"{kind}.png")
     (OUT / "curves.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
@@ -227,20 +289,24 @@ def main() -> None:
     def sharpe_fraction(kind: str, name: str) -> list[float]:
         return [round(run["test_sharpe"] / run["oracle_test_sharpe"], 4) for run in results[kind][name].values()]
 
+    held_out = [kind for kind in args.markets if kind in HELD_OUT_KINDS]
     print(f"\n{len(args.markets)} markets x {len(args.configs)} configs x {len(args.seeds)} seeds "
-          f"in {time.perf_counter() - started:.0f}s; curves in {OUT}")
-    print(f"{'market':>12} {'config':>20} {'test Sharpe / oracle':>22} {'test edge captured':>20} {'seconds':>16}")
+          f"in {time.perf_counter() - started:.0f}s, {args.workers} at once; curves in {OUT}")
+    print(f"{'market':>19} {'config':>14} {'test Sharpe / oracle':>22} {'test edge captured':>20} {'seconds':>16}")
     for kind in args.markets:
         for name in args.configs:
             fractions, edges = sharpe_fraction(kind, name), per_seed(kind, name, "test_edge")
             seconds = per_seed(kind, name, "seconds")
-            print(f"{kind:>12} {name:>20} {statistics.mean(fractions):>10.3f} (sd {statistics.pstdev(fractions):.3f})"
+            label = f"{kind}{' *' if kind in held_out else ''}"
+            print(f"{label:>19} {name:>14} {statistics.mean(fractions):>10.3f} (sd {statistics.pstdev(fractions):.3f})"
                   f" {statistics.mean(edges):>10.3f} (sd {statistics.pstdev(edges):.3f})"
                   f" {statistics.mean(seconds):>9.1f} (max {max(seconds):.0f})")
+    print("* held out of the study that chose the defaults")
     print(json.dumps({
         "markets": list(args.markets),
         "configs": list(args.configs),
         "seeds": args.seeds,
+        "held_out_kinds": held_out,
         "edge_captured_test": {name: {kind: per_seed(kind, name, "test_edge") for kind in args.markets}
                                for name in args.configs},
         "sharpe_fraction_of_oracle_test": {name: {kind: sharpe_fraction(kind, name) for kind in args.markets}

@@ -40,7 +40,7 @@ from tasks.tune import tune_trial_task
 def open_study(request: TuneRequest, base: Config) -> Tuner:
     """The request's study, its trials following the performance mode of the request's settings file."""
     return Tuner.open(request.study_name, base, request.data_path, request.results_dir,
-                      settings_file=request.settings_file, follow_performance_mode=True)
+                      settings_file=request.settings_file, follow_performance_mode=True, more_data=request.more_data)
 
 
 def publish(tuner: Tuner, flow_run_id: UUID | None = None) -> None:

@@ -76,9 +76,15 @@ class FeatureConfig(_Strict):
     macd: MacdConfig | None = MacdConfig()
     bollinger: BollingerConfig | None = BollingerConfig()
     volume_zscore_window: int | None = Field(64, ge=2)
+    signed_volume: bool = Field(
+        False, description="volume_z with the sign of the bar's move: how hard the bar was bought or sold, a "
+                           "direction a policy reads without multiplying two features itself")
     spread: bool = True
     time_of_day: bool = True
     day_of_week: bool = True
+    calendar_harmonics: int = Field(
+        1, ge=1, le=6, description="sin/cos pairs per calendar cycle: harmonic k turns k times a day (a week), so a "
+                                   "pattern of k blocks a day is a straight line in the features a policy reads")
     clip: float = Field(5.0, gt=0, description="Normalized features are clipped to +-clip.")
 
     @model_validator(mode="after")
@@ -132,6 +138,10 @@ class EnvConfig(_Strict):
         "log", description="log(equity_t+1 / equity_t) or (equity_t+1 - equity_t) / equity_t, net of costs."
     )
     reward_scale: float = Field(100.0, gt=0, description="Rewards are multiplied by this (100 = percent).")
+    risk_aversion: float = Field(
+        0.0, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
+                               "utility. At 0 the agent is indifferent between holding through a bar with no edge "
+                               "and standing aside, so it holds, and its Sharpe pays for the noise.")
     max_drawdown: float | None = Field(
         0.5, gt=0, lt=1, description="Episode terminates when equity falls this far below its peak."
     )
@@ -271,7 +281,13 @@ class TrainingConfig(_Strict):
         3, ge=0, description="Evaluations without improvement before an iteration stops; 0 disables."
     )
     convergence_threshold: float = Field(
-        0.01, ge=0, description="A score must beat the best by more than this to count as an improvement."
+        0.01, ge=0, description="A smoothed score must beat the best smoothed score by more than this to count as "
+                                "an improvement."
+    )
+    early_stopping_smoothing: float = Field(
+        1.0, gt=0, le=1, description="Weight of the newest validation look in the smoothed score early stopping "
+                                     "counts on (an exponential average); 1 = each raw look (the rule before "
+                                     "smoothing)."
     )
     checkpoint_freq: int = Field(10_000, ge=1, description="Timesteps between checkpoints (at rollout boundaries).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept per iteration (older ones are deleted).")
@@ -422,6 +438,10 @@ class TuneConfig(_Strict):
     storage: str | None = Field(None, description="Optuna RDB URL; null = SQLite in the study's results folder.")
     sampler_seed: int = Field(0, ge=0, description="Seed of the TPE sampler (the search is reproducible).")
     pruner: TunePrunerConfig = TunePrunerConfig()
+    time_target_seconds: float | None = Field(
+        None, gt=0, description="A trial's run (one per bar file) longer than this loses time_penalty x its overrun "
+                                "(in multiples of the target) from its score; null = time is free.")
+    time_penalty: float = Field(0.5, ge=0, description="Score lost per multiple of time_target_seconds overrun.")
     space: dict[str, SearchParameter] = Field(
         default_factory=lambda: {
             "training.algorithm": SearchParameter(choices=["recurrent", "feedforward"]),
@@ -525,10 +545,12 @@ class Config(_Strict):
         for dotted in self.tune.space:
             node: Any = raw
             for part in dotted.split("."):
-                if not isinstance(node, dict) or part not in node:
+                known = (isinstance(node, dict) and part in node) or (
+                    isinstance(node, list) and part.isdigit() and int(part) < len(node))
+                if not known:
                     raise ValueError(f"tune.space: {dotted!r} is not a config key; use a dotted key such as "
                                      "training.learning_rate")
-                node = node[part]
+                node = _child(node, part)
         return self
 
     @property
@@ -545,14 +567,19 @@ class Config(_Strict):
                 continue
             *parents, key = dotted.split(".")
             node = raw
-            for part in parents:
-                child = node.get(part)
-                if not isinstance(child, dict):
+            for part in parents:  # a number steps into a list: training.phases.0.learning_rate
+                child = _child(node, part)
+                if not isinstance(child, (dict, list)):
                     raise ConfigError(
                         f"{source}: {dotted}: unknown key; check its spelling against configs/default.yaml"
                     )
                 node = child
-            node[key] = value
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"{source}: {dotted}: no item {key} in that list")
+                node[int(key)] = value
+            else:
+                node[key] = value
         return parse_config(raw, source=source)
 
     def with_profile(self, name: str | None) -> Config:
@@ -569,6 +596,13 @@ class Config(_Strict):
         """The same configuration with every optimization off: the honest baseline."""
         switches = {f"optimizations.{name}": False for name in OptimizationConfig.model_fields}
         return self.with_overrides(switches, source="original method")
+
+
+def _child(node: dict[str, Any] | list[Any], part: str) -> Any:
+    """``node[part]``: a key of a mapping, or an item of a list by its number; None when there is none."""
+    if isinstance(node, list):
+        return node[int(part)] if part.isdigit() and int(part) < len(node) else None
+    return node.get(part)
 
 
 def moved_cache_switch(raw: Any) -> Any:

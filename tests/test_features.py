@@ -27,7 +27,7 @@ def _scramble_after(bars: pd.DataFrame, t: int, seed: int = 0) -> pd.DataFrame:
 
 @pytest.mark.parametrize("t", [70, 1000, 3000, 5862])
 def test_changing_bars_after_t_changes_no_feature_at_or_before_t(canonical_bars, t):
-    config = FeatureConfig()
+    config = FeatureConfig(calendar_harmonics=3, signed_volume=True)
     before = compute_features(canonical_bars, config).values
     after = compute_features(_scramble_after(canonical_bars, t, seed=t), config).values
     pd.testing.assert_frame_equal(before.iloc[: t + 1], after.iloc[: t + 1], check_exact=True)
@@ -54,6 +54,25 @@ def test_features_match_hand_calculations(canonical_bars):
 def _loaded(bars: pd.DataFrame) -> LoadedBars:
     return LoadedBars(bars=bars, source=None, source_format="test", time_description="test",
                       bar_interval=pd.Timedelta(minutes=15))
+
+
+def test_calendar_harmonics_turn_k_times_a_cycle_and_signed_volume_carries_the_moves_sign(canonical_bars):
+    """Harmonic k of the time of day repeats every 24/k hours (a 4-hour block pattern, period 8 hours, is the
+    third's); the first pair is the one every earlier model was trained on; signed volume is sign(move) x z."""
+    plain = compute_features(canonical_bars, FeatureConfig()).values
+    richer = compute_features(canonical_bars, FeatureConfig(calendar_harmonics=3, signed_volume=True)).values
+    pd.testing.assert_frame_equal(plain, richer[plain.columns], check_exact=True)  # nothing old changed
+    extra = [column for column in richer.columns if column not in plain.columns]
+    assert extra == ["signed_volume", "time_of_day_2_sin", "time_of_day_2_cos", "time_of_day_3_sin",
+                     "time_of_day_3_cos", "day_of_week_2_sin", "day_of_week_2_cos", "day_of_week_3_sin",
+                     "day_of_week_3_cos"]
+    hours = canonical_bars.index.hour + canonical_bars.index.minute / 60
+    eight_hours_apart = hours.to_numpy()[:, None] == ((hours.to_numpy() + 8) % 24)[None, :]
+    first, later = np.nonzero(eight_hours_apart[:200, :200])
+    np.testing.assert_allclose(richer["time_of_day_3_sin"].to_numpy()[first],
+                               richer["time_of_day_3_sin"].to_numpy()[later], atol=1e-9)
+    move = np.sign(canonical_bars["close"].diff()).to_numpy()
+    np.testing.assert_array_equal(richer["signed_volume"].to_numpy(), move * richer["volume_z"].to_numpy())
 
 
 def test_splits_are_chronological_with_window_gaps(canonical_bars):

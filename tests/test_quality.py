@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rltrader.app.cli import main
@@ -265,3 +266,51 @@ def test_a_regime_change_market_swaps_its_blocks_at_the_change_and_its_oracle_fo
         assert np.mean(log_returns[part] * np.sign(drift[part])) > 0.5 * market.drift
     assert main(["synth", "regime_change", "--bars", "2000", "--out", str(tmp_path / "r.csv")]) == 0
     assert read_market(tmp_path / "r.csv").kind == "regime_change"
+
+
+@pytest.mark.parametrize("kind", ["volume", "volatility_regime", "day_of_week", "session_trend", "momentum",
+                                  "mean_reversion", "time_of_day"])
+def test_each_markets_oracle_expects_what_the_next_bar_then_does_on_average(kind):
+    """The oracle's expected next return is the planted one: regressed on it, the realized next log return has a
+    slope near 1 (the generator and the oracle agree), and where it plants no edge the next bars average zero."""
+    from rltrader.data.synthetic import expected_next_return, generate
+
+    market = KnownAnswerMarket(kind=kind, bars=60_000, seed=4)
+    bars = generate(market)
+    times = (bars["time"].to_numpy() * 1_000_000_000).astype("datetime64[ns]")
+    close = bars["close"].to_numpy()
+    expected = expected_next_return(market, times, close)[:-1]
+    realized = np.diff(np.log(close))
+    planted = np.isfinite(expected) & (expected != 0)
+    slope = np.sum(expected[planted] * realized[planted]) / np.sum(expected[planted] ** 2)
+    assert 0.7 < slope < 1.3, slope
+    if kind in ("volume", "volatility_regime"):
+        unplanted = ~np.isfinite(expected)
+        assert 0.2 < unplanted.mean() < 0.95  # part of the bars carry no edge, and the oracle stays flat there
+        assert abs(realized[unplanted].mean()) < 3 * realized[unplanted].std() / np.sqrt(unplanted.sum())
+
+
+def test_volume_surges_are_in_the_file_and_session_trend_needs_the_clock_and_the_move_together():
+    from rltrader.data.synthetic import generate
+
+    volume = generate(KnownAnswerMarket(kind="volume", bars=20_000, seed=1))
+    usual = volume["tick_volume"].median()
+    assert 0.05 < (volume["tick_volume"] > 1.6 * usual).mean() < 0.15  # about surge_share of the bars
+    bars = generate(KnownAnswerMarket(kind="session_trend", bars=60_000, seed=1))
+    log_close = np.log(bars["close"].to_numpy())
+    move, following = log_close[4:-1] - log_close[:-5], np.diff(log_close)[4:]
+    hours = pd.to_datetime(bars["time"].to_numpy()[5:], unit="s").hour
+    inside = (hours >= 7) & (hours < 19)
+    along = np.sign(move) * following
+    assert along[inside].mean() > 0.5 * 0.00015 and along[~inside].mean() < -0.5 * 0.00015
+    assert abs(along.mean()) < 0.3 * 0.00015  # the move alone, clock unknown: the two sessions nearly cancel
+
+
+def test_synth_writes_every_kind_with_its_parameters_as_flags(tmp_path):
+    for kind in ("volume", "volatility_regime", "day_of_week", "session_trend"):
+        out = tmp_path / f"{kind}.csv"
+        assert main(["synth", kind, "--bars", "2000", "--seed", "3", "--out", str(out)]) == 0
+        assert read_market(out).kind == kind
+    assert main(["synth", "session_trend", "--session_start", "9", "--session_end", "17", "--bars", "2000",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert read_market(tmp_path / "s.csv").session_start == 9

@@ -94,6 +94,30 @@ def test_convergence_tracker_stops_on_flat_scores_not_on_improving_ones():
     assert restored == flat
 
 
+def test_smoothed_early_stopping_rides_out_one_lucky_look_and_ignores_one_lucky_uptick():
+    """Looks that jump by several Sharpe units around a rising trend: raw patience stops after the spike,
+    smoothed patience keeps training while the trend rises; a lone uptick on a plateau does not reset it."""
+    rising_after_spike = [1.0, 5.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    raw, smoothed = (ConvergenceTracker(patience=3, threshold=0.01, smoothing=weight) for weight in (1.0, 0.5))
+    raw_stops, smoothed_stops = [], []
+    for score in rising_after_spike:
+        raw.update(score)
+        smoothed.update(score)
+        raw_stops.append(raw.converged)
+        smoothed_stops.append(smoothed.converged)
+    assert raw_stops.index(True) == 4 and not any(smoothed_stops)
+    assert smoothed.best_score == 7.0 and raw.best_score == 7.0  # the kept model is still the best raw look
+
+    plateau = ConvergenceTracker(patience=3, threshold=0.5, smoothing=0.5)
+    for score in [5.0, 5.0, 5.0, 5.9, 5.0, 5.0]:  # one uptick of 0.9: its smoothed effect is 0.45, within the threshold
+        plateau.update(score)
+    assert plateau.converged and plateau.best_score == 5.9
+    assert ConvergenceTracker.from_dict(plateau.to_dict(), 3, 0.5, 0.5) == plateau
+    old_checkpoint = {"best_score": 5.0, "evaluations_without_improvement": 1}  # saved before smoothing existed
+    resumed = ConvergenceTracker.from_dict(old_checkpoint, 3, 0.5, 0.5)
+    assert resumed.smoothed_score == 5.0 and resumed.best_smoothed_score == 5.0
+
+
 def test_phases_follow_the_fraction_of_iterations_and_switch_off(tiny_config):
     training = tiny_config.with_overrides({"training.iterations": 8}).training
     names = [phase_for(i, 8, training.phases).name for i in range(8)]

@@ -17,7 +17,7 @@ import pytest
 
 from rltrader.app.requests import TrainRequest, TuneRequest
 from rltrader.config import load_config
-from rltrader.errors import ConfigError
+from rltrader.errors import ConfigError, UserInputError
 from rltrader.tuning.study import Tuner
 from rltrader.tuning.trial import run_trial
 
@@ -108,3 +108,46 @@ def test_the_tune_command_refuses_a_missing_file_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("rltrader: error:") and "missing.csv" in error and "\n" not in error
     assert not any(tmp_path.iterdir())
+
+
+def test_a_trial_over_several_markets_scores_the_mean_fraction_of_each_oracle_less_its_overrun(tmp_path):
+    """Each known-answer file's best validation Sharpe as a fraction of its oracle's there, the time penalty
+    per multiple of the target overrun, their mean as the trial's value; a phase's key is searchable."""
+    from rltrader.data.synthetic import KnownAnswerMarket, write_market
+    from rltrader.tuning.trial import file_score
+
+    files = [tmp_path / "markets" / f"{kind}.csv" for kind in ("day_of_week", "volume")]
+    for path in files:
+        write_market(KnownAnswerMarket(kind=path.stem, bars=3_000, seed=2), path)
+    space = {"training.phases.0.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}}
+    config = load_config(_config_file(tmp_path, space=space, time_target_seconds=0.1, time_penalty=0.01)
+                         ).with_overrides({"cache.dir": str(tmp_path / "cache")})
+    tuner = Tuner.open("markets", config, files[0], tmp_path / "results", more_data=[files[1]])
+    spec = tuner.ask()
+    assert [Path(run.data_path).name for run in spec.runs] == ["day_of_week.csv", "volume.csv"]
+    assert spec.run.config.training.phases[0].learning_rate == spec.params["training.phases.0.learning_rate"]
+    outcome = run_trial(spec)
+    assert outcome.state == "complete" and [part["data"] for part in outcome.files] == ["day_of_week.csv", "volume.csv"]
+    for part in outcome.files:
+        assert part["oracle_sharpe"] > 0 and part["seconds"] > 0.1
+        overrun = part["seconds"] / 0.1 - 1
+        fraction = min(part["best_score"] / part["oracle_sharpe"], 1.0)
+        assert part["score"] == pytest.approx(fraction - 0.01 * overrun, abs=6e-3)
+    assert outcome.value == pytest.approx(sum(part["score"] for part in outcome.files) / 2)
+    tuner.tell(outcome)
+    row = tuner.trials_table()[0]
+    assert row["score day_of_week.csv"] == pytest.approx(outcome.files[0]["score"], abs=1e-3)
+    assert file_score(2.0, None, 30.0, 60.0, 0.5) == 2.0 and file_score(2.0, 4.0, 120.0, 60.0, 0.5) == 0.0
+    assert file_score(6.0, 4.0, 30.0, 60.0, 0.5) == 1.0  # beating the oracle counts as matching it
+    with pytest.raises(UserInputError, match="another data sha256"):  # the same study on other files is refused
+        Tuner.open("markets", config, files[1], tmp_path / "results", more_data=[files[0]])
+
+
+def test_a_training_setting_every_phase_replaces_is_named_when_edited():
+    from rltrader.training.phases import unused_settings
+
+    training = load_config().with_overrides({"training.learning_rate": 0.001, "training.gamma": 0.9}).training
+    unused = unused_settings(training, progressive=True)
+    assert len(unused) == 1 and unused[0].startswith("training.learning_rate=0.001")
+    assert unused_settings(training, progressive=False) == []
+    assert unused_settings(load_config().training, progressive=True) == []

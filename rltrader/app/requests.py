@@ -253,6 +253,12 @@ class TuneRequest(RequestBase):
     profile: str | None = Field(None, description="each trial's training budget, a profile (default: tune.profile)")
     storage: str | None = Field(None, description="Optuna RDB URL shared by several machines (default: SQLite)")
     seed: int | None = Field(None, description="training seed of every trial (default: training.seed)")
+    more_data: list[str] | None = Field(
+        None, description="more bar files every trial also trains on, one run each: the trial scores the mean, each "
+                          "file's best validation score as a fraction of its oracle's on a known-answer market")
+    time_target: float | None = Field(
+        None, gt=0, description="seconds a trial's run may take before its score pays tune.time_penalty per multiple "
+                                "overrun (default: tune.time_target_seconds)")
 
     @property
     def study_name(self) -> str:
@@ -268,6 +274,7 @@ class TuneRequest(RequestBase):
         return load_config(self.config).with_overrides({
             "cache.dir": self.cache_dir, "training.seed": self.seed, "tune.trials": self.trials,
             "tune.workers": self.workers, "tune.profile": self.profile, "tune.storage": self.storage,
+            "tune.time_target_seconds": self.time_target,
         }, source=source)
 
 

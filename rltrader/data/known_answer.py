@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltrader.errors import UserInputError
 
-MarketKind = Literal["momentum", "time_of_day", "mean_reversion", "regime_change"]
-MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion", "regime_change")
+MarketKind = Literal["momentum", "time_of_day", "mean_reversion", "regime_change", "volume", "volatility_regime",
+                     "day_of_week", "session_trend"]
+MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion", "regime_change", "volume",
+                                 "volatility_regime", "day_of_week", "session_trend")
+STATIONARY_KINDS: tuple[str, ...] = tuple(kind for kind in MARKET_KINDS if kind != "regime_change")
+"""The kinds whose edge holds over the whole file (a learner trained on the start can use it at the end)."""
 SIDECAR_SUFFIX = ".oracle.json"
 
 
@@ -40,6 +44,19 @@ class KnownAnswerMarket(BaseModel):
     kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
     change_at: float = Field(0.5, gt=0, lt=1, description="regime_change: share of the bars after which the "
                                                           "time-of-day blocks swap signs")
+    surge_share: float = Field(0.1, gt=0, lt=1, description="volume: share of bars with a volume surge")
+    surge_drift: float = Field(0.0005, ge=0, description="volume: the next bar's drift, in the surge bar's direction")
+    calm_drift: float = Field(0.00012, ge=0, description="volatility_regime: drift per bar while volatility is calm "
+                                                        "(none while it is wild)")
+    regime_bars: int = Field(400, ge=10, description="volatility_regime: mean bars a calm or wild spell lasts")
+    wild_sigma: float = Field(2.5, gt=1, description="volatility_regime: wild spells' sd as a multiple of calm's")
+    weekday_drift: float = Field(0.00008, ge=0, description="day_of_week: drift per bar, + on Mon/Wed/Fri, "
+                                                           "- on Tue/Thu")
+    trend_drift: float = Field(0.00015, ge=0, description="session_trend: drift per bar along the last trend_bars' "
+                                                         "move inside the session, against it outside")
+    trend_bars: int = Field(4, ge=1, le=64, description="session_trend: bars of the move that sets the direction")
+    session_start: int = Field(7, ge=0, le=23, description="session_trend: the session's first hour")
+    session_end: int = Field(19, ge=1, le=24, description="session_trend: the hour the session ends")
     sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
 
 
@@ -66,4 +83,5 @@ def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownA
     return market
 
 
-__all__ = ["MARKET_KINDS", "SIDECAR_SUFFIX", "KnownAnswerMarket", "MarketKind", "read_market", "sidecar_path"]
+__all__ = ["MARKET_KINDS", "SIDECAR_SUFFIX", "STATIONARY_KINDS", "KnownAnswerMarket", "MarketKind", "read_market",
+           "sidecar_path"]

@@ -17,15 +17,29 @@ Markets (log returns ``r_t``, per-bar noise ``sigma``):
   the calendar.
 - ``mean_reversion``: log price ``m + y_t`` with ``y_t = (1 - kappa) y_{t-1} + e_t``;
   expected next return ``-kappa (log close_t - m)``.
+- ``volume``: a volume surge (``surge_share`` of the bars, about 3x the usual tick volume) is
+  followed by a bar drifting ``surge_drift`` in the surge bar's direction; other bars carry no
+  edge. Learnable only from the volume and the last return together.
+- ``volatility_regime``: calm and wild spells (a two-state Markov chain, ``regime_bars`` long on
+  average, wild sd ``wild_sigma`` x calm's); the price drifts up ``calm_drift`` per bar in calm
+  spells and not at all in wild ones. Learnable from realized volatility.
+- ``day_of_week``: a drift of ``+weekday_drift`` on Mondays, Wednesdays and Fridays and
+  ``-weekday_drift`` on Tuesdays and Thursdays (server time).
+- ``session_trend``: inside the session (``session_start`` to ``session_end`` o'clock) the next bar
+  drifts ``trend_drift`` along the last ``trend_bars`` bars' move, outside it against that move:
+  neither the clock nor the recent move alone carries an edge, only the two together.
 - ``regime_change``: ``time_of_day``, but at the bar ``change_at`` of the way through the file the
   blocks swap signs (what rose in a block now falls): a model trained before the change holds the
   wrong edge after it, and only retraining on the new regime recovers it. The oracle knows the
   change time (it is in the generator), so it trades the new regime from its first bar.
 
-The oracle decides at bar ``t``'s close from what is known then (the closes up to ``t`` and
-the calendar), like the agent, and fills at ``t+1``'s open: it goes long (short) when the
-expected next move exceeds (falls below minus) the cost of one fill, and otherwise keeps
-its position. It is a known good answer, not an upper bound: an agent may beat it.
+The oracle decides at bar ``t``'s close from what is known then (the closes up to ``t``, the
+calendar and, for the hidden-state kinds, the generator's state at ``t``: the surge flag, the
+volatility spell), like the agent, and fills at ``t+1``'s open: it goes long (short) when the
+expected next move exceeds (falls below minus) the cost of one fill; where no edge is planted
+for the next bar (``volume`` outside surges, ``volatility_regime`` in wild spells) it is flat,
+and otherwise it keeps its position. It is a known good answer, not an upper bound: an agent
+may beat it (it does not weigh costs against how long an edge lasts).
 """
 
 from __future__ import annotations
@@ -50,6 +64,16 @@ def _timestamps(market: KnownAnswerMarket) -> pd.DatetimeIndex:
     return times[times.day_of_week < 5][: market.bars]
 
 
+SUITE_SETTINGS: dict[str, dict[str, float]] = {"time_of_day": {"drift": 0.00025}}
+"""The learning study's and bench's markets: each kind's defaults, but for time_of_day a smaller drift (its
+default's oracle Sharpe, about 60, is above the 5-40 of the others and of markets worth trading)."""
+
+
+def suite_market(kind: str, seed: int = 0, **settings: float) -> KnownAnswerMarket:
+    """The known-answer market of ``kind`` that studies and benches learn on (20,000 M15 bars)."""
+    return KnownAnswerMarket(kind=kind, seed=seed, **{**SUITE_SETTINGS.get(kind, {}), **settings})
+
+
 def change_time(market: KnownAnswerMarket) -> pd.Timestamp:
     """regime_change: the open time of the first bar of the new regime."""
     return _timestamps(market)[int(market.bars * market.change_at)]
@@ -65,8 +89,70 @@ def block_drift(times: pd.DatetimeIndex | np.ndarray, market: KnownAnswerMarket)
     return drift
 
 
+WEEKDAY_SIGNS = np.array([1.0, -1.0, 1.0, -1.0, 1.0, 0.0, 0.0])
+"""day_of_week: the drift's sign on Monday .. Sunday."""
+
+
+def _latent_state(market: KnownAnswerMarket, bars: int) -> np.ndarray:
+    """The hidden state of the hidden-state kinds, one value per generated bar, from its own stream of the seed
+    (so the oracle can rebuild it, and the older kinds' files stay as they were).
+
+    volume: 1 where the bar is a surge; volatility_regime: 1 in calm spells, 0 in wild ones."""
+    rng = np.random.default_rng([market.seed, 17])
+    if market.kind == "volume":
+        return (rng.random(bars) < market.surge_share).astype(np.float64)
+    if market.kind == "volatility_regime":
+        switches = rng.random(bars) < 1.0 / market.regime_bars
+        return (np.cumsum(switches) % 2 == 0).astype(np.float64)  # calm first, flipping at each switch
+    return np.zeros(bars)
+
+
+def _latent_at(market: KnownAnswerMarket, timestamps: np.ndarray) -> np.ndarray:
+    """The hidden state at each of ``timestamps`` (bars of this market's file, in any subset)."""
+    times = _timestamps(market)
+    state = _latent_state(market, len(times))
+    wanted = np.asarray(timestamps, dtype="datetime64[ns]")
+    return state[np.searchsorted(times.to_numpy(dtype="datetime64[ns]"), wanted)]
+
+
+def _calm_sigma(market: KnownAnswerMarket) -> float:
+    """volatility_regime: calm spells' sd, so that the average variance over spells is ``sigma``**2."""
+    return market.sigma * np.sqrt(2.0 / (1.0 + market.wild_sigma**2))
+
+
+def _session_sign(market: KnownAnswerMarket, times: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    """session_trend: +1 for a bar inside the session, -1 outside."""
+    hours = pd.DatetimeIndex(times).hour.to_numpy()
+    inside = (hours >= market.session_start) & (hours < market.session_end)
+    return np.where(inside, 1.0, -1.0)
+
+
+def _feedback_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, noise: np.ndarray,
+                      state: np.ndarray) -> np.ndarray:
+    """volume and session_trend: each bar's drift depends on the bars before it, so they are drawn in order."""
+    returns = noise * market.sigma
+    if market.kind == "volume":
+        for index in range(1, len(returns)):
+            if state[index - 1]:
+                returns[index] += market.surge_drift * np.sign(returns[index - 1])
+        return returns
+    sessions, window = _session_sign(market, times), market.trend_bars
+    for index in range(window, len(returns)):
+        move = returns[index - window:index].sum()
+        returns[index] += market.trend_drift * sessions[index] * np.sign(move)
+    return returns
+
+
 def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal(len(times))
+    if market.kind in ("volume", "session_trend"):
+        return _feedback_returns(market, times, noise, _latent_state(market, len(times)))
+    if market.kind == "volatility_regime":
+        calm = _latent_state(market, len(times))
+        sd = _calm_sigma(market) * np.where(calm == 1.0, 1.0, market.wild_sigma)
+        return calm * market.calm_drift + noise * sd
+    if market.kind == "day_of_week":
+        return WEEKDAY_SIGNS[times.day_of_week.to_numpy()] * market.weekday_drift + noise * market.sigma
     if market.kind == "momentum":
         shocks = noise * market.sigma * np.sqrt(1.0 - market.phi**2)
         returns = np.empty(len(times))
@@ -95,11 +181,14 @@ def generate(market: KnownAnswerMarket) -> pd.DataFrame:
     high = np.maximum(open_, close) * np.exp(wick[0])
     low = np.minimum(open_, close) * np.exp(-wick[1])
     digits = max(0, int(round(-np.log10(market.point))))
+    tick_volume = rng.integers(500, 1500, len(times))
+    if market.kind == "volume":  # surges: about three times the usual volume
+        tick_volume = np.where(_latent_state(market, len(times)) == 1.0, tick_volume * 3, tick_volume)
     return pd.DataFrame({
         "time": ((times - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64),
         "open": np.round(open_, digits), "high": np.round(high, digits),
         "low": np.round(low, digits), "close": np.round(close, digits),
-        "tick_volume": rng.integers(500, 1500, len(times)),
+        "tick_volume": tick_volume,
         "spread": np.full(len(times), market.spread_points, dtype=np.int64),
         "real_volume": np.zeros(len(times), dtype=np.int64),
     })
@@ -118,10 +207,25 @@ def write_market(market: KnownAnswerMarket, path: str | Path) -> KnownAnswerMark
 def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.ndarray) -> np.ndarray:
     """Per bar ``t``: the planted expected log return of bar ``t+1``, from what is known at ``t``'s close.
 
-    The last bar has no next bar (NaN)."""
+    NaN where no edge is planted for the next bar (the oracle is flat there), and for the last bar
+    (there is no next bar)."""
     log_close = np.log(close)
     expected = np.full(len(close), np.nan)
-    if market.kind == "momentum":
+    if market.kind == "volume":
+        surge = _latent_at(market, timestamps) == 1.0
+        moves = np.concatenate(([0.0], np.diff(log_close)))
+        expected[:-1] = np.where(surge, market.surge_drift * np.sign(moves), np.nan)[:-1]
+    elif market.kind == "volatility_regime":
+        calm = _latent_at(market, timestamps) == 1.0  # the next bar stays calm with probability 1 - 1/regime_bars
+        expected[:-1] = np.where(calm, market.calm_drift * (1.0 - 1.0 / market.regime_bars), np.nan)[:-1]
+    elif market.kind == "day_of_week":
+        expected[:-1] = WEEKDAY_SIGNS[pd.DatetimeIndex(timestamps[1:]).day_of_week.to_numpy()] * market.weekday_drift
+    elif market.kind == "session_trend":
+        window = market.trend_bars
+        moves = np.full(len(close), 0.0)
+        moves[window:] = log_close[window:] - log_close[:-window]
+        expected[:-1] = market.trend_drift * _session_sign(market, timestamps[1:]) * np.sign(moves[:-1])
+    elif market.kind == "momentum":
         expected[1:] = market.phi * np.diff(log_close)
         expected[0] = 0.0
     elif market.kind in ("time_of_day", "regime_change"):
@@ -136,11 +240,14 @@ def oracle_actions(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.
     """The oracle's actions (0 short, 1 flat, 2 long) decided at bars ``first_bar .. first_bar + steps - 1``.
 
     Long when the expected next move in price exceeds one fill's cost, short when it falls
-    below minus that cost, otherwise the position it holds (flat at the start)."""
+    below minus that cost, flat where no edge is planted, otherwise the position it holds (flat
+    at the start)."""
     decisions = np.arange(first_bar, first_bar + steps)
-    move = expected_next_return(market, timestamps, close)[decisions] * close[decisions]
+    expected = expected_next_return(market, timestamps, close)[decisions]
+    move = expected * close[decisions]
     cost = trade_cost[np.minimum(decisions + 1, len(close) - 1)]
-    wanted = pd.Series(np.where(move > cost, 2.0, np.where(move < -cost, 0.0, np.nan)))
+    no_edge = np.isnan(expected) & (decisions < len(close) - 1)
+    wanted = pd.Series(np.where(move > cost, 2.0, np.where(move < -cost, 0.0, np.where(no_edge, 1.0, np.nan))))
     return wanted.ffill().fillna(1.0).to_numpy(dtype=np.int64)
 
 
@@ -153,5 +260,6 @@ __all__ = [
     "oracle_actions",
     "read_market",
     "sidecar_path",
+    "suite_market",
     "write_market",
 ]

@@ -5,7 +5,8 @@ position (-1, 0, +1) and the unrealized PnL in percent of equity; float32, a new
 every step. Action: Discrete(3) target position, 0 short, 1 flat, 2 long, each a full
 position as the account's sizing says (:mod:`rltrader.env.account`). The execution model
 (fill at the next open, costs, swap, conversion) is in :mod:`rltrader.env.market`.
-Reward: change of equity net of costs, log or relative, times ``reward_scale``.
+Reward: change of equity net of costs, log or relative, times ``reward_scale``; less
+``risk_aversion`` times its square (a mean-variance utility: see ``EnvConfig.risk_aversion``).
 
 ``step`` is plain Python arithmetic over table lookups (no pandas, no numpy ufuncs on
 scalars): it is the inner loop of training and of the reference evaluator.
@@ -100,6 +101,7 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         self._keep = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
         self._log_reward = self.config.reward == "log"
         self._scale = self.config.reward_scale
+        self._risk_aversion = self.config.risk_aversion
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
         self._t = self.bounds.first
@@ -162,6 +164,7 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
             reward = math.log(ratio if ratio > MIN_EQUITY_RATIO else MIN_EQUITY_RATIO) * self._scale
         else:
             reward = (equity - equity_before) / equity_before * self._scale
+        reward -= self._risk_aversion * reward * reward
         if equity > self._peak:  # noqa: PLR1730 - the hot path; max() costs a call
             self._peak = equity
         if action != held:

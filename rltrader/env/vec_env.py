@@ -58,6 +58,7 @@ class VecTradingEnv(VecEnv):
         params[accounts.KEEP] = 1.0 - self.config.max_drawdown if self.config.max_drawdown is not None else 0.0
         params[accounts.SCALE] = self.config.reward_scale
         params[accounts.LOG_REWARD] = float(self.config.reward == "log")
+        params[accounts.RISK_AVERSION] = self.config.risk_aversion
         params[accounts.FRACTION_SIZING] = float(market.fraction_sizing)
         params[accounts.SIZE] = market.size
         observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self._window_values + 2,), dtype=np.float32)

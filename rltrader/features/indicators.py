@@ -76,7 +76,13 @@ def rolling_zscore(values: pd.Series, window: int) -> pd.Series:
     return zscore.where(std.isna() | (std > 0), 0.0)
 
 
-def cyclical(phase: np.ndarray, prefix: str) -> pd.DataFrame:
-    """Encode a phase in [0, 1) as a point on the circle, so 23:45 sits next to 00:00."""
-    angle = 2.0 * np.pi * phase
-    return pd.DataFrame({f"{prefix}_sin": np.sin(angle), f"{prefix}_cos": np.cos(angle)})
+def cyclical(phase: np.ndarray, prefix: str, harmonics: int = 1) -> pd.DataFrame:
+    """Encode a phase in [0, 1) as a point on the circle, so 23:45 sits next to 00:00; with ``harmonics`` > 1
+    also the points of ``k`` times the phase (columns ``prefix_k_sin``, ``prefix_k_cos``): any pattern that
+    repeats k times a cycle is then a linear function of the columns, as it is not of the first pair."""
+    columns = {}
+    for k in range(1, harmonics + 1):
+        angle = 2.0 * np.pi * phase if k == 1 else 2.0 * np.pi * (k * phase)
+        name = prefix if k == 1 else f"{prefix}_{k}"
+        columns[f"{name}_sin"], columns[f"{name}_cos"] = np.sin(angle), np.cos(angle)
+    return pd.DataFrame(columns)

@@ -85,6 +85,8 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig) -> FeatureMatrix
     has_volume = "volume" in bars.columns
     if config.volume_zscore_window and has_volume:
         columns["volume_z"] = indicators.rolling_zscore(np.log1p(bars["volume"]), config.volume_zscore_window)
+        if config.signed_volume:
+            columns["signed_volume"] = np.sign(close.diff()) * columns["volume_z"]
     if config.spread and "spread" in bars.columns:
         columns["spread_rel"] = bars["spread"] / close
 
@@ -92,9 +94,10 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig) -> FeatureMatrix
     index = bars.index
     seconds_of_day = (index.hour * 3600 + index.minute * 60 + index.second).to_numpy()
     if config.time_of_day:
-        day = indicators.cyclical(seconds_of_day / 86400.0, "time_of_day")
+        day = indicators.cyclical(seconds_of_day / 86400.0, "time_of_day", config.calendar_harmonics)
         frame[day.columns] = day.to_numpy()
     if config.day_of_week:
-        week = indicators.cyclical((index.day_of_week.to_numpy() + seconds_of_day / 86400.0) / 7.0, "day_of_week")
+        week = indicators.cyclical((index.day_of_week.to_numpy() + seconds_of_day / 86400.0) / 7.0, "day_of_week",
+                                   config.calendar_harmonics)
         frame[week.columns] = week.to_numpy()
     return FeatureMatrix(values=frame.astype(np.float64), warmup=warmup_bars(config, has_volume))

@@ -57,7 +57,8 @@ class FeatureProgram:
     names: tuple[str, ...]
     horizons: np.ndarray
     vol_windows: np.ndarray
-    ints: np.ndarray  # atr period, rsi period, macd on, bollinger window, volume window, spread, time, weekday
+    ints: np.ndarray  # atr period, rsi period, macd on, bollinger window, volume window, spread, time, weekday,
+    #                   calendar harmonics, signed volume
     floats: np.ndarray  # atr alpha, rsi alpha, macd fast, slow and signal alphas, bollinger num_std
     ring_sizes: tuple[int, int, int]  # log closes, closes, log volumes
 
@@ -74,19 +75,25 @@ class FeatureProgram:
         if config.bollinger:
             names.append("bb_position")
         volume_window = config.volume_zscore_window if (config.volume_zscore_window and has_volume) else 0
+        signed_volume = bool(volume_window and config.signed_volume)
         if volume_window:
             names.append("volume_z")
+        if signed_volume:
+            names.append("signed_volume")
         spread = bool(config.spread and has_spread)
         if spread:
             names.append("spread_rel")
-        if config.time_of_day:
-            names += ["time_of_day_sin", "time_of_day_cos"]
-        if config.day_of_week:
-            names += ["day_of_week_sin", "day_of_week_cos"]
+        harmonics = config.calendar_harmonics
+        for cycle, on in (("time_of_day", config.time_of_day), ("day_of_week", config.day_of_week)):
+            if on:
+                for k in range(1, harmonics + 1):
+                    prefix = cycle if k == 1 else f"{cycle}_{k}"
+                    names += [f"{prefix}_sin", f"{prefix}_cos"]
         macd = config.macd
         ints = np.array([config.atr_period or 0, config.rsi_period or 0, int(macd is not None),
                          config.bollinger.window if config.bollinger else 0, volume_window, int(spread),
-                         int(config.time_of_day), int(config.day_of_week)], dtype=np.int64)
+                         int(config.time_of_day), int(config.day_of_week), harmonics, int(signed_volume)],
+                        dtype=np.int64)
         floats = np.array([
             pandas_alpha(alpha=1.0 / config.atr_period) if config.atr_period else 0.0,
             pandas_alpha(alpha=1.0 / config.rsi_period) if config.rsi_period else 0.0,
@@ -194,6 +201,7 @@ def advance_features(horizons: np.ndarray, vol_windows: np.ndarray, ints: np.nda
     thousand. A feature whose window is not full yet is NaN, as in the batch pipeline."""
     atr_period, rsi_period, macd_on, bb_window = ints[0], ints[1], ints[2], ints[3]
     volume_window, spread_on, time_on, weekday_on = ints[4], ints[5], ints[6], ints[7]
+    harmonics, signed_volume = ints[8], ints[9]
     size = log_closes.shape[0]
     scratch = np.empty(max(size, closes.shape[0], log_volumes.shape[0]))
     for j in range(close.shape[0]):
@@ -252,6 +260,11 @@ def advance_features(horizons: np.ndarray, vol_windows: np.ndarray, ints: np.nda
             else:
                 out[j, column] = np.nan
             column += 1
+            if signed_volume:  # the sign of the bar's move (NaN at the first bar, as pandas' diff) times its z
+                change = c - previous
+                sign = np.nan if math.isnan(change) else (1.0 if change > 0.0 else (-1.0 if change < 0.0 else 0.0))
+                out[j, column] = sign * out[j, column - 1]
+                column += 1
         if spread_on:
             out[j, column] = spread[j] / c
             column += 1
@@ -259,16 +272,20 @@ def advance_features(horizons: np.ndarray, vol_windows: np.ndarray, ints: np.nda
         day = stamp // NANOSECONDS_PER_DAY
         seconds = float((stamp - day * NANOSECONDS_PER_DAY) // 1_000_000_000)
         if time_on:
-            angle = 2.0 * np.pi * (seconds / SECONDS_PER_DAY)
-            out[j, column] = math.sin(angle)
-            out[j, column + 1] = math.cos(angle)
-            column += 2
+            phase = seconds / SECONDS_PER_DAY
+            for k in range(1, harmonics + 1):  # as indicators.cyclical: 2 pi * (k * phase), the first as 2 pi * phase
+                angle = 2.0 * np.pi * phase if k == 1 else 2.0 * np.pi * (k * phase)
+                out[j, column] = math.sin(angle)
+                out[j, column + 1] = math.cos(angle)
+                column += 2
         if weekday_on:
             weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0, as pandas counts
-            angle = 2.0 * np.pi * ((weekday + seconds / SECONDS_PER_DAY) / 7.0)
-            out[j, column] = math.sin(angle)
-            out[j, column + 1] = math.cos(angle)
-            column += 2
+            phase = (weekday + seconds / SECONDS_PER_DAY) / 7.0
+            for k in range(1, harmonics + 1):
+                angle = 2.0 * np.pi * phase if k == 1 else 2.0 * np.pi * (k * phase)
+                out[j, column] = math.sin(angle)
+                out[j, column + 1] = math.cos(angle)
+                column += 2
         scalars[PREVIOUS_CLOSE] = c
         scalars[COUNT] = count + 1
 

@@ -167,7 +167,8 @@ def _features(graph: _Graph, bundle: Bundle, bar: str, state: str) -> tuple[str,
     the window rows)."""
     program = _program(bundle)
     layout = state_layout(bundle)
-    atr, rsi, macd_on, bb_window, volume_window, spread_on, time_on, weekday_on = (int(v) for v in program.ints)
+    (atr, rsi, macd_on, bb_window, volume_window, spread_on, time_on, weekday_on, harmonics,
+     signed_volume) = (int(v) for v in program.ints)
     alphas = program.floats
     field = {name: graph.columns(bar, i, i + 1) for i, name in enumerate(BAR_FIELDS)}
     close, high, low = field["close"], field["high"], field["low"]
@@ -226,18 +227,32 @@ def _features(graph: _Graph, bundle: Bundle, bar: str, state: str) -> tuple[str,
         z = graph.where(graph.op("Greater", std, graph.const([[0.0]])),
                         graph.div(graph.sub(log_volume, mean), std), graph.const([[0.0]]))
         out.append(_valid(graph, count, volume_window - 1, z))
+        if signed_volume:  # sign(close - previous) * z, NaN where either is (no Sign among MT5's operators)
+            change = graph.sub(close, previous)
+            zero = graph.const([[0.0]])
+            sign = graph.where(graph.op("Greater", change, zero), graph.const([[1.0]]),
+                               graph.where(graph.op("Less", change, zero), graph.const([[-1.0]]), zero))
+            sign = graph.where(graph.op("IsNaN", change), graph.const([[np.nan]]), sign)
+            out.append(graph.mul(sign, out[-1]))
     if spread_on:
         out.append(graph.div(field["spread"], close))
     seconds = graph.op("Mod", field["time"], graph.const([[SECONDS_PER_DAY]]), fmod=1)
     phase = graph.div(seconds, graph.const([[SECONDS_PER_DAY]]))
+    def harmonic_pairs(cycle_phase: str) -> list[str]:
+        """sin and cos of 2 pi * (k * phase) for k = 1 .. harmonics, as indicators.cyclical."""
+        pairs = []
+        for k in range(1, harmonics + 1):
+            turned = cycle_phase if k == 1 else graph.mul(graph.const([[float(k)]]), cycle_phase)
+            angle = graph.mul(graph.const([[2.0 * math.pi]]), turned)
+            pairs += [graph.op("Sin", angle), graph.op("Cos", angle)]
+        return pairs
+
     if time_on:
-        angle = graph.mul(graph.const([[2.0 * math.pi]]), phase)
-        out += [graph.op("Sin", angle), graph.op("Cos", angle)]
+        out += harmonic_pairs(phase)
     if weekday_on:
         day = graph.op("Floor", graph.div(graph.sub(field["time"], seconds), graph.const([[SECONDS_PER_DAY]])))
         weekday = graph.op("Mod", graph.add(day, graph.const([[3.0]])), graph.const([[7.0]]), fmod=1)
-        angle = graph.mul(graph.const([[2.0 * math.pi]]), graph.div(graph.add(weekday, phase), graph.const([[7.0]])))
-        out += [graph.op("Sin", angle), graph.op("Cos", angle)]
+        out += harmonic_pairs(graph.div(graph.add(weekday, phase), graph.const([[7.0]])))
     new_count = graph.add(count, graph.const([[1.0]]))
     new_state = graph.op("Concat", new_count, close, *averages, log_closes, closes, log_volumes, axis=1)
     if len(out) != len(program.names):

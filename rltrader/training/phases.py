@@ -16,6 +16,23 @@ from stable_baselines3.common.utils import ConstantSchedule
 from rltrader.config import PhaseConfig, TrainingConfig
 from rltrader.records import Hyperparameters
 
+PHASE_KEYS = ("learning_rate", "n_epochs", "ent_coef", "clip_range")
+"""Hyperparameters a progressive-training phase may set, replacing ``training.<key>``."""
+
+
+def unused_settings(training: TrainingConfig, progressive: bool) -> list[str]:
+    """``training.<key>`` values that were changed from their defaults yet are never read: every iteration's
+    phase sets that key while progressive training is on. Said once when a run starts, so an edit that
+    changes nothing is not mistaken for one that made no difference."""
+    if not progressive or not training.phases:
+        return []
+    fields = TrainingConfig.model_fields
+    return [f"training.{key}={getattr(training, key)} (every phase sets {key}: edit training.phases.N.{key} or "
+            "pass --no-progressive_training)"
+            for key in PHASE_KEYS
+            if getattr(training, key) != fields[key].default
+            and all(getattr(phase, key) is not None for phase in training.phases)]
+
 
 def phase_for(iteration: int, iterations: int, phases: list[PhaseConfig]) -> PhaseConfig | None:
     """The last phase whose ``start`` fraction has been reached by ``iteration``."""

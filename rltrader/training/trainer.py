@@ -61,7 +61,12 @@ from rltrader.training.checkpoints import CheckpointStore, save_model_atomically
 from rltrader.training.convergence import ConvergenceTracker
 from rltrader.training.diagnostics import run_logger
 from rltrader.training.models import build_model, load_for_training
-from rltrader.training.phases import apply_hyperparameters, hyperparameters_for, reset_for_new_window
+from rltrader.training.phases import (
+    apply_hyperparameters,
+    hyperparameters_for,
+    reset_for_new_window,
+    unused_settings,
+)
 from rltrader.training.run_state import RunState, count_trials, fingerprint
 from rltrader.training.spec import RunSpec
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
@@ -226,6 +231,8 @@ class Trainer:
         the summary's total stays honest). The flow opens a trainer per task and says once
         itself what it resumes: ``log_resume=False``."""
         fix_heap_thresholds()  # training speed otherwise depends on the process's allocation history
+        for unused in unused_settings(self.training, self.switches.progressive_training):
+            logger.warning("Progressive training replaces %s", unused)
         prepared = prepared if prepared is not None else self.prepared
         preprocess_seconds = self.preprocess_seconds if preprocess_seconds is None else preprocess_seconds
         if prepared is None:
@@ -254,9 +261,9 @@ class Trainer:
                         self.paths.root, self.state.next_iteration, self.training.iterations)
         return self
 
-    def _stopping_rule(self) -> tuple[int, float]:
+    def _stopping_rule(self) -> tuple[int, float, float]:
         patience = self.training.early_stopping_patience if self.switches.early_stopping else 0
-        return patience, self.training.convergence_threshold
+        return patience, self.training.convergence_threshold, self.training.early_stopping_smoothing
 
     # -- one iteration ---------------------------------------------------------------------
 

@@ -10,9 +10,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from rltrader.config import Config, SearchParameter
 from rltrader.errors import ConfigError
-
-PHASE_KEYS = ("learning_rate", "n_epochs", "ent_coef", "clip_range")
-"""Hyperparameters a progressive-training phase may set, replacing ``training.<key>``."""
+from rltrader.training.phases import PHASE_KEYS
 
 
 def distribution(name: str, parameter: SearchParameter) -> BaseDistribution:
@@ -50,7 +48,8 @@ def check_space(config: Config) -> None:
             raise ConfigError(
                 f"tune.space: {name} is replaced by training.phases ({first_phase.name} sets {key}) while "
                 "progressive training is on, so searching it would change nothing; search another key, "
-                f"remove {key} from the phases, or pass --no-progressive_training")
+                f"remove {key} from the phases, search training.phases.N.{key}, or pass "
+                "--no-progressive_training")
 
 
 __all__ = ["PHASE_KEYS", "check_space", "distribution", "search_distributions"]

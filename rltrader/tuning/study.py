@@ -11,7 +11,9 @@ study runs it again with the same values in the same directory, where the traine
 from its last checkpoint, and then tells its outcome.
 
 The objective is the trial's best validation score (``training.selection_metric``): the
-number that would select its model. The best of N trials is the best of N looks at
+number that would select its model; with several bar files (``more_data``), the mean of
+their scores, each a fraction of the oracle's on a known-answer market, less a time penalty
+(:mod:`rltrader.tuning.trial`). The best of N trials is the best of N looks at
 validation, so the config written from it says how many trials it was chosen from; the
 test split is for judging that config once, with ``rltrader train``.
 """
@@ -104,10 +106,12 @@ class Tuner:
     told_this_session: int = 0
     settings_file: str | None = None
     follow_performance_mode: bool = False
+    more_data: list[Path] = field(default_factory=list)
 
     @classmethod
     def open(cls, name: str, base: Config, data_path: str | Path, results_dir: str | Path,
-             settings_file: str | None = None, follow_performance_mode: bool = False) -> Tuner:
+             settings_file: str | None = None, follow_performance_mode: bool = False,
+             more_data: list[str | Path] | None = None) -> Tuner:
         """Create the study, or load it if one of this name exists with the same data and space.
 
         :param name: the study's name (its directory is ``results_dir/tune-NAME``)
@@ -117,11 +121,18 @@ class Tuner:
         :param settings_file: the performance-mode file the trials read (None: the config's)
         :param follow_performance_mode: trials switch quiet/performance as that file says (the
             flow's trials do; a study run serially in a script does not)
+        :param more_data: further bar files every trial also trains on (its score is the mean over files)
         """
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         data_path = Path(data_path)
-        if not data_path.is_file():
-            raise UserInputError(f"{data_path}: bar file not found; pass an existing CSV/TSV/parquet to --data_path")
+        extra = [Path(path) for path in more_data or []]
+        for path, flag in [(data_path, "--data_path"), *((path, "--more_data") for path in extra)]:
+            if not path.is_file():
+                raise UserInputError(f"{path}: bar file not found; pass an existing CSV/TSV/parquet to {flag}")
+        stems = [path.stem for path in (data_path, *extra)]
+        if len(set(stems)) < len(stems):
+            raise UserInputError(f"{data_path}: two bar files of the study share the name "
+                                 f"{next(stem for stem in stems if stems.count(stem) > 1)!r}; rename one")
         distributions = search_distributions(base)
         base.with_profile(base.tune.profile)  # a tune.profile missing from profiles: is refused before anything runs
         root = study_dir(results_dir, name)
@@ -133,7 +144,8 @@ class Tuner:
         # the sampler's random stream restarts with each process: seeded by the trials already
         # asked, a resumed study draws new values instead of replaying the first session's
         study.sampler = optuna.samplers.TPESampler(seed=base.tune.sampler_seed + len(study.trials))
-        identity = {"data_sha256": file_digest(data_path),
+        digests = [file_digest(path) for path in (data_path, *extra)]
+        identity = {"data_sha256": digests[0] if not extra else digests,
                     "space": {key: str(value) for key, value in distributions.items()},
                     "metric": base.training.selection_metric, "profile": base.tune.profile}
         saved = study.user_attrs.get("identity")
@@ -144,7 +156,7 @@ class Tuner:
             raise UserInputError(f"{root}: study {name!r} was started with another {changed.replace('_', ' ')}; "
                                  "resume it with the same data and tune settings, or pass another --name")
         return cls(name, base, data_path, root, storage, study, distributions, started=time.perf_counter(),
-                   settings_file=settings_file, follow_performance_mode=follow_performance_mode)
+                   settings_file=settings_file, follow_performance_mode=follow_performance_mode, more_data=extra)
 
     # -- trials ----------------------------------------------------------------------------
 
@@ -168,12 +180,16 @@ class Tuner:
 
     def spec(self, number: int, params: dict[str, Any]) -> TrialSpec:
         trial_config = self.trial_config(params)
-        run = RunSpec(config=trial_config, data_path=str(self.data_path),
-                      run_dir=str(self.root / "trials" / f"{number:04d}"), settings_file=self.settings_file,
-                      follow_performance_mode=self.follow_performance_mode)
-        return TrialSpec(study_name=self.name, storage=self.storage, number=number, params=params, run=run,
-                         pruner_startup_trials=self.base.tune.pruner.n_startup_trials,
-                         pruner_warmup_steps=self.base.tune.pruner.n_warmup_steps)
+        trial_dir = self.root / "trials" / f"{number:04d}"
+        runs = [RunSpec(config=trial_config, data_path=str(path),
+                        run_dir=str(trial_dir / path.stem if self.more_data else trial_dir),
+                        settings_file=self.settings_file, follow_performance_mode=self.follow_performance_mode)
+                for path in (self.data_path, *self.more_data)]
+        return TrialSpec(study_name=self.name, storage=self.storage, number=number, params=params, run=runs[0],
+                         more_runs=runs[1:], pruner_startup_trials=self.base.tune.pruner.n_startup_trials,
+                         pruner_warmup_steps=self.base.tune.pruner.n_warmup_steps,
+                         time_target_seconds=self.base.tune.time_target_seconds,
+                         time_penalty=self.base.tune.time_penalty)
 
     def trial_config(self, params: dict[str, Any]) -> Config:
         return self.base.with_profile(self.base.tune.profile).with_overrides(params, source="tune trial")
@@ -200,8 +216,9 @@ class Tuner:
         elapsed = time.perf_counter() - self.started
         left = max(0, total - len(finished))
         eta = elapsed / self.told_this_session * left / max(1, self.base.tune.workers) if left else 0.0
+        metric = "mean score" if self.more_data else self.base.training.selection_metric
         what = (f"pruned at look {outcome.looks}" if outcome.state == "pruned"
-                else f"{self.base.training.selection_metric} {outcome.value:.3f}" if outcome.value is not None
+                else f"{metric} {outcome.value:.3f}" if outcome.value is not None
                 else "failed")
         best = self.best_trial()
         best_text = f"best {best.value:.3f} (trial {best.number})" if best else "no complete trial yet"
@@ -222,7 +239,9 @@ class Tuner:
                          "value": None if trial.value is None else round(trial.value, 4),
                          "looks": len(trial.intermediate_values),
                          "minutes": round(trial.duration.total_seconds() / 60, 2) if trial.duration else None,
-                         **{key: _readable(trial.params.get(key)) for key in self.distributions}})
+                         **{key: _readable(trial.params.get(key)) for key in self.distributions},
+                         **{f"score {part['data']}": round(part["score"], 3)
+                            for part in trial.user_attrs.get("files", []) if self.more_data}})
         return rows
 
     def importances(self) -> dict[str, float]:
@@ -252,8 +271,11 @@ class Tuner:
         if best is None:
             return None
         config = self.base.with_overrides(best.params, source=f"best trial {best.number}")
+        scored = (f"validation {self.base.training.selection_metric}" if not self.more_data
+                  else f"mean validation {self.base.training.selection_metric} over {1 + len(self.more_data)} files "
+                       "(a fraction of the oracle's on known-answer markets)")
         header = (f"# rltrader tune {self.name}: trial {best.number}, the best of {len(self.finished())} finished "
-                  f"trials by validation {self.base.training.selection_metric} ({best.value:.3f}).\n"
+                  f"trials by {scored} ({best.value:.3f}).\n"
                   f"# Searched: {', '.join(f'{key}={value!r}' for key, value in best.params.items())}.\n"
                   "# That score picked this config among many: judge it once on test, with\n"
                   f"#   rltrader train --data_path {self.data_path} --config {self.root / 'best_config.yaml'}\n")

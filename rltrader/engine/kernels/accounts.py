@@ -32,8 +32,8 @@ TABLE_COLUMNS = 9
 BAR, END, HELD, TERMINATED = 0, 1, 2, 3
 EQUITY, PEAK, ENTRY, UNITS = 0, 1, 2, 3
 #: Layout of the float64 ``params`` array: FRACTION_SIZING is 1.0 when SIZE is a share of equity.
-KEEP, SCALE, LOG_REWARD, FRACTION_SIZING, SIZE = 0, 1, 2, 3, 4
-N_PARAMS = 5
+KEEP, SCALE, LOG_REWARD, FRACTION_SIZING, SIZE, RISK_AVERSION = 0, 1, 2, 3, 4, 5
+N_PARAMS = 6
 _MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
 
 
@@ -91,7 +91,7 @@ def step_accounts(
         if actions[i] < 0 or actions[i] > 2:
             return -1 - i
     keep, scale, log_reward = params[KEEP], params[SCALE], params[LOG_REWARD] != 0.0
-    fraction_sizing, size = params[FRACTION_SIZING] != 0.0, params[SIZE]
+    fraction_sizing, size, risk_aversion = params[FRACTION_SIZING] != 0.0, params[SIZE], params[RISK_AVERSION]
     width = uint64(obs.shape[1])
     window_values = width - uint64(2)
     n_features = uint64(features.shape[1])
@@ -111,7 +111,7 @@ def step_accounts(
             reward = math.log(ratio if ratio > _MIN_EQUITY_RATIO else _MIN_EQUITY_RATIO) * scale
         else:
             reward = (equity - equity_before) / equity_before * scale
-        rewards[i] = reward
+        rewards[i] = reward - risk_aversion * reward * reward
         if equity > floats[i, PEAK]:
             floats[i, PEAK] = equity
         if action != held:
@@ -133,6 +133,7 @@ def step_accounts(
 
 
 __all__ = [
-    "BAR", "END", "ENTRY", "EQUITY", "FRACTION_SIZING", "HELD", "KEEP", "LOG_REWARD", "N_PARAMS", "PEAK", "SCALE",
+    "BAR", "END", "ENTRY", "EQUITY", "FRACTION_SIZING", "HELD", "KEEP", "LOG_REWARD", "N_PARAMS", "PEAK",
+    "RISK_AVERSION", "SCALE",
     "SIZE", "TERMINATED", "UNITS", "fill", "step_accounts", "unrealized_percent",
 ]
