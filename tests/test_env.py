@@ -44,6 +44,18 @@ def hand_config(**env) -> Config:
     return Config().with_overrides(settings)
 
 
+def test_risk_aversion_charges_the_square_of_each_scaled_return(prepared_market, config):
+    """reward = x - risk_aversion * x**2 with x the scaled return: the same bars and actions, two envs."""
+    plain = TradingEnv(prepared_market, "train", config.env.model_copy(update={"random_start": False}))
+    averse = TradingEnv(prepared_market, "train",
+                        config.env.model_copy(update={"random_start": False, "risk_aversion": 0.5}))
+    plain.reset(seed=1)
+    averse.reset(seed=1)
+    for action in [2, 2, 0, 1, 2] * 4:
+        x = plain.step(action)[1]
+        assert averse.step(action)[1] == pytest.approx(x - 0.5 * x * x, abs=1e-12)
+
+
 def test_hand_computed_pnl_and_costs_for_every_switch():
     """Fill at the next open, half the spread + commission per unit, mark to the close."""
     config = hand_config()
@@ -162,11 +174,13 @@ def test_observations_are_fresh_float32_arrays(prepared_market, config):
         env.step(3)
 
 
-@pytest.mark.parametrize(("reward", "sizing"), [("log", "equity_fraction"), ("relative", "units"), ("log", "lots")])
-def test_vectorized_env_equals_independent_envs(prepared_market, config, reward, sizing):
+@pytest.mark.parametrize(("reward", "sizing", "risk_aversion"), [
+    ("log", "equity_fraction", 0.0), ("relative", "units", 0.0), ("log", "lots", 0.0), ("log", "equity_fraction", 0.3)])
+def test_vectorized_env_equals_independent_envs(prepared_market, config, reward, sizing, risk_aversion):
     """Same seeds -> the same observations, rewards, dones and infos as N TradingEnvs, bit for bit."""
     env_config = config.env.model_copy(update={"reward": reward, "episode_length": 40, "max_drawdown": 0.002,
-                                             "max_position_size": 20.0, "sizing": sizing, "lots": 0.2})
+                                             "max_position_size": 20.0, "sizing": sizing, "lots": 0.2,
+                                             "risk_aversion": risk_aversion})
     prepared_market = _with_sizing(prepared_market, config, env_config)
     n_envs = 5
     single = DummyVecEnv([lambda: TradingEnv(prepared_market, "train", env_config) for _ in range(n_envs)])
