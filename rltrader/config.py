@@ -77,13 +77,13 @@ class FeatureConfig(_Strict):
     bollinger: BollingerConfig | None = BollingerConfig()
     volume_zscore_window: int | None = Field(64, ge=2)
     signed_volume: bool = Field(
-        False, description="volume_z with the sign of the bar's move: how hard the bar was bought or sold, a "
+        True, description="volume_z with the sign of the bar's move: how hard the bar was bought or sold, a "
                            "direction a policy reads without multiplying two features itself")
     spread: bool = True
     time_of_day: bool = True
     day_of_week: bool = True
     calendar_harmonics: int = Field(
-        1, ge=1, le=6, description="sin/cos pairs per calendar cycle: harmonic k turns k times a day (a week), so a "
+        3, ge=1, le=6, description="sin/cos pairs per calendar cycle: harmonic k turns k times a day (a week), so a "
                                    "pattern of k blocks a day is a straight line in the features a policy reads")
     clip: float = Field(5.0, gt=0, description="Normalized features are clipped to +-clip.")
 
@@ -596,6 +596,21 @@ class Config(_Strict):
         """The same configuration with every optimization off: the honest baseline."""
         switches = {f"optimizations.{name}": False for name in OptimizationConfig.model_fields}
         return self.with_overrides(switches, source="original method")
+
+
+ADDED_SINCE: dict[str, dict[str, Any]] = {
+    "features": {"calendar_harmonics": 1, "signed_volume": False},
+    "env": {"risk_aversion": 0.0},
+    "training": {"early_stopping_smoothing": 1.0},
+}
+"""Keys added by the learning study (issue 37), per section, with the value that reproduces what a bundle or
+run written without them computed: bundles and run fingerprints saved before are read with these, so an
+old bundle keeps its 18 features and an old run resumes only under the settings it trained with."""
+
+
+def as_written_before(section: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A section of a bundle or run record written before :data:`ADDED_SINCE`'s keys, completed with them."""
+    return {**ADDED_SINCE.get(section, {}), **raw}
 
 
 def _child(node: dict[str, Any] | list[Any], part: str) -> Any:

@@ -19,13 +19,14 @@ import pytest
 import yaml
 
 from rltrader.app.cli import main
-from rltrader.config import load_config, parse_config
+from rltrader.config import ADDED_SINCE, load_config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.records import RunSummary
 from rltrader.training import Trainer
 from rltrader.training.run_state import STATE_VERSION, RunState
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "state_v1"
+AS_BEFORE_THE_STUDY = {f"{section}.{key}": value for section, keys in ADDED_SINCE.items() for key, value in keys.items()}
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 
 
@@ -47,10 +48,14 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
     assert before["version"] == 1 and before["fingerprint"]["config"]["cache"] == {"enabled": True}
     finished = (old_run / "iterations" / "iter_00" / "model.zip").read_bytes()
 
-    # it traded fixed units, as every run did before position sizing: today's default is refused by name
-    with pytest.raises(UserInputError, match=r"env\.sizing was 'units', now 'equity_fraction'"):
+    # it traded fixed units, as every run did before position sizing, with the features and reward of before
+    # the learning study: today's defaults are refused by name, and its own settings resume it
+    with pytest.raises(UserInputError, match=r"env\.risk_aversion was 0\.0, now"):
         Trainer(fixture_config, SAMPLE, old_run).open()
-    summary = Trainer(fixture_config.with_overrides({"env.sizing": "units"}), SAMPLE, old_run).run()
+    with pytest.raises(UserInputError, match=r"env\.sizing was 'units', now 'equity_fraction'"):
+        Trainer(fixture_config.with_overrides(AS_BEFORE_THE_STUDY), SAMPLE, old_run).open()
+    summary = Trainer(fixture_config.with_overrides({"env.sizing": "units", **AS_BEFORE_THE_STUDY}), SAMPLE,
+                      old_run).run()
 
     assert summary.optimization_completed and [it.iteration for it in summary.iterations] == [0, 1]
     after = json.loads((old_run / "run_state.json").read_text())
@@ -67,8 +72,8 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
 
 def test_a_version_1_run_is_still_refused_under_other_settings(old_run, fixture_config):
     with pytest.raises(UserInputError, match=r"optimizations\.cache_environments was True, now False"):
-        Trainer(fixture_config.with_overrides({"optimizations.cache_environments": False, "env.sizing": "units"}),
-                SAMPLE, old_run).open()
+        Trainer(fixture_config.with_overrides({"optimizations.cache_environments": False, "env.sizing": "units",
+                                               **AS_BEFORE_THE_STUDY}), SAMPLE, old_run).open()
 
 
 def test_a_model_saved_before_the_move_loads_in_stock_sb3_contrib_and_evaluates(old_run, tmp_path, capsys):
@@ -79,9 +84,14 @@ def test_a_model_saved_before_the_move_loads_in_stock_sb3_contrib_and_evaluates(
     zip_path = old_run / "best_model.zip"
     model = RecurrentPPO.load(zip_path, device="cpu")
     assert type(model.policy) is FusedLstmPolicy  # the class the zip names resolves through the old module
-    assert main(["evaluate", "--model", str(zip_path), "--data_path", str(SAMPLE), "--config",
-                 str(FIXTURES / "config.yaml"), "--cache_dir", str(tmp_path / "cache"), "--out",
-                 str(tmp_path / "eval")]) == 0
+    # its config file predates calendar harmonics and signed volume: the error says what to pin
+    common = ["--data_path", str(SAMPLE), "--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval")]
+    assert main(["evaluate", "--model", str(zip_path), "--config", str(FIXTURES / "config.yaml"), *common]) == 2
+    assert "{calendar_harmonics: 1, signed_volume: false}" in capsys.readouterr().err
+    pinned = yaml.safe_load((FIXTURES / "config.yaml").read_text())
+    pinned.setdefault("features", {}).update(ADDED_SINCE["features"])
+    (tmp_path / "pinned.yaml").write_text(yaml.safe_dump(pinned))
+    assert main(["evaluate", "--model", str(zip_path), "--config", str(tmp_path / "pinned.yaml"), *common]) == 0
     assert "buy_and_hold" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["split"] == "validation"
 

@@ -43,3 +43,20 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 def test_tab_separator_is_spelled_out():
     assert parse_config({"data": {"sep": "tab"}}).data.sep == "\t"
+
+
+def test_bundles_and_runs_written_before_the_learning_study_read_as_they_were_written():
+    """A bundle's features (and a run fingerprint's settings) without the keys the study added compute what
+    their model trained on: no calendar harmonics, no signed volume, no risk aversion, raw-look patience."""
+    from rltrader.config import ADDED_SINCE, EnvConfig, FeatureConfig, as_written_before
+    from rltrader.live.features import FeatureProgram
+    from rltrader.training.run_state import settings_as_trained
+
+    old_features = FeatureConfig.model_validate(as_written_before("features", {}))
+    names = FeatureProgram.of(old_features, has_volume=True, has_spread=True).names
+    assert len(names) == 18 and "signed_volume" not in names and "time_of_day_2_sin" not in names
+    assert len(FeatureProgram.of(FeatureConfig(), has_volume=True, has_spread=True).names) == 27
+    assert EnvConfig.model_validate(as_written_before("env", {})).risk_aversion == 0.0
+    assert as_written_before("features", {"calendar_harmonics": 2})["calendar_harmonics"] == 2  # written: kept
+    completed = settings_as_trained({"training": {"algorithm": "recurrent"}, "features": {}, "env": {"sizing": "units"}})
+    assert all(completed[section][key] == value for section, keys in ADDED_SINCE.items() for key, value in keys.items())

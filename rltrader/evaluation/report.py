@@ -13,6 +13,7 @@ Outputs (all written atomically): ``metrics.json``, ``equity.parquet`` and ``equ
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,10 +167,15 @@ def evaluate_model(
     """
     expected = (config.window_size * market.n_features + 2,)
     if tuple(model.observation_space.shape) != expected:
+        added = sum(name == "signed_volume" or re.fullmatch(r".+_\d+_(sin|cos)", name) is not None
+                    for name in market.feature_columns)
+        older = (model.observation_space.shape[0] - 2) == config.window_size * (market.n_features - added)
         raise ConfigError(
             f"the model reads observations of {model.observation_space.shape[0]} values but env.window_size="
             f"{config.window_size} x {market.n_features} features + 2 gives {expected[0]}; "
             "evaluate with the configuration the model was trained with"
+            + ("; a model trained before calendar harmonics and signed volume needs features: "
+               "{calendar_harmonics: 1, signed_volume: false} in its config" if added and older else "")
         )
     started = time.perf_counter()
     actions = policy_actions(model, market, split, config, evaluator)

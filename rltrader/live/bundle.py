@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rltrader import __version__
 from rltrader.atomic import TEMP_PREFIX, fsync_directory, write_json
-from rltrader.config import Config, EnvConfig, FeatureConfig
+from rltrader.config import Config, EnvConfig, FeatureConfig, as_written_before
 from rltrader.data.loader import infer_point
 from rltrader.engine.model_files import saved_algorithm
 from rltrader.env.account import account_terms
@@ -125,11 +125,13 @@ class BundleDescription(BaseModel):
 
     @property
     def feature_config(self) -> FeatureConfig:
-        return FeatureConfig.model_validate(self.features)
+        """The features as the bundle's model was trained on them (a bundle from before calendar harmonics
+        and signed volume computes neither)."""
+        return FeatureConfig.model_validate(as_written_before("features", self.features))
 
     @property
     def env_config(self) -> EnvConfig:
-        return EnvConfig.model_validate(self.env)
+        return EnvConfig.model_validate(as_written_before("env", self.env))
 
 
 class Bundle(BaseModel):

@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from rltrader.atomic import write_json
-from rltrader.config import AccountConfig, Config, EnvConfig, InstrumentConfig, moved_cache_switch
+from rltrader.config import (
+    AccountConfig,
+    Config,
+    EnvConfig,
+    InstrumentConfig,
+    as_written_before,
+    moved_cache_switch,
+)
 from rltrader.errors import UserInputError
 from rltrader.records import BestModel, IterationRecord, OriginalThroughput, Record
 
@@ -70,7 +77,11 @@ def settings_as_trained(settings: dict[str, Any]) -> dict[str, Any]:
     held fixed ``max_position_size`` units: they resume with ``--sizing units`` and are refused,
     naming ``env.sizing``, under today's default. On an instrument quoted in the account currency
     (XAUUSD) their arithmetic is unchanged, bit for bit; elsewhere rltrader 0.1 added
-    quote-currency profits to the balance, which a resumed run now converts."""
+    quote-currency profits to the balance, which a resumed run now converts. Runs from before the
+    learning study (:data:`~rltrader.config.ADDED_SINCE`) computed no calendar harmonics or signed volume,
+    had no risk aversion and counted patience on raw looks."""
+    settings = {section: as_written_before(section, value) if isinstance(value, dict) else value
+                for section, value in settings.items()}
     if isinstance(settings.get("training"), dict) and "algorithm" not in settings["training"]:
         settings = {**settings, "training": {**settings["training"], "algorithm": "recurrent"}}
     if isinstance(settings.get("env"), dict) and "sizing" not in settings["env"]:
