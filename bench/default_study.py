@@ -19,7 +19,7 @@ the chosen settings on them (and on the study kinds' seed-0 markets), on test sp
 
 Usage: .venv/bin/python bench/default_study.py [--trials 120] [--workers 2] [--name defaults]
        [--confirm_top 5] [--confirm_seeds 7 8] [--confirm_only]
-Writes bench/out/study/{data, study.yaml, results/tune-NAME/, confirm.json}. Last line: JSON with
+Writes bench/out/study/{data, study.yaml, results/tune-NAME/, confirm-NAME.json}. Last line: JSON with
 study_kinds, held_out_kinds, trials, complete, pruned, best_trial, best_value, confirmed (per
 trial: mean score, per-market validation fractions and seconds), chosen_trial, chosen_params, minutes.
 """
@@ -80,12 +80,17 @@ settings learned under half of the time-of-day and volume edges, and runs of its
 features learned most of them (bench/README.md): the second pass searches with them on."""
 
 
-def study_config(target: Path) -> Path:
-    """configs/default.yaml with the study's tune section and a budget floor every searched budget allows."""
-    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
-    raw["training"]["min_timesteps"] = 8192
-    raw["features"].update(OBSERVATION)
-    raw["tune"].update({"profile": None, "space": SPACE, "time_target_seconds": 60.0, "time_penalty": 0.5,
+def study_config(target: Path, pinned: dict[str, Any]) -> Path:
+    """configs/default.yaml with the study's tune section and a budget floor every searched budget allows;
+    ``pinned`` keys are set and left out of the space."""
+    from rltrader.config import load_config
+
+    base = load_config().with_overrides({"training.min_timesteps": 8192, **{f"features.{key}": value for key, value
+                                                                           in OBSERVATION.items()}, **pinned},
+                                        source="the study")
+    raw = base.model_dump(mode="json")
+    space = {key: value for key, value in SPACE.items() if key not in pinned}
+    raw["tune"].update({"profile": None, "space": space, "time_target_seconds": 60.0, "time_penalty": 0.5,
                         "pruner": {"n_startup_trials": 5, "n_warmup_steps": 2}})
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("# written by bench/default_study.py\n" + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
@@ -121,7 +126,7 @@ def confirm(trials: list[dict[str, Any]], files: list[Path], seeds: list[int], w
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = [(row["trial"], {key: row["params"][key] for key in SPACE}, str(path), seed)
+    jobs = [(row["trial"], dict(row["params"]), str(path), seed)
             for row in trials for path in files for seed in seeds]
     results: dict[int, dict[str, Any]] = {row["trial"]: {"runs": []} for row in trials}
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -146,14 +151,20 @@ def main() -> None:
     parser.add_argument("--confirm_top", type=int, default=5)
     parser.add_argument("--confirm_seeds", type=int, nargs="+", default=[7, 8])
     parser.add_argument("--confirm_only", action="store_true", help="skip the search: confirm the study as it is")
+    parser.add_argument("--pin", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="keys of the space held at one value (YAML), e.g. training.algorithm=recurrent")
     args = parser.parse_args()
+    pinned = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.pin)}
+    unknown = sorted(set(pinned) - set(SPACE))
+    if unknown:
+        parser.error(f"--pin {unknown[0]}: not a key of the study's space")
     files = []
     for kind in STUDY_KINDS:
         path = OUT / "data" / f"{kind}.csv"
         if not path.is_file():
             write_market(suite_market(kind, seed=STUDY_SEED), path)
         files.append(path)
-    config = study_config(OUT / "study.yaml")
+    config = study_config(OUT / "study.yaml", pinned)  # the confirm runs read it too
     started = time.perf_counter()
     command = [sys.executable, "-m", "rltrader", "tune", "--data_path", str(files[0]), "--more_data",
                *map(str, files[1:]), "--config", str(config), "--name", args.name, "--trials", str(args.trials),
@@ -182,7 +193,7 @@ def main() -> None:
               f"{entry['fraction_by_market']} {entry['mean_seconds']}s per run"
               f"{'  <- chosen' if number == chosen else ''}")
     chosen_params = next(row["params"] for row in top if row["trial"] == chosen)
-    (OUT / "confirm.json").write_text(json.dumps({"top": top, "confirmed": confirmed, "chosen": chosen},
+    (OUT / f"confirm-{args.name}.json").write_text(json.dumps({"top": top, "confirmed": confirmed, "chosen": chosen},
                                                  indent=1, default=str), encoding="utf-8")
     print(json.dumps({
         "study_kinds": list(STUDY_KINDS), "held_out_kinds": list(HELD_OUT_KINDS), "trials": len(trials),

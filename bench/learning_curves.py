@@ -13,7 +13,8 @@ answer is known; nothing selects on them (the trainer keeps its best model by va
 alone), and the final "test" figures are the kept model's single test look, as
 ``rltrader train`` reports it.
 
-``default`` is configs/default.yaml as it is; ``before_study`` restores every default the
+``default`` is configs/default.yaml as it is; ``recurrent_profile`` is ``--profile recurrent``
+(the recurrent settings the same study chose); ``before_study`` restores every default the
 study of ``bench/default_study.py`` changed (issue 37) to its value before. The kinds in
 ``HELD_OUT_KINDS`` never reached that study: their figures are marked held out. The study
 saw other bars (seed 100) of its own kinds, and only their validation splits.
@@ -55,8 +56,17 @@ import numpy as np  # noqa: E402
 from bench.default_study import HELD_OUT_KINDS  # noqa: E402
 from rltrader.config import Config, load_config  # noqa: E402
 from rltrader.data.known_answer import STATIONARY_KINDS  # noqa: E402
-from rltrader.data.synthetic import suite_market, write_market  # noqa: E402
-from rltrader.evaluation.report import evaluate_actions, policy_actions  # noqa: E402
+from rltrader.data.synthetic import (  # noqa: E402
+    oracle_actions,  # noqa: E402
+    suite_market,
+    write_market,
+)
+from rltrader.env import evaluation_config  # noqa: E402
+from rltrader.env.trading_env import EpisodeBounds  # noqa: E402
+from rltrader.evaluation.ledger import replay  # noqa: E402
+from rltrader.evaluation.metrics import compute_metrics  # noqa: E402
+from rltrader.evaluation.report import edge_captured, policy_actions  # noqa: E402
+from rltrader.training.spec import RunSpec  # noqa: E402
 from rltrader.training.trainer import Trainer  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "learning_curves"
@@ -93,6 +103,8 @@ BEFORE_STUDY: dict[str, Any] = {
     "features.calendar_harmonics": 1,
     "features.signed_volume": False,
     "env.risk_aversion": 0.0,
+    "training.learning_rate": 0.0003,  # unread while progressive training is on; restored all the same
+    "training.ent_coef": 0.01,
 }
 """The defaults before the study of issue 37, as overrides of today's configs/default.yaml."""
 
@@ -111,43 +123,65 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 class CurveRecorder:
     """A validation hook of the real trainer: each validation look also scored on test, for the curve
-    (never for selection: the trainer keeps its best model by validation alone)."""
+    (never for selection: the trainer keeps its best model by validation alone). The hook's own time is
+    kept apart (``look_seconds``): the curve's clock and the run's ``seconds`` leave it out, since a user's
+    run does not score test at every look."""
 
     def __init__(self, market: Any, config: Config) -> None:
         self.market, self.config = market, config
         self.started = time.perf_counter()
+        self.look_seconds = 0.0
         self.curve: list[dict[str, float | None]] = []
         self.oracle: dict[str, dict[str, Any]] = {}
 
     def __call__(self, look_number: int, best_score: float, model: Any, timesteps: int) -> None:
-        self.curve.append({"timesteps": timesteps, "seconds": round(time.perf_counter() - self.started, 2),
-                           **look(model, self.market, self.config, self.oracle)})
+        entered = time.perf_counter()
+        figures = look(model, self.market, self.config, self.oracle)
+        self.curve.append({"timesteps": timesteps, "seconds": round(entered - self.started - self.look_seconds, 2),
+                           **figures})
+        self.look_seconds += time.perf_counter() - entered
 
 
 def look(model: Any, market: Any, config: Config, oracle: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """Sharpe and edge captured of ``model`` on validation and test (the oracle's figures cached in ``oracle``)."""
+    """Sharpe and edge captured of ``model`` on validation and test: the agent's ledger alone (the oracle's
+    figures scored once per split and cached in ``oracle``; no baselines, no null distribution)."""
     figures: dict[str, float | None] = {}
     for split in SPLITS:
         actions = policy_actions(model, market, split, config.env, "fast")
-        metrics = evaluate_actions(market, split, config.env, actions, seed=0).metrics
-        oracle.setdefault(split, metrics["oracle"])
-        figures[f"{split}_sharpe"] = metrics["agent"].get("sharpe")
-        figures[f"{split}_edge"] = metrics["agent"].get("edge_captured")
+        first = EpisodeBounds.of(market, split, evaluation_config(config.env)).first
+        if split not in oracle:  # not evaluate_actions: its null distribution's parallel kernel leaves a thread
+            # pool behind that slowed the run it diagnoses 3x when two runs shared the 2 cores
+            known = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, first,
+                                   len(actions))
+            oracle[split] = compute_metrics(replay(market, first, known, config.env.initial_balance), market, first)
+        agent = compute_metrics(replay(market, first, actions, config.env.initial_balance), market, first)
+        figures[f"{split}_sharpe"] = agent.get("sharpe")
+        figures[f"{split}_edge"] = edge_captured(agent, oracle[split])
     return figures
 
 
+PROFILE_CONFIGS = {"recurrent_profile": "recurrent"}
+"""Configurations that are a profile of configs/default.yaml: ``--profile recurrent``, the recurrent settings the
+study chose (the default's algorithm is feed-forward)."""
+
+
 def train_config(name: str, base: Config, seed: int, data: Path) -> dict[str, Any]:
-    config = base.with_overrides({**CONFIGS[name], "training.seed": seed}, source=f"bench config {name}")
+    base = base.with_profile(PROFILE_CONFIGS[name]) if name in PROFILE_CONFIGS else base
+    config = base.with_overrides({**CONFIGS.get(name, {}), "training.seed": seed}, source=f"bench config {name}")
     run_dir = OUT / "runs" / data.stem / name / str(seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     recorder = CurveRecorder(None, config)
-    trainer = Trainer(config, data, run_dir, validation_hooks=[recorder])
+    # as `rltrader train` runs: with the performance-mode switch, in quiet mode (no settings file here), so
+    # one torch thread a run and two runs side by side share the 2 cores without oversubscribing them
+    spec = RunSpec(config=config, data_path=str(data), run_dir=str(run_dir), settings_file=str(OUT / "settings.json"))
+    trainer = Trainer.from_spec(spec, validation_hooks=[recorder])
     trainer.open()
     recorder.market = trainer.market
     for iteration in range(trainer.state.next_iteration, config.training.iterations):
         trainer.train_iteration(iteration)
     summary = trainer.finish()
-    return {"curve": recorder.curve, "seconds": round(summary.total_time_seconds, 1),
+    return {"curve": recorder.curve, "seconds": round(summary.total_time_seconds - recorder.look_seconds, 1),
+            "seconds_with_test_looks": round(summary.total_time_seconds, 1),
             "timesteps": summary.total_timesteps,
             "test_sharpe": summary.test.agent.get("sharpe"), "test_edge": summary.test.agent.get("edge_captured"),
             "oracle_test_sharpe": summary.test.oracle["sharpe"]}
@@ -163,6 +197,7 @@ def train_plain_ppo(base: Config, seed: int, data: Path, seconds: float) -> dict
     from rltrader.features.preparation import preprocess
 
     config = base.with_overrides({"env.window_size": 32}, source="bench plain_ppo")
+    torch.set_num_threads(1)  # as a quiet-mode run: one core of two
     started = time.perf_counter()
     market = MarketData.from_prepared(preprocess(data, config), config, data)
     env = VecTradingEnv(market, "train", config.env, config.training.n_envs)
@@ -236,7 +271,9 @@ def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], wor
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # a fresh process per run: a finished run's test report (its null distribution's parallel kernel) leaves a
+    # thread pool behind that would slow the next run in the same process
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         for future in as_completed([pool.submit(run_one, job) for job in jobs]):
             kind, name, seed, run = future.result()
             results[kind].setdefault(name, {})[seed] = run
@@ -247,7 +284,8 @@ def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], wor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["default", "before_study"], choices=[*CONFIGS, "plain_ppo"])
+    parser.add_argument("--configs", nargs="+", default=["default", "recurrent_profile", "before_study"],
+                        choices=[*CONFIGS, *PROFILE_CONFIGS, "plain_ppo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042, 2042])
     parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS)
     parser.add_argument("--profile", default=None, help="profile of configs/default.yaml applied to every config")

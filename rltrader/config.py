@@ -137,9 +137,9 @@ class EnvConfig(_Strict):
     reward: Literal["log", "relative"] = Field(
         "log", description="log(equity_t+1 / equity_t) or (equity_t+1 - equity_t) / equity_t, net of costs."
     )
-    reward_scale: float = Field(100.0, gt=0, description="Rewards are multiplied by this (100 = percent).")
+    reward_scale: float = Field(300.0, gt=0, description="Rewards are multiplied by this (100 = percent).")
     risk_aversion: float = Field(
-        0.0, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
+        0.0302, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
                                "utility. At 0 the agent is indifferent between holding through a bar with no edge "
                                "and standing aside, so it holds, and its Sharpe pays for the noise.")
     max_drawdown: float | None = Field(
@@ -250,33 +250,33 @@ class TrainingConfig(_Strict):
     """The iterative PPO loop and its optimizations' parameters."""
 
     algorithm: Literal["recurrent", "feedforward"] = Field(
-        "recurrent",
+        "feedforward",
         description="recurrent: sb3-contrib RecurrentPPO with MlpLstmPolicy (the LSTM carries history); "
         "feedforward: stable-baselines3 PPO with MlpPolicy on the observation window.",
     )
-    iterations: int = Field(8, ge=1)
+    iterations: int = Field(6, ge=1)
     seed: int = Field(42, ge=0)
     total_timesteps: int = Field(
-        50_000, ge=1, description="Timesteps of iteration 0 (of every iteration when not adaptive)."
+        65_536, ge=1, description="Timesteps of iteration 0 (of every iteration when not adaptive)."
     )
-    min_timesteps: int = Field(15_000, ge=1, description="Adaptive timesteps never go below this.")
+    min_timesteps: int = Field(8_192, ge=1, description="Adaptive timesteps never go below this.")
     timestep_decay: float = Field(0.05, ge=0, lt=1, description="Each iteration trains this fraction fewer timesteps.")
     n_envs: int = Field(8, ge=1, description="Training accounts stepped together.")
     n_steps: int = Field(256, ge=2, description="Steps per environment per rollout.")
-    batch_size: int = Field(512, ge=2, description="Minibatch size; must divide n_steps * n_envs.")
+    batch_size: int = Field(256, ge=2, description="Minibatch size; must divide n_steps * n_envs.")
     n_epochs: int = Field(10, ge=1)
-    learning_rate: float = Field(3e-4, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    gae_lambda: float = Field(0.95, gt=0, le=1)
+    learning_rate: float = Field(2.35e-4, gt=0)
+    gamma: float = Field(0.988, gt=0, le=1)
+    gae_lambda: float = Field(0.821, gt=0, le=1)
     clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.01, ge=0)
+    ent_coef: float = Field(0.00216, ge=0)
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
     policy: PolicyConfig = PolicyConfig()
     selection_metric: Literal["sharpe", "sortino", "calmar", "total_return", "cagr"] = Field(
         "sharpe", description="Validation metric that picks the best model."
     )
-    eval_freq: int = Field(10_000, ge=1, description="Timesteps between validation evaluations (early stopping).")
+    eval_freq: int = Field(8_192, ge=1, description="Timesteps between validation evaluations (early stopping).")
     early_stopping_patience: int = Field(
         3, ge=0, description="Evaluations without improvement before an iteration stops; 0 disables."
     )
@@ -285,7 +285,7 @@ class TrainingConfig(_Strict):
                                 "an improvement."
     )
     early_stopping_smoothing: float = Field(
-        1.0, gt=0, le=1, description="Weight of the newest validation look in the smoothed score early stopping "
+        0.6, gt=0, le=1, description="Weight of the newest validation look in the smoothed score early stopping "
                                      "counts on (an exponential average); 1 = each raw look (the rule before "
                                      "smoothing)."
     )
@@ -293,7 +293,8 @@ class TrainingConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept per iteration (older ones are deleted).")
     phases: list[PhaseConfig] = Field(
         default_factory=lambda: [
-            PhaseConfig(name="explore", start=0.0, learning_rate=3e-4, n_epochs=10, ent_coef=0.02, clip_range=0.2),
+            PhaseConfig(name="explore", start=0.0, learning_rate=2.35e-4, n_epochs=10, ent_coef=0.00216,
+                        clip_range=0.2),
             PhaseConfig(name="refine", start=0.375, learning_rate=1.5e-4, n_epochs=8, ent_coef=0.01, clip_range=0.15),
             PhaseConfig(name="fine_tune", start=0.75, learning_rate=5e-5, n_epochs=5, ent_coef=0.005, clip_range=0.1),
         ],

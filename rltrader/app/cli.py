@@ -872,7 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser(
         "synth", help="write a known-answer market: bars with a planted edge whose oracle is known",
         description="Write bars (MT5 CSV) with a planted, learnable edge: AR(1) momentum, a time-of-day drift, "
-        "or mean reversion, with a per-bar spread and a seed; the generator goes beside the file "
+        "mean reversion, a volume-led continuation, a drift in calm volatility spells, a day-of-week drift, a "
+        "session-dependent trend (two features at once), or time-of-day blocks that swap signs partway "
+        "(regime_change), with a per-bar spread and a seed; the generator goes beside the file "
         "(<file>.oracle.json), so every report on it scores the oracle and the edge the agent captured.")
     synth.add_argument("kind", choices=MARKET_KINDS, help="which edge to plant")
     synth.add_argument("--out", type=Path, default=None,
