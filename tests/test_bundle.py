@@ -60,16 +60,19 @@ def test_a_finished_run_writes_a_bundle_that_needs_nothing_else(finished_run, tm
     assert about.normalization == prepared_stats and about.feature_columns == list(prepared_stats["mean"])
     assert about.training_data.sha256 == file_digest(SAMPLE) and about.symbol == "XAUUSD"
     assert about.bar_interval_seconds == 900.0 and about.window_size == config.env.window_size
-    assert about.algorithm == "recurrent" and about.seed == config.training.seed
+    assert about.algorithm == config.training.algorithm and about.seed == config.training.seed
     assert about.figures["test"]["agent"]["sharpe"] == summary.test.agent["sharpe"]
     assert about.account["instrument"]["contract_size"] == 100.0 and about.costs == config.costs.model_dump(mode="json")
     # the warm-up covers the longest window and the slowest exponential average's start (Wilder 14: 373 bars)
     assert about.warmup_bars == history_needed(config.features, True) == ema_warmup_bars(config.features)
     assert about.warmup_bars > warmup_bars(config.features, True) and (13 / 14) ** about.warmup_bars < 1e-12
-    # the policy is the run's best model, and stock sb3-contrib reads it
+    # the policy is the run's best model, and stock SB3 (feed-forward) or sb3-contrib (recurrent) reads it
+    from stable_baselines3 import PPO
+
     best, bundled = _weights(run_dir / "best_model.zip"), _weights(out.policy_path)
     assert set(best) == set(bundled) and all(torch.equal(best[key], bundled[key]) for key in best)
-    assert isinstance(RecurrentPPO.load(out.policy_path, device="cpu"), RecurrentPPO)
+    stock = RecurrentPPO if about.algorithm == "recurrent" else PPO
+    assert isinstance(stock.load(out.policy_path, device="cpu"), stock)
     # the copy is verified where it lies; the run it came from may be gone
     shutil.rmtree(tmp_path / "run-copy")
     assert read_bundle(tmp_path / "bundle").description == about
@@ -120,6 +123,6 @@ def test_export_refuses_what_is_not_a_finished_run_and_never_overwrites_other_fi
     # a bundle already at --out is replaced whole
     first = export_bundle(run_dir, tmp_path / "b")
     assert main(["export", str(run_dir), "--out", str(tmp_path / "b")]) == 0
-    assert "recurrent policy, XAUUSD, 15-min bars" in capsys.readouterr().out
+    assert f"{read_bundle(tmp_path / 'b').description.algorithm} policy, XAUUSD, 15-min bars" in capsys.readouterr().out
     assert read_bundle(tmp_path / "b").description.feature_columns == first.description.feature_columns
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".tmp-")]

@@ -26,7 +26,13 @@ from rltrader.training import Trainer
 from rltrader.training.run_state import STATE_VERSION, RunState
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "state_v1"
-AS_BEFORE_THE_STUDY = {f"{section}.{key}": value for section, keys in ADDED_SINCE.items() for key, value in keys.items()}
+AS_BEFORE_THE_STUDY = {
+    **{f"{section}.{key}": value for section, keys in ADDED_SINCE.items() for key, value in keys.items()},
+    # the defaults the study changed (issue 37), as the fixture's run trained with them
+    "training.algorithm": "recurrent", "env.reward_scale": 100.0, "training.learning_rate": 0.0003,
+    "training.gamma": 0.99, "training.gae_lambda": 0.95, "training.ent_coef": 0.01,
+    "training.phases.0.learning_rate": 0.0003, "training.phases.0.ent_coef": 0.02,
+}
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 
 
@@ -50,7 +56,7 @@ def test_a_version_1_run_directory_resumes_where_it_stopped(old_run, fixture_con
 
     # it traded fixed units, as every run did before position sizing, with the features and reward of before
     # the learning study: today's defaults are refused by name, and its own settings resume it
-    with pytest.raises(UserInputError, match=r"env\.risk_aversion was 0\.0, now"):
+    with pytest.raises(UserInputError, match=r"env\.reward_scale was 100\.0, now 300\.0"):
         Trainer(fixture_config, SAMPLE, old_run).open()
     with pytest.raises(UserInputError, match=r"env\.sizing was 'units', now 'equity_fraction'"):
         Trainer(fixture_config.with_overrides(AS_BEFORE_THE_STUDY), SAMPLE, old_run).open()

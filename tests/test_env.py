@@ -39,14 +39,16 @@ def _with_sizing(market: MarketData, config: Config, env_config) -> MarketData:
 def hand_config(**env) -> Config:
     settings = {"env.window_size": 1, "env.sizing": "units", "env.max_position_size": 2.0, "env.initial_balance": 1000.0,
                 "env.reward": "relative", "env.reward_scale": 1.0, "env.max_drawdown": None,
-                "env.episode_length": None, "env.random_start": False, "costs.commission_per_unit": 0.05}
+                "env.episode_length": None, "env.random_start": False, "costs.commission_per_unit": 0.05,
+                "env.risk_aversion": 0.0}  # the P&L arithmetic alone; the penalty has its own test
     settings.update({f"env.{key}": value for key, value in env.items()})
     return Config().with_overrides(settings)
 
 
 def test_risk_aversion_charges_the_square_of_each_scaled_return(prepared_market, config):
     """reward = x - risk_aversion * x**2 with x the scaled return: the same bars and actions, two envs."""
-    plain = TradingEnv(prepared_market, "train", config.env.model_copy(update={"random_start": False}))
+    plain = TradingEnv(prepared_market, "train",
+                       config.env.model_copy(update={"random_start": False, "risk_aversion": 0.0}))
     averse = TradingEnv(prepared_market, "train",
                         config.env.model_copy(update={"random_start": False, "risk_aversion": 0.5}))
     plain.reset(seed=1)

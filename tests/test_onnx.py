@@ -31,7 +31,8 @@ def _run(root: Path, **overrides: object) -> Path:
 @pytest.fixture(scope="module", params=["recurrent", "feedforward"])
 def exported(request, tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp(f"onnx-{request.param}")
-    overrides = {"training.algorithm": "feedforward", "env.window_size": 4} if request.param == "feedforward" else {}
+    overrides = ({"training.algorithm": "feedforward", "env.window_size": 4} if request.param == "feedforward"
+                 else {"training.algorithm": "recurrent"})
     run_dir = _run(root, **overrides)
     assert main(["export", str(run_dir), "--out", str(root / "exported"), "--format", "onnx", "--data_path",
                  str(SAMPLE)]) == 0

@@ -23,6 +23,7 @@ import pytest
 from conftest import PROJECT_ROOT, SAMPLE_CSV
 from processes import prefect_servers
 
+from rltrader.config import load_config
 from rltrader.runtime.interrupts import Stopped, run_stoppable
 
 STOP_WITHIN_S = 10.0
@@ -158,7 +159,7 @@ def test_ctrl_c_in_a_terminal_stops_train_within_seconds_and_the_same_command_re
     assert again.stdout is not None
     for line in again.stdout:
         seen.append(line)
-        if "remaining" in line and "Iteration 1/8" in line:
+        if "remaining" in line and f"Iteration 1/{load_config().training.iterations}" in line:
             break
     else:
         raise AssertionError("the second run did not resume:\n" + "".join(seen[-20:]))

@@ -173,10 +173,11 @@ def test_warm_start_reloads_the_best_model_and_phases_reach_the_optimizer(tiny_c
     summary = _run(config, tmp_path / "warm", update_hooks=[recorder])
     by_seed = {seed: [c for c in recorder.calls if c["seed"] == seed] for seed in (42, 43)}
     # iteration 1 (seed 43) starts from the best model's weights, not from scratch
-    from sb3_contrib import RecurrentPPO
+    from rltrader.evaluation.loading import load_model
+
     # without early stopping iteration 0 is validated once, at its end: its final model was the best when
     # iteration 1 began (whichever iteration holds best_model.zip at the end of the run)
-    best = RecurrentPPO.load(tmp_path / "warm" / "iterations" / "iter_00" / "model.zip", device="cpu")
+    best = load_model(tmp_path / "warm" / "iterations" / "iter_00" / "model.zip")
     assert summary["iterations"][1]["warm_started"] and summary["warm_starts"] == 1
     assert len(json.loads((tmp_path / "warm" / "run_state.json").read_text())["iterations"][0]["validations"]) == 1
     best_params = torch.nn.utils.parameters_to_vector(best.policy.parameters())
