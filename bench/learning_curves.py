@@ -57,7 +57,6 @@ from bench.default_study import HELD_OUT_KINDS  # noqa: E402
 from rltrader.config import Config, load_config  # noqa: E402
 from rltrader.data.known_answer import STATIONARY_KINDS  # noqa: E402
 from rltrader.data.synthetic import (  # noqa: E402
-    oracle_actions,  # noqa: E402
     suite_market,
     write_market,
 )
@@ -65,7 +64,7 @@ from rltrader.env import evaluation_config  # noqa: E402
 from rltrader.env.trading_env import EpisodeBounds  # noqa: E402
 from rltrader.evaluation.ledger import replay  # noqa: E402
 from rltrader.evaluation.metrics import compute_metrics  # noqa: E402
-from rltrader.evaluation.report import edge_captured, policy_actions  # noqa: E402
+from rltrader.evaluation.report import edge_captured, oracle_metrics, policy_actions  # noqa: E402
 from rltrader.training.spec import RunSpec  # noqa: E402
 from rltrader.training.trainer import Trainer  # noqa: E402
 
@@ -150,10 +149,7 @@ def look(model: Any, market: Any, config: Config, oracle: dict[str, dict[str, An
         actions = policy_actions(model, market, split, config.env, "fast")
         first = EpisodeBounds.of(market, split, evaluation_config(config.env)).first
         if split not in oracle:  # not evaluate_actions: its null distribution's parallel kernel leaves a thread
-            # pool behind that slowed the run it diagnoses 3x when two runs shared the 2 cores
-            known = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, first,
-                                   len(actions))
-            oracle[split] = compute_metrics(replay(market, first, known, config.env.initial_balance), market, first)
+            oracle[split] = oracle_metrics(market, split, config.env)  # pool that slowed the run 3x
         agent = compute_metrics(replay(market, first, actions, config.env.initial_balance), market, first)
         figures[f"{split}_sharpe"] = agent.get("sharpe")
         figures[f"{split}_edge"] = edge_captured(agent, oracle[split])

@@ -546,9 +546,7 @@ class Config(_Strict):
         for dotted in self.tune.space:
             node: Any = raw
             for part in dotted.split("."):
-                known = (isinstance(node, dict) and part in node) or (
-                    isinstance(node, list) and part.isdigit() and int(part) < len(node))
-                if not known:
+                if not _has_child(node, part):
                     raise ValueError(f"tune.space: {dotted!r} is not a config key; use a dotted key such as "
                                      "training.learning_rate")
                 node = _child(node, part)
@@ -576,7 +574,7 @@ class Config(_Strict):
                     )
                 node = child
             if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
+                if not _has_child(node, key):
                     raise ConfigError(f"{source}: {dotted}: no item {key} in that list")
                 node[int(key)] = value
             else:
@@ -614,11 +612,18 @@ def as_written_before(section: str, raw: dict[str, Any]) -> dict[str, Any]:
     return {**ADDED_SINCE.get(section, {}), **raw}
 
 
+def _has_child(node: Any, part: str) -> bool:
+    """Whether ``part`` names a key of a mapping or, as a number, an item of a list."""
+    if isinstance(node, list):
+        return part.isdigit() and int(part) < len(node)
+    return isinstance(node, dict) and part in node
+
+
 def _child(node: dict[str, Any] | list[Any], part: str) -> Any:
     """``node[part]``: a key of a mapping, or an item of a list by its number; None when there is none."""
-    if isinstance(node, list):
-        return node[int(part)] if part.isdigit() and int(part) < len(node) else None
-    return node.get(part)
+    if not _has_child(node, part):
+        return None
+    return node[int(part)] if isinstance(node, list) else node[part]
 
 
 def moved_cache_switch(raw: Any) -> Any:

@@ -107,6 +107,18 @@ class EvaluationReport:
                 ORACLE: self.metrics.get(ORACLE)}
 
 
+def oracle_metrics(market: MarketData, split: str, config: EnvConfig) -> dict[str, Any] | None:
+    """The oracle's metrics on ``split`` of a known-answer market (None for any other), through the same ledger,
+    without baselines or the null distribution: what a caller inside a training process needs (the null
+    distribution's parallel kernel leaves a thread pool behind that slows the training around it)."""
+    if market.known_answer is None:
+        return None
+    bounds = EpisodeBounds.of(market, split, evaluation_config(config))
+    actions = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, bounds.first,
+                             bounds.last - bounds.first)
+    return compute_metrics(replay(market, bounds.first, actions, config.initial_balance), market, bounds.first)
+
+
 def evaluate_actions(
     market: MarketData, split: str, config: EnvConfig, agent_actions: np.ndarray, seed: int,
     info: dict[str, Any] | None = None, trials: int | None = None,

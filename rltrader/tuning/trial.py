@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import optuna
 from pydantic import BaseModel, ConfigDict
 
@@ -90,17 +89,10 @@ every trial (the files are trained in the same order), which is what the median 
 def oracle_validation_sharpe(trainer: Trainer) -> float | None:
     """The oracle's validation Sharpe on a known-answer market's run (None for any other file, or an oracle
     without a positive Sharpe there: nothing to take a fraction of)."""
-    from rltrader.env import evaluation_config
-    from rltrader.env.trading_env import EpisodeBounds
-    from rltrader.evaluation.report import evaluate_actions
+    from rltrader.evaluation.report import oracle_metrics
 
-    market = trainer.market
-    if market.known_answer is None:
-        return None
-    env = trainer.config.env
-    bounds = EpisodeBounds.of(market, "validation", evaluation_config(env))
-    flat = np.ones(bounds.last - bounds.first, dtype=np.int64)
-    sharpe = evaluate_actions(market, "validation", env, flat, seed=0).metrics["oracle"].get("sharpe")
+    metrics = oracle_metrics(trainer.market, "validation", trainer.config.env)
+    sharpe = None if metrics is None else metrics.get("sharpe")
     return sharpe if sharpe is not None and sharpe > 0 else None
 
 
