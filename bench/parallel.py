@@ -37,9 +37,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows.train import train_pipeline
-    from rltrader.app.requests import TrainRequest
     from rltrader.config import load_config
     from rltrader.features.preparation import preprocess
+    from rltrader.jobs.requests import TrainRequest
     from rltrader.runtime.performance_mode import write_mode
 
     shutil.rmtree(OUT, ignore_errors=True)

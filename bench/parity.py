@@ -56,6 +56,7 @@ def train(data: Path, out: Path, config: Path | None, timesteps: int) -> Path:
 
 def compare(name: str, data: Path, run_dir: Path, config_path: Path | None, work: Path) -> dict:
     """Stream and paper account against the batch features and the fast evaluator on ``data``'s test split."""
+    from rltrader.bundle import read_bundle
     from rltrader.config import load_config
     from rltrader.engine.model_files import algorithm_class
     from rltrader.env import MarketData, evaluation_config
@@ -64,7 +65,6 @@ def compare(name: str, data: Path, run_dir: Path, config_path: Path | None, work
     from rltrader.evaluation.ledger import replay
     from rltrader.features.preparation import preprocess
     from rltrader.live.bars import read_bar_file
-    from rltrader.live.bundle import read_bundle
     from rltrader.live.paper import PaperAccount
     from rltrader.live.stream import DecisionStream
 

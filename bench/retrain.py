@@ -57,7 +57,7 @@ WEEK = pd.Timedelta(days=7)
 
 
 def _request(name: str, data: Path, work: Path, sizes: dict[str, Any], seed: int, start: str = "cold") -> Any:
-    from rltrader.app.requests import RetrainRequest
+    from rltrader.jobs.requests import RetrainRequest
 
     return RetrainRequest(name=name, data_path=str(data), registry_dir=str(work / "registry"),
                           cache_dir=str(work / "cache"), settings_file=str(work / "settings.json"), seed=seed,
@@ -197,7 +197,7 @@ def follow(bars: Any, first_row: int, switches: list[tuple[int, Any, str | None]
 
 def figures(equity: np.ndarray, bars_per_year: float) -> dict[str, Any]:
     """The registry's own figures of an equity curve, the interval under the bench's key ``sharpe_ci``."""
-    from rltrader.registry.scoring import equity_figures
+    from rltrader.retraining.scoring import equity_figures
 
     entry = equity_figures(equity, bars_per_year)
     return {**entry, "sharpe_ci": entry.pop("sharpe_interval") or [None, None]}

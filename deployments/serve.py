@@ -28,9 +28,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from flows.server import ensure_server
-from rltrader.app.requests import TrainRequest
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.jobs.requests import TrainRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DEPLOYMENT = "train-ppo"
@@ -87,7 +87,7 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
     from flows.train import train_pipeline
     from flows.tune import tune_study
     from flows.walkforward import walk_forward
-    from rltrader.app.requests import RetrainRequest, TuneRequest, WalkForwardRequest
+    from rltrader.jobs.requests import RetrainRequest, TuneRequest, WalkForwardRequest
 
     schedule = config.orchestration.mode_schedule
     common = {"config": str(config_path) if config_path else None}

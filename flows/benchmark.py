@@ -5,7 +5,7 @@ For each of ``request.benchmark_seeds`` seeds (``seed``, ``seed + 1000``, ...), 
 with ``use_original_training``) into ``RESULTS_DIR/benchmark-<seed>/{original,optimized}``
 and that seed's ``comparison.json`` (which also turns the optimized run's speedup estimate
 into the measured figure); then the quality judgement over all seeds
-(:func:`rltrader.app.benchmark.compare_runs`), written to the first seed's
+(:func:`rltrader.training.benchmark.compare_runs`), written to the first seed's
 ``quality.json``.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from prefect import flow
 
 from flows.train import train_pipeline
-from rltrader.app.benchmark import benchmark_seeds, compare_runs, write_comparison
-from rltrader.app.requests import TrainRequest
 from rltrader.atomic import write_json
+from rltrader.jobs.requests import TrainRequest
 from rltrader.records import QualityComparison
+from rltrader.training.benchmark import benchmark_seeds, compare_runs, write_comparison
 
 
 def benchmark_dir(request: TrainRequest, seed: int) -> Path:

@@ -15,9 +15,9 @@ from prefect import flow, get_run_logger
 
 from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries
-from rltrader.app.requests import RetrainRequest
 from rltrader.display.formatting import percent, sharpe_with_interval, signed_percent
 from rltrader.display.registry import event_line, version_rows
+from rltrader.jobs.requests import RetrainRequest
 from rltrader.registry.store import open_registry
 from rltrader.retraining.retrain import RetrainOutcome
 from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
@@ -56,7 +56,7 @@ def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
 def retrain_model(request: RetrainRequest) -> dict[str, Any]:
     """Train a challenger on the latest bars and promote it over the champion only if it is better.
 
-    :param request: the retrain (:class:`~rltrader.app.requests.RetrainRequest`): the model's name and bar file
+    :param request: the retrain (:class:`~rltrader.jobs.requests.RetrainRequest`): the model's name and bar file
     """
     logger = get_run_logger()
     base = request.to_config(source="retrain request")

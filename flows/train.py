@@ -21,7 +21,7 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows.artifacts import publish_iterations, publish_summary, start_progress, update_progress
 from flows.fanout import run_name, with_configured_retries, worker_pool, workers_reporting_here
-from rltrader.app.requests import TrainRequest
+from rltrader.jobs.requests import TrainRequest
 from rltrader.records import IterationRecord, RunSummary
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.training.run_state import RunState
@@ -63,7 +63,7 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
     """Train iteratively, keep the best model by validation score, report it against buy-and-hold.
 
     :param request: what ``rltrader train``'s flags hold (one field per flag, the same names;
-        :class:`~rltrader.app.requests.TrainRequest`), plus ``candidate_workers``,
+        :class:`~rltrader.jobs.requests.TrainRequest`), plus ``candidate_workers``,
         ``dask_address``, ``overrides`` and ``run_dir``. The run goes to ``results_dir/<seed>/``;
         a run there with the same settings is resumed.
     """

@@ -27,10 +27,10 @@ from flows.fanout import (
     worker_pool,
     workers_reporting_here,
 )
-from rltrader.app.requests import TuneRequest
 from rltrader.config import Config
 from rltrader.display.tuning import study_markdown
 from rltrader.errors import UserInputError
+from rltrader.jobs.requests import TuneRequest
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.tuning.study import StudyResult, Tuner
 from rltrader.tuning.trial import TrialOutcome
@@ -101,7 +101,7 @@ def train_trials(request: TuneRequest, report_to: UUID, trial_console_level: int
 def tune_study(request: TuneRequest = TuneRequest(), trial_console_level: int = logging.INFO) -> StudyResult:
     """Search ``tune.space`` with Optuna (TPE, median pruning) on validation; write the best config.
 
-    :param request: the study (:class:`~rltrader.app.requests.TuneRequest`)
+    :param request: the study (:class:`~rltrader.jobs.requests.TuneRequest`)
     :param trial_console_level: what the trials' worker processes print (``rltrader tune`` passes
         WARNING unless --verbose; the UI gets every log line either way)
     """

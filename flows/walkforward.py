@@ -29,12 +29,12 @@ from flows.fanout import (
     worker_pool,
     workers_reporting_here,
 )
-from rltrader.app.requests import WalkForwardRequest
 from rltrader.config import Config
 from rltrader.display.formatting import number
 from rltrader.display.walkforward import aggregate_markdown, fold_line, fold_rows
 from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
+from rltrader.jobs.requests import WalkForwardRequest
 from rltrader.records import FoldOutcome, WalkForwardSummary
 from rltrader.runtime.performance_mode import parse_settings
 from rltrader.runtime.run_lock import run_directory_lock
@@ -134,7 +134,7 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
                  fold_console_level: int = logging.INFO) -> WalkForwardSummary:
     """Train and test every fold x seed, then stitch the test windows into one out-of-sample curve.
 
-    :param request: the walk-forward (:class:`~rltrader.app.requests.WalkForwardRequest`)
+    :param request: the walk-forward (:class:`~rltrader.jobs.requests.WalkForwardRequest`)
     :param fold_console_level: what the runs' worker processes print (``rltrader walkforward``
         passes WARNING unless --verbose; the UI gets every log line either way)
     """

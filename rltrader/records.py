@@ -329,7 +329,25 @@ class WalkForwardSummary(Record):
     files: dict[str, str]
     root: str | None = None
 
+class ResumePoint(BaseModel):
+    """What a run directory holds of earlier work, before a command goes on with it.
+
+    :param run_dir: the run's directory
+    :param finished_iterations: iterations trained and recorded
+    :param checkpoint_timesteps: timesteps of the next iteration's newest intact checkpoint (None: none)
+    :param finished: the run completed (its summary is written): only its report is redone
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_dir: Path
+    finished_iterations: int
+    checkpoint_timesteps: int | None
+    finished: bool
+
+
 __all__ = [
+    "ResumePoint",
     "BestModel",
     "BestModelSummary",
     "CandidateEntry",

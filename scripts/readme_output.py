@@ -6,7 +6,8 @@
 It runs the README's command (``rltrader train --data_path data/XAUUSDm_15min.csv --profile
 demo``) as a new user would, but into a fresh temporary results and cache directory (a run
 already in ``results/42`` would only be resumed), then ``rltrader preprocess`` on the same
-file. Their output, with the temporary paths written as the default ``results``/``cache``
+file, then ``rltrader export results/42 --out xauusd_m15_onnx --format onnx`` (the MetaTrader 5
+section). Their output, with the temporary paths written as the default ``results``/``cache``
 and the middle iteration lines elided, replaces what stands between the README's
 ``<!-- readme_output:NAME -->`` and ``<!-- /readme_output:NAME -->`` markers, and the paragraph
 that reads the run is rebuilt from the run's own ``metrics.json`` files. Nothing is typed by
@@ -32,12 +33,15 @@ README = ROOT / "README.md"
 DATA = "data/XAUUSDm_15min.csv"
 TRAIN = ["train", "--data_path", DATA, "--profile", "demo"]
 PREPROCESS = ["preprocess", "--data_path", DATA]
+EXPORT_OUT = "xauusd_m15_onnx"
 KEPT_FIRST_LINES = 2  # iteration lines shown before the "..."
 
 
 def run(arguments: list[str], scratch: Path) -> str:
     """One rltrader command, as the README writes it, with the scratch results and cache."""
-    command = [str(ROOT / ".venv" / "bin" / "rltrader"), *arguments, "--cache_dir", str(scratch / "cache")]
+    command = [str(ROOT / ".venv" / "bin" / "rltrader"), *arguments]
+    if arguments[0] in ("train", "preprocess"):
+        command += ["--cache_dir", str(scratch / "cache")]
     if arguments[0] == "train":
         command += ["--results_dir", str(scratch / "results"), "--settings_file", str(scratch / "settings.json")]
     print("running:", " ".join(["rltrader", *arguments]), file=sys.stderr, flush=True)
@@ -50,6 +54,7 @@ def run(arguments: list[str], scratch: Path) -> str:
 def as_the_user_sees_it(text: str, scratch: Path) -> str:
     """Scratch paths written as the defaults, and only the first and last iteration lines."""
     text = text.replace(str(scratch / "results"), "results").replace(str(scratch / "cache"), "cache")
+    text = text.replace(str(scratch / EXPORT_OUT), EXPORT_OUT)
     lines = [line.rstrip() for line in text.strip("\n").splitlines()]  # rich pads titles to the console width
     iterations = [i for i, line in enumerate(lines) if re.match(r"Iteration \d+/\d+ \[", line)]
     if len(iterations) > KEPT_FIRST_LINES + 1:
@@ -123,9 +128,12 @@ def main() -> int:
         train = as_the_user_sees_it(run(TRAIN, scratch), scratch)
         paragraph = wrap(reading(scratch / "results" / "42"))
         prepare = as_the_user_sees_it(run(PREPROCESS, scratch), scratch)
+        exported = as_the_user_sees_it(run(["export", str(scratch / "results" / "42"), "--out",
+                                            str(scratch / EXPORT_OUT), "--format", "onnx"], scratch), scratch)
     readme = README.read_text(encoding="utf-8")
     updated = replace_section(readme, "train", f"```\n{train}\n```\n\n{paragraph}\n")
     updated = replace_section(updated, "preprocess", f"```\n{prepare}\n```\n")
+    updated = replace_section(updated, "export", f"```\n{exported}\n```\n")
     if args.check:
         print(updated)
         return 0

@@ -53,6 +53,23 @@ def preprocess_task(data_path: str, config: dict[str, Any], use_cache: bool = Tr
         raise
 
 
+#: The same work with Prefect's cache off (the original method, ``--no-cache_environments``): a task of its own,
+#: as ``with_options`` cannot take the cache key function away (and Prefect warns twice when both are set).
+uncached_preprocess_task = task(preprocess_task.fn, name="preprocess", task_run_name="preprocess {data_path}",
+                                cache_policy=NO_CACHE, persist_result=False)
+
+
+def preprocessing_task(data_path: str, config: Config, use_cache: bool) -> Any:
+    """The task to run: Prefect's cache under the cache directory, refreshed when its parquet is gone; or the
+    uncached task."""
+    if not use_cache:
+        return uncached_preprocess_task
+    configured = preprocess_task.with_options(result_storage=Path(config.cache.dir) / PREFECT_RECORDS_DIR)
+    if FeatureStore(config.cache.dir).lookup(preprocessing_key(data_path, config)) is None:
+        configured = configured.with_options(refresh_cache=True)
+    return configured
+
+
 def run_preprocessing(data_path: str | Path, config: Config, use_cache: bool | None = None) -> PreparedData:
     """Call :func:`preprocess_task` with the right cache behaviour and report hit or miss.
 
@@ -62,11 +79,7 @@ def run_preprocessing(data_path: str | Path, config: Config, use_cache: bool | N
     """
     use_cache = config.optimizations.cache_environments if use_cache is None else use_cache
     data_path = str(data_path)
-    configured = preprocess_task.with_options(result_storage=Path(config.cache.dir) / PREFECT_RECORDS_DIR)
-    if not use_cache:
-        configured = configured.with_options(cache_policy=NO_CACHE, persist_result=False)
-    elif FeatureStore(config.cache.dir).lookup(preprocessing_key(data_path, config)) is None:
-        configured = configured.with_options(refresh_cache=True)
+    configured = preprocessing_task(data_path, config, use_cache)
     state = configured(data_path, config.model_dump(mode="json"), use_cache, return_state=True)
     prepared = PreparedData.from_dict(state.result())
     hit = prepared.cache_hit or state.name == "Cached"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rltrader.app.requests import RetrainRequest
+from rltrader.jobs.requests import RetrainRequest
 from rltrader.retraining.retrain import RetrainOutcome, RetrainPlan, decide, plan_retrain, train_challenger
 from rltrader.runtime.allocator import relax_heap_trimming
 from tasks.train import RETRY_OPTIONS, is_transient

@@ -26,9 +26,9 @@ from rltrader.config import OrchestrationConfig
 from rltrader.errors import UserInputError
 from rltrader.records import CandidateResult, IterationRecord, RunSummary
 from rltrader.runtime.allocator import relax_heap_trimming
-from rltrader.training import Trainer
 from rltrader.training.candidates import adopt_best_candidate, train_candidate
 from rltrader.training.spec import RunSpec
+from rltrader.training.trainer import Trainer
 
 
 def is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -52,8 +52,8 @@ def set_console_level(level: int) -> None:
     """What this worker prints on its terminal (Prefect's console handlers); the UI still gets every line.
 
     Below INFO's every-line view, Prefect's records of a user's mistake stay off this worker's terminal
-    too: the command that started it prints the mistake once (``flows.console``)."""
-    from flows.console import console_handlers, hide_user_error_records
+    too: the command that started it prints the mistake once (``tasks.console``)."""
+    from tasks.console import console_handlers, hide_user_error_records
 
     for handler in console_handlers():
         handler.setLevel(level)

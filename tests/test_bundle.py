@@ -14,10 +14,7 @@ import torch
 from sb3_contrib import RecurrentPPO
 
 from rltrader.app.cli import main
-from rltrader.config import load_config
-from rltrader.features.cache import file_digest
-from rltrader.features.pipeline import warmup_bars
-from rltrader.live.bundle import (
+from rltrader.bundle import (
     DESCRIPTION_FILE,
     MANIFEST_FILE,
     POLICY_FILE,
@@ -27,6 +24,9 @@ from rltrader.live.bundle import (
     history_needed,
     read_bundle,
 )
+from rltrader.config import load_config
+from rltrader.features.cache import file_digest
+from rltrader.features.pipeline import warmup_bars
 from rltrader.training.trainer import Trainer
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"

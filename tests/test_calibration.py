@@ -71,8 +71,8 @@ def test_calibration_runs_under_the_performance_mode_in_force(smoke_market, tmp_
 
 
 def test_the_speedup_estimate_divides_the_original_budget_by_the_calibrated_throughput(smoke_market, tmp_path):
-    from rltrader.training import Trainer
     from rltrader.training.budget import original_budget
+    from rltrader.training.trainer import Trainer
 
     config, _ = smoke_market
     summary = Trainer(config, SAMPLE_CSV, tmp_path / "run").run()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rltrader.app.cli import build_parser, main, request_from_args
-from rltrader.app.requests import TrainRequest
+from rltrader.app.arguments import request_from_args
+from rltrader.app.cli import build_parser, main
 from rltrader.config import load_config
+from rltrader.jobs.requests import TrainRequest
 
 SAMPLE = "data/XAUUSDm_15min.csv"
 
@@ -179,3 +180,19 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("preprocess", "evaluate", "train", "compare", "mode", "serve", "clear-cache"):
         assert command in out
+
+
+def test_a_resumed_run_says_from_where_at_the_default_verbosity(tmp_path):
+    """``tests/fixtures/state_v1/interrupted``: iteration 1 of 2 trained, iteration 2 checkpointed at 256 timesteps."""
+    import shutil
+
+    from rltrader.display.training import resume_line
+    from rltrader.training.resume import resume_point
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "state_v1" / "interrupted", run_dir)
+    point = resume_point(run_dir)
+    assert resume_line(point, 2) == (f"Resuming {run_dir}: 1 of 2 iterations trained; iteration 2 goes on from its "
+                                     "checkpoint at 256 timesteps")
+    assert resume_point(run_dir, {"data_sha256": "another file", "config": {}}) is None  # not this run: not resumed
+    assert resume_point(tmp_path / "new") is None

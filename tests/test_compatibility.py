@@ -22,8 +22,8 @@ from rltrader.app.cli import main
 from rltrader.config import ADDED_SINCE, load_config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.records import RunSummary
-from rltrader.training import Trainer
 from rltrader.training.run_state import STATE_VERSION, RunState
+from rltrader.training.trainer import Trainer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "state_v1"
 AS_BEFORE_THE_STUDY = {

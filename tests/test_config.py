@@ -49,13 +49,13 @@ def test_bundles_and_runs_written_before_the_learning_study_read_as_they_were_wr
     """A bundle's features (and a run fingerprint's settings) without the keys the study added compute what
     their model trained on: no calendar harmonics, no signed volume, no risk aversion, raw-look patience."""
     from rltrader.config import ADDED_SINCE, EnvConfig, FeatureConfig, as_written_before
-    from rltrader.live.features import FeatureProgram
+    from rltrader.features.definitions import feature_program
     from rltrader.training.run_state import settings_as_trained
 
     old_features = FeatureConfig.model_validate(as_written_before("features", {}))
-    names = FeatureProgram.of(old_features, has_volume=True, has_spread=True).names
+    names = feature_program(old_features, has_volume=True, has_spread=True).names
     assert len(names) == 18 and "signed_volume" not in names and "time_of_day_2_sin" not in names
-    assert len(FeatureProgram.of(FeatureConfig(), has_volume=True, has_spread=True).names) == 27
+    assert len(feature_program(FeatureConfig(), has_volume=True, has_spread=True).names) == 27
     assert EnvConfig.model_validate(as_written_before("env", {})).risk_aversion == 0.0
     assert as_written_before("features", {"calendar_harmonics": 2})["calendar_harmonics"] == 2  # written: kept
     completed = settings_as_trained({"training": {"algorithm": "recurrent"}, "features": {}, "env": {"sizing": "units"}})

@@ -10,8 +10,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rltrader.config import load_config
-from rltrader.training import Trainer
 from rltrader.training.diagnostics import ContinuedCSVOutputFormat
+from rltrader.training.trainer import Trainer
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 

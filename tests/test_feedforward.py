@@ -19,8 +19,8 @@ from rltrader.engine.model_files import saved_algorithm
 from rltrader.evaluation.fast import fast_actions
 from rltrader.evaluation.loading import load_model
 from rltrader.evaluation.reference import reference_actions
-from rltrader.training import Trainer
 from rltrader.training.checkpoints import CheckpointStore
+from rltrader.training.trainer import Trainer
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 

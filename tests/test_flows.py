@@ -26,8 +26,8 @@ from prefect.client.schemas.filters import (
 
 from flows.mode import MODE_VARIABLE, set_performance_mode
 from flows.train import train_pipeline
-from rltrader.app.requests import TrainRequest
 from rltrader.config import DEFAULT_CONFIG_PATH
+from rltrader.jobs.requests import TrainRequest
 from rltrader.runtime.faults import FAULT_VARIABLE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -9,11 +9,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rltrader.app.cli import main
+from rltrader.bundle import read_bundle
 from rltrader.config import load_config
 from rltrader.data import load_bars
+from rltrader.data.bar_arrays import bar_arrays
 from rltrader.engine.model_files import algorithm_class
 from rltrader.env import MarketData, evaluation_config
 from rltrader.env.trading_env import EpisodeBounds
@@ -22,9 +25,8 @@ from rltrader.evaluation.ledger import replay
 from rltrader.features.normalization import NormalizationStats
 from rltrader.features.pipeline import compute_features
 from rltrader.features.preparation import preprocess
-from rltrader.live.bars import bar_arrays, read_bar_file
-from rltrader.live.bundle import read_bundle
-from rltrader.live.features import FeatureStream
+from rltrader.features.stream import FeatureStream
+from rltrader.live.bars import read_bar_file
 from rltrader.live.paper import PaperAccount
 from rltrader.live.stream import BarOrderError, DecisionStream
 from rltrader.training.trainer import Trainer
@@ -117,7 +119,7 @@ def test_streamed_raw_features_equal_the_batch_pipeline_on_a_whole_file_bit_for_
     bars = load_bars(H1, config.data).bars
     batch = compute_features(bars, config.features)
     columns = list(batch.values.columns)
-    stream = FeatureStream(config.features, columns, NormalizationStats(dict.fromkeys(columns, 0.0),
+    stream = FeatureStream.of(config.features, columns, NormalizationStats(dict.fromkeys(columns, 0.0),
                                                                         dict.fromkeys(columns, 1.0), 5.0))
     arrays = bar_arrays(bars)
     raw = np.concatenate([stream.raw(arrays.rows(0, 20_000)), stream.raw(arrays.rows(20_000, 20_001)),
@@ -314,10 +316,40 @@ def test_a_second_process_on_one_paper_account_is_refused_naming_the_first(recur
     live.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:1200]))
     first = _paper(tmp_path / "demo", bundle, live, "2024-01-17 06:00")
     with holding(first):  # a second process tries the same account while this one holds it
-        code = ("import sys; from pathlib import Path; from rltrader.live.bundle import read_bundle; "
+        code = ("import sys; from pathlib import Path; from rltrader.bundle import read_bundle; "
                 "from rltrader.live.paper import PaperAccount, holding; "
                 f"a = PaperAccount(Path({str(tmp_path / 'demo')!r}), read_bundle({str(bundle.root)!r}), "
                 f"Path({str(live)!r}));\n"
                 "try:\n    holding(a).__enter__()\nexcept Exception as e:\n    print(e)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "another paper trader is using this paper account: pid" in out and "pass another --name" in out
+
+
+PAPER_V1 = Path(__file__).resolve().parent / "fixtures" / "paper_v1"
+
+
+def test_a_paper_account_written_before_the_compiled_features_goes_on_as_a_new_one_would(tmp_path):
+    """``tests/fixtures/paper_v1``: a recurrent smoke bundle and its paper account after the sample's first 1,100
+    bars (from 2024-01-17 06:00), written by the code before features were compiled from their declarations
+    (paper state version 1, the features' own rings). Opened now, its feature state is rebuilt from the file and
+    it trades the next bars as an account opened by this code at the same bar does."""
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    live = tmp_path / "XAUUSD_M15_live.csv"
+    live.write_text("".join(lines[:1101]))
+    shutil.copytree(PAPER_V1 / "bundle", tmp_path / "bundle")
+    shutil.copytree(PAPER_V1 / "account", tmp_path / "paper" / "old")
+    state = json.loads((tmp_path / "paper" / "old" / "state.json").read_text())
+    assert state["version"] == 1 and "log_closes" in state["stream"]["features"]
+    state.update(bundle=str(tmp_path / "bundle"), data_path=str(live))
+    (tmp_path / "paper" / "old" / "state.json").write_text(json.dumps(state))
+    live.write_text("".join(lines[:1400]))
+    bundle = read_bundle(tmp_path / "bundle")
+    old = _paper(tmp_path / "paper" / "old", bundle, live, "2024-01-17 06:00")
+    old.process(old.new_bars())
+    new = _paper(tmp_path / "paper" / "new", bundle, live, "2024-01-17 06:00")
+    new.process(new.new_bars())
+    old_ledger, new_ledger = old.ledger_frame(), new.ledger_frame()
+    assert len(old_ledger) == len(new_ledger) > 300 and len(set(new_ledger["decision"])) > 1
+    pd.testing.assert_series_equal(old_ledger["decision"], new_ledger["decision"])
+    np.testing.assert_allclose(old_ledger["equity"], new_ledger["equity"], rtol=1e-9)
+    assert json.loads((tmp_path / "paper" / "old" / "state.json").read_text())["version"] == 2

@@ -92,6 +92,11 @@ def test_a_mistake_found_inside_the_flow_is_one_line_at_the_default_verbosity(tm
     first = subprocess.run([*common, "--iterations", "1", "--verbose", "0"], env=env, cwd=PROJECT_ROOT,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run([*common, "--iterations", "1"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                           timeout=300)  # the same run at the default verbosity: it says it resumes, and from where
+    assert again.returncode == 0 and again.stdout.splitlines()[0] == (
+        f"Resuming {tmp_path / 'results' / '7'}: finished already (1 iterations); only its final report and bundle are "
+        "written again"), again.stdout[:500]
     clash = subprocess.run([*common, "--iterations", "2", "--no-warm_start"], env=env, cwd=PROJECT_ROOT,
                            capture_output=True, text=True, timeout=300)
     assert clash.returncode == 2, clash.stderr[-2000:]

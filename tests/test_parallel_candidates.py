@@ -72,7 +72,7 @@ def test_parallel_candidates_on_a_local_dask_cluster(tmp_path):
     from distributed import LocalCluster
 
     from flows.train import train_pipeline
-    from rltrader.app.requests import TrainRequest
+    from rltrader.jobs.requests import TrainRequest
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         request = TrainRequest(data_path=str(SAMPLE), profile="smoke", results_dir=str(tmp_path / "results"),

@@ -26,7 +26,7 @@ from rltrader.config import load_config
 from rltrader.runtime import performance_mode as pm
 from rltrader.runtime.performance_mode import ModeSwitcher, SettingsFile, parse_settings, valid_batch_size, write_mode
 from rltrader.runtime.update_metrics import UpdateMetrics
-from rltrader.training import Trainer
+from rltrader.training.trainer import Trainer
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 

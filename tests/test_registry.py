@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from rltrader.app.cli import main
-from rltrader.app.requests import RetrainRequest
 from rltrader.data.known_answer import KnownAnswerMarket
 from rltrader.data.synthetic import write_market
+from rltrader.jobs.requests import RetrainRequest
 from rltrader.live.paper import holding, open_paper_account
 from rltrader.registry.history import fingerprint, first_difference
 from rltrader.registry.paired_test import compare, mean_difference_test
@@ -212,7 +212,7 @@ def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact_and_the
     champion_bundle = registry_dir / "versions" / "v0002" / "bundle"
     manifest = (champion_bundle / "manifest.json").read_bytes()
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-            "from rltrader.app.requests import RetrainRequest; from rltrader.retraining.retrain import retrain;"
+            "from rltrader.jobs.requests import RetrainRequest; from rltrader.retraining.retrain import retrain;"
             f"retrain(RetrainRequest(name='tod', data_path={str(grown)!r}, registry_dir={str(work / 'registry')!r},"
             f"cache_dir={str(work / 'cache')!r}, profile='quick', train_bars=1200, validation_bars=300, "
             "holdout_bars=200).to_spec())")

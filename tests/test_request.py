@@ -10,9 +10,10 @@ import pytest
 
 from deployments.serve import build_deployments, default_request
 from flows.train import train_pipeline
-from rltrader.app.cli import build_parser, request_from_args
-from rltrader.app.requests import FLOW_ONLY, SWITCHES, TrainRequest
+from rltrader.app.arguments import request_from_args
+from rltrader.app.cli import build_parser
 from rltrader.config import load_config
+from rltrader.jobs.requests import FLOW_ONLY, SWITCHES, TrainRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_ROOT / "data" / "XAUUSDm_15min.csv"
@@ -115,12 +116,12 @@ def test_request_errors_name_the_flag_or_field(capsys):
 
 
 def test_the_other_commands_take_their_reading_and_cache_flags_from_the_request(tmp_path):
-    from rltrader.app.cli import _resolve_config
+    from rltrader.app.arguments import resolve_config
 
     parse = build_parser().parse_args
-    off = _resolve_config(parse(["preprocess", "--data_path", str(SAMPLE), "--no-cache_environments", "--sep", ";",
+    off = resolve_config(parse(["preprocess", "--data_path", str(SAMPLE), "--no-cache_environments", "--sep", ";",
                                  "--cache_dir", str(tmp_path)]))
     assert off.optimizations.cache_environments is False and off.data.sep == ";" and off.cache.dir == tmp_path
-    assert _resolve_config(parse(["preprocess", "--data_path", str(SAMPLE)])).optimizations.cache_environments
-    evaluate = _resolve_config(parse(["evaluate", "--model", "m.zip", "--data_path", str(SAMPLE), "--seed", "9"]))
+    assert resolve_config(parse(["preprocess", "--data_path", str(SAMPLE)])).optimizations.cache_environments
+    evaluate = resolve_config(parse(["evaluate", "--model", "m.zip", "--data_path", str(SAMPLE), "--seed", "9"]))
     assert evaluate == load_config()  # --seed there seeds the random baseline, not training

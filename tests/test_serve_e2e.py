@@ -320,9 +320,9 @@ def test_paper_trade_runs_from_the_ui_and_shows_its_account_picture(served):
 def test_retrain_runs_from_the_ui_and_its_decision_is_readable_there(served):
     import pandas as pd
 
-    from rltrader.app.requests import RetrainRequest
     from rltrader.data.known_answer import KnownAnswerMarket
     from rltrader.data.synthetic import write_market
+    from rltrader.jobs.requests import RetrainRequest
     from rltrader.retraining.retrain import retrain
 
     root = served.root / "retrain"

@@ -32,7 +32,8 @@ def test_a_file_without_spread_is_refused_at_preprocessing_and_spread_points_let
 
 @pytest.mark.parametrize("command", ["train", "preprocess", "evaluate"])
 def test_spread_points_is_a_flag_of_every_command_that_trades(command, capsys):
-    from rltrader.app.cli import CONFIG_FIELDS, build_parser, request_from_args
+    from rltrader.app.arguments import CONFIG_FIELDS, request_from_args
+    from rltrader.app.cli import build_parser
 
     flags = {"evaluate": ["--model", "m.zip"]}.get(command, [])
     args = build_parser().parse_args([command, "--data_path", str(SAMPLE_CSV), "--spread_points", "25", *flags])

@@ -55,10 +55,15 @@ LAYERS = (
     {"rltrader.features"},
     {"rltrader.env"},
     {"rltrader.evaluation"},
-    {"rltrader.display", "rltrader.live", "rltrader.registry"},
+    {"rltrader.bundle"},  # the artifact training writes and everything after it reads
+    {"rltrader.registry"},
+    {"rltrader.live"},  # streaming, signal, paper trading, take-over: above the registry they follow
+    {"rltrader.export"},  # the ONNX graph, its export and proof, MetaTrader 5's runtime and Expert Advisor
+    {"rltrader.display"},
     {"rltrader.training"},
     {"rltrader.walkforward", "rltrader.tuning"},
     {"rltrader.retraining"},
+    {"rltrader.jobs"},  # the requests every entry point takes: the CLI, flows, tasks, deployments, benches
     {"rltrader.app", "rltrader.__main__"},
 )
 

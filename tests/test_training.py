@@ -19,11 +19,11 @@ import torch
 from rltrader.app.cli import main
 from rltrader.config import load_config
 from rltrader.errors import ConfigError, UserInputError
-from rltrader.training import Trainer
 from rltrader.training.budget import iteration_budget, rounded_to_rollouts
 from rltrader.training.checkpoints import CheckpointStore
 from rltrader.training.convergence import ConvergenceTracker
 from rltrader.training.phases import hyperparameters_for, phase_for
+from rltrader.training.trainer import Trainer
 from rltrader.training.validation import ValidationResult
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
@@ -357,7 +357,7 @@ def test_benchmark_mode_judges_quality_on_test_over_several_seeds(tiny_config, t
 
 
 def test_benchmark_mode_runs_both_methods_on_the_same_seed(tiny_config, tmp_path):
-    from rltrader.app.benchmark import run_benchmark
+    from rltrader.training.benchmark import run_benchmark
 
     config = tiny_config.with_overrides({"training.iterations": 2, "training.total_timesteps": 1024,
                                          "training.min_timesteps": 512})

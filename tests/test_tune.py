@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from rltrader.app.requests import TrainRequest, TuneRequest
 from rltrader.config import load_config
 from rltrader.errors import ConfigError, UserInputError
+from rltrader.jobs.requests import TrainRequest, TuneRequest
 from rltrader.tuning.study import Tuner
 from rltrader.tuning.trial import run_trial
 

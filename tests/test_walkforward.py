@@ -214,7 +214,7 @@ def test_a_killed_walk_forward_resumes_without_retraining_finished_folds(tmp_pat
 @pytest.mark.slow
 def test_on_a_momentum_market_a_four_fold_walk_forward_captures_edge_in_most_folds(prefect_harness, tmp_path):
     from flows.walkforward import walk_forward
-    from rltrader.app.requests import WalkForwardRequest
+    from rltrader.jobs.requests import WalkForwardRequest
 
     market = tmp_path / "momentum.csv"
     write_market(KnownAnswerMarket(kind="momentum", bars=12_000, seed=5, phi=0.3), market)
@@ -235,7 +235,7 @@ def test_runs_fan_out_on_a_dask_cluster(prefect_harness, tmp_path):
     from distributed import Client, LocalCluster
 
     from flows.walkforward import walk_forward
-    from rltrader.app.requests import WalkForwardRequest
+    from rltrader.jobs.requests import WalkForwardRequest
 
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"performance_mode": "performance"}))

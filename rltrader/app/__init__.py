@@ -1,2 +1,2 @@
-"""The app shell: the command line, the terminal's progress, the requests every entry point takes, the
-benchmark and comparison commands. The domain never imports it."""
+"""The app shell: the command line, one module per command group, and the terminal's progress. The domain never
+imports it."""

@@ -18,28 +18,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rltrader.app.requests import RetrainRequest
+from rich.console import Console
+
+from rltrader.app.arguments import add_request_flags, after_loading, request_from_args, require_bar_file
+from rltrader.app.orchestration import run_with_progress_lines
+from rltrader.errors import UserInputError
+from rltrader.jobs.requests import RetrainRequest
 
 REGISTRY_HELP = "where model registries live (default: results/registry)"
 
 
-def _console() -> Any:
-    from rich.console import Console
-
+def _console() -> Console:
     return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
-def _command_retrain(args: argparse.Namespace) -> int:
-    from rltrader.app.cli import request_from_args, require_bar_file, run_with_progress_lines
+def retrain_command(args: argparse.Namespace) -> int:
+    """Plan, train a challenger, compare it with the champion on held-out bars; print the decision and the table."""
     from rltrader.display.registry import versions_table
     from rltrader.registry.store import check_model_name, open_registry
+    from rltrader.retraining.retrain import check_retrain_input
 
     request = request_from_args(args, tuple(RetrainRequest.model_fields), RetrainRequest)
     check_model_name(request.name)
     config = request.to_config()  # a bad config fails here, before Prefect starts
     require_bar_file(request.data_path, config)
-    from rltrader.retraining.retrain import check_retrain_input
-
     check_retrain_input(request.to_spec())  # a changed bar history: one line naming the bar, before Prefect starts
 
     def run(level: int) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def _command_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_models(args: argparse.Namespace) -> int:
+def models_command(args: argparse.Namespace) -> int:
+    """List the models, show one's versions and events, promote a version or roll back the champion."""
     from rltrader.display.registry import event_line, registries_table, versions_table
     from rltrader.registry.store import open_registry, registry_names
 
@@ -67,8 +70,6 @@ def _command_models(args: argparse.Namespace) -> int:
         console.print(registries_table([open_registry(args.registry_dir, name) for name in names]))
         return 0
     if not args.name:
-        from rltrader.errors import UserInputError
-
         raise UserInputError(f"rltrader models {args.action} needs a model name, e.g. rltrader models {args.action} "
                              "xauusd-h1")
     registry = open_registry(args.registry_dir, args.name)
@@ -80,8 +81,6 @@ def _command_models(args: argparse.Namespace) -> int:
     with registry.writing():
         if args.action == "promote":
             if args.version is None:
-                from rltrader.errors import UserInputError
-
                 raise UserInputError("rltrader models promote needs the version, e.g. rltrader models promote "
                                      f"{args.name} 3")
             event = registry.promote(args.version, args.reason)
@@ -94,8 +93,6 @@ def _command_models(args: argparse.Namespace) -> int:
 
 def add_registry_commands(commands: Any) -> None:
     """The ``retrain`` and ``models`` subcommands, on ``rltrader``'s subparsers."""
-    from rltrader.app.cli import add_request_flags, after_loading
-
     retrain = commands.add_parser(
         "retrain", help="train a challenger on the latest bars; promote it over the champion only on evidence",
         description="Place walk-forward's last fold at the file's end (train, validation, and a recent held-out window "
@@ -109,7 +106,7 @@ def add_registry_commands(commands: Any) -> None:
     names = [name for name in RetrainRequest.model_fields if name not in ("name", "dask_address")]
     add_request_flags(retrain, after_loading(names), required=("data_path",), model=RetrainRequest)
     retrain.add_argument("--verbose", action="store_true", help="every log line, not only the progress lines")
-    retrain.set_defaults(handler=_command_retrain)
+    retrain.set_defaults(handler=retrain_command)
 
     models = commands.add_parser(
         "models", help="the model registry: list models, show versions, promote or roll back a champion",
@@ -125,7 +122,7 @@ def add_registry_commands(commands: Any) -> None:
     models.add_argument("--events", type=int, default=10, help="show: how many recent events (default 10)")
     models.add_argument("--versions", type=int, default=20,
                         help="show: how many of the newest versions (default 20; 0 shows all)")
-    models.set_defaults(handler=_command_models)
+    models.set_defaults(handler=models_command)
 
 
-__all__ = ["add_registry_commands"]
+__all__ = ["add_registry_commands", "models_command", "retrain_command"]

@@ -76,6 +76,20 @@ def yes(flag: bool) -> str:
     return "yes" if flag else ""
 
 
-__all__ = ["count", "days", "interval", "minutes", "money", "number", "percent", "percentile", "probability", "rate",
-           "sharpe_with_interval", "signed_percent",
-           "yes"]
+
+
+
+def human_bytes(size: float) -> str:
+    """A file size: ``512 B``, ``3.4 MB``."""
+    if size < 1024:
+        return f"{size:.0f} B"
+    unit = "KB"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+__all__ = ["count", "days", "human_bytes", "interval", "minutes", "money", "number", "percent", "percentile",
+           "probability", "rate", "sharpe_with_interval", "signed_percent", "yes"]

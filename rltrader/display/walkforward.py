@@ -91,7 +91,7 @@ def plot_stitched(curves: pd.DataFrame, title: str, target: Path) -> None:
     for boundary in curves.loc[curves["fold"].diff().fillna(0) != 0, "timestamp"]:
         axis.axvline(boundary, color="black", linestyle=":", linewidth=0.7)
     axis.set_ylabel("equity")
-    axis.set_title(title)
+    axis.set_title(title, wrap=True)  # a long title wraps inside the canvas (tight_layout makes room)
     axis.legend(loc="upper left")
     fig.tight_layout()
     write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

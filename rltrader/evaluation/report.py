@@ -209,7 +209,8 @@ def equity_frame(report: EvaluationReport) -> pd.DataFrame:
     return frame
 
 
-def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
+def plot_equity(frame: pd.DataFrame, title: str, target: Path) -> None:
+    """Equity against the baselines, drawdown and position over the split, in one picture (its text inside it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,7 +227,7 @@ def _plot(frame: pd.DataFrame, title: str, target: Path) -> None:
                        linewidth=0.8, alpha=0.8)
     equity_ax.set_ylabel("equity")
     equity_ax.legend(loc="upper left")
-    equity_ax.set_title(title)
+    equity_ax.set_title(title, wrap=True)  # a long title wraps inside the canvas (tight_layout makes room)
     drawdown_ax.fill_between(time_axis, -100 * frame["agent_drawdown"], 0, color="tab:blue", alpha=0.4, label="agent")
     drawdown_ax.plot(time_axis, -100 * frame["buy_and_hold_drawdown"], color="tab:orange", linewidth=0.8,
                      label="buy and hold")
@@ -259,7 +260,7 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
         title += f"; agent Sharpe {agent['sharpe']:.2f} (95% interval {low:.1f} to {high:.1f})"
     if agent.get("edge_captured") is not None:
         title += f", edge captured {agent['edge_captured']:.0%}"
-    _plot(frame, title, paths["plot"])
+    plot_equity(frame, title, paths["plot"])
     write_json(paths["metrics"], report.to_json())
     return paths
 

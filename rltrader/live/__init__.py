@@ -1,1 +1,2 @@
-"""Using a trained model: the self-contained bundle (and, to come, streaming decisions on new bars)."""
+"""Using a trained model on new bars: the decision stream (the backtest's arithmetic, bar by bar), reading a
+terminal's bar file, the next bar's signal, paper accounts, and a new champion taking an account over."""

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rltrader.bundle import BundleDescription
 from rltrader.config import InstrumentConfig, LoadingConfig
 from rltrader.data import load_bars
+from rltrader.data.bar_arrays import BarArrays, bar_arrays
 from rltrader.env.instrument import parse_pair
 from rltrader.errors import DataError, UserInputError
-from rltrader.live.bundle import BundleDescription
-from rltrader.live.features import BarArrays
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,4 @@ def _configured_symbol(about: BundleDescription) -> bool:
     return bool(about.account.get("instrument", {}).get("source", "").startswith("instrument.symbol"))
 
 
-def bar_arrays(frame: pd.DataFrame) -> BarArrays:
-    """Canonical bars (a time index, open/high/low/close, optional volume and spread) as arrays."""
-    def column(name: str) -> np.ndarray:
-        return frame[name].to_numpy(dtype=np.float64) if name in frame.columns else np.zeros(0)
-
-    return BarArrays(frame.index.asi8.astype(np.int64), column("open"), column("high"), column("low"),
-                     column("close"), column("volume"), column("spread"))
-
-
-__all__ = ["BarFile", "InstrumentConfig", "bar_arrays", "interval_name", "parse_bar_time", "read_bar_file"]
+__all__ = ["BarFile", "InstrumentConfig", "interval_name", "parse_bar_time", "read_bar_file"]

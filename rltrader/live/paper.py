@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 
 from rltrader.atomic import atomic_path, remove_stray_temp_files, write_json, write_text
+from rltrader.bundle import MANIFEST_FILE, Bundle, read_bundle
+from rltrader.data.bar_arrays import BarArrays, bar_time
 from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
 from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
 from rltrader.errors import UserInputError
 from rltrader.live.bars import parse_bar_time, read_bar_file
-from rltrader.live.bundle import MANIFEST_FILE, Bundle, read_bundle
-from rltrader.live.features import BarArrays
-from rltrader.live.stream import DecisionStream, StepBatch, bar_time
+from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
 from rltrader.registry.store import Registry, open_registry
 from rltrader.runtime.run_lock import run_directory_lock
@@ -46,7 +46,7 @@ STATE_FILE = "state.json"
 LEDGER_FILE = "ledger.csv"
 SUMMARY_FILE = "summary.json"
 PICTURE_FILE = "equity.png"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the features' state is the compiled program's (1: rings of closes, upgraded on load)
 LONG = 2
 #: The ledger's columns: the bar, what was filled at its open, the account at its close, the decision at its close.
 LEDGER_COLUMNS = ("time", "open", "close", "filled", "units", "fill_price", "trade_cost", "swap", "pnl", "equity",
@@ -107,6 +107,8 @@ class PaperAccount:
         except ValueError:
             raise PaperError(f"{path}: unreadable paper state; remove the directory to start the account again") \
                 from None
+        if raw.get("version") == 1:
+            raw = self._upgraded_from_version_1(raw)
         if raw.get("version") != STATE_VERSION:
             raise PaperError(f"{path}: paper state version {raw.get('version')!r}; this rltrader reads "
                              f"{STATE_VERSION}")
@@ -126,6 +128,26 @@ class PaperAccount:
         self.ledger = {column: list(raw["ledger"].get(column, [""] * rows)) for column in LEDGER_COLUMNS}
         self.switches = list(raw.get("switches", []))
         self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
+
+    def _upgraded_from_version_1(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A state written before the features were compiled from their declarations (version 1) kept its own
+        feature state layout: the features' state is rebuilt by streaming the file's bars up to the last processed
+        one (the warm-up and every processed bar, as the account first streamed them; a price the check refused
+        is refused again); the policy's state, the account and the ledger are kept as they were."""
+        previous = raw["stream"]["previous"]
+        if previous is None:
+            return {**raw, "version": STATE_VERSION, "stream": {**raw["stream"], "features": None}}
+        last = int(previous[0])
+        bars = read_bar_file(self.data_path, self.bundle.description, need_history=False).bars
+        upto = int(np.searchsorted(bars.timestamps, last, side="right"))
+        if upto == 0 or bars.timestamps[upto - 1] != last:
+            raise PaperError(f"{self.data_path}: paper account {self.root.name!r} was written by an older rltrader and "
+                             f"is brought up to date from the bars it processed, but the file no longer holds its last "
+                             f"bar {bar_time(last)}; pass the file it followed")
+        replay = DecisionStream(self.bundle)
+        replay.advance(bars.rows(0, upto))
+        return {**raw, "version": STATE_VERSION,
+                "stream": {**raw["stream"], "features": {"state": replay.features.state.tolist()}}}
 
     def _save(self) -> None:
         """The state in one atomic write, then the CSV from it (a kill between them is mended on the next run)."""
@@ -356,7 +378,8 @@ def write_paper_report(account: PaperAccount) -> dict[str, Path]:
                             f"{test['span_days']:.0f} days)")
         axis.axhline(initial, color="black", linewidth=0.5)
     about = account.bundle.description
-    axis.set_title(f"Paper account {account.root.name}: {about.symbol or 'unknown symbol'}, {len(frame):,} bars")
+    axis.set_title(f"Paper account {account.root.name}: {about.symbol or 'unknown symbol'}, {len(frame):,} bars",
+                   wrap=True)
     axis.set_ylabel(f"equity ({about.account.get('currency', '')})")
     axis.legend(loc="best", fontsize=8)
     axis.grid(alpha=0.3)

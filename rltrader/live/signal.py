@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from rltrader.data.bar_arrays import bar_time
 from rltrader.env.market import ACTION_NAMES
 from rltrader.errors import DataError
-from rltrader.live.stream import DecisionStream, StepBatch, bar_time
+from rltrader.live.stream import DecisionStream, StepBatch
 
 T = TypeVar("T")
 

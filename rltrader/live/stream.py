@@ -1,7 +1,7 @@
 """Decide on closed bars as they arrive, with the backtest's arithmetic: the live decision stream.
 
 A :class:`DecisionStream` holds everything the next decision needs: the features' rolling windows
-and exponential averages (:class:`~rltrader.live.features.FeatureStream`), the last observation
+and exponential averages (:class:`~rltrader.features.stream.FeatureStream`), the last observation
 window, the LSTM's (h, c), and a paper account (position, entry, equity). :meth:`DecisionStream.advance`
 takes one or more new closed bars and, for each in order, does what the fast evaluator does at that
 bar: fill the action decided at the previous close at this bar's open and mark the account to this
@@ -27,15 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from rltrader.bundle import Bundle
 from rltrader.config import CostConfig, EnvConfig
+from rltrader.data.bar_arrays import BarArrays, bar_time
 from rltrader.engine.kernels.actors import stream_mlp_actor, stream_recurrent_actor
 from rltrader.env.conversion import IDENTITY, OWN_INVERSE, ConversionRates
 from rltrader.env.market import ACTION_NAMES, FLAT, TABLE_COLUMNS, rollover_nights, step_table
 from rltrader.errors import UserInputError
 from rltrader.evaluation.fast import ActorWeights, MlpActorWeights, PackedActors, project_windows
 from rltrader.features.normalization import NormalizationStats
-from rltrader.live.bundle import Bundle
-from rltrader.live.features import BarArrays, FeatureState, FeatureStream
+from rltrader.features.stream import FeatureStream
 
 #: A price this far (log) from the last accepted bar's low-high range cannot be real: a lost decimal.
 #: The batch check also asks the next bar, which a stream does not have yet, so only this bound applies.
@@ -170,8 +171,8 @@ class DecisionStream:
                 "bars, which the live stream does not read yet; paper-trade it in an account of its quote currency")
         self.fraction_sizing = about.account["sizing"] == "equity_fraction"
         self.sizing = np.array([float(self.fraction_sizing), float(about.account["size"])])
-        self.features = FeatureStream(about.feature_config, about.feature_columns,
-                                      NormalizationStats.from_dict(about.normalization))
+        self.features = FeatureStream.of(about.feature_config, about.feature_columns,
+                                         NormalizationStats.from_dict(about.normalization))
         self.policy = LivePolicy(bundle)
         self.window = about.window_size
         self.warmup = about.warmup_bars
@@ -336,7 +337,7 @@ class DecisionStream:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly here, as JSON (every float reads back to its bits)."""
         return {
-            "features": self.features.state.to_json(),
+            "features": {"state": self.features.state.tolist()},
             "recent": self.recent.astype(np.float64).tolist(),
             "previous": None if self.previous is None else [int(self.previous[0]), *self.previous[1:].tolist()],
             "policy": {name: values.astype(np.float64).tolist() for name, values in self.policy.state_arrays().items()},
@@ -347,7 +348,8 @@ class DecisionStream:
 
     def restore(self, raw: dict[str, Any]) -> None:
         """Continue from :meth:`state`'s output (of a stream of the same bundle)."""
-        self.features.state = FeatureState.from_json(raw["features"])
+        if raw["features"] is not None:  # None: nothing streamed yet
+            self.features.state = np.array(raw["features"]["state"], dtype=np.float64)
         columns = len(self.bundle.description.feature_columns)
         self.recent = np.array(raw["recent"], dtype=np.float32).reshape(-1, columns)
         previous = raw["previous"]
@@ -360,10 +362,6 @@ class DecisionStream:
         self.account.held[0], self.account.alive[0] = raw["held"], raw["alive"]
         self.account.pending[0] = raw["pending"]
         self.bars_seen, self.decisions, self.start = raw["bars_seen"], raw["decisions"], raw["start"]
-
-
-def bar_time(stamp: int) -> str:
-    return str(np.datetime64(int(stamp), "ns").astype("datetime64[s]")).replace("T", " ")
 
 
 __all__ = ["ACTION_NAMES", "BarOrderError", "DecisionStream", "IMPOSSIBLE_LOG_JUMP", "LivePolicy", "StepBatch",

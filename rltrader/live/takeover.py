@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rltrader.live.bundle import Bundle
-from rltrader.live.features import BarArrays
+from rltrader.bundle import Bundle
+from rltrader.data.bar_arrays import BarArrays
 from rltrader.live.stream import DecisionStream
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from rltrader.atomic import write_with
+from rltrader.data.bar_arrays import bar_time
 from rltrader.errors import DataError
-from rltrader.live.stream import bar_time
 
 HISTORY_FILE = "history.parquet"
 

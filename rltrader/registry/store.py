@@ -31,8 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltrader.atomic import remove_stray_temp_files, write_json
+from rltrader.bundle import Bundle, read_bundle
 from rltrader.errors import UserInputError
-from rltrader.live.bundle import Bundle, read_bundle
 from rltrader.runtime.run_lock import run_directory_lock
 
 REGISTRY_FILE = "registry.json"

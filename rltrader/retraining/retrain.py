@@ -36,16 +36,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from rltrader.atomic import write_json
+from rltrader.bundle import Bundle, export_bundle, source_bundle
 from rltrader.config import Config, CostConfig
 from rltrader.data import load_bars
 from rltrader.errors import DataError, UserInputError
 from rltrader.features.cache import file_digest
 from rltrader.features.preparation import PreparedData
 from rltrader.live.bars import read_bar_file
-from rltrader.live.bundle import Bundle, export_bundle, source_bundle
 from rltrader.registry.history import check_history, save_history
 from rltrader.registry.paired_test import PairedComparison, compare
-from rltrader.registry.scoring import WindowScore, score_bundle, window_rows
 from rltrader.registry.store import (
     DECISION_FILE,
     RUNS_DIR,
@@ -56,6 +55,7 @@ from rltrader.registry.store import (
     now,
     open_registry,
 )
+from rltrader.retraining.scoring import WindowScore, score_bundle, window_rows
 from rltrader.training.spec import RunSpec
 from rltrader.training.trainer import Trainer
 from rltrader.walkforward.data import prepare_folds
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 class RetrainSpec(BaseModel):
     """One retrain as one typed value: what ``rltrader retrain``, the ``retrain`` flow and the benches all build
-    (from :class:`~rltrader.app.requests.RetrainRequest`'s ``to_spec``) and every step takes.
+    (from :class:`~rltrader.jobs.requests.RetrainRequest`'s ``to_spec``) and every step takes.
 
     :param name: the model's name: its registry is ``registry_dir/name``
     :param data_path: the bar file, grown since the last retrain

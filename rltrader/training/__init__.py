@@ -1,5 +1,5 @@
-"""The iterative RecurrentPPO trainer (domain code: no Prefect imports here)."""
+"""The iterative PPO / RecurrentPPO trainer (domain code: no Prefect imports here).
 
-from rltrader.training.trainer import RunPaths, Trainer, method_name
-
-__all__ = ["RunPaths", "Trainer", "method_name"]
+Import what you need from its modules (``rltrader.training.trainer.Trainer``): the package itself loads
+nothing, so a command that only reads a run's records does not load torch.
+"""

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from rltrader.atomic import remove_stray_temp_files, write_json, write_text
+from rltrader.bundle import describe, write_bundle
 from rltrader.config import Config
 from rltrader.display.lines import iteration_line
 from rltrader.display.markdown import run_report
@@ -48,7 +49,6 @@ from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
 from rltrader.evaluation.report import EvaluationReport, evaluate_model, write_report
 from rltrader.features.preparation import PreparedData, preprocess
-from rltrader.live.bundle import describe, write_bundle
 from rltrader.records import BestModel, CheckpointState, IterationRecord, RunSummary, SplitOutcome, Validation
 from rltrader.runtime.allocator import fix_heap_thresholds
 from rltrader.runtime.faults import maybe_inject_fault

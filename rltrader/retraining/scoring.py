@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from rltrader.bundle import Bundle
 from rltrader.config import CostConfig
+from rltrader.data.bar_arrays import BarArrays
 from rltrader.evaluation.metrics import max_drawdown
 from rltrader.evaluation.significance import sharpe_estimate
-from rltrader.live.bundle import Bundle
-from rltrader.live.features import BarArrays
 from rltrader.live.stream import DecisionStream
 
 
