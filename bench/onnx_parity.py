@@ -42,7 +42,14 @@ def measure(name: str, data: Path, run_dir: Path, config_path: Path | None, work
     from rltrader.evaluation.fast import fast_actions
     from rltrader.evaluation.ledger import replay
     from rltrader.export.graph import GRAPH_FILE
-    from rltrader.export.onnx_export import compare, graph_outputs, graph_outputs_114, stream_split, test_split_rows
+    from rltrader.export.onnx_export import (
+        compare,
+        graph_outputs,
+        graph_outputs_114,
+        runtime_version,
+        stream_split,
+        test_split_rows,
+    )
     from rltrader.features.preparation import preprocess
     from rltrader.live.bars import read_bar_file
 
@@ -77,7 +84,7 @@ def measure(name: str, data: Path, run_dir: Path, config_path: Path | None, work
                            "equity_rel_diff": float(abs(graph_final - final) / abs(final)),
                            "p50_ms": report["p50_ms"], "p99_ms": report["p99_ms"]}
         figures = result[runtime]
-        label = "ONNX Runtime 1.14.1 (MetaTrader 5's)" if runtime == "ort114" else f"ONNX Runtime {_version()}"
+        label = "ONNX Runtime 1.14.1 (MetaTrader 5's)" if runtime == "ort114" else f"ONNX Runtime {runtime_version()}"
         print(f"  {label}: {steps:,} test bars, {mismatches} action mismatches against the fast evaluator "
               f"{[(m['bar'], round(m['margin'], 6)) for m in report['mismatches']]}, probabilities within "
               f"{figures['max_probability_abs_diff']:.2g}, features within {figures['max_feature_abs_diff']:.2g}; "
@@ -86,13 +93,9 @@ def measure(name: str, data: Path, run_dir: Path, config_path: Path | None, work
     return result
 
 
-def _version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
-
-
 def main() -> None:
+    from rltrader.export.onnx_export import runtime_version
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--m15-bars", type=int, default=80_000)
@@ -113,7 +116,7 @@ def main() -> None:
             "ort114_p99_ms": round(max(r["ort114"]["p99_ms"] for r in results), 4),
             "ort114_max_probability_abs_diff": max(r["ort114"]["max_probability_abs_diff"] for r in results),
             "ort114_equity_rel_diff": max(r["ort114"]["equity_rel_diff"] for r in results),
-            "onnxruntime": _version(), "ort114": "1.14.1",
+            "onnxruntime": runtime_version(), "ort114": "1.14.1",
         }))
     finally:
         shutil.rmtree(work, ignore_errors=True)

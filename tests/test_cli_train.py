@@ -194,5 +194,5 @@ def test_a_resumed_run_says_from_where_at_the_default_verbosity(tmp_path):
     point = resume_point(run_dir)
     assert resume_line(point, 2) == (f"Resuming {run_dir}: 1 of 2 iterations trained; iteration 2 goes on from its "
                                      "checkpoint at 256 timesteps")
-    assert resume_point(run_dir, {"data_sha256": "another file", "config": {}}) is None  # not this run: not resumed
+    assert resume_point(run_dir, lambda: {"data_sha256": "another file", "config": {}}) is None  # not this run: not resumed
     assert resume_point(tmp_path / "new") is None

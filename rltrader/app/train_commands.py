@@ -56,7 +56,7 @@ def train_command(args: argparse.Namespace) -> int:
     run_dir = request.run_path(config.training.seed)
     if not args.benchmark_mode:
         check_run_directory_free(run_dir)
-        point = resume_point(run_dir, fingerprint(config, file_digest(request.data_path)))
+        point = resume_point(run_dir, lambda: fingerprint(config, file_digest(request.data_path)))
         if point is not None and args.verbose:
             print(resume_line(point, config.training.iterations), flush=True)
     server = start_server(config, args.verbose)

@@ -34,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rltrader.bundle import Bundle
 from rltrader.export.kernels import OPSET, UnsupportedOperator, check_graph
-from rltrader.features.definitions import feature_program
+from rltrader.features.definitions import columns_program
 from rltrader.features.expressions import BAR_FIELDS
 from rltrader.features.primitives import PRIMITIVES
 from rltrader.features.program import FeatureProgram
@@ -150,9 +150,7 @@ class StateLayout:
 
 def bundle_program(bundle: Bundle) -> FeatureProgram:
     """The compiled features of a bundle's definition."""
-    columns = bundle.description.feature_columns
-    return feature_program(bundle.description.feature_config, has_volume="volume_z" in columns,
-                           has_spread="spread_rel" in columns)
+    return columns_program(bundle.description.feature_config, bundle.description.feature_columns)
 
 
 def state_layout(bundle: Bundle) -> StateLayout:

@@ -86,38 +86,23 @@ def graph_outputs_114(bundle: Bundle, graph_bytes: bytes, streamed: StreamedSpli
 
     :raises rltrader.export.runtime114.RuntimeMissing: no Python 3.10 to build that runtime's environment with
     """
-    import tempfile
+    from rltrader.export.runtime114 import run_graph
 
-    from rltrader.export.runtime114 import run_runner
-
-    with tempfile.TemporaryDirectory(prefix="rltrader-ort114-") as directory:
-        folder = Path(directory)
-        (folder / GRAPH_FILE).write_bytes(graph_bytes)
-        np.savez(folder / "feeds.npz", bar=streamed.bar, account=streamed.account, deciding=streamed.deciding,
-                 state=initial_state(bundle))
-        run_runner("run", str(folder / GRAPH_FILE), str(folder / "feeds.npz"), str(folder / "out.npz"))
-        with np.load(folder / "out.npz") as out:
-            return {name: out[name] for name in ("action", "probabilities", "features", "seconds")}
+    return run_graph("run", graph_bytes, {"bar": streamed.bar, "account": streamed.account,
+                                          "deciding": streamed.deciding, "state": initial_state(bundle)})
 
 
 def feature_graph_outputs(graph_bytes: bytes, fields: np.ndarray, state: np.ndarray,
                           runtime_114: bool = False) -> np.ndarray:
     """Raw features ``(N, F)`` of a features-only graph (:func:`rltrader.export.graph.feature_graph`) stepped over
     ``fields`` ``(N, 7)`` from ``state``, in this Python's ONNX Runtime or in 1.14.1 (MetaTrader 5's)."""
+    from rltrader.export.runtime114 import run_graph
+
     state = np.asarray(state, dtype=np.float64).reshape(1, -1)
-    if not runtime_114:
-        return step_feature_graph(session_of(graph_bytes), np.ascontiguousarray(fields, dtype=np.float64), state)
-    import tempfile
-
-    from rltrader.export.runtime114 import run_runner
-
-    with tempfile.TemporaryDirectory(prefix="rltrader-ort114-") as directory:
-        folder = Path(directory)
-        (folder / "features.onnx").write_bytes(graph_bytes)
-        np.savez(folder / "feeds.npz", bar=np.ascontiguousarray(fields, dtype=np.float64), state=state)
-        run_runner("features", str(folder / "features.onnx"), str(folder / "feeds.npz"), str(folder / "out.npz"))
-        with np.load(folder / "out.npz") as out:
-            return out["features"]
+    fields = np.ascontiguousarray(fields, dtype=np.float64)
+    if runtime_114:
+        return run_graph("features", graph_bytes, {"bar": fields, "state": state})["features"]
+    return step_feature_graph(session_of(graph_bytes), fields, state)
 
 
 def compare(streamed: StreamedSplit, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -142,13 +127,6 @@ def compare(streamed: StreamedSplit, outputs: dict[str, np.ndarray]) -> dict[str
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "actions": actions}
 
 
-def onnx_parity(bundle: Bundle, graph_bytes: bytes, bars: BarArrays, first: int, last: int) -> dict[str, Any]:
-    """Graph against stream over bars ``first .. last`` (rows of ``bars``), after the bundle's warm-up before
-    ``first``, in this Python's ONNX Runtime. Returns :func:`compare`'s figures and the graph's size."""
-    streamed = stream_split(bundle, bars, first, last)
-    return {**compare(streamed, graph_outputs(bundle, graph_bytes, streamed)), "graph_bytes": len(graph_bytes)}
-
-
 PARITY_FILE = "onnx_parity.json"
 #: An export may disagree with the stream on at most this share of bars (float32 near-ties), else it fails.
 MISMATCHES_PER_BAR = 1 / 10_000
@@ -157,7 +135,8 @@ MISMATCHES_PER_BAR = 1 / 10_000
 RUNTIME_114_KEY = "onnxruntime_1_14_1"
 
 
-def _runtime_version() -> str:
+def runtime_version() -> str:
+    """This Python's ONNX Runtime version."""
     import onnxruntime
 
     return onnxruntime.__version__
@@ -224,7 +203,7 @@ def export_onnx(source: str, out: str, data_path: str | None = None) -> tuple[Bu
     report.pop("actions")
     allowed = int(report["bars"] * MISMATCHES_PER_BAR)
     report.update(opset=OPSET, allowed_mismatches=allowed, reference="the live stream (bit for bit the fast "
-                  "evaluator: bench/parity.py)", data=str(path), runtime=_runtime_version())
+                  "evaluator: bench/parity.py)", data=str(path), runtime=runtime_version())
     report[RUNTIME_114_KEY] = parity_114(bundle, graph, streamed)
     for figures, where in ((report, "in ONNX Runtime " + report["runtime"]),
                            (report[RUNTIME_114_KEY], "in ONNX Runtime 1.14.1 (MetaTrader 5's)")):
@@ -241,5 +220,5 @@ def export_onnx(source: str, out: str, data_path: str | None = None) -> tuple[Bu
 
 
 __all__ = ["GRAPH_FILE", "MISMATCHES_PER_BAR", "PARITY_FILE", "RUNTIME_114_KEY", "StreamedSplit",
-           "compare", "export_onnx", "feature_graph_outputs", "graph_outputs", "graph_outputs_114", "onnx_parity",
-           "parity_114", "stream_split", "test_split_rows"]
+           "compare", "export_onnx", "feature_graph_outputs", "graph_outputs", "graph_outputs_114",
+           "parity_114", "runtime_version", "stream_split", "test_split_rows"]

@@ -17,9 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from filelock import FileLock
 
 from rltrader.errors import UserInputError
@@ -113,6 +115,21 @@ def run_runner(*arguments: str, timeout: float = 600.0) -> dict[str, Any]:
     return answer
 
 
+def run_graph(command: str, graph_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``graph_bytes`` through the runner's ``command`` (``run`` or ``features``) with ``feeds`` in the 1.14.1
+    environment; the arrays it wrote back.
+
+    :raises RuntimeMissing: no environment can be built
+    """
+    with tempfile.TemporaryDirectory(prefix="rltrader-ort114-") as directory:
+        folder = Path(directory)
+        (folder / "graph.onnx").write_bytes(graph_bytes)
+        np.savez(folder / "feeds.npz", **feeds)
+        run_runner(command, str(folder / "graph.onnx"), str(folder / "feeds.npz"), str(folder / "out.npz"))
+        with np.load(folder / "out.npz") as out:
+            return {name: out[name] for name in out.files}
+
+
 def main(argv: list[str]) -> int:
     """``python -m rltrader.export.runtime114``: build the environment (CI calls it before the tests)."""
     try:
@@ -122,6 +139,10 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"ONNX Runtime {VERSION} ready: {python}")
     return 0
+
+
+__all__ = ["INSTALL_HINT", "VERSION", "RuntimeMissing", "ensure_runtime", "find_python310", "home", "ready",
+           "run_graph", "run_runner"]
 
 
 if __name__ == "__main__":

@@ -156,6 +156,12 @@ def feature_program(config: FeatureConfig, has_volume: bool, has_spread: bool) -
 
 
 
-__all__ = ["average_true_range", "bollinger_position", "cyclical", "day_of_week_phase", "feature_declarations",
-           "feature_program", "log_return", "macd", "realized_volatility", "relative_strength_index", "rolling_zscore",
-           "seconds_of_day"]
+def columns_program(config: FeatureConfig, columns: list[str]) -> FeatureProgram:
+    """The compiled features of a trained model: its definition, for bars with volume and spread where its feature
+    columns read them (a bundle records the columns it trained on, not what its file held)."""
+    return feature_program(config, has_volume="volume_z" in columns, has_spread="spread_rel" in columns)
+
+
+__all__ = ["average_true_range", "bollinger_position", "columns_program", "cyclical", "day_of_week_phase",
+           "feature_declarations", "feature_program", "log_return", "macd", "realized_volatility",
+           "relative_strength_index", "rolling_zscore", "seconds_of_day"]

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from rltrader.features.primitives import PRIMITIVES
+
 Operand = Union["Expr", float, int]
 
 #: The bar's fields, in the order of the step's input row (and of the ONNX graph's ``bar`` input).
@@ -52,8 +54,6 @@ class Expr:
 
     @property
     def is_condition(self) -> bool:
-        from rltrader.features.primitives import PRIMITIVES
-
         return PRIMITIVES[self.op].condition
 
     # arithmetic on numbers; ``|`` and ``&`` on conditions

@@ -13,7 +13,7 @@ import numpy as np
 
 from rltrader.config import FeatureConfig
 from rltrader.data.bar_arrays import BarArrays
-from rltrader.features.definitions import feature_program
+from rltrader.features.definitions import columns_program
 from rltrader.features.normalization import NormalizationStats
 from rltrader.features.program import FeatureProgram
 from rltrader.features.step_kernel import run_program
@@ -61,8 +61,7 @@ class FeatureStream:
     @classmethod
     def of(cls, config: FeatureConfig, columns: list[str], normalization: NormalizationStats) -> FeatureStream:
         """The stream of a bundle's feature definition (volume and spread features where its columns hold them)."""
-        program = feature_program(config, has_volume="volume_z" in columns, has_spread="spread_rel" in columns)
-        return cls(program, columns, normalization)
+        return cls(columns_program(config, columns), columns, normalization)
 
     @property
     def state(self) -> np.ndarray:

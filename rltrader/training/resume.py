@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,17 @@ from rltrader.training.run_state import RunState
 SUMMARY_FILE = "optimization_summary.json"
 
 
-def resume_point(run_dir: str | Path, expected: dict[str, Any] | None = None) -> ResumePoint | None:
+def resume_point(run_dir: str | Path,
+                 expected: Callable[[], dict[str, Any]] | None = None) -> ResumePoint | None:
     """The earlier work in ``run_dir``, or None for a new run (nothing recorded, nothing checkpointed).
 
-    :param expected: the run's fingerprint (:func:`~rltrader.training.run_state.fingerprint`); a directory holding
-        a run of other settings is then None too: it will not be resumed (the trainer refuses it, in one line)
+    :param expected: gives the run's fingerprint (:func:`~rltrader.training.run_state.fingerprint`; it hashes the
+        bar file, so it is called only when a run state exists); a directory holding a run of other settings is
+        then None too: it will not be resumed (the trainer refuses it, in one line)
     """
     run_dir = Path(run_dir)
     state = RunState.read(run_dir / "run_state.json")
-    if state is not None and expected is not None and state.fingerprint != expected:
+    if state is not None and expected is not None and state.fingerprint != expected():
         return None
     done = state.next_iteration if state is not None else 0
     checkpoint = CheckpointStore(run_dir).latest(done)
