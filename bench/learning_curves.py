@@ -13,8 +13,9 @@ answer is known; nothing selects on them (the trainer keeps its best model by va
 alone), and the final "test" figures are the kept model's single test look, as
 ``rltrader train`` reports it.
 
-``default`` is configs/default.yaml as it is; ``recurrent_profile`` is ``--profile recurrent``
-(the recurrent settings the same study chose); ``before_study`` restores every default the
+``default`` is configs/default.yaml as it is (RecurrentPPO since issue 47); ``feedforward_profile`` is
+``--profile feedforward`` (the feed-forward settings the study of issue 37 chose, the default before
+issue 47); ``before_study`` restores every default the
 study of ``bench/default_study.py`` changed (issue 37) to its value before. The kinds in
 ``HELD_OUT_KINDS`` never reached that study: their figures are marked held out. The study
 saw other bars (seed 100) of its own kinds, and only their validation splits.
@@ -28,10 +29,10 @@ with SB3's defaults on the same ``VecTradingEnv`` (8 accounts, the previous defa
 market and seed (it needs ``default`` in ``--configs``, listed before it), its final
 model scored once on test.
 
-Usage: .venv/bin/python bench/learning_curves.py [--configs default before_study plain_ppo]
+Usage: .venv/bin/python bench/learning_curves.py [--configs default feedforward_profile before_study plain_ppo]
        [--seeds 42 1042 2042] [--markets momentum time_of_day ...] [--workers 2]
 Writes bench/out/learning_curves/{curves.json, <market>.png}. Last line: one JSON object with
-markets, configs, seeds, held_out_kinds, edge_captured_test and seconds (per config, per
+markets, configs, seeds, held_out_kinds, memory_kinds, edge_captured_test and seconds (per config, per
 market, one value per seed), and sharpe_fraction_of_oracle_test the same way.
 """
 
@@ -55,7 +56,7 @@ import numpy as np  # noqa: E402
 
 from bench.default_study import HELD_OUT_KINDS  # noqa: E402
 from rltrader.config import Config, load_config  # noqa: E402
-from rltrader.data.known_answer import STATIONARY_KINDS  # noqa: E402
+from rltrader.data.known_answer import MEMORY_KINDS, STATIONARY_KINDS  # noqa: E402
 from rltrader.data.synthetic import (  # noqa: E402
     suite_market,
     write_market,
@@ -156,9 +157,9 @@ def look(model: Any, market: Any, config: Config, oracle: dict[str, dict[str, An
     return figures
 
 
-PROFILE_CONFIGS = {"recurrent_profile": "recurrent"}
-"""Configurations that are a profile of configs/default.yaml: ``--profile recurrent``, the recurrent settings the
-study chose (the default's algorithm is feed-forward)."""
+PROFILE_CONFIGS = {"feedforward_profile": "feedforward"}
+"""Configurations that are a profile of configs/default.yaml: ``--profile feedforward``, the feed-forward settings
+the study of issue 37 chose (the default's algorithm is recurrent)."""
 
 
 def train_config(name: str, base: Config, seed: int, data: Path) -> dict[str, Any]:
@@ -280,7 +281,7 @@ def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], wor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["default", "recurrent_profile", "before_study"],
+    parser.add_argument("--configs", nargs="+", default=["default", "feedforward_profile"],
                         choices=[*CONFIGS, *PROFILE_CONFIGS, "plain_ppo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042, 2042])
     parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS)
@@ -335,12 +336,14 @@ def main() -> None:
             print(f"{label:>19} {name:>14} {statistics.mean(fractions):>10.3f} (sd {statistics.pstdev(fractions):.3f})"
                   f" {statistics.mean(edges):>10.3f} (sd {statistics.pstdev(edges):.3f})"
                   f" {statistics.mean(seconds):>9.1f} (max {max(seconds):.0f})")
-    print("* held out of the study that chose the defaults")
+    print("* held out of the study that chose the defaults; memory kinds (no single bar shows their edge): "
+          f"{', '.join(kind for kind in args.markets if kind in MEMORY_KINDS) or 'none run'}")
     print(json.dumps({
         "markets": list(args.markets),
         "configs": list(args.configs),
         "seeds": args.seeds,
         "held_out_kinds": held_out,
+        "memory_kinds": [kind for kind in args.markets if kind in MEMORY_KINDS],
         "edge_captured_test": {name: {kind: per_seed(kind, name, "test_edge") for kind in args.markets}
                                for name in args.configs},
         "sharpe_fraction_of_oracle_test": {name: {kind: sharpe_fraction(kind, name) for kind in args.markets}

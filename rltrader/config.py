@@ -139,7 +139,7 @@ class EnvConfig(_Strict):
     )
     reward_scale: float = Field(300.0, gt=0, description="Rewards are multiplied by this (100 = percent).")
     risk_aversion: float = Field(
-        0.0302, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
+        0.0773, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
                                "utility. At 0 the agent is indifferent between holding through a bar with no edge "
                                "and standing aside, so it holds, and its Sharpe pays for the noise.")
     max_drawdown: float | None = Field(
@@ -226,7 +226,7 @@ class PolicyConfig(_Strict):
     """Network sizes: ``MlpLstmPolicy`` (recurrent) or ``MlpPolicy`` (feed-forward, which uses
     only the two heads and the activation)."""
 
-    lstm_hidden_size: int = Field(128, ge=1)
+    lstm_hidden_size: int = Field(64, ge=1)
     n_lstm_layers: int = Field(1, ge=1)
     net_arch_pi: list[int] = Field([64, 64], description="Hidden layers of the actor (after the LSTM if recurrent).")
     net_arch_vf: list[int] = Field([64, 64], description="Hidden layers of the critic (after the LSTM if recurrent).")
@@ -250,7 +250,7 @@ class TrainingConfig(_Strict):
     """The iterative PPO loop and its optimizations' parameters."""
 
     algorithm: Literal["recurrent", "feedforward"] = Field(
-        "feedforward",
+        "recurrent",
         description="recurrent: sb3-contrib RecurrentPPO with MlpLstmPolicy (the LSTM carries history); "
         "feedforward: stable-baselines3 PPO with MlpPolicy on the observation window.",
     )
@@ -261,15 +261,15 @@ class TrainingConfig(_Strict):
     )
     min_timesteps: int = Field(8_192, ge=1, description="Adaptive timesteps never go below this.")
     timestep_decay: float = Field(0.05, ge=0, lt=1, description="Each iteration trains this fraction fewer timesteps.")
-    n_envs: int = Field(8, ge=1, description="Training accounts stepped together.")
+    n_envs: int = Field(16, ge=1, description="Training accounts stepped together.")
     n_steps: int = Field(256, ge=2, description="Steps per environment per rollout.")
-    batch_size: int = Field(256, ge=2, description="Minibatch size; must divide n_steps * n_envs.")
-    n_epochs: int = Field(10, ge=1)
-    learning_rate: float = Field(2.35e-4, gt=0)
-    gamma: float = Field(0.988, gt=0, le=1)
-    gae_lambda: float = Field(0.821, gt=0, le=1)
+    batch_size: int = Field(512, ge=2, description="Minibatch size; must divide n_steps * n_envs.")
+    n_epochs: int = Field(4, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    gamma: float = Field(0.976, gt=0, le=1)
+    gae_lambda: float = Field(0.828, gt=0, le=1)
     clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.00216, ge=0)
+    ent_coef: float = Field(0.01, ge=0)
     vf_coef: float = Field(0.5, ge=0)
     max_grad_norm: float = Field(0.5, gt=0)
     policy: PolicyConfig = PolicyConfig()
@@ -278,14 +278,14 @@ class TrainingConfig(_Strict):
     )
     eval_freq: int = Field(8_192, ge=1, description="Timesteps between validation evaluations (early stopping).")
     early_stopping_patience: int = Field(
-        3, ge=0, description="Evaluations without improvement before an iteration stops; 0 disables."
+        4, ge=0, description="Evaluations without improvement before an iteration stops; 0 disables."
     )
     convergence_threshold: float = Field(
         0.01, ge=0, description="A smoothed score must beat the best smoothed score by more than this to count as "
                                 "an improvement."
     )
     early_stopping_smoothing: float = Field(
-        0.6, gt=0, le=1, description="Weight of the newest validation look in the smoothed score early stopping "
+        0.7, gt=0, le=1, description="Weight of the newest validation look in the smoothed score early stopping "
                                      "counts on (an exponential average); 1 = each raw look (the rule before "
                                      "smoothing)."
     )
@@ -293,8 +293,7 @@ class TrainingConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept per iteration (older ones are deleted).")
     phases: list[PhaseConfig] = Field(
         default_factory=lambda: [
-            PhaseConfig(name="explore", start=0.0, learning_rate=2.35e-4, n_epochs=10, ent_coef=0.00216,
-                        clip_range=0.2),
+            PhaseConfig(name="explore", start=0.0, learning_rate=3e-4, n_epochs=4, ent_coef=0.01, clip_range=0.2),
             PhaseConfig(name="refine", start=0.375, learning_rate=1.5e-4, n_epochs=8, ent_coef=0.01, clip_range=0.15),
             PhaseConfig(name="fine_tune", start=0.75, learning_rate=5e-5, n_epochs=5, ent_coef=0.005, clip_range=0.1),
         ],

@@ -7,7 +7,9 @@ It runs the README's command (``rltrader train --data_path data/XAUUSDm_15min.cs
 demo``) as a new user would, but into a fresh temporary results and cache directory (a run
 already in ``results/42`` would only be resumed), then ``rltrader preprocess`` on the same
 file, then ``rltrader export results/42 --out xauusd_m15_onnx --format onnx`` (the MetaTrader 5
-section). Their output, with the temporary paths written as the default ``results``/``cache``
+section), ``rltrader export results/42 --out xauusd_m15_bundle`` and ``rltrader signal --bundle
+results/42/bundle --data_path data/XAUUSDm_15min.csv`` (the bundle and signal sections). Their
+output, with the temporary paths written as the default ``results``/``cache``
 and the middle iteration lines elided, replaces what stands between the README's
 ``<!-- readme_output:NAME -->`` and ``<!-- /readme_output:NAME -->`` markers, and the paragraph
 that reads the run is rebuilt from the run's own ``metrics.json`` files. Nothing is typed by
@@ -34,6 +36,7 @@ DATA = "data/XAUUSDm_15min.csv"
 TRAIN = ["train", "--data_path", DATA, "--profile", "demo"]
 PREPROCESS = ["preprocess", "--data_path", DATA]
 EXPORT_OUT = "xauusd_m15_onnx"
+BUNDLE_OUT = "xauusd_m15_bundle"
 KEPT_FIRST_LINES = 2  # iteration lines shown before the "..."
 
 
@@ -54,7 +57,7 @@ def run(arguments: list[str], scratch: Path) -> str:
 def as_the_user_sees_it(text: str, scratch: Path) -> str:
     """Scratch paths written as the defaults, and only the first and last iteration lines."""
     text = text.replace(str(scratch / "results"), "results").replace(str(scratch / "cache"), "cache")
-    text = text.replace(str(scratch / EXPORT_OUT), EXPORT_OUT)
+    text = text.replace(str(scratch / EXPORT_OUT), EXPORT_OUT).replace(str(scratch / BUNDLE_OUT), BUNDLE_OUT)
     lines = [line.rstrip() for line in text.strip("\n").splitlines()]  # rich pads titles to the console width
     iterations = [i for i, line in enumerate(lines) if re.match(r"Iteration \d+/\d+ \[", line)]
     if len(iterations) > KEPT_FIRST_LINES + 1:
@@ -130,10 +133,16 @@ def main() -> int:
         prepare = as_the_user_sees_it(run(PREPROCESS, scratch), scratch)
         exported = as_the_user_sees_it(run(["export", str(scratch / "results" / "42"), "--out",
                                             str(scratch / EXPORT_OUT), "--format", "onnx"], scratch), scratch)
+        bundle = as_the_user_sees_it(run(["export", str(scratch / "results" / "42"), "--out",
+                                          str(scratch / BUNDLE_OUT)], scratch), scratch)
+        signal = as_the_user_sees_it(run(["signal", "--bundle", str(scratch / "results" / "42" / "bundle"),
+                                          "--data_path", DATA], scratch), scratch)
     readme = README.read_text(encoding="utf-8")
     updated = replace_section(readme, "train", f"```\n{train}\n```\n\n{paragraph}\n")
     updated = replace_section(updated, "preprocess", f"```\n{prepare}\n```\n")
     updated = replace_section(updated, "export", f"```\n{exported}\n```\n")
+    updated = replace_section(updated, "bundle", f"```\n{bundle}\n```\n")
+    updated = replace_section(updated, "signal", f"```\n{signal}\n```\n")
     if args.check:
         print(updated)
         return 0

@@ -32,6 +32,8 @@ AS_BEFORE_THE_STUDY = {
     "training.algorithm": "recurrent", "env.reward_scale": 100.0, "training.learning_rate": 0.0003,
     "training.gamma": 0.99, "training.gae_lambda": 0.95, "training.ent_coef": 0.01,
     "training.phases.0.learning_rate": 0.0003, "training.phases.0.ent_coef": 0.02,
+    # and those the recurrent default changed (issue 47)
+    "training.n_epochs": 10, "training.phases.0.n_epochs": 10,
 }
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 

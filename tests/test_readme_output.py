@@ -33,7 +33,7 @@ def test_readme_output_replaces_only_between_its_markers_and_the_readme_has_them
     assert script.replace_section(text, "train", "new\n") == \
         "intro\n<!-- readme_output:train -->\nnew\n<!-- /readme_output:train -->\nrest\n"
     readme = script.README.read_text()
-    for name in ("train", "preprocess"):
+    for name in ("train", "preprocess", "export", "bundle", "signal"):
         assert readme.count(f"<!-- readme_output:{name} -->") == readme.count(f"<!-- /readme_output:{name} -->") == 1
     with pytest.raises(SystemExit, match="markers"):
         script.replace_section("no markers\n", "train", "x")

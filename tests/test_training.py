@@ -285,7 +285,7 @@ def test_a_torn_checkpoint_is_ignored_for_the_previous_one(tiny_config, tmp_path
 def test_resuming_with_other_settings_is_refused_naming_the_key(tiny_config, tmp_path):
     config = tiny_config.with_overrides({"training.iterations": 1, "training.total_timesteps": 1024})
     _run(config, tmp_path / "run")
-    with pytest.raises(UserInputError, match=r"training\.n_epochs was 10, now 3.*another --results_dir"):
+    with pytest.raises(UserInputError, match=r"training\.n_epochs was 4, now 3.*another --results_dir"):
         _run(config.with_overrides({"training.n_epochs": 3}), tmp_path / "run")
 
 

@@ -37,8 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """``rltrader`` and every subcommand, in the order ``--help`` lists them."""
-    parser = _Parser(prog="rltrader", description="Train PPO trading agents (sb3-contrib RecurrentPPO or SB3 PPO) on "
-                                                  "bar data (MT5 exports, CSV, parquet), fast and honestly.")
+    parser = _Parser(prog="rltrader", description="Train PPO trading agents (sb3-contrib RecurrentPPO by default, "
+                                                  "SB3 PPO with --profile feedforward) on bar data (MT5 exports, "
+                                                  "CSV, parquet), fast and honestly.")
     parser.add_argument("--version", action="version", version=f"rltrader {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (add_data_commands, add_train_commands, add_study_commands, add_service_commands, add_export_commands,

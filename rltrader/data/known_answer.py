@@ -16,11 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rltrader.errors import UserInputError
 
 MarketKind = Literal["momentum", "time_of_day", "mean_reversion", "regime_change", "volume", "volatility_regime",
-                     "day_of_week", "session_trend"]
+                     "day_of_week", "session_trend", "bar_sequence", "delayed_volume"]
 MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion", "regime_change", "volume",
-                                 "volatility_regime", "day_of_week", "session_trend")
+                                 "volatility_regime", "day_of_week", "session_trend", "bar_sequence", "delayed_volume")
 STATIONARY_KINDS: tuple[str, ...] = tuple(kind for kind in MARKET_KINDS if kind != "regime_change")
 """The kinds whose edge holds over the whole file (a learner trained on the start can use it at the end)."""
+MEMORY_KINDS: tuple[str, ...] = ("bar_sequence", "delayed_volume")
+"""The kinds whose edge lies in the order of the last few bars: no feature of one bar reveals it, so a policy
+has to remember (a recurrent policy's reason to exist)."""
 SIDECAR_SUFFIX = ".oracle.json"
 
 
@@ -57,6 +60,14 @@ class KnownAnswerMarket(BaseModel):
     trend_bars: int = Field(4, ge=1, le=64, description="session_trend: bars of the move that sets the direction")
     session_start: int = Field(7, ge=0, le=23, description="session_trend: the session's first hour")
     session_end: int = Field(19, ge=1, le=24, description="session_trend: the hour the session ends")
+    sequence_drift: float = Field(0.00025, ge=0, description="bar_sequence: the next bar's drift, up when the last "
+                                                           "sequence_bars moves hold an even number of down bars, "
+                                                           "down when odd")
+    sequence_bars: int = Field(3, ge=2, le=8, description="bar_sequence: how many of the last moves set the sign")
+    echo_delay: int = Field(3, ge=2, le=32, description="delayed_volume: bars from a volume surge to its drift's "
+                                                       "first bar")
+    echo_bars: int = Field(3, ge=1, le=32, description="delayed_volume: bars the drift lasts")
+    echo_drift: float = Field(0.0003, ge=0, description="delayed_volume: drift per bar, in the surge bar's direction")
     sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
 
 
@@ -83,5 +94,5 @@ def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownA
     return market
 
 
-__all__ = ["MARKET_KINDS", "SIDECAR_SUFFIX", "STATIONARY_KINDS", "KnownAnswerMarket", "MarketKind", "read_market",
-           "sidecar_path"]
+__all__ = ["MARKET_KINDS", "MEMORY_KINDS", "SIDECAR_SUFFIX", "STATIONARY_KINDS", "KnownAnswerMarket", "MarketKind",
+           "read_market", "sidecar_path"]

@@ -28,6 +28,15 @@ Markets (log returns ``r_t``, per-bar noise ``sigma``):
 - ``session_trend``: inside the session (``session_start`` to ``session_end`` o'clock) the next bar
   drifts ``trend_drift`` along the last ``trend_bars`` bars' move, outside it against that move:
   neither the clock nor the recent move alone carries an edge, only the two together.
+- ``bar_sequence`` (memory): the next bar drifts ``sequence_drift`` up when the last
+  ``sequence_bars`` close-to-close moves hold an even number of down bars (up-up-up, up-down-down,
+  down-up-down, down-down-up for three) and down when odd: the drift is the product of the
+  moves' signs, which no linear filter of past returns (a return over h bars, an average, MACD)
+  correlates with. Only a policy that remembers the order of the last few bars' signs has it.
+- ``delayed_volume`` (memory): a volume surge (``surge_share`` of the bars, about 3x the usual
+  volume) sets off a drift of ``echo_drift`` per bar in the surge bar's direction that starts
+  ``echo_delay`` bars after it and lasts ``echo_bars`` bars; when it starts the surge is no
+  longer in the bar's volume, so a policy has to remember it.
 - ``regime_change``: ``time_of_day``, but at the bar ``change_at`` of the way through the file the
   blocks swap signs (what rose in a block now falls): a model trained before the change holds the
   wrong edge after it, and only retraining on the new regime recovers it. The oracle knows the
@@ -35,11 +44,12 @@ Markets (log returns ``r_t``, per-bar noise ``sigma``):
 
 The oracle decides at bar ``t``'s close from what is known then (the closes up to ``t``, the
 calendar and, for the hidden-state kinds, the generator's state at ``t``: the surge flag, the
-volatility spell), like the agent, and fills at ``t+1``'s open: it goes long (short) when the
-expected next move exceeds (falls below minus) the cost of one fill; where no edge is planted
-for the next bar (``volume`` outside surges, ``volatility_regime`` in wild spells) it is flat,
-and otherwise it keeps its position. It is a known good answer, not an upper bound: an agent
-may beat it (it does not weigh costs against how long an edge lasts).
+volatility spell; the memory kinds' drift from the closes as written, as an agent sees them),
+like the agent, and fills at ``t+1``'s open: it goes long (short) when the expected next move
+exceeds (falls below minus) the cost of one fill; where no edge is planted for the next bar
+(``volume`` and ``delayed_volume`` outside their drifts, ``volatility_regime`` in wild spells)
+it is flat, and otherwise it keeps its position. It is a known good answer, not an upper bound:
+an agent may beat it (it does not weigh costs against how long an edge lasts).
 """
 
 from __future__ import annotations
@@ -99,7 +109,7 @@ def _latent_state(market: KnownAnswerMarket, bars: int) -> np.ndarray:
 
     volume: 1 where the bar is a surge; volatility_regime: 1 in calm spells, 0 in wild ones."""
     rng = np.random.default_rng([market.seed, 17])
-    if market.kind == "volume":
+    if market.kind in ("volume", "delayed_volume"):
         return (rng.random(bars) < market.surge_share).astype(np.float64)
     if market.kind == "volatility_regime":
         switches = rng.random(bars) < 1.0 / market.regime_bars
@@ -143,8 +153,42 @@ def _feedback_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, noise:
     return returns
 
 
+def _price_digits(market: KnownAnswerMarket) -> int:
+    return max(0, int(round(-np.log10(market.point))))
+
+
+def _memory_drift(market: KnownAnswerMarket, move_signs: np.ndarray, surge: np.ndarray, bar: int) -> float:
+    """The memory kinds' planted expected log return of bar ``bar``, from the signs of the close-to-close moves
+    before it (``move_signs[u]``: the sign of bar ``u``'s move; 0 for the first bar and for an unchanged close)
+    and the surge flags. One function for the generator and the oracle, so the two cannot disagree."""
+    if market.kind == "bar_sequence":
+        first = bar - market.sequence_bars
+        return market.sequence_drift * float(np.prod(move_signs[first:bar])) if first >= 0 else 0.0
+    earliest, latest = bar - market.echo_delay - market.echo_bars + 1, bar - market.echo_delay
+    surges = np.arange(max(earliest, 0), latest + 1)
+    return market.echo_drift * float(np.sum(move_signs[surges] * surge[surges]))
+
+
+def _memory_returns(market: KnownAnswerMarket, noise: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """bar_sequence and delayed_volume: drawn bar by bar, each drift set by the signs of the moves in the closes
+    as written (rounded to the point), so the edge is exactly the one an agent reading the file can find."""
+    returns = noise * market.sigma
+    digits = _price_digits(market)
+    signs = np.zeros(len(returns))
+    log_price, previous_close = np.log(market.start_price), None
+    for bar in range(len(returns)):
+        returns[bar] += _memory_drift(market, signs, state, bar)
+        log_price += returns[bar]
+        close = round(float(np.exp(log_price)), digits)
+        signs[bar] = 0.0 if previous_close is None else float(np.sign(close - previous_close))
+        previous_close = close
+    return returns
+
+
 def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal(len(times))
+    if market.kind in ("bar_sequence", "delayed_volume"):
+        return _memory_returns(market, noise, _latent_state(market, len(times)))
     if market.kind in ("volume", "session_trend"):
         return _feedback_returns(market, times, noise, _latent_state(market, len(times)))
     if market.kind == "volatility_regime":
@@ -180,9 +224,9 @@ def generate(market: KnownAnswerMarket) -> pd.DataFrame:
     wick = np.abs(rng.standard_normal((2, len(times)))) * market.sigma * 0.5
     high = np.maximum(open_, close) * np.exp(wick[0])
     low = np.minimum(open_, close) * np.exp(-wick[1])
-    digits = max(0, int(round(-np.log10(market.point))))
+    digits = _price_digits(market)
     tick_volume = rng.integers(500, 1500, len(times))
-    if market.kind == "volume":  # surges: about three times the usual volume
+    if market.kind in ("volume", "delayed_volume"):  # surges: about three times the usual volume
         tick_volume = np.where(_latent_state(market, len(times)) == 1.0, tick_volume * 3, tick_volume)
     return pd.DataFrame({
         "time": ((times - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64),
@@ -225,6 +269,11 @@ def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, clos
         moves = np.full(len(close), 0.0)
         moves[window:] = log_close[window:] - log_close[:-window]
         expected[:-1] = market.trend_drift * _session_sign(market, timestamps[1:]) * np.sign(moves[:-1])
+    elif market.kind in ("bar_sequence", "delayed_volume"):
+        signs = np.concatenate(([0.0], np.sign(np.diff(close))))
+        surge = _latent_at(market, timestamps) if market.kind == "delayed_volume" else np.zeros(len(close))
+        drift = np.array([_memory_drift(market, signs, surge, bar + 1) for bar in range(len(close) - 1)])
+        expected[:-1] = np.where(drift != 0.0, drift, np.nan)
     elif market.kind == "momentum":
         expected[1:] = market.phi * np.diff(log_close)
         expected[0] = 0.0

@@ -137,7 +137,8 @@ class TrainRequest(AccountFields, RequestBase):
     max_jump_mads: float | None = Field(
         None, description="a price this many robust sds of the 1-bar moves away from both neighbouring bars is "
                           "an error (lost decimal, bad tick); default: data.max_jump_mads, 50")
-    profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick)")
+    profile: str | None = Field(None, description="named overrides from profiles: in the config (e.g. quick, "
+                                                  "feedforward)")
     algorithm: Literal["recurrent", "feedforward"] | None = Field(
         None, description="recurrent (RecurrentPPO, LSTM) or feedforward (PPO, MLP on the window); default: config")
     window_size: int | None = Field(None, description="bars of features in one observation (default: env.window_size)")
