@@ -18,7 +18,8 @@ The kinds in ``HELD_OUT_KINDS`` never reach the study: ``bench/learning_curves.p
 the chosen settings on them (and on the study kinds' seed-0 markets), on test splits, 3 seeds.
 
 Usage: .venv/bin/python bench/default_study.py [--trials 120] [--workers 2] [--name defaults]
-       [--confirm_top 5] [--confirm_seeds 7 8] [--confirm_only]
+       [--confirm_top 5] [--confirm_seeds 7 8] [--confirm_only] [--kinds momentum time_of_day volume ...]
+       [--pin training.algorithm=recurrent ...]
 Writes bench/out/study/{data, study.yaml, results/tune-NAME/, confirm-NAME.json}. Last line: JSON with
 study_kinds, held_out_kinds, trials, complete, pruned, best_trial, best_value, confirmed (per
 trial: mean score, per-market validation fractions and seconds), chosen_trial, chosen_params, minutes.
@@ -43,6 +44,7 @@ import optuna  # noqa: E402
 import yaml  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from rltrader.data.known_answer import STATIONARY_KINDS  # noqa: E402
 from rltrader.data.synthetic import suite_market, write_market  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "study"
@@ -151,6 +153,9 @@ def main() -> None:
     parser.add_argument("--confirm_top", type=int, default=5)
     parser.add_argument("--confirm_seeds", type=int, nargs="+", default=[7, 8])
     parser.add_argument("--confirm_only", action="store_true", help="skip the search: confirm the study as it is")
+    parser.add_argument("--kinds", nargs="+", default=list(STUDY_KINDS), choices=STATIONARY_KINDS,
+                        help="the study's markets (default: momentum time_of_day volume); e.g. add delayed_volume "
+                             "for a study that also asks for memory")
     parser.add_argument("--pin", nargs="*", default=[], metavar="KEY=VALUE",
                         help="keys of the space held at one value (YAML), e.g. training.algorithm=recurrent")
     args = parser.parse_args()
@@ -159,7 +164,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--pin {unknown[0]}: not a key of the study's space")
     files = []
-    for kind in STUDY_KINDS:
+    for kind in args.kinds:
         path = OUT / "data" / f"{kind}.csv"
         if not path.is_file():
             write_market(suite_market(kind, seed=STUDY_SEED), path)
@@ -196,7 +201,8 @@ def main() -> None:
     (OUT / f"confirm-{args.name}.json").write_text(json.dumps({"top": top, "confirmed": confirmed, "chosen": chosen},
                                                  indent=1, default=str), encoding="utf-8")
     print(json.dumps({
-        "study_kinds": list(STUDY_KINDS), "held_out_kinds": list(HELD_OUT_KINDS), "trials": len(trials),
+        "study_kinds": list(args.kinds), "held_out_kinds": [kind for kind in HELD_OUT_KINDS if kind not in args.kinds],
+        "trials": len(trials),
         "complete": len(complete), "pruned": pruned,
         "best_trial": complete[0].number if complete else None,
         "best_value": round(complete[0].value, 4) if complete else None,

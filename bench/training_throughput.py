@@ -1,14 +1,15 @@
 """Training timesteps per second: stock sb3-contrib RecurrentPPO against the fast engine.
 
 Both train the default configuration (``configs/default.yaml``, or ``--profile``'s: its
-LSTM, heads, rollout size, minibatch and epochs, printed first) on the shipped
-real XAUUSD M15 bars, from the same seed, with 1 and 8 accounts (n_steps set so the
-rollout size stays the config's). "Stock" is ``RecurrentPPO`` with ``MlpLstmPolicy``,
-what the original method trains with; "engine" is ``FusedRecurrentPPO`` with
-``FusedLstmPolicy`` (``rltrader/engine/``), what the optimized method trains
-with. With the feed-forward algorithm (``--profile feedforward``) both methods train SB3's
-``PPO`` (there is no LSTM for the engine to fuse), so only "stock" is measured, against the
-same ceilings. Each measurement is one ``learn()`` call of ``--timesteps`` from a fresh model, as
+LSTM, heads, rollout size, minibatch and epochs, printed first) on the shipped real XAUUSD
+M15 bars, from the same seed, with iteration 0's learning rate and epochs, with 1 account
+and with the config's number (16 for the default, 8 for the feed-forward profile; n_steps
+set so the rollout size stays the config's). "Stock" is ``RecurrentPPO`` with
+``MlpLstmPolicy``, what the original method trains with; "engine" is ``FusedRecurrentPPO``
+with ``FusedLstmPolicy`` (``rltrader/engine/``), what the optimized method trains with.
+With the feed-forward algorithm (``--profile feedforward``) both methods train SB3's ``PPO``
+(there is no LSTM for the engine to fuse), so only "stock" is measured, against the same
+ceilings. Each measurement is one ``learn()`` call of ``--timesteps`` from a fresh model, as
 one training iteration is: it includes the first update after ``learn()`` starts, whose
 minibatches all hold episode starts.
 
@@ -21,7 +22,7 @@ layer sizes and large batches, the best of a few shapes), which bounds any netwo
 products, and for the recurrent policy the best fused LSTM forward+backward rate
 (``nn.LSTM`` at the policy's sizes, large batches, oneDNN and native kernels, the faster
 counts), which bounds its recurrence. Useful work
-per timestep is the policy's forward FLOPs x (1 + 3 x n_epochs): one forward in the
+per timestep is the policy's forward FLOPs x (1 + 3 x epochs): one forward in the
 rollout, and forward+backward (3x forward) per epoch, padding not counted.
 
 Each figure is the median of ``--repeats`` measurements taken in turns (stock, engine,
@@ -29,8 +30,8 @@ engine, stock, stock, engine, ...): this machine's speed drifts by 10% and more 
 minute, and one stock run beside one engine run moved the ratio by as much. Turns in
 both orders put the two methods under the same drift.
 
-Target (issue): engine >= 4x stock timesteps/s on the default config (8 accounts).
-Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--repeats 3] [--n-envs 1 8] [--threads N]
+Target (issue 29): engine >= 4x stock timesteps/s on the default config's accounts.
+Usage: .venv/bin/python bench/training_throughput.py [--timesteps 16384] [--repeats 3] [--n-envs 1 16] [--threads N]
        [--profile feedforward]
 The last line printed is one JSON object with the figures (lists follow ``n_envs``;
 ``speedup_runs`` holds each turn's engine/stock ratio).
@@ -143,7 +144,8 @@ def lstm_ceiling_gflops(input_size: int, hidden: int) -> float:
 def measure(kind: str, config: Config, market: MarketData, n_envs: int, timesteps: int) -> dict[str, Any]:
     training = config.training.model_copy(update={"n_envs": n_envs, "n_steps": config.training.rollout_size // n_envs})
     env = VecTradingEnv(market, "train", config.env, n_envs)
-    model = build_model(env, training, hyperparameters_for(0, training, False), training.seed,
+    first = hyperparameters_for(0, training, config.optimizations.progressive_training)  # iteration 0's settings
+    model = build_model(env, training, first, training.seed,
                         fast_engine=kind == "engine")
     seconds: dict[str, float] = defaultdict(float)
     env.step = timed(seconds, "env", env.step)  # VecTradingEnv.step is the whole step (no step_wait)
@@ -167,7 +169,7 @@ def measure(kind: str, config: Config, market: MarketData, n_envs: int, timestep
     lstm = getattr(model.policy, "lstm_actor", None)
     return {"fps": model.num_timesteps / total, "seconds": total, "timesteps": model.num_timesteps,
             "parts": {name: 100 * value / total for name, value in parts.items()},
-            "flops_per_timestep": forward_flops(model.policy) * (1 + 3 * training.n_epochs),
+            "flops_per_timestep": forward_flops(model.policy) * (1 + 3 * first.n_epochs),
             "widths": layer_widths(model.policy),
             "lstm": (lstm.input_size, lstm.hidden_size) if lstm is not None else None}
 
@@ -176,7 +178,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=16384, help="timesteps per learn() call (default 16384)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each method, in turns (default 3)")
-    parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 8], help="account counts (default 1 8)")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=None,
+                        help="account counts (default: 1 and the config's n_envs)")
     parser.add_argument("--profile", default=None, help="a profile of configs/default.yaml (e.g. feedforward)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both (default: torch's, every core; quiet mode trains on 1)")
@@ -190,10 +193,13 @@ def main() -> None:
     training = config.training
     recurrent = training.algorithm == "recurrent"
     kinds = METHODS if recurrent else METHODS[:1]
+    args.n_envs = args.n_envs or sorted({1, training.n_envs})
     market = MarketData.from_prepared(preprocess(SAMPLE, config), config)
     network = f"LSTM {training.policy.lstm_hidden_size}, " if recurrent else ""
     print(f"{args.profile or 'default'} config: {training.algorithm}, {network}heads {training.policy.net_arch_pi}, "
-          f"rollout {training.rollout_size}, batch {training.batch_size}, epochs {training.n_epochs}; torch threads "
+          f"rollout {training.rollout_size}, batch {training.batch_size}, epochs "
+          f"{hyperparameters_for(0, training, config.optimizations.progressive_training).n_epochs} (iteration 0's); "
+          "torch threads "
           f"{torch.get_num_threads()}; {args.timesteps:,} timesteps per measurement", flush=True)
     if not recurrent:
         print("  feed-forward: both methods train stable-baselines3 PPO (no LSTM for the engine): stock only",
