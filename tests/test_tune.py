@@ -151,3 +151,7 @@ def test_a_training_setting_every_phase_replaces_is_named_when_edited():
     assert len(unused) == 1 and unused[0].startswith("training.learning_rate=0.001")
     assert unused_settings(training, progressive=False) == []
     assert unused_settings(load_config().training, progressive=True) == []
+    # a profile that sets a key and the first phase's alike (for --no-progressive_training) is not warned about
+    feedforward = load_config().with_profile("feedforward").training
+    assert feedforward.learning_rate == feedforward.phases[0].learning_rate != load_config().training.learning_rate
+    assert unused_settings(feedforward, progressive=True) == []

@@ -23,14 +23,16 @@ PHASE_KEYS = ("learning_rate", "n_epochs", "ent_coef", "clip_range")
 def unused_settings(training: TrainingConfig, progressive: bool) -> list[str]:
     """``training.<key>`` values that were changed from their defaults yet are never read: every iteration's
     phase sets that key while progressive training is on. Said once when a run starts, so an edit that
-    changes nothing is not mistaken for one that made no difference."""
+    changes nothing is not mistaken for one that made no difference. A value equal to the first phase's
+    is not said: a profile sets both so that ``--no-progressive_training`` trains with its own values
+    (``--profile feedforward`` does)."""
     if not progressive or not training.phases:
         return []
     fields = TrainingConfig.model_fields
     return [f"training.{key}={getattr(training, key)} (every phase sets {key}: edit training.phases.N.{key} or "
             "pass --no-progressive_training)"
             for key in PHASE_KEYS
-            if getattr(training, key) != fields[key].default
+            if getattr(training, key) not in (fields[key].default, getattr(training.phases[0], key))
             and all(getattr(phase, key) is not None for phase in training.phases)]
 
 
