@@ -133,25 +133,27 @@ def main() -> None:
                         if row["challenger_minus_champion"]]
             differences = [value for row in rows for value in row["challenger_minus_champion"]]
             gated = [row["gated"]["total_return"] for row in rows]
-            sharpe = [row["gated"]["sharpe"] for row in rows]
+            # a gated account that never traded has no Sharpe (None)
+            sharpe = [row["gated"]["sharpe"] for row in rows if row["gated"]["sharpe"] is not None]
             mean, half = _mean_interval(per_seed)
             entry = {"challenger_minus_champion_mean": mean, "challenger_minus_champion_ci95": half,
                      "per_seed": per_seed, "gated_return_per_seed": gated,
                      "comparisons": len(differences), "promotions": sum(row["promotions"] for row in rows),
                      "retrains": sum(row["retrains"] for row in rows), "gated_return_mean": float(np.mean(gated)),
                      "gated_return_sd": float(np.std(gated, ddof=1)) if len(gated) > 1 else None,
-                     "gated_sharpe_mean": float(np.mean(sharpe))}
+                     "gated_sharpe_mean": float(np.mean(sharpe)) if sharpe else None}
             if name == "regime" and oracle > 0:
                 entry["gated_edge_captured_mean"] = float(np.mean(gated)) / oracle
             summary[f"{name}_{start}"] = entry
             edge = (f", edge captured {entry['gated_edge_captured_mean']:.2f}"
                     if "gated_edge_captured_mean" in entry else "")
+            sharpe_text = "n/a" if entry["gated_sharpe_mean"] is None else f"{entry['gated_sharpe_mean']:.2f}"
             print(f"  {start:<10} challenger - champion held-out return {100 * mean:+.2f}% +- {100 * half:.2f} "
                   f"over {len(per_seed)} seeds ({len(differences)} comparisons), "
                   f"{entry['promotions']}/{entry['retrains']} promoted; gated "
                   f"paper return {100 * entry['gated_return_mean']:+.2f}% "
                   f"(sd {100 * (entry['gated_return_sd'] or 0):.2f}), "
-                  f"Sharpe {entry['gated_sharpe_mean']:.2f}{edge}")
+                  f"Sharpe {sharpe_text}{edge}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(summary, default=float))
