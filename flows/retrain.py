@@ -20,6 +20,8 @@ from rltrader.display.registry import event_line, version_rows
 from rltrader.jobs.requests import RetrainRequest
 from rltrader.registry.store import open_registry
 from rltrader.retraining.retrain import RetrainOutcome
+from rltrader.runtime.run_lock import run_directory_lock
+from tasks.abandoned_runs import flow_run_owner
 from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
 
 
@@ -67,8 +69,11 @@ def retrain_model(request: RetrainRequest) -> dict[str, Any]:
         logger.info("Retrain %s: challenger (%s start) trains on %s .. %s, compared on %s .. %s", request.name,
                     plan.start, plan.windows["train"].start, plan.windows["validation"].end,
                     plan.windows["holdout"].start, plan.windows["holdout"].end)
-        run_dir = with_configured_retries(train_challenger_task, base)(plan)
-        outcome = decide_task(plan, run_dir)
+        # one retrain per challenger run; a killed retrain's run is closed when the same command resumes it
+        with run_directory_lock(plan.run.run_dir, remedy="wait for it, or stop it", holder="retrain",
+                                what="challenger's run", owner=flow_run_owner()):
+            run_dir = with_configured_retries(train_challenger_task, base)(plan)
+            outcome = decide_task(plan, run_dir)
     registry = open_registry(request.registry_root, request.name)
     key = artifact_key("registry", request.name)
     table_artifact(version_rows(registry), key, f"Model registry {request.name}: every version, the champion marked")

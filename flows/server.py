@@ -4,7 +4,9 @@ Every command that runs a flow talks to one API, chosen in this order:
 
 1. ``PREFECT_API_URL``, when set (a server the user runs; it must answer);
 2. a server already answering at ``orchestration.server_host:server_port`` (127.0.0.1:4200, where
-   ``rltrader serve`` starts one), so runs started in a terminal show in the UI that is open;
+   ``rltrader serve`` starts one), so runs started in a terminal show in the UI that is open, when its
+   database is this command's (the server's ``PREFECT_HOME`` is the command's): a command run with
+   another ``PREFECT_HOME`` (the test suite's temporary one) never writes into the user's database;
 3. otherwise a temporary server, started here rather than by Prefect: Prefect's own would start
    inside the first flow call (after the imports, so nothing overlaps it), print a notice on every
    command, and die with the terminal's Ctrl-C before the flow could report how it ended. This one
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -47,6 +50,21 @@ def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def prefect_home() -> Path:
+    """The ``PREFECT_HOME`` this process's Prefect uses (its database lives there unless configured elsewhere)."""
+    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser().resolve()
+
+
+def server_home(api_url: str, timeout: float = 2.0) -> Path | None:
+    """The ``PREFECT_HOME`` of the server at ``api_url`` (its ``/admin/settings``); None if it does not say."""
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/admin/settings", timeout=timeout) as response:
+            home = json.loads(response.read()).get("home")
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return None
+    return Path(home).expanduser().resolve() if isinstance(home, str) and home else None
 
 
 def _port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -236,7 +254,7 @@ def ensure_server(host: str, port: int) -> Server:
     api_url = f"http://{host}:{port}/api"
     if api_is_healthy(api_url):
         return Server(api_url, "already running", _ready=True)
-    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "rltrader-server.log"
     env = {**os.environ, **server_environment(host, port)}
@@ -280,9 +298,10 @@ def command_server(host: str, port: int) -> Server:
         if (in_force := PREFECT_API_URL.value()) and api_is_healthy(in_force, timeout=1.0):
             return Server(in_force, "the Prefect settings in force", _ready=True)
     served = f"http://{host}:{port}/api"
-    if _port_open(host, port) and api_is_healthy(served, timeout=1.0):
+    if _port_open(host, port) and api_is_healthy(served, timeout=1.0) and \
+            server_home(served) in (None, prefect_home()):
         server = Server(served, f"already running on {host}:{port}", _ready=True)
-    else:
+    else:  # none there, or one whose database is another PREFECT_HOME's
         server = start_temporary_server()
     server.export()  # Prefect reads it at import; worker processes inherit it
     return server

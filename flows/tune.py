@@ -34,6 +34,7 @@ from rltrader.jobs.requests import TuneRequest
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.tuning.study import StudyResult, Tuner
 from rltrader.tuning.trial import TrialOutcome
+from tasks.abandoned_runs import flow_run_owner
 from tasks.tune import tune_trial_task
 
 
@@ -106,7 +107,7 @@ def tune_study(request: TuneRequest = TuneRequest(), trial_console_level: int = 
         WARNING unless --verbose; the UI gets every log line either way)
     """
     base = request.to_config(source="tune request")
-    with run_directory_lock(request.root, "pass another --name"):  # one command per study directory
+    with run_directory_lock(request.root, "pass another --name", owner=flow_run_owner()):  # one command per study
         open_study(request, base)  # a study of this name with other data or space is refused before workers start
         train_trials.with_options(task_runner=worker_pool(base.tune.workers, request.dask_address))(
             request, UUID(current_flow_run.id), trial_console_level)

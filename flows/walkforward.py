@@ -43,6 +43,7 @@ from rltrader.walkforward.data import PreparedFolds
 from rltrader.walkforward.report import aggregate, stitched_returns, warm_start_savings, write_results
 from rltrader.walkforward.runs import FoldRunSpec, check_plan, finished_outcome, fold_run_dir, walk_plan
 from rltrader.walkforward.schedule import FoldQueue
+from tasks.abandoned_runs import flow_run_owner
 from tasks.walkforward import prepare_folds_task, train_fold_task
 
 
@@ -142,7 +143,7 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
     base = request.to_config(source="walk-forward request")
     walk, root = base.walk_forward, request.root
     planned = prepare_folds_task(request.data_path, base)
-    with run_directory_lock(root, "pass another --name"):  # one command per walk-forward directory
+    with run_directory_lock(root, "pass another --name", owner=flow_run_owner()):  # one command per walk-forward
         check_plan(root, walk_plan(base, [fold.to_dict() for fold in planned.folds], planned.data_sha256))
         runs = fold_runs(request, base, planned)
         finished = [outcome for run in runs if (outcome := finished_outcome(run)) is not None]

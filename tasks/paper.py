@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rltrader.errors import UserInputError
 from rltrader.live.paper import holding, open_paper_account, paper_summary, write_paper_report
+from tasks.abandoned_runs import flow_run_owner
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -36,7 +37,7 @@ def advance_paper_account(bundle: str | None, data_path: str, name: str, paper_d
     ``data_path``; returns the account's summary and files."""
     account = open_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir)
     bars = account.new_bars()
-    with holding(account):
+    with holding(account, owner=flow_run_owner()):
         switch = account.follow_champion()
         before = len(account.ledger["time"])
         if len(bars) or account.created:

@@ -1,5 +1,11 @@
 """Shared fixtures. Tests read only data shipped in the project (data/).
 
+The tests keep out of the user's Prefect: every test, and every process a test starts (they inherit
+the environment), uses a temporary ``PREFECT_HOME`` made for this run (its database, results and
+profiles), with no ``PREFECT_API_URL`` or profile of the user's; a command finds the user's own
+server on 127.0.0.1:4200 but does not report to it, since that server's home is not this one
+(:func:`flows.server.command_server`). ``tests/test_prefect_home.py`` shows the user's home untouched.
+
 Every process the tests start inherits ``RLTRADER_TEST_SESSION``; at the end of the run,
 any Prefect server (or ``rltrader`` command) carrying it that is still alive has outlived
 the test that started it: it is killed and the run fails, naming it. The original
@@ -8,6 +14,7 @@ method's throughput calibration is shared by the whole run (one directory, remov
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -19,6 +26,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+if "RLTRADER_TEST_PREFECT_HOME" not in os.environ:  # once per run: a second import of this file keeps it
+    os.environ["RLTRADER_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="rltrader-test-prefect-home-")
+    atexit.register(shutil.rmtree, os.environ["RLTRADER_TEST_PREFECT_HOME"], ignore_errors=True)  # after Prefect's own
+os.environ["PREFECT_HOME"] = os.environ["RLTRADER_TEST_PREFECT_HOME"]  # before any Prefect import
+for _users_setting in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILES_PATH", "PREFECT_PROFILE"):
+    os.environ.pop(_users_setting, None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rltrader")  # before any Prefect import, as the CLI does
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

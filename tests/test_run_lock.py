@@ -87,3 +87,38 @@ def test_a_walk_forward_or_study_whose_directory_is_held_exits_2_in_one_line_bef
         "finish or stop it, or pass another --name"]
     assert captured.out == ""
     assert sorted(path.name for path in (results / directory).iterdir()) == ["run.lock", "run.lock.json"]
+
+
+class _Owner:
+    """A run the lock's holder works for, as the Prefect layer passes one: records what it is told."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.told = name, []
+
+    def details(self) -> dict[str, str]:
+        return {"flow_run_id": self.name}
+
+    def took_over(self, previous: dict) -> None:
+        self.told.append(previous)
+
+
+def test_the_owner_is_recorded_and_told_only_of_a_dead_holder(tmp_path):
+    run_dir = tmp_path / "42"
+    first = _Owner("first")
+    with run_directory_lock(run_dir, owner=first):
+        assert read_holder(run_dir)["flow_run_id"] == "first" and read_holder(run_dir)["pid"] == os.getpid()
+    assert first.told == []  # a free directory (no holder left behind): nothing to close
+    holder = _holder(run_dir)  # a live holder is never handed over, whatever it was doing
+    live = _Owner("second")
+    try:
+        with pytest.raises(RunDirectoryInUse), run_directory_lock(run_dir, owner=live):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert live.told == []
+    (run_dir / HOLDER_FILE).write_text(json.dumps({**read_holder(run_dir), "flow_run_id": "dead"}))
+    third = _Owner("third")
+    with run_directory_lock(run_dir, owner=third):
+        assert read_holder(run_dir)["flow_run_id"] == "third"
+    assert [told["flow_run_id"] for told in third.told] == ["dead"] and third.told[0]["pid"] == holder.pid

@@ -4,6 +4,7 @@ address, else a temporary one of its own; the choice is exported for worker proc
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -37,6 +38,22 @@ def serving():
     server.server_close()
 
 
+def _serving_home(home: Path):
+    """A stand-in for a server whose database is in ``home``: answers ``/api/admin/settings`` as Prefect does."""
+
+    class _WithSettings(_Health):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path != "/api/admin/settings":
+                return super().do_GET()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps({"home": str(home), "api": {"url": None}}).encode())
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WithSettings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def no_prefect_settings(monkeypatch):
     """As in a fresh command: no PREFECT_API_URL, and Prefect's settings not consulted."""
@@ -56,6 +73,29 @@ def test_a_server_answering_on_the_configured_address_is_used_and_named(serving,
     finally:
         server.stop()
     assert "PREFECT_API_URL" not in os.environ  # put back as it was
+
+
+def test_a_server_on_the_configured_address_whose_database_is_another_homes_is_not_reported_to(
+        tmp_path, no_prefect_settings, monkeypatch):
+    """The user's ``rltrader serve`` on 4200 keeps its runs in their home: a command with another
+    ``PREFECT_HOME`` (this suite's) starts a temporary server on its own home instead of writing into theirs."""
+    import flows.server
+
+    started: list[str] = []
+    monkeypatch.setattr(flows.server, "start_temporary_server",
+                        lambda: started.append("temporary") or flows.server.Server("http://127.0.0.1:1/api", "temporary"))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
+    for home, used in ((tmp_path / "users", False), (tmp_path / "mine", True)):
+        users = _serving_home(home)
+        host, port = users.server_address
+        try:
+            server = command_server(host, port)
+            server.stop()
+        finally:
+            users.shutdown()
+            users.server_close()
+        assert (server.api_url == f"http://{host}:{port}/api") is used, (home, server)
+    assert started == ["temporary"]
 
 
 def test_prefect_api_url_wins_and_a_dead_one_is_one_line(serving, monkeypatch):

@@ -126,22 +126,24 @@ def test_ctrl_c_in_a_terminal_stops_train_within_seconds_and_the_same_command_re
     command = [str(Path(sys.executable).parent / "rltrader"), *_train_command(tmp_path)[1:]]
     session = f"rltrader-stop-{os.getpid()}"
     shell = f"{' '.join(command)}; echo EXIT=$?; sleep 120"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "50", shell], env=env, check=True)
+    # a tmux server of its own (-L): one the user already runs would give the shell its environment, not env
+    tmux = ["tmux", "-L", session, "-f", "/dev/null"]
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "220", "-y", "50", shell], env=env, check=True)
     run_dir = tmp_path / "results" / "42"
     try:
         _wait_for(lambda: _checkpointed(run_dir), 180, "checkpoint")
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-c"], check=True)
         sent = time.monotonic()
 
         def pane() -> str:
-            return subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-200", "-t", session],
+            return subprocess.run([*tmux, "capture-pane", "-p", "-J", "-S", "-200", "-t", session],
                                   capture_output=True, text=True).stdout
 
         _wait_for(lambda: "EXIT=" in pane(), 30, "exit")
         seconds = time.monotonic() - sent
         lines = [line.strip() for line in pane().splitlines() if line.strip()]
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
     (tmp_path / "pane.txt").write_text("\n".join(lines) + "\n")
     exit_line = next(line for line in lines if line.startswith("EXIT="))
     last = lines[lines.index(exit_line) - 1]

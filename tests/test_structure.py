@@ -162,3 +162,20 @@ def test_a_policy_is_read_into_arrays_in_one_place():
     for user in ("rltrader.engine.rollout_step", "rltrader.evaluation.fast"):
         assert "rltrader.engine.policy_arrays" in {source for source, _ in _imports(_modules()[user])}, user
         assert "weight_hh_l" not in sources[user] and "nn.Tanh" not in sources[user], user
+
+
+def _lock_calls_without_owner(source: str) -> list[int]:
+    """Lines of ``run_directory_lock(...)`` / ``holding(...)`` calls that pass no ``owner=``."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+            in ("run_directory_lock", "holding") and not any(keyword.arg == "owner" for keyword in node.keywords)]
+
+
+def test_every_run_lock_the_prefect_layer_takes_names_its_flow_run():
+    """A flow (or a task in its process) that takes a run directory passes its flow run as the lock's owner:
+    without it a ``kill -9`` of that command would leave its run "Running" in the UI after the resume."""
+    offences = [f"{module}:{line}" for module, path in _modules().items() if module.split(".")[0] in ("flows", "tasks")
+                for line in _lock_calls_without_owner(path.read_text(encoding="utf-8"))]
+    assert not offences, offences
+    assert _lock_calls_without_owner("with run_directory_lock(root, 'pass another --name'):\n    pass\n") == [1]
+    assert _lock_calls_without_owner("with holding(account, owner=flow_run_owner()):\n    pass\n") == []

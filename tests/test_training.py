@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from prefect_records import prefect_flow_runs
 
 from rltrader.app.cli import main
 from rltrader.config import load_config
@@ -389,9 +390,12 @@ def test_kill_minus_9_at_a_random_point_then_the_same_command_finishes(tiny_conf
                "--settings_file", str(tmp_path / "settings.json")]
     run_dir = tmp_path / "42"
     delay = random.Random().uniform(0.0, 6.0)
+    home = tmp_path / "prefect-home"  # both commands' runs, read back below
+    env = {**os.environ, "PREFECT_HOME": str(home)}
     # its own process group: the kill takes the command and the temporary Prefect server it started, as
     # killing a terminal's job does (a kill of the command alone would orphan that server)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env=env)
     deadline = time.monotonic() + 120
     while not list(run_dir.glob("checkpoints/*/*.json")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -401,8 +405,12 @@ def test_kill_minus_9_at_a_random_point_then_the_same_command_finishes(tiny_conf
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, f"killed after {delay:.2f}s: {rerun.stderr[-2000:]}"
+    runs = [run for run in prefect_flow_runs(home / "prefect.db") if run["name"].startswith("train ")]
+    if killed:  # the killed command's run is closed by the one that resumed it, not left Running
+        assert [run["state"] for run in runs] == ["CRASHED", "COMPLETED"], runs
+        assert "resumed by flow run 'train XAUUSDm_15min" in runs[0]["message"], runs[0]
     summary = json.loads((run_dir / "optimization_summary.json").read_text())
     assert summary["optimization_completed"] and len(summary["iterations"]) == 3, f"killed={killed} delay={delay}"
     for path in run_dir.rglob("*.zip"):

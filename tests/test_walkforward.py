@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect_records import prefect_flow_runs
 
 from rltrader.app.cli import main
 from rltrader.config import SplitConfig, WalkForwardConfig, load_config
@@ -187,7 +188,9 @@ def test_a_killed_walk_forward_resumes_without_retraining_finished_folds(tmp_pat
                "--cache_dir", str(tmp_path / "cache"), "--settings_file", str(settings)]
     root = tmp_path / "results" / "walkforward-killed"
     first_done = fold_run_dir(root, 0, 42) / "optimization_summary.json"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}  # both commands' runs, read back below
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env=env)
     deadline = time.monotonic() + 240
     while not first_done.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -197,9 +200,14 @@ def test_a_killed_walk_forward_resumes_without_retraining_finished_folds(tmp_pat
     finished = {path: path.stat().st_mtime_ns for path in fold_run_dir(root, 0, 42).rglob("*") if path.is_file()}
     assert not (root / "summary.json").exists()
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming, 1 runs already done" in rerun.stderr + rerun.stdout
+    runs = prefect_flow_runs(tmp_path / "prefect-home" / "prefect.db")  # the killed run and its subflow: Crashed
+    assert [(run["name"], run["state"]) for run in runs] == [
+        ("walk-forward killed", "CRASHED"), ("runs of walk-forward killed", "CRASHED"),
+        ("walk-forward killed", "COMPLETED"), ("runs of walk-forward killed", "COMPLETED")], runs
+    assert "resumed by flow run 'walk-forward killed'" in runs[1]["message"]
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # fold 1 was not trained again
     summary = json.loads((root / "summary.json").read_text())
     assert [row["fold"] for row in summary["fold_table"]] == [1, 2, 3]

@@ -40,7 +40,7 @@ from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
 from rltrader.registry.store import Registry, open_registry
-from rltrader.runtime.run_lock import run_directory_lock
+from rltrader.runtime.run_lock import LockOwner, run_directory_lock
 
 STATE_FILE = "state.json"
 LEDGER_FILE = "ledger.csv"
@@ -268,10 +268,14 @@ class PaperAccount:
 
 
 @contextlib.contextmanager
-def holding(account: PaperAccount) -> Iterator[PaperAccount]:
+def holding(account: PaperAccount, owner: LockOwner | None = None) -> Iterator[PaperAccount]:
     """Hold the account's directory for the block: one process per paper account (a second exits at once,
-    naming the first); a holder killed with ``kill -9`` frees it, and its half-written temporary files go."""
-    with run_directory_lock(account.root, remedy="pass another --name", holder="paper trader", what="paper account"):
+    naming the first); a holder killed with ``kill -9`` frees it, and its half-written temporary files go.
+
+    :param owner: the run this process trades for (the Prefect layer's flow run), told about a dead holder
+    """
+    with run_directory_lock(account.root, remedy="pass another --name", holder="paper trader", what="paper account",
+                            owner=owner):
         remove_stray_temp_files(account.root)
         yield account
 

@@ -6,6 +6,12 @@ one to start holds an operating-system lock on ``<run>/run.lock`` (``filelock``:
 on POSIX) for as long as it trains; a second one exits at once, naming the holder from
 ``<run>/run.lock.json``. The kernel drops the lock when its process dies, however it dies,
 so a ``kill -9`` leaves no lock to clear by hand: the next trainer takes it over and says so.
+
+The holder file also names what the holder was doing for whoever watches it (an :class:`LockOwner`:
+the Prefect layer records its flow run). When the next process takes the lock over, the owner is
+told who held it before, so the run the dead process left open can be closed (marked Crashed,
+naming the run that resumed its work) instead of showing "Running" for ever. The lock is the proof
+that the previous holder is gone: nothing a live process holds is ever handed to :meth:`took_over`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -35,6 +41,19 @@ TRAIN_REMEDY = "pass another --results_dir (or --seed)"
 
 class RunDirectoryInUse(UserInputError):
     """Another live process trains in this run directory."""
+
+
+class LockOwner(Protocol):
+    """What holds a run directory besides a process: a run someone watches (a Prefect flow run).
+
+    The run lock stays free of Prefect; the layer that knows the run passes an owner."""
+
+    def details(self) -> dict[str, Any]:
+        """What the holder file records about the run, next to the process (JSON values)."""
+
+    def took_over(self, previous: dict[str, Any]) -> None:
+        """Called once the lock is held, before the work starts, with the dead previous holder's record
+        (pid, host, since, command and its owner's details): close what it left open."""
 
 
 def read_holder(run_dir: str | Path) -> dict[str, Any]:
@@ -59,13 +78,15 @@ def _in_use(run_dir: str | Path, remedy: str, holder: str = "trainer",
 
 @contextlib.contextmanager
 def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY, holder: str = "trainer",
-                       what: str = "run directory") -> Iterator[None]:
+                       what: str = "run directory", owner: LockOwner | None = None) -> Iterator[None]:
     """Hold ``run_dir`` for the block; :class:`RunDirectoryInUse` (exit 2 at the CLI) if a live process has it.
 
     :param run_dir: the directory a command writes (a training run, a walk-forward, a study)
     :param remedy: what the refused user can do instead, ending the error line
     :param holder: who holds such a directory, as the error names it (a trainer, a paper account)
     :param what: what the directory is, as the error names it
+    :param owner: the run this process works for (None: the process alone); told about a dead
+        previous holder once the lock is taken over
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +101,10 @@ def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY, holder: 
             logger.info("Took over %s from %s, which is no longer running", run_dir / LOCK_FILE, _describe(previous))
         write_json(run_dir / HOLDER_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
                                            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                                           "command": " ".join(sys.argv)})
+                                           "command": " ".join(sys.argv),
+                                           **(owner.details() if owner is not None else {})})
+        if previous and owner is not None:
+            owner.took_over(previous)
         yield
     finally:
         (run_dir / HOLDER_FILE).unlink(missing_ok=True)
@@ -102,5 +126,5 @@ def check_run_directory_free(run_dir: str | Path, remedy: str = TRAIN_REMEDY) ->
     lock.release()
 
 
-__all__ = ["HOLDER_FILE", "LOCK_FILE", "RunDirectoryInUse", "check_run_directory_free", "read_holder",
+__all__ = ["HOLDER_FILE", "LOCK_FILE", "LockOwner", "RunDirectoryInUse", "check_run_directory_free", "read_holder",
            "run_directory_lock"]
