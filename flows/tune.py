@@ -52,7 +52,8 @@ def publish(tuner: Tuner, flow_run_id: UUID | None = None) -> None:
     best = tuner.best_trial()
     markdown = study_markdown(tuner.name, len(tuner.finished()), tuner.base.tune.trials,
                               tuner.base.training.selection_metric,
-                              None if best is None else (best.number, best.value, best.params), tuner.importances())
+                              None if best is None else (best.number, best.value, best.params), tuner.importances(),
+                              tuner.overfitting())
     markdown_artifact(markdown, f"{key}-summary", f"Study {tuner.name}", flow_run_id)
 
 

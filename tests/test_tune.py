@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -19,7 +20,7 @@ from rltrader.config import load_config
 from rltrader.errors import ConfigError, UserInputError
 from rltrader.jobs.requests import TrainRequest, TuneRequest
 from rltrader.tuning.study import Tuner
-from rltrader.tuning.trial import run_trial
+from rltrader.tuning.trial import VALIDATION_RETURNS_FILE, run_trial
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "XAUUSDm_15min.csv"
 SPACE = {"training.gamma": {"low": 0.9, "high": 0.999}, "env.window_size": {"choices": [1, 2]}}
@@ -62,6 +63,15 @@ def test_a_study_finishes_resumes_without_rerunning_and_writes_a_config_train_ac
     assert TrainRequest(data_path=str(SAMPLE), config=result["best_config"]).to_config().env.window_size == \
         best.env.window_size
     assert "best of 4 finished trials" in Path(result["best_config"]).read_text()
+    # every trial tried, pruned ones too, is a column of the overfitting matrix: its best model's validation returns
+    returns = [np.load(root / "trials" / f"{number:04d}" / VALIDATION_RETURNS_FILE) for number in range(4)]
+    assert len({len(column) for column in returns}) <= 2  # a wider window starts deciding a bar later
+    overfitting = result["overfitting"]
+    assert overfitting == json.loads((root / "overfitting.json").read_text())
+    assert overfitting["trials"] == 4 and overfitting["trial_numbers"] == [0, 1, 2, 3]
+    assert 0.0 <= overfitting["pbo"] <= 1.0 and overfitting["splits"] == 12_870
+    assert overfitting["bars"] == min(len(column) for column in returns) // 16 * 16
+    assert overfitting["pick"]["trial"] == result["best_trial"] and 0 <= overfitting["pick"]["deflated_sharpe"] <= 1
 
     # a kill mid-trial leaves it RUNNING in the study: the next run trains it again, then two new ones
     tuner = Tuner.open("sample", request.to_config(), SAMPLE, tmp_path / "results")
@@ -89,6 +99,8 @@ def test_a_trial_trailing_the_median_is_pruned_early(tmp_path):
     full = config.with_profile("tiny_tune")
     assert outcome.timesteps < full.training.iterations * full.training.total_timesteps
     assert tuner.tell(outcome).startswith(f"Trial {spec.number} pruned")
+    kept = np.load(Path(spec.run.run_dir) / VALIDATION_RETURNS_FILE)  # pruned, yet tried: it counts in the PBO
+    assert kept.ndim == 1 and len(kept) > 100 and np.isfinite(kept).all()
 
 
 def test_searching_a_key_the_phases_override_is_refused_naming_it(tmp_path):

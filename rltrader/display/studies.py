@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from rltrader.display.tuning import overfitting_text
+
 
 def tune_result_lines(result: Any) -> list[str]:
     """The study's outcome: its best trial, the config it wrote, where the trials are.
@@ -20,7 +22,9 @@ def tune_result_lines(result: Any) -> list[str]:
     return [*lines,
             f"  best        trial {result.best_trial}, validation {result.best_value:.3f}: {result.best_params}",
             f"  config      {result.best_config}  (rltrader train --config {result.best_config})",
-            f"  trials      {root / 'trials.json'}; importances {root / 'importances.json'}"]
+            f"  trust       {overfitting_text(result.overfitting)}",
+            f"  trials      {root / 'trials.json'}; importances {root / 'importances.json'}; "
+            f"overfitting {root / 'overfitting.json'}"]
 
 
 def walkforward_table(name: str, rows: list[dict[str, Any]]) -> Table:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from rltrader.config import EnvConfig
 from rltrader.env import MarketData
 from rltrader.env.trading_env import EpisodeBounds, evaluation_config
@@ -53,3 +55,11 @@ class Validator:
         ledger = replay(self.market, self.first_bar, actions, self.env_config.initial_balance)
         metrics = compute_metrics(ledger, self.market, self.first_bar)
         return ValidationResult(score_of(metrics, self.metric), metrics, time.perf_counter() - started)
+
+
+def per_bar_returns(validator: Validator, model: Any) -> np.ndarray:
+    """``model``'s per-bar returns on the validation split (each bar's equity change over the previous close's
+    equity), as the validator scores it: one trial's column of a study's overfitting matrix."""
+    actions = policy_actions(model, validator.market, VALIDATION, validator.env_config, validator.evaluator)
+    equity = replay(validator.market, validator.first_bar, actions, validator.env_config.initial_balance).equity
+    return np.diff(equity) / equity[:-1]

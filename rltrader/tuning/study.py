@@ -15,7 +15,11 @@ number that would select its model; with several bar files (``more_data``), the 
 their scores, each a fraction of the oracle's on a known-answer market, less a time penalty
 (:mod:`rltrader.tuning.trial`). The best of N trials is the best of N looks at
 validation, so the config written from it says how many trials it was chosen from; the
-test split is for judging that config once, with ``rltrader train``.
+test split is for judging that config once, with ``rltrader train``. How much that choice can be
+trusted is measured over every trial tried, complete or pruned: the probability of backtest
+overfitting (PBO, by CSCV over the trials' per-bar validation returns,
+:mod:`rltrader.evaluation.overfitting`) and the pick's deflated Sharpe over the trial count, in
+``overfitting.json``, the study's summary and its last lines.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 from optuna.trial import TrialState
@@ -37,10 +42,12 @@ from pydantic import BaseModel, ConfigDict
 from rltrader.atomic import write_json, write_text
 from rltrader.config import Config
 from rltrader.errors import UserInputError
+from rltrader.evaluation.overfitting import DEFAULT_BLOCKS, probability_of_backtest_overfitting
+from rltrader.evaluation.significance import deflated_sharpe, sharpe_estimate
 from rltrader.features.cache import file_digest
 from rltrader.training.spec import RunSpec
 from rltrader.tuning.space import search_distributions
-from rltrader.tuning.trial import TrialOutcome, TrialSpec, median_pruner, run_trial
+from rltrader.tuning.trial import VALIDATION_RETURNS_FILE, TrialOutcome, TrialSpec, median_pruner, run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class StudyResult(BaseModel):
     :param best_value: its best validation score
     :param best_params: its sampled values
     :param best_config: ``best_config.yaml``, which ``rltrader train --config`` takes
+    :param overfitting: PBO over the trials and the pick's deflated Sharpe (:meth:`Tuner.overfitting`)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +92,7 @@ class StudyResult(BaseModel):
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
     best_config: str | None = None
+    overfitting: dict[str, Any] | None = None
 
     def __getitem__(self, key: str) -> Any:
         """Read a field by name, as the dict this result replaces was read (scripts, notebooks)."""
@@ -178,9 +187,12 @@ class Tuner:
         trial = self.study.ask(self.distributions)
         return self.spec(trial.number, trial.params)
 
+    def trial_dir(self, number: int) -> Path:
+        return self.root / "trials" / f"{number:04d}"
+
     def spec(self, number: int, params: dict[str, Any]) -> TrialSpec:
         trial_config = self.trial_config(params)
-        trial_dir = self.root / "trials" / f"{number:04d}"
+        trial_dir = self.trial_dir(number)
         runs = [RunSpec(config=trial_config, data_path=str(path),
                         run_dir=str(trial_dir / path.stem if self.more_data else trial_dir),
                         settings_file=self.settings_file, follow_performance_mode=self.follow_performance_mode)
@@ -262,11 +274,41 @@ class Tuner:
             logger.info("No parameter importances yet: %s", error)
             return {}
 
+    def overfitting(self) -> dict[str, Any] | None:
+        """PBO over every finished trial (complete and pruned) on the study's validation bars, and the pick's
+        deflated Sharpe over that trial count; None while fewer than two trials kept returns to compare.
+
+        The columns are each trial's best model's per-bar validation returns on the study's bar file
+        (the first, with ``more_data``): the very bars its score was taken on, cut to the bars every
+        trial has (a trial observing more bars back starts deciding later in the split)."""
+        columns: dict[int, np.ndarray] = {}
+        for trial in self.finished():
+            path = self.trial_dir(trial.number) / (self.data_path.stem if self.more_data else "") / \
+                VALIDATION_RETURNS_FILE
+            if path.is_file():
+                columns[trial.number] = np.load(path)
+        if len(columns) < 2:
+            return None
+        # every split ends on the same bar; a longer observation window starts a trial's validation later
+        common = min(len(column) for column in columns.values())
+        matrix = np.column_stack([column[len(column) - common:] for column in columns.values()])
+        blocks = min(DEFAULT_BLOCKS, matrix.shape[0] // 2 // 2 * 2)
+        if blocks < 2:
+            return None
+        report = probability_of_backtest_overfitting(matrix, blocks).to_json()
+        best = self.best_trial()
+        if best is not None and best.number in columns:  # per-bar units: the deflation does not depend on them
+            report["pick"] = {"trial": best.number, "deflated_sharpe": deflated_sharpe(
+                sharpe_estimate(matrix[:, list(columns).index(best.number)], 1.0), len(columns))}
+        report["trial_numbers"] = list(columns)
+        return report
+
     def write_results(self) -> Path | None:
         """``trials.json``, ``importances.json`` and, once a trial is complete, ``best_config.yaml``."""
         write_json(self.root / "trials.json", {"study": self.name, "storage": self.storage,
                                                "trials": self.trials_table()})
         write_json(self.root / "importances.json", self.importances())
+        write_json(self.root / "overfitting.json", self.overfitting())
         best = self.best_trial()
         if best is None:
             return None
@@ -290,7 +332,8 @@ class Tuner:
                            best_trial=None if best is None else best.number,
                            best_value=None if best is None else best.value,
                            best_params=None if best is None else best.params,
-                           best_config=None if best_config is None else str(best_config))
+                           best_config=None if best_config is None else str(best_config),
+                           overfitting=self.overfitting())
 
     # -- without Prefect -------------------------------------------------------------------
 

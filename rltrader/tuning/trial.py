@@ -26,11 +26,15 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import optuna
 from pydantic import BaseModel, ConfigDict
 
+from rltrader.atomic import write_with
+from rltrader.training.models import load_for_training
 from rltrader.training.spec import RunSpec
 from rltrader.training.trainer import Trainer
+from rltrader.training.validation import per_bar_returns
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,27 @@ def file_score(best_score: float, oracle_sharpe: float | None, seconds: float, t
     return score - penalty * overrun
 
 
+VALIDATION_RETURNS_FILE = "validation_returns.npy"
+"""The per-bar validation returns of a run's best model, kept in its directory for the study's PBO."""
+
+
+def save_validation_returns(trainer: Trainer) -> Path | None:
+    """Write the best model's per-bar validation returns next to it (atomically); None if it kept no model.
+
+    Every trial scores on the same validation bars, so these columns form the trials x bars matrix
+    that the probability of backtest overfitting is computed over (:mod:`rltrader.evaluation.overfitting`)."""
+    if trainer.state.best is None or not trainer.paths.best_model.is_file():
+        return None
+    model = load_for_training(trainer.paths.best_model, trainer.env, trainer.training.seed)
+    returns = per_bar_returns(trainer.validator, model)
+
+    def write(path: Path) -> None:
+        with path.open("wb") as handle:
+            np.save(handle, returns)
+
+    return write_with(trainer.paths.root / VALIDATION_RETURNS_FILE, write)
+
+
 def median_pruner(startup_trials: int, warmup_steps: int) -> optuna.pruners.MedianPruner:
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
 
@@ -147,7 +172,9 @@ class _FileRun:
         except optuna.TrialPruned as pruned:
             logger.info("%s", pruned)
             self.pruned = True
+            save_validation_returns(self.trainer)  # a pruned trial was tried too: it counts in the study's PBO
             return None
+        save_validation_returns(self.trainer)
         best = self.trainer.state.best
         if best is None:
             return None
@@ -186,4 +213,5 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
                         seconds=round(time.perf_counter() - started, 2), params=spec.params, files=files)
 
 
-__all__ = ["TrialOutcome", "TrialSpec", "file_score", "median_pruner", "oracle_validation_sharpe", "run_trial"]
+__all__ = ["VALIDATION_RETURNS_FILE", "TrialOutcome", "TrialSpec", "file_score", "median_pruner",
+           "oracle_validation_sharpe", "run_trial", "save_validation_returns"]
