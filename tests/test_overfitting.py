@@ -62,3 +62,46 @@ def test_the_figures_are_the_papers_on_a_matrix_checked_by_hand():
 def test_bad_input_is_refused_saying_why(shape, blocks, message):
     with pytest.raises(ValueError, match=message):
         probability_of_backtest_overfitting(np.zeros(shape), blocks)
+
+
+def _outcome(tmp_path, fold: int, seed: int, agent_returns: np.ndarray, market: np.ndarray):
+    """A finished fold x seed whose test equity is ``agent_returns`` compounded (buy-and-hold: ``market``)."""
+    import pandas as pd
+
+    from rltrader.records import FoldOutcome
+
+    run_dir = tmp_path / f"fold{fold}-seed{seed}"
+    (run_dir / "report" / "test").mkdir(parents=True)
+    stamps = pd.date_range("2024-01-01", periods=len(agent_returns) + 1, freq="h") + pd.Timedelta(days=30 * fold)
+    pd.DataFrame({"timestamp": stamps,
+                  "agent_equity": 1e4 * np.cumprod(np.concatenate(([1.0], 1 + agent_returns))),
+                  "buy_and_hold_equity": 1e4 * np.cumprod(np.concatenate(([1.0], 1 + market)))}
+                 ).to_parquet(run_dir / "report" / "test" / "equity.parquet")
+    figures = {"sharpe": 1.0, "total_return": float(np.prod(1 + agent_returns) - 1)}
+    return FoldOutcome(fold=fold, seed=seed, run_dir=str(run_dir), warm_started_from=None, test_start="",
+                       test_end="", test_bars=len(agent_returns), agent=figures,
+                       buy_and_hold={"sharpe": 0.0, "total_return": 0.0}, oracle=None, edge_captured=None,
+                       best_validation=None, looks=3, timesteps=1, seconds=1.0, curve=[])
+
+
+def test_a_walk_forward_of_several_seeds_reports_the_overfitting_of_picking_one(tmp_path):
+    """Seeds that differ only by luck: picking the best in-sample one is about a coin flip; a seed with a
+    real edge the others lack is picked rightly (PBO 0). One seed: nothing to pick, no figure."""
+    from rltrader.display.walkforward import aggregate_lines
+    from rltrader.walkforward.report import aggregate, stitched_returns
+
+    rng = np.random.default_rng(0)
+    market = rng.normal(0, 0.001, (2, 600))
+    for edge, expected in ((0.0, (0.2, 0.8)), (0.0004, (0.0, 0.0))):
+        seeds = {seed: rng.normal(0, 0.001, (2, 600)) for seed in range(6)}
+        seeds[3] = seeds[3] + edge
+        outcomes = [_outcome(tmp_path / f"edge{edge}", fold, seed, seeds[seed][fold], market[fold])
+                    for fold in range(2) for seed in seeds]
+        figures = aggregate(outcomes, stitched_returns(outcomes), bars_per_year=6000)
+        overfitting = figures["seed_overfitting"]
+        assert overfitting["trials"] == 6 and overfitting["bars"] == 1200 // 16 * 16
+        assert expected[0] <= overfitting["pbo"] <= expected[1], (edge, overfitting["pbo"])
+        assert any(line.startswith("Picking a seed by its backtest: probability of overfitting")
+                   for line in aggregate_lines(figures, None))
+    alone = [outcome for outcome in outcomes if outcome.seed == 0]
+    assert "seed_overfitting" not in aggregate(alone, stitched_returns(alone), bars_per_year=6000)

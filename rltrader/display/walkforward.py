@@ -54,6 +54,10 @@ def aggregate_lines(figures: dict[str, Any], savings: dict[str, Any] | None) -> 
              f"validation look of every fold and seed). Fold Sharpe mean {number(figures['fold_sharpe_mean'], 2)}, "
              f"sd {number(figures['fold_sharpe_sd'], 2)}; {_share(figures['fraction_beating_buy_and_hold'])} of "
              f"{figures['runs']} fold runs beat buy-and-hold's return."]
+    if overfitting := figures.get("seed_overfitting"):
+        lines.append(f"Picking a seed by its backtest: probability of overfitting {overfitting['pbo']:.2f} over "
+                     f"{overfitting['trials']} seeds (CSCV, {overfitting['blocks']} blocks of the stitched test bars); "
+                     "about 0.5 means the seeds differ by luck, so judge the mean of seeds, not the best one.")
     if "edge_captured_mean" in figures:
         lines.append(f"Edge captured: mean {_share(figures['edge_captured_mean'])}, positive in "
                      f"{_share(figures['fraction_capturing_edge'])} of fold runs.")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from rltrader.atomic import write_json, write_with
 from rltrader.display.walkforward import fold_rows, plot_stitched, sharpe_text
+from rltrader.evaluation.overfitting import DEFAULT_BLOCKS, probability_of_backtest_overfitting
 from rltrader.evaluation.significance import deflated_sharpe, sharpe_estimate
 from rltrader.records import FoldOutcome, WalkForwardSummary
 
@@ -102,6 +103,11 @@ def aggregate(outcomes: Sequence[FoldOutcome], returns: pd.DataFrame, bars_per_y
             figures["per_seed"][column.removeprefix("agent_seed_")] = entry
         else:
             figures[column] = entry
+    seed_columns = [column for column in returns.columns if column.startswith("agent_seed_")]
+    if len(seed_columns) > 1 and len(returns) >= 2 * DEFAULT_BLOCKS:
+        # picking the seed whose agent did best on half the test bars: is it better on the other half?
+        figures["seed_overfitting"] = probability_of_backtest_overfitting(
+            returns[seed_columns].to_numpy()).to_json()
     edges = [outcome.edge_captured for outcome in outcomes if outcome.edge_captured is not None]
     if edges:
         figures["edge_captured_mean"] = float(np.mean(edges))
