@@ -7,11 +7,13 @@ Python imports, while the Prefect server starts, in preprocessing's cache write,
 method's throughput calibration, mid-rollout, mid-update, mid-validation, mid-checkpoint, in the
 final report. Then the same command runs to the end, and everything the run and its cache hold
 is checked: every zip passes ``testzip``, every JSON file parses, every parquet file reads, no
-``.tmp-*`` file of an unfinished atomic write is left, no process of the soak is left running.
+``.tmp-*`` file of an unfinished atomic write is left, no process of the soak is left running,
+and no flow run of the soak's Prefect database is left open ("Running" in the UI): each killed
+life's run was marked Crashed by the life that resumed it.
 
-Usage: .venv/bin/python bench/kill_soak.py [--kills 15] [--min_delay 4] [--max_delay 45] [--seed 0]
+Usage: .venv/bin/python bench/kill_soak.py [--kills 15] [--min_delay 4] [--max_delay 15] [--seed 0]
 Writes bench/out/kill_soak/ (the run, its cache, soak.json). Last line: one JSON object with
-kills, completed, corrupt_files, temp_files_left (and more).
+kills, completed, corrupt_files, temp_files_left, flow_runs_left_open (and more).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from prefect_runs import OPEN_STATES, flow_runs  # noqa: E402  (stdlib only)
+
 OUT = ROOT / "bench" / "out" / "kill_soak"
 RLTRADER = [sys.executable, "-m", "rltrader"]
 
@@ -99,7 +104,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=15)
     parser.add_argument("--min_delay", type=float, default=4.0, help="seconds after a start before its kill, at least")
-    parser.add_argument("--max_delay", type=float, default=45.0, help="... and at most")
+    parser.add_argument("--max_delay", type=float, default=15.0,
+                        help="... and at most (a default run takes about 20 s after start-up)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times (recorded)")
     parser.add_argument("--profile", default=None, help="a training profile; default: none, the default training")
     args = parser.parse_args()
@@ -144,8 +150,11 @@ def main() -> int:
     checked = audit(OUT / "results")
     cache = audit(OUT / "cache")
     left = leftover_processes(OUT)
+    runs = flow_runs(OUT / "prefect-home" / "prefect.db")
+    still_open = [f"{run['name']} ({run['state']}, created {run['created']})" for run in runs
+                  if run["state"] in OPEN_STATES]
     found = (("corrupt", checked["corrupt"] + cache["corrupt"]), ("temp file", checked["temp"] + cache["temp"]),
-             ("process left", left))
+             ("process left", left), ("flow run left open", still_open))
     for name, paths in found:
         for path in paths:
             print(f"  {name}: {path}")
@@ -154,15 +163,20 @@ def main() -> int:
         "corrupt_files": len(checked["corrupt"]) + len(cache["corrupt"]),
         "temp_files_left": len(checked["temp"]) + len(cache["temp"]),
         "processes_left": len(left),
+        "flow_runs": {state: sum(run["state"] == state for run in runs)
+                      for state in sorted({run["state"] for run in runs})},
+        "flow_runs_left_open": len(still_open),
         "files_checked": {kind: checked["checked"][kind] + cache["checked"][kind] for kind in checked["checked"]},
         "seed": args.seed, "delays_s": [args.min_delay, args.max_delay], "profile": args.profile or "default",
         "seconds": round(time.monotonic() - started, 1), "lives": lives,
     }
     (OUT / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{kills} kills, completed {completed}, {result['corrupt_files']} corrupt of {result['files_checked']}, "
-          f"{result['temp_files_left']} temp files left, {len(left)} processes left, {result['seconds'] / 60:.1f} min")
+          f"{result['temp_files_left']} temp files left, {len(left)} processes left, flow runs {result['flow_runs']} "
+          f"({len(still_open)} left open), {result['seconds'] / 60:.1f} min")
     print(json.dumps({key: value for key, value in result.items() if key != "lives"}))
-    return 0 if completed and not result["corrupt_files"] and not result["temp_files_left"] and not left else 1
+    return 0 if completed and not result["corrupt_files"] and not result["temp_files_left"] and not left \
+        and not still_open else 1
 
 
 if __name__ == "__main__":

@@ -75,13 +75,13 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
     logger.info("Run %s: %d iterations, seed %d, %s", run_path, planned, settings.training.seed,
                 f"{candidates} candidates per iteration" if candidates > 1 else "one model")
 
-    started = time.perf_counter()
-    prepared = run_preprocessing(request.data_path, settings)
-    spec = RunSpec(config=settings, data_path=request.data_path, run_dir=str(run_path), prepared=prepared,
-                   preprocess_seconds=time.perf_counter() - started, settings_file=request.settings_file)
-
-    # one trainer per run directory; a second exits naming this one, a dead one's run is closed
+    # one trainer per run directory; a second exits naming this one, a dead one's run is closed (taken before
+    # preprocessing: a run killed there is closed too)
     with run_directory_lock(run_path, owner=flow_run_owner()):
+        started = time.perf_counter()
+        prepared = run_preprocessing(request.data_path, settings)
+        spec = RunSpec(config=settings, data_path=request.data_path, run_dir=str(run_path), prepared=prepared,
+                       preprocess_seconds=time.perf_counter() - started, settings_file=request.settings_file)
         saved = RunState.read(run_path / "run_state.json")
         records = saved.iterations[:planned] if saved else []  # a retried run walks past these
         if records:

@@ -142,8 +142,8 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
     logger = get_run_logger()
     base = request.to_config(source="walk-forward request")
     walk, root = base.walk_forward, request.root
-    planned = prepare_folds_task(request.data_path, base)
     with run_directory_lock(root, "pass another --name", owner=flow_run_owner()):  # one command per walk-forward
+        planned = prepare_folds_task(request.data_path, base)
         check_plan(root, walk_plan(base, [fold.to_dict() for fold in planned.folds], planned.data_sha256))
         runs = fold_runs(request, base, planned)
         finished = [outcome for run in runs if (outcome := finished_outcome(run)) is not None]

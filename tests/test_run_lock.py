@@ -15,7 +15,7 @@ import pytest
 from conftest import SAMPLE_CSV
 
 from rltrader.app.cli import main
-from rltrader.runtime.run_lock import HOLDER_FILE, RunDirectoryInUse, read_holder, run_directory_lock
+from rltrader.runtime.run_lock import HOLDER_FILE, LOCK_FILE, RunDirectoryInUse, read_holder, run_directory_lock
 
 HOLD_THE_LOCK = ("import sys, time\nfrom rltrader.runtime.run_lock import run_directory_lock\n"
                  "with run_directory_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n")
@@ -122,3 +122,19 @@ def test_the_owner_is_recorded_and_told_only_of_a_dead_holder(tmp_path):
     with run_directory_lock(run_dir, owner=third):
         assert read_holder(run_dir)["flow_run_id"] == "third"
     assert [told["flow_run_id"] for told in third.told] == ["dead"] and third.told[0]["pid"] == holder.pid
+
+
+def test_a_directory_the_lock_made_and_nothing_wrote_to_goes_again(tmp_path):
+    """Bad input found under the lock (a flow that takes it before preprocessing) writes nothing; a directory
+    with work in it, or one that was there before, keeps its lock file."""
+    empty, used, existing = tmp_path / "empty", tmp_path / "used", tmp_path / "existing"
+    with run_directory_lock(empty):
+        assert (empty / LOCK_FILE).is_file()
+    assert not empty.exists()
+    with run_directory_lock(used):
+        (used / "run_state.json").write_text("{}")
+    assert sorted(path.name for path in used.iterdir()) == [LOCK_FILE, "run_state.json"]
+    existing.mkdir()
+    with run_directory_lock(existing):
+        pass
+    assert [path.name for path in existing.iterdir()] == [LOCK_FILE]

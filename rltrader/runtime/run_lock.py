@@ -89,6 +89,7 @@ def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY, holder: 
         previous holder once the lock is taken over
     """
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(run_dir / LOCK_FILE, timeout=0)
     try:
@@ -109,6 +110,19 @@ def run_directory_lock(run_dir: str | Path, remedy: str = TRAIN_REMEDY, holder: 
     finally:
         (run_dir / HOLDER_FILE).unlink(missing_ok=True)
         lock.release()
+        if created:
+            _remove_if_only_the_lock(run_dir)
+
+
+def _remove_if_only_the_lock(run_dir: Path) -> None:
+    """A directory this lock created and nothing else wrote to goes again (bad input found under the lock
+    writes nothing); the lock file of a directory with work in it stays, as filelock leaves it."""
+    try:
+        if [path.name for path in run_dir.iterdir()] == [LOCK_FILE]:
+            (run_dir / LOCK_FILE).unlink()
+            run_dir.rmdir()
+    except OSError:  # another process took the directory meanwhile: it is theirs now
+        pass
 
 
 def check_run_directory_free(run_dir: str | Path, remedy: str = TRAIN_REMEDY) -> None:
