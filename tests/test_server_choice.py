@@ -75,8 +75,9 @@ def test_a_server_answering_on_the_configured_address_is_used_and_named(serving,
     assert "PREFECT_API_URL" not in os.environ  # put back as it was
 
 
+@pytest.mark.parametrize(("served_home", "used"), [("users", False), ("mine", True)])
 def test_a_server_on_the_configured_address_whose_database_is_another_homes_is_not_reported_to(
-        tmp_path, no_prefect_settings, monkeypatch):
+        served_home, used, tmp_path, no_prefect_settings, monkeypatch):
     """The user's ``rltrader serve`` on 4200 keeps its runs in their home: a command with another
     ``PREFECT_HOME`` (this suite's) starts a temporary server on its own home instead of writing into theirs."""
     import flows.server
@@ -85,17 +86,16 @@ def test_a_server_on_the_configured_address_whose_database_is_another_homes_is_n
     monkeypatch.setattr(flows.server, "start_temporary_server",
                         lambda: started.append("temporary") or flows.server.Server("http://127.0.0.1:1/api", "temporary"))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
-    for home, used in ((tmp_path / "users", False), (tmp_path / "mine", True)):
-        users = _serving_home(home)
-        host, port = users.server_address
-        try:
-            server = command_server(host, port)
-            server.stop()
-        finally:
-            users.shutdown()
-            users.server_close()
-        assert (server.api_url == f"http://{host}:{port}/api") is used, (home, server)
-    assert started == ["temporary"]
+    served = _serving_home(tmp_path / served_home)
+    host, port = served.server_address
+    try:
+        server = command_server(host, port)
+        server.stop()
+    finally:
+        served.shutdown()
+        served.server_close()
+    assert (server.api_url == f"http://{host}:{port}/api") is used, server
+    assert started == ([] if used else ["temporary"])
 
 
 def test_prefect_api_url_wins_and_a_dead_one_is_one_line(serving, monkeypatch):
