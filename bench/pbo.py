@@ -26,7 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from rltrader.evaluation.overfitting import probability_of_backtest_overfitting  # noqa: E402
+from rltrader.evaluation.overfitting import (  # noqa: E402
+    aligned_on_last_bars,
+    blocks_for,
+    probability_of_backtest_overfitting,
+)
 from rltrader.tuning.trial import VALIDATION_RETURNS_FILE  # noqa: E402
 
 SIGMA = 0.001
@@ -39,8 +43,8 @@ def study_pbo(study: Path) -> dict[str, object]:
     columns = [np.load(path) for path in sorted(study.glob(f"trials/*/{VALIDATION_RETURNS_FILE}"))]
     if len(columns) < 2:
         return {"study": str(study), "trials": len(columns), "pbo": None}
-    common = min(len(column) for column in columns)
-    report = probability_of_backtest_overfitting(np.column_stack([column[-common:] for column in columns]))
+    matrix = aligned_on_last_bars(columns)
+    report = probability_of_backtest_overfitting(matrix, blocks_for(matrix.shape[0]))
     return {"study": str(study), **report.to_json()}
 
 

@@ -61,6 +61,19 @@ class OverfittingReport:
                                                                                           0.95])]}
 
 
+def aligned_on_last_bars(columns: list[np.ndarray]) -> np.ndarray:
+    """Per-bar return series that end on the same bar, cut to the bars they all have, as a bars x trials matrix
+    (a trial that observes more bars back starts deciding later in the same split)."""
+    common = min(len(column) for column in columns)
+    return np.column_stack([column[len(column) - common:] for column in columns])
+
+
+def blocks_for(bars: int) -> int:
+    """S for ``bars``: :data:`DEFAULT_BLOCKS`, fewer (even) when the bars cannot fill 16 blocks of 2; 0 if none fit."""
+    blocks = min(DEFAULT_BLOCKS, bars // 2 // 2 * 2)
+    return blocks if blocks >= 2 else 0
+
+
 def _block_moments(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Per block and trial: the sum and the sum of squares of the returns; and the bars per block."""
     bars = returns.shape[0] // blocks * blocks
@@ -117,4 +130,5 @@ def probability_of_backtest_overfitting(returns: np.ndarray, blocks: int = DEFAU
                              bars=per_block * blocks, blocks=blocks, splits=len(chosen))
 
 
-__all__ = ["DEFAULT_BLOCKS", "OverfittingReport", "probability_of_backtest_overfitting"]
+__all__ = ["DEFAULT_BLOCKS", "OverfittingReport", "aligned_on_last_bars", "blocks_for",
+           "probability_of_backtest_overfitting"]

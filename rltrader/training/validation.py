@@ -16,7 +16,7 @@ import numpy as np
 from rltrader.config import EnvConfig
 from rltrader.env import MarketData
 from rltrader.env.trading_env import EpisodeBounds, evaluation_config
-from rltrader.evaluation.ledger import replay
+from rltrader.evaluation.ledger import Ledger, replay
 from rltrader.evaluation.metrics import compute_metrics
 from rltrader.evaluation.report import policy_actions
 
@@ -49,10 +49,14 @@ class Validator:
         self.market, self.env_config, self.metric, self.evaluator = market, env_config, metric, evaluator
         self.first_bar = EpisodeBounds.of(market, VALIDATION, evaluation_config(env_config)).first
 
+    def ledger(self, model: Any) -> Ledger:
+        """``model``'s account over the validation split, bar by bar."""
+        actions = policy_actions(model, self.market, VALIDATION, self.env_config, self.evaluator)
+        return replay(self.market, self.first_bar, actions, self.env_config.initial_balance)
+
     def __call__(self, model: Any) -> ValidationResult:
         started = time.perf_counter()
-        actions = policy_actions(model, self.market, VALIDATION, self.env_config, self.evaluator)
-        ledger = replay(self.market, self.first_bar, actions, self.env_config.initial_balance)
+        ledger = self.ledger(model)
         metrics = compute_metrics(ledger, self.market, self.first_bar)
         return ValidationResult(score_of(metrics, self.metric), metrics, time.perf_counter() - started)
 
@@ -60,6 +64,5 @@ class Validator:
 def per_bar_returns(validator: Validator, model: Any) -> np.ndarray:
     """``model``'s per-bar returns on the validation split (each bar's equity change over the previous close's
     equity), as the validator scores it: one trial's column of a study's overfitting matrix."""
-    actions = policy_actions(model, validator.market, VALIDATION, validator.env_config, validator.evaluator)
-    equity = replay(validator.market, validator.first_bar, actions, validator.env_config.initial_balance).equity
+    equity = validator.ledger(model).equity
     return np.diff(equity) / equity[:-1]

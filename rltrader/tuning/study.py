@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from rltrader.atomic import write_json, write_text
 from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.evaluation.overfitting import DEFAULT_BLOCKS, probability_of_backtest_overfitting
+from rltrader.evaluation.overfitting import aligned_on_last_bars, blocks_for, probability_of_backtest_overfitting
 from rltrader.evaluation.significance import deflated_sharpe, sharpe_estimate
 from rltrader.features.cache import file_digest
 from rltrader.training.spec import RunSpec
@@ -289,11 +289,8 @@ class Tuner:
                 columns[trial.number] = np.load(path)
         if len(columns) < 2:
             return None
-        # every split ends on the same bar; a longer observation window starts a trial's validation later
-        common = min(len(column) for column in columns.values())
-        matrix = np.column_stack([column[len(column) - common:] for column in columns.values()])
-        blocks = min(DEFAULT_BLOCKS, matrix.shape[0] // 2 // 2 * 2)
-        if blocks < 2:
+        matrix = aligned_on_last_bars(list(columns.values()))
+        if not (blocks := blocks_for(matrix.shape[0])):
             return None
         report = probability_of_backtest_overfitting(matrix, blocks).to_json()
         best = self.best_trial()
@@ -333,7 +330,14 @@ class Tuner:
                            best_value=None if best is None else best.value,
                            best_params=None if best is None else best.params,
                            best_config=None if best_config is None else str(best_config),
-                           overfitting=self.overfitting())
+                           overfitting=self._written_overfitting())
+
+    def _written_overfitting(self) -> dict[str, Any] | None:
+        """What :meth:`write_results` wrote to ``overfitting.json`` (computed there once), else computed now."""
+        try:
+            return json.loads((self.root / "overfitting.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return self.overfitting()
 
     # -- without Prefect -------------------------------------------------------------------
 
