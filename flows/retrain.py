@@ -17,6 +17,7 @@ from flows.artifacts import markdown_artifact, table_artifact
 from flows.fanout import artifact_key, run_name, with_configured_retries
 from rltrader.display.formatting import percent, sharpe_with_interval, signed_percent
 from rltrader.display.registry import event_line, version_rows
+from rltrader.display.trust import trust_markdown
 from rltrader.jobs.requests import RetrainRequest
 from rltrader.registry.store import open_registry
 from rltrader.retraining.retrain import RetrainOutcome
@@ -25,8 +26,9 @@ from tasks.abandoned_runs import flow_run_owner
 from tasks.retrain import decide_task, plan_challenger_task, train_challenger_task
 
 
-def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
-    """The decision as a person reads it: what happened and why, the figures side by side, recent events."""
+def decision_markdown(outcome: RetrainOutcome, events: list[str], trust: dict[str, Any] | None = None) -> str:
+    """The decision as a person reads it: what happened and why, the figures side by side, the challenger's
+    trust report (``trust``, kept in its bundle), recent events."""
     lines = [f"# Retrain of `{outcome.name}`: {outcome.kind}", "", outcome.reason, ""]
     figures = outcome.figures
     if figures:
@@ -48,8 +50,10 @@ def decision_markdown(outcome: RetrainOutcome, events: list[str]) -> str:
         lines += [f"Paired test on {test.bars:,} bars: mean per-bar difference {test.mean_difference * 1e4:+.3f} bp, "
                   f"Newey-West SE {test.standard_error * 1e4:.3f} bp ({test.lags} lags), P(challenger better) "
                   f"**{test.probability_better:.3f}** (needs {test.required_probability:.2f}).", ""]
-    lines += [f"Champion now: **{'v' + str(outcome.champion) if outcome.champion else 'none'}**.", "",
-              "Recent registry events:", "", *[f"- {line}" for line in events]]
+    lines += [f"Champion now: **{'v' + str(outcome.champion) if outcome.champion else 'none'}**.", ""]
+    if outcome.version is not None:
+        lines += [trust_markdown(trust).replace("## Trust:", f"## Trust in v{outcome.version}:"), ""]
+    lines += ["Recent registry events:", "", *[f"- {line}" for line in events]]
     return "\n".join(lines)
 
 
@@ -78,7 +82,8 @@ def retrain_model(request: RetrainRequest) -> dict[str, Any]:
     key = artifact_key("registry", request.name)
     table_artifact(version_rows(registry), key, f"Model registry {request.name}: every version, the champion marked")
     events = [event_line(event) for event in registry.file.events[-5:]][::-1]
-    markdown_artifact(decision_markdown(outcome, events), artifact_key("retrain", request.name),
+    trust = registry.bundle(outcome.version).description.trust if outcome.version is not None else None
+    markdown_artifact(decision_markdown(outcome, events, trust), artifact_key("retrain", request.name),
                       f"Retrain of {request.name}: the decision and its figures")
     logger.info("Retrain %s: %s", request.name, outcome.reason)
     return outcome.to_json()

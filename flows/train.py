@@ -26,6 +26,7 @@ from rltrader.records import IterationRecord, RunSummary
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.training.run_state import RunState
 from rltrader.training.spec import RunSpec
+from rltrader.training.trust import config_file_key, study_of
 from tasks.abandoned_runs import flow_run_owner
 from tasks.preprocess import run_preprocessing
 from tasks.train import final_report_task, keep_best_candidate_task, train_candidate_task, train_iteration_task
@@ -81,7 +82,8 @@ def train_pipeline(request: TrainRequest = TrainRequest()) -> RunSummary:
         started = time.perf_counter()
         prepared = run_preprocessing(request.data_path, settings)
         spec = RunSpec(config=settings, data_path=request.data_path, run_dir=str(run_path), prepared=prepared,
-                       preprocess_seconds=time.perf_counter() - started, settings_file=request.settings_file)
+                       preprocess_seconds=time.perf_counter() - started, settings_file=request.settings_file,
+                       study_dir=study_of(request.config), config_file=config_file_key(request.config))
         saved = RunState.read(run_path / "run_state.json")
         records = saved.iterations[:planned] if saved else []  # a retried run walks past these
         if records:

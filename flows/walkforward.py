@@ -29,7 +29,8 @@ from flows.fanout import (
     worker_pool,
     workers_reporting_here,
 )
-from rltrader.config import Config
+from rltrader.config import Config, WalkForwardConfig
+from rltrader.display.cpcv import cpcv_markdown
 from rltrader.display.formatting import number
 from rltrader.display.walkforward import aggregate_markdown, fold_line, fold_rows
 from rltrader.env.account import account_terms
@@ -39,6 +40,9 @@ from rltrader.records import FoldOutcome, WalkForwardSummary
 from rltrader.runtime.performance_mode import parse_settings
 from rltrader.runtime.run_lock import run_directory_lock
 from rltrader.training.spec import RunSpec
+from rltrader.training.trust import config_file_key
+from rltrader.walkforward.cpcv import CpcvSplit
+from rltrader.walkforward.cpcv_report import cpcv_aggregate, path_returns, write_cpcv_results
 from rltrader.walkforward.data import PreparedFolds
 from rltrader.walkforward.report import aggregate, stitched_returns, warm_start_savings, write_results
 from rltrader.walkforward.runs import FoldRunSpec, check_plan, finished_outcome, fold_run_dir, walk_plan
@@ -56,13 +60,17 @@ def fold_runs(request: WalkForwardRequest, base: Config, planned: PreparedFolds)
     root, walk = request.root.resolve(), base.walk_forward
     settings_file = str(settings_path(request, base))
     runs = []
-    for fold, prepared in enumerate(planned.prepared):
+    for fold, (plan, prepared) in enumerate(zip(planned.folds, planned.prepared, strict=True)):
+        cpcv = isinstance(plan, CpcvSplit)
         for seed in walk.seeds:
             previous = fold_run_dir(root, fold - 1, seed) / "best_model.zip"
             runs.append(FoldRunSpec(fold=fold, seed=seed, run=RunSpec(
                 config=request.run_config(base, seed), data_path=request.data_path, prepared=prepared,
-                run_dir=str(fold_run_dir(root, fold, seed)), settings_file=settings_file, workers=walk.parallel,
-                initial_model=str(previous) if walk.warm_start_folds and fold > 0 else None)))
+                run_dir=str(fold_run_dir(root, fold, seed, plan.name.split("_")[0] if cpcv else "fold")),
+                settings_file=settings_file, workers=walk.parallel, trust_checks=False,
+                initial_model=str(previous) if walk.warm_start_folds and fold > 0 else None),
+                test_groups=[(group, *rows) for group, rows in zip(plan.test_groups, plan.test, strict=True)]
+                if cpcv else None))
     return runs
 
 
@@ -76,11 +84,17 @@ def _workers_now(base: Config, settings_file: Path) -> int:
 
 
 def publish(name: str, outcomes: list[FoldOutcome], planned: int, bars_per_year: float,
-            flow_run_id: UUID | None = None) -> None:
+            flow_run_id: UUID | None = None, walk: WalkForwardConfig | None = None) -> None:
     """The fold table and the aggregate so far, as the UI's artifacts of this walk-forward (on
-    ``flow_run_id``'s page: the walk-forward's run, when its runs' subflow publishes)."""
+    ``flow_run_id``'s page: the walk-forward's run, when its runs' subflow publishes); a CPCV
+    (``walk.scheme``) shows its paths."""
     key = artifact_key("walkforward", name)
     table_artifact(fold_rows(outcomes), f"{key}-folds", f"Folds of walk-forward {name}", flow_run_id)
+    if walk is not None and walk.scheme == "cpcv":  # its paths, once one is complete
+        figures = cpcv_aggregate(outcomes, path_returns(outcomes), bars_per_year, walk.groups, walk.test_groups)
+        markdown_artifact(cpcv_markdown(name, figures, planned), f"{key}-summary", f"CPCV {name}: the paths",
+                          flow_run_id)
+        return
     returns = stitched_returns(outcomes)
     if len(returns) > 2:
         figures = aggregate(outcomes, returns, bars_per_year)
@@ -125,7 +139,8 @@ def train_fold_runs(request: WalkForwardRequest, runs: list[FoldRunSpec], finish
                 queue.finish(key, outcome)
                 logger.info(fold_line(outcome, folds, len(queue.finished), queue.planned,
                                       queue.eta_seconds(workers)))
-                publish(request.walk_name, list(queue.finished.values()), queue.planned, bars_per_year, report_to)
+                publish(request.walk_name, list(queue.finished.values()), queue.planned, bars_per_year, report_to,
+                        base.walk_forward)
     return list(queue.finished.values())
 
 
@@ -144,21 +159,31 @@ def walk_forward(request: WalkForwardRequest = WalkForwardRequest(),
     walk, root = base.walk_forward, request.root
     with run_directory_lock(root, "pass another --name", owner=flow_run_owner()):  # one command per walk-forward
         planned = prepare_folds_task(request.data_path, base)
-        check_plan(root, walk_plan(base, [fold.to_dict() for fold in planned.folds], planned.data_sha256))
+        check_plan(root, walk_plan(base, [fold.to_dict() for fold in planned.folds], planned.data_sha256,
+                                   config_file_key(request.config)))
         runs = fold_runs(request, base, planned)
         finished = [outcome for run in runs if (outcome := finished_outcome(run)) is not None]
-        logger.info("Walk-forward %s in %s: %d folds x %d seeds (%s%s); %d at once in performance mode, 1 in quiet "
-                    "mode (now %s, from %s)%s", request.walk_name, root, len(planned.folds), len(walk.seeds),
-                    walk.scheme, ", warm-started folds" if walk.warm_start_folds else "", walk.parallel,
+        logger.info("Walk-forward %s in %s: %d %s x %d seeds (%s%s); %d at once in performance mode, 1 in quiet "
+                    "mode (now %s, from %s)%s", request.walk_name, root, len(planned.folds),
+                    "splits" if walk.scheme == "cpcv" else "folds", len(walk.seeds),
+                    f"cpcv, {walk.groups} groups, {walk.test_groups} tested per split" if walk.scheme == "cpcv"
+                    else walk.scheme, ", warm-started folds" if walk.warm_start_folds else "", walk.parallel,
                     parse_settings(settings_path(request, base)).mode, settings_path(request, base),
                     f"; resuming, {len(finished)} runs already done" if finished else "")
         if finished:
-            publish(request.walk_name, finished, len(runs), planned.bars_per_year)
+            publish(request.walk_name, finished, len(runs), planned.bars_per_year, walk=walk)
         if len(finished) < len(runs):  # everything read back: no workers to start
             finished = train_fold_runs.with_options(task_runner=worker_pool(walk.parallel, request.dask_address))(
                 request, runs, finished, planned.bars_per_year, UUID(current_flow_run.id), fold_console_level)
+        account = account_terms(base, request.data_path).to_json()
+        if walk.scheme == "cpcv":
+            summary = write_cpcv_results(root, request.walk_name, finished, planned.bars_per_year, len(runs),
+                                         walk.groups, walk.test_groups, account)
+            logger.info("Walk-forward %s done: %d CPCV paths, median path Sharpe %s; results in %s", request.walk_name,
+                        summary.aggregate["paths"], number(summary.aggregate["median_path"]["sharpe"], 2), root)
+            return summary
         summary = write_results(root, request.walk_name, finished, planned.bars_per_year, base.env.initial_balance,
-                                len(runs), account_terms(base, request.data_path).to_json())
+                                len(runs), account)
         logger.info("Walk-forward %s done: stitched Sharpe %s; results in %s", request.walk_name,
                     number(summary.aggregate["stitched_sharpe"], 2), root)
         return summary

@@ -461,9 +461,21 @@ class WalkForwardConfig(_Strict):
     their equity curves stitch into one out-of-sample curve. Sizes count bars; left unset,
     ``folds`` windows are fitted to the file with the first fold split as ``splits:`` says."""
 
-    scheme: Literal["rolling", "anchored"] = Field(
+    scheme: Literal["rolling", "anchored", "cpcv"] = Field(
         "rolling", description="rolling: every train window is train_bars long; anchored: every one starts at the "
-                               "first bar and grows by test_bars per fold.")
+                               "first bar and grows by test_bars per fold; cpcv: combinatorial purged cross-validation "
+                               "(groups, test_groups), every split's test groups assembled into full out-of-sample "
+                               "paths.")
+    groups: int = Field(6, ge=2, description="cpcv: consecutive groups the file is cut into (N).")
+    test_groups: int = Field(2, ge=1, description="cpcv: groups each split tests on (k); C(N, k) splits make "
+                                                  "C(N, k)*k/N paths.")
+    purge_bars: int | None = Field(None, ge=0, description="cpcv: training bars dropped before each test group "
+                                                           "(and before validation); at least env.window_size; "
+                                                           "null = gap_bars.")
+    embargo_bars: int | None = Field(None, ge=0, description="cpcv: training bars dropped after each test group; "
+                                                             "at least env.window_size; null = the features' memory (a "
+                                                             "bar's weight in them below 1e-4: 125 bars "
+                                                             "with the default features).")
     folds: int | None = Field(6, ge=1, description="Folds (test windows); null = as many as the sizes allow.")
     train_bars: int | None = Field(None, ge=2, description="Training bars of the first fold; null = from splits:.")
     validation_bars: int | None = Field(None, ge=2, description="Validation bars of each fold; null = test_bars.")
@@ -480,6 +492,10 @@ class WalkForwardConfig(_Strict):
             raise ValueError("give train_bars and test_bars together (or neither, to fit folds to the file)")
         if self.folds is None and self.test_bars is None:
             raise ValueError("give folds, or train_bars and test_bars")
+        if self.scheme == "cpcv" and not 1 <= self.test_groups < self.groups:
+            raise ValueError(f"test_groups must be at least 1 and below groups ({self.groups}) for cpcv")
+        if self.scheme == "cpcv" and self.warm_start_folds:
+            raise ValueError("cpcv splits are not in time order: warm_start_folds needs scheme rolling or anchored")
         return self
 
 

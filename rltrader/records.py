@@ -283,7 +283,10 @@ class LookPoint(Record):
 
 
 class FoldOutcome(Record):
-    """A finished fold x seed: its test figures (the fold's best model, seen by test once) and its cost."""
+    """A finished fold x seed: its test figures (the fold's best model, seen by test once) and its cost.
+
+    For a CPCV split, ``fold`` is the split's number, the figures are over its test groups together,
+    and ``groups`` holds each group's figures and equity file."""
 
     fold: int
     seed: int
@@ -301,6 +304,7 @@ class FoldOutcome(Record):
     timesteps: int
     seconds: float
     curve: list[LookPoint]  # best validation so far at each look: "how long to reach a score"
+    groups: list[dict[str, Any]] | None = None  # a CPCV split's test groups, each scored on its own
 
     @property
     def equity_path(self) -> Path:

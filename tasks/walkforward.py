@@ -23,7 +23,7 @@ from tasks.train import RETRY_OPTIONS, is_transient, set_console_level
 
 def _fold_label() -> str:
     spec = current_task_run.parameters["spec"]
-    return f"fold {spec.fold + 1} seed {spec.seed}"
+    return f"{'fold' if spec.test_groups is None else 'split'} {spec.fold + 1} seed {spec.seed}"
 
 
 @task(name="prepare-folds", cache_policy=NO_CACHE, retry_condition_fn=is_transient, task_run_name="prepare folds")

@@ -126,3 +126,60 @@ def test_export_refuses_what_is_not_a_finished_run_and_never_overwrites_other_fi
     assert f"{read_bundle(tmp_path / 'b').description.algorithm} policy, XAUUSD, 15-min bars" in capsys.readouterr().out
     assert read_bundle(tmp_path / "b").description.feature_columns == first.description.feature_columns
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".tmp-")]
+
+
+def test_the_bundle_keeps_the_trust_report_that_judges_its_model(finished_run, tmp_path):
+    run_dir, (_, summary) = finished_run
+    trust = read_bundle(run_dir / "bundle").description.trust
+    test = trust["test"]
+    assert test["agent"]["sharpe"] == summary.test.agent["sharpe"]
+    assert test["agent"]["sharpe_interval"] == summary.test.agent["sharpe_interval"]
+    assert test["buy_and_hold"]["sharpe"] == summary.test.buy_and_hold["sharpe"]
+    assert trust["selection"]["trials"] == summary.trials and trust["selection"]["deflated_sharpe"] is not None
+    # twice the spread, the same decisions: every trade costs more, for the agent and buy-and-hold alike
+    stress = trust["cost_stress"]
+    assert stress["spread_multiplier"] == 2.0 and stress["bars"] == test["bars"]
+    assert stress["agent"]["trades"] == test["agent"]["trades"]
+    assert stress["buy_and_hold"]["total_return"] < test["buy_and_hold"]["total_return"]
+    if test["agent"]["trades"]:
+        assert stress["agent"]["total_return"] < test["agent"]["total_return"]
+    # the bundle's own live stream over the whole test split decides as the backtest did
+    parity = trust["parity"]
+    assert parity["checked"] and parity["bars"] == test["bars"] and parity["action_mismatches"] == 0
+    assert parity["equity_rel_diff"] <= 1e-9
+    # it travels with the model and is readable in the report (the UI's training-report artifact)
+    assert export_bundle(run_dir, tmp_path / "copy").description.trust == trust
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## Trust" in report and "2x the spread" in report and "made 0 different decisions" in report
+
+
+def test_twice_the_spread_doubles_every_bars_spread_cost(finished_run):
+    from rltrader.env import MarketData
+    from rltrader.features.preparation import preprocess
+
+    _, (config, _) = finished_run
+    prepared = preprocess(SAMPLE, config)
+    base = MarketData.from_prepared(prepared, config, SAMPLE)
+    stressed = MarketData.from_prepared(prepared, config, SAMPLE, spread_multiplier=2.0)
+    commission = config.costs.commission_per_unit
+    assert (base.trade_cost > commission).all()
+    assert stressed.trade_cost - commission == pytest.approx(2 * (base.trade_cost - commission), rel=1e-12)
+    assert (stressed.features == base.features).all() and "x 2" in stressed.spread_source
+
+
+def test_a_config_a_study_chose_is_known_by_its_overfitting_file_beside_it(tmp_path):
+    from rltrader.training.trust import study_figures, study_of
+
+    study = tmp_path / "tune-demo"
+    study.mkdir()
+    (study / "best_config.yaml").write_text("training: {seed: 7}\n")
+    assert study_of(str(study / "best_config.yaml")) is None  # no overfitting.json: not a study's pick
+    (study / "overfitting.json").write_text(json.dumps({"pbo": 0.25, "trials": 12, "blocks": 16, "splits": 12870,
+                                                        "p_oos_loss": 0.4, "slope": 0.1, "logit_quantiles": [0] * 5,
+                                                        "pick": {"trial": 3, "deflated_sharpe": 0.8}}))
+    assert study_of(str(study / "best_config.yaml")) == str(study.resolve())
+    assert study_of(str(tmp_path / "other.yaml")) is None and study_of(None) is None
+    figures = study_figures(study)
+    assert figures["pbo"] == 0.25 and figures["trials"] == 12 and figures["pick"]["deflated_sharpe"] == 0.8
+    (study / "overfitting.json").write_text("null")  # fewer than two trials kept returns
+    assert study_figures(study)["pbo"] is None

@@ -251,3 +251,17 @@ def test_a_first_retrain_on_a_file_too_short_is_one_line_before_prefect_and_writ
     assert error.startswith(f"rltrader: error: {root / 'tod.csv'}: holds 3,200 bars; a retrain needs ")
     assert "lower --train_bars, --validation_bars or --holdout_bars" in error
     assert not (tmp_path / "registry").exists() and not (tmp_path / "cache").exists()
+
+
+def test_models_show_prints_a_versions_trust_report(two_versions, capsys):
+    work, _, _ = two_versions
+    registry = open_registry(work / "registry", "tod")
+    trust = registry.bundle(1).description.trust
+    assert trust["parity"]["checked"] and trust["parity"]["action_mismatches"] == 0 and "cost_stress" in trust
+    assert main(["models", "show", "tod", "--registry_dir", str(work / "registry")]) == 0
+    shown = capsys.readouterr().out
+    champion = registry.file.champion
+    assert f"Trust in v{champion} (the champion)" in shown and "2x the spread" in shown
+    assert "live stream made 0 different decisions" in shown
+    assert main(["models", "show", "tod", "1", "--registry_dir", str(work / "registry")]) == 0
+    assert "Trust in v1" in capsys.readouterr().out

@@ -59,6 +59,7 @@ def retrain_command(args: argparse.Namespace) -> int:
 def models_command(args: argparse.Namespace) -> int:
     """List the models, show one's versions and events, promote a version or roll back the champion."""
     from rltrader.display.registry import event_line, registries_table, versions_table
+    from rltrader.display.trust import trust_lines
     from rltrader.registry.store import open_registry, registry_names
 
     console = _console()
@@ -77,6 +78,12 @@ def models_command(args: argparse.Namespace) -> int:
         console.print(versions_table(registry, args.versions or None))
         for event in registry.file.events[-args.events:]:
             console.print("  " + event_line(event))
+        shown = args.version or registry.file.champion
+        if shown is not None:
+            console.print(f"Trust in v{shown}{' (the champion)' if shown == registry.file.champion else ''}, "
+                          "kept in its bundle:")
+            for line in trust_lines(registry.bundle(shown).description.trust):
+                console.print("  " + line)
         return 0
     with registry.writing():
         if args.action == "promote":
@@ -111,12 +118,15 @@ def add_registry_commands(commands: Any) -> None:
     models = commands.add_parser(
         "models", help="the model registry: list models, show versions, promote or roll back a champion",
         description="list: every model and its champion. show NAME: every version (lineage, windows, held-out "
-                    "figures, the decision) and the latest events. promote NAME VERSION: make VERSION the champion. "
-                    "rollback NAME: the champion before the current one serves again. Paper accounts following "
-                    "NAME switch at their next bar.")
+                    "figures, the decision), the latest events and a version's trust report (intervals, selection, "
+                    "cost stress, live-stream parity, a study's PBO, a CPCV). promote NAME VERSION: make VERSION the "
+                    "champion. rollback NAME: the champion before the current one serves again. Paper accounts "
+                    "following NAME switch at their next bar.")
     models.add_argument("action", choices=("list", "show", "promote", "rollback"))
     models.add_argument("name", nargs="?", default=None, help="the model's name (all but list)")
-    models.add_argument("version", nargs="?", type=int, default=None, help="promote: the version to make champion")
+    models.add_argument("version", nargs="?", type=int, default=None,
+                        help="promote: the version to make champion; show: whose trust report to show (default: the "
+                             "champion's)")
     models.add_argument("--reason", default="", help="promote and rollback: why, kept in the registry")
     models.add_argument("--registry_dir", type=Path, default=Path("results/registry"), help=REGISTRY_HELP)
     models.add_argument("--events", type=int, default=10, help="show: how many recent events (default 10)")

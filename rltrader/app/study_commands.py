@@ -45,10 +45,12 @@ def tune_command(args: argparse.Namespace) -> int:
 
 def walkforward_command(args: argparse.Namespace) -> int:
     """Train one run per fold and seed, score each on its test window, stitch the tests into one curve."""
+    from rltrader.display.cpcv import cpcv_lines
     from rltrader.display.tables import account_text
     from rltrader.display.walkforward import aggregate_lines
     from rltrader.features.preparation import check_bars
     from rltrader.runtime.run_lock import check_run_directory_free
+    from rltrader.training.trust import config_file_key
     from rltrader.walkforward.data import prepare_folds
     from rltrader.walkforward.runs import check_plan, walk_plan
 
@@ -60,17 +62,19 @@ def walkforward_command(args: argparse.Namespace) -> int:
     folds, prepared = prepare_folds(request.data_path, config)
     check_run_directory_free(request.root, STUDY_REMEDY)  # before check_plan, which writes a new directory's plan
     check_plan(request.root, walk_plan(config, [fold.to_dict() for fold in folds],
-                                       prepared[0].metadata["source"]["sha256"]))
+                                       prepared[0].metadata["source"]["sha256"], config_file_key(request.config)))
 
     def walk(level: int) -> WalkForwardSummary:
         from flows.walkforward import walk_forward  # Prefect import: seconds, so only once the inputs are good
 
         return walk_forward(request, fold_console_level=level)
 
-    result = run_with_progress_lines(config, args.verbose, ("Fold ", "Walk-forward ", "Resuming"), walk)
+    result = run_with_progress_lines(config, args.verbose, ("Fold ", "Split ", "Walk-forward ", "Resuming"), walk)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 180)
     console.print(walkforward_table(result.name, result.fold_table))
-    for line in aggregate_lines(result.aggregate, result.warm_start):
+    lines = (cpcv_lines(result.aggregate) if result.aggregate.get("scheme") == "cpcv"
+             else aggregate_lines(result.aggregate, result.warm_start))
+    for line in lines:
         console.print(line)
     console.print(account_text(result))
     console.print(walkforward_files_lines(result.files, result.root))

@@ -97,7 +97,9 @@ def _train_with_server(args: argparse.Namespace, request: TrainRequest, config: 
         summary = run_flow(server, lambda: train_pipeline(request))
     for table in final_tables(summary):
         console.print(table)
-    for line in train_done_lines(summary, seed, run_dir):
+    bundle = run_dir / "bundle" / "bundle.json"
+    trust = json.loads(bundle.read_text(encoding="utf-8")).get("trust") if bundle.is_file() else None
+    for line in train_done_lines(summary, seed, run_dir, trust):
         console.print(line)
     return 0
 

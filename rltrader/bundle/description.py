@@ -7,7 +7,6 @@ many bars as the slowest exponential average needs to forget its start to :data:
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,13 @@ from rltrader.data.loader import infer_point
 from rltrader.engine.model_files import saved_algorithm
 from rltrader.env.account import account_terms
 from rltrader.errors import UserInputError
-from rltrader.features.pipeline import warmup_bars
+from rltrader.features.pipeline import EMA_TOLERANCE, ema_warmup_bars, warmup_bars
 from rltrader.features.preparation import PreparedData
 
 SCHEMA_VERSION = 1
 POLICY_FILE = "policy.zip"
 DESCRIPTION_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
-EMA_TOLERANCE = 1e-12
-"""How far an exponential average started at the first bar of a history may still be from one started
-at the first bar of the training file, relative to its inputs: the warm-up covers that many bars."""
 
 
 class BundleError(UserInputError):
@@ -77,6 +73,9 @@ class BundleDescription(BaseModel):
     :param figures: the run's validation and test figures (agent and buy-and-hold)
     :param seed: the run's seed
     :param method: ``optimized``, ``original`` or ``custom``
+    :param trust: the figures that judge the model (:mod:`rltrader.training.trust`): test intervals, selection
+        trials and deflated Sharpe, cost stress, live-stream parity, a study's PBO, a CPCV; None in bundles
+        written before it was kept
     :param created_at: when the bundle was written (UTC)
     :param rltrader_version: the version that wrote it
     """
@@ -102,6 +101,7 @@ class BundleDescription(BaseModel):
     figures: dict[str, Any]
     seed: int
     method: str
+    trust: dict[str, Any] | None = None
     created_at: str
     rltrader_version: str
 
@@ -129,24 +129,11 @@ class Bundle(BaseModel):
         return self.root / POLICY_FILE
 
 
-def ema_warmup_bars(features: FeatureConfig, tolerance: float = EMA_TOLERANCE) -> int:
-    """Bars after which every exponential average of ``features`` has forgotten its start to ``tolerance``.
-
-    An average with weight ``alpha`` on the new value keeps ``(1 - alpha) ** n`` of its start after
-    ``n`` bars; Wilder's ATR and RSI use ``alpha = 1 / period``, MACD's ``2 / (span + 1)``."""
-    alphas = [1.0 / period for period in (features.atr_period, features.rsi_period) if period]
-    if features.macd:
-        alphas += [2.0 / (span + 1.0) for span in (features.macd.fast, features.macd.slow, features.macd.signal)]
-    if not alphas:
-        return 0
-    return max(math.ceil(math.log(tolerance) / math.log(1.0 - alpha)) for alpha in alphas)
-
-
 def history_needed(features: FeatureConfig, has_volume: bool, window_size: int = 1) -> int:
     """Bars of history before the first decision: the longest feature window, or the exponential
     averages' convergence, whichever is longer, plus the ``window_size - 1`` earlier bars the first
     observation holds (each must have converged features too)."""
-    return max(warmup_bars(features, has_volume), ema_warmup_bars(features)) + window_size - 1
+    return max(warmup_bars(features, has_volume), ema_warmup_bars(features, EMA_TOLERANCE)) + window_size - 1
 
 
 def describe(config: Config, prepared: PreparedData, data_path: str | Path, policy: Path,

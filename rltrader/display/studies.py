@@ -28,8 +28,9 @@ def tune_result_lines(result: Any) -> list[str]:
 
 
 def walkforward_table(name: str, rows: list[dict[str, Any]]) -> Table:
-    """Each fold's best model on its test window, one row per fold and seed."""
-    table = Table(title=f"Walk-forward {name}: each fold's best model on its test window")
+    """Each fold's best model on its test window (a CPCV split's on its test groups), one row per fold and seed."""
+    table = Table(title=f"CPCV {name}: each split's best model on its test groups" if "split" in rows[0] else
+                  f"Walk-forward {name}: each fold's best model on its test window")
     for column in rows[0]:
         table.add_column(column, justify="left" if column.startswith("test") else "right", no_wrap=True)
     for row in rows:
@@ -38,8 +39,9 @@ def walkforward_table(name: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def walkforward_files_lines(files: dict[str, str], root: str | None) -> str:
-    return (f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}\n"
-            f"  summary          {Path(root or '.') / 'summary.json'}")
+    first = (f"  paths            {files['paths']} and {Path(files['plot']).name}" if "paths" in files else
+             f"  stitched equity  {files['stitched_equity']} and {Path(files['plot']).name}")
+    return f"{first}\n  summary          {Path(root or '.') / 'summary.json'}"
 
 
 __all__ = ["tune_result_lines", "walkforward_files_lines", "walkforward_table"]

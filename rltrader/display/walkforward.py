@@ -29,7 +29,9 @@ def fold_rows(outcomes: Sequence[FoldOutcome]) -> list[dict[str, Any]]:
     rows = []
     for outcome in sorted(outcomes, key=lambda o: (o.fold, o.seed)):
         rows.append({
-            "fold": outcome.fold + 1, "seed": outcome.seed,
+            ("fold" if outcome.groups is None else "split"): outcome.fold + 1, "seed": outcome.seed,
+            **({"test groups": ", ".join(str(int(group["group"]) + 1) for group in outcome.groups)}
+               if outcome.groups is not None else {}),
             "test from": outcome.test_start[:10], "test to": outcome.test_end[:10],
             "agent return": percent(outcome.agent["total_return"]),
             "agent Sharpe [95%]": sharpe_text(outcome.agent),
@@ -112,8 +114,12 @@ def fold_line(outcome: FoldOutcome, folds: int, finished: int, planned: int, eta
     :param eta_seconds: the time the remaining runs should take (None before one was timed)
     """
     agent, hold = outcome.agent, outcome.buy_and_hold
-    return (f"Fold {outcome.fold + 1}/{folds} seed {outcome.seed} ({outcome.test_start[:10]} to "
-            f"{outcome.test_end[:10]}): test Sharpe {number(agent['sharpe'], 2)} vs buy-and-hold "
+    where = (f"Split {outcome.fold + 1}/{folds} seed {outcome.seed} (test groups "
+             f"{', '.join(str(int(group['group']) + 1) for group in outcome.groups)}, {outcome.test_bars:,} bars)"
+             if outcome.groups is not None else
+             f"Fold {outcome.fold + 1}/{folds} seed {outcome.seed} ({outcome.test_start[:10]} to "
+             f"{outcome.test_end[:10]})")
+    return (f"{where}: test Sharpe {number(agent['sharpe'], 2)} vs buy-and-hold "
             f"{number(hold['sharpe'], 2)}, return {percent(agent['total_return'])} vs {percent(hold['total_return'])}; "
             f"{outcome.timesteps:,} timesteps in {outcome.seconds:.0f} s. {finished} of {planned} "
             f"runs done" + ("" if finished == planned or eta_seconds is None else f", ETA {minutes(eta_seconds)}"))

@@ -127,18 +127,20 @@ class MarketData:
         )
 
     @classmethod
-    def from_prepared(cls, prepared: PreparedData, config: Config, data_path: str | Path | None = None) -> MarketData:
+    def from_prepared(cls, prepared: PreparedData, config: Config, data_path: str | Path | None = None,
+                      spread_multiplier: float = 1.0) -> MarketData:
         """Read the cached parquet of :func:`rltrader.features.preparation.preprocess`.
 
         ``data_path`` is the bar file as the caller named it: a cache entry records the path it
-        was first built from, and a known-answer market's oracle lies beside the file."""
+        was first built from, and a known-answer market's oracle lies beside the file.
+        ``spread_multiplier`` scales every bar's spread (a cost stress test: 2.0 charges twice the spread)."""
         frame = prepared.load()
         split_rows = {name: prepared.split_rows(name) for name in SPLIT_NAMES}
         source = prepared.metadata["source"]
         path = data_path if data_path is not None else source["path"]
         return cls.from_frame(
             frame, prepared.feature_columns, split_rows, float(prepared.metadata["bars"]["bars_per_year"]), config,
-            source=str(path), known_answer=read_market(path, source.get("sha256")),
+            source=str(path), known_answer=read_market(path, source.get("sha256")), spread_multiplier=spread_multiplier,
         )
 
     @classmethod
@@ -151,11 +153,14 @@ class MarketData:
         config: Config,
         source: str = "data",
         known_answer: KnownAnswerMarket | None = None,
+        spread_multiplier: float = 1.0,
     ) -> MarketData:
         """Build the arrays and cost tables from a frame with timestamp, open, close[, spread]."""
         open_ = frame["open"].to_numpy(dtype=np.float64)
         close = frame["close"].to_numpy(dtype=np.float64)
         spread, spread_source = _spread(frame, close, config, source)
+        if spread_multiplier != 1.0:
+            spread, spread_source = spread * spread_multiplier, f"{spread_source} x {spread_multiplier:g}"
         trade_cost = 0.5 * spread + config.costs.commission_per_unit
         timestamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]")
         nights = rollover_nights(timestamps, config.costs.triple_swap_weekday)

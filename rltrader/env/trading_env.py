@@ -31,6 +31,7 @@ from rltrader.env.market import (
     MarketData,
 )
 from rltrader.errors import ConfigError
+from rltrader.features.splits import SPLIT_NAMES
 
 #: Equity ratios are clamped here before the log: a step that wipes the account out
 #: gets a large finite penalty, not -inf or NaN.
@@ -39,32 +40,83 @@ MIN_EQUITY_RATIO = 1e-12
 
 @dataclass(frozen=True)
 class EpisodeBounds:
-    """Bars of a split an episode may use; ``first`` is the first bar with a full window."""
+    """Bars of a split an episode may use; ``first`` is the first bar with a full window.
+
+    A split is usually one stretch of bars. A combinatorial purged cross-validation split trains
+    on several (the groups it does not test, cut by purges and embargoes): ``segments`` holds
+    each stretch's ``(first, last)``, an episode starts in one of them, uniformly over every
+    start the stretches allow, and never runs past that stretch's last bar, so no step spans a
+    purged or tested gap. With one stretch, ``segments == ((first, last),)`` and episodes are
+    drawn exactly as before (one ``integers`` draw per episode)."""
 
     first: int
     last: int  # the last bar; no step can start there (no next open)
     window: int
     episode_length: int | None
     random_start: bool
+    segments: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, market: MarketData, split: str, config: EnvConfig) -> EpisodeBounds:
         start, stop = market.rows(split)
-        first, last = max(start, config.window_size - 1), stop - 1
-        if last - first < 1:
+        stretches = split_stretches(market, split, start, stop)
+        segments = tuple((max(a, config.window_size - 1), b - 1) for a, b in stretches)
+        segments = tuple((first, last) for first, last in segments if last - first >= 1)
+        if not segments:
             raise ConfigError(
                 f"split {split!r} has {stop - start} bars, too few for env.window_size={config.window_size}; "
                 "use more data or a smaller window"
             )
-        return cls(first, last, config.window_size, config.episode_length, config.random_start)
+        return cls(segments[0][0], segments[-1][1], config.window_size, config.episode_length, config.random_start,
+                   segments)
+
+    @classmethod
+    def whole(cls, market: MarketData, split: str, config: EnvConfig) -> EpisodeBounds:
+        """The bounds of an evaluation over the whole split, which must be one stretch of bars: evaluating
+        across a purged or tested gap would trade bars that belong to no split."""
+        bounds = cls.of(market, split, config)
+        if not bounds.contiguous:
+            raise ConfigError(f"split {split!r} is {len(bounds.segments)} stretches of bars; evaluate each stretch "
+                              "on its own (a market with that stretch as the split)")
+        return bounds
+
+    @property
+    def contiguous(self) -> bool:
+        """One stretch of bars (what an evaluation over the whole split needs)."""
+        return len(self.segments) <= 1
+
+    def _latest_start(self, first: int, last: int) -> int:
+        length = self.episode_length
+        return first if length is None else max(first, last - length)
 
     def start_and_end(self, rng: np.random.Generator) -> tuple[int, int]:
         """First bar and truncation bar of a new episode, drawing the start from ``rng``."""
-        length = self.episode_length
-        latest_start = self.first if length is None else max(self.first, self.last - length)
-        start = int(rng.integers(self.first, latest_start + 1)) if self.random_start else self.first
-        end = self.last if length is None else min(self.last, start + length)
+        if self.contiguous:
+            first, last = self.first, self.last
+            start = int(rng.integers(first, self._latest_start(first, last) + 1)) if self.random_start else first
+        else:
+            starts = [self._latest_start(first, last) - first + 1 for first, last in self.segments]
+            draw = int(rng.integers(0, sum(starts))) if self.random_start else 0
+            for (first, _), count in zip(self.segments, starts, strict=True):
+                if draw < count:
+                    start = first + draw
+                    break
+                draw -= count
+        last = next(last for first, last in self.segments if first <= start <= last) if self.segments else self.last
+        end = last if self.episode_length is None else min(last, start + self.episode_length)
         return start, end
+
+
+def split_stretches(market: MarketData, split: str, start: int, stop: int) -> list[tuple[int, int]]:
+    """The ``[a, b)`` runs of ``split``'s rows within ``[start, stop)``, by the market's split codes.
+
+    A market whose codes do not mark the split (a frame built without them) is one stretch."""
+    code = SPLIT_NAMES.index(split) if split in SPLIT_NAMES else None
+    marked = market.split_codes[start:stop] == code if code is not None else np.zeros(0, dtype=bool)
+    if not marked.any():
+        return [(start, stop)]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], marked.astype(np.int8), [0]))))
+    return [(start + int(a), start + int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def evaluation_config(config: EnvConfig) -> EnvConfig:
@@ -187,4 +239,4 @@ class TradingEnv(gym.Env[np.ndarray, np.int64]):
         return obs
 
 
-__all__ = ["MIN_EQUITY_RATIO", "EpisodeBounds", "TradingEnv", "evaluation_config"]
+__all__ = ["MIN_EQUITY_RATIO", "EpisodeBounds", "TradingEnv", "evaluation_config", "split_stretches"]

@@ -209,7 +209,7 @@ def fast_actions(
     config = evaluation_config(config)
     if not any(hasattr(model.policy, "lstm_actor") for model in models):
         return _feedforward_actions(models, market, split, config)
-    bounds = EpisodeBounds.of(market, split, config)
+    bounds = EpisodeBounds.whole(market, split, config)
     size = config.window_size * market.n_features
     actors = [ActorWeights.from_model(model, size + 2) for model in models]
     if len({actor.signature for actor in actors}) > 1:
@@ -249,7 +249,7 @@ def fast_actions(
 def _feedforward_actions(models: Sequence[Any], market: MarketData, split: str,
                          config: EnvConfig) -> list[np.ndarray]:
     """:func:`fast_actions` for ``MlpPolicy`` models: the same chunked projection, no LSTM state."""
-    bounds = EpisodeBounds.of(market, split, config)
+    bounds = EpisodeBounds.whole(market, split, config)
     actors = [MlpActorWeights.from_model(model, config.window_size * market.n_features + 2) for model in models]
     if len({actor.signature for actor in actors}) > 1:
         raise UnsupportedPolicyError("models evaluated in one batch must share their architecture")

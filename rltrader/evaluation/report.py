@@ -113,7 +113,7 @@ def oracle_metrics(market: MarketData, split: str, config: EnvConfig) -> dict[st
     distribution's parallel kernel leaves a thread pool behind that slows the training around it)."""
     if market.known_answer is None:
         return None
-    bounds = EpisodeBounds.of(market, split, evaluation_config(config))
+    bounds = EpisodeBounds.whole(market, split, evaluation_config(config))
     actions = oracle_actions(market.known_answer, market.timestamps, market.close, market.trade_cost, bounds.first,
                              bounds.last - bounds.first)
     return compute_metrics(replay(market, bounds.first, actions, config.initial_balance), market, bounds.first)
@@ -126,7 +126,7 @@ def evaluate_actions(
     """Score ``agent_actions`` (one per bar of the split), the baselines and (on a known-answer
     market) the oracle on the same bars; ``seed`` seeds the random policies of the null
     distribution; ``trials``, where the split selected the model, is how many looks it had."""
-    bounds = EpisodeBounds.of(market, split, evaluation_config(config))
+    bounds = EpisodeBounds.whole(market, split, evaluation_config(config))
     steps = bounds.last - bounds.first
     ledgers = {"agent": replay(market, bounds.first, agent_actions, config.initial_balance)}
     for name in BASELINES:

@@ -8,6 +8,7 @@ the live stream runs on each new bar. Nothing here computes a feature by other m
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class FeatureMatrix:
     warmup: int
 
 
+EMA_TOLERANCE = 1e-12
+"""How far an exponential average started at the first bar of a history may still be from one started
+at the first bar of the training file, relative to its inputs: a bundle's warm-up covers that many bars."""
+
+
 def warmup_bars(config: FeatureConfig, has_volume: bool) -> int:
     """Bars needed before every feature is defined (the longest lookback)."""
     lookbacks = [max(config.return_horizons)]
@@ -68,6 +74,28 @@ def warmup_bars(config: FeatureConfig, has_volume: bool) -> int:
     if config.volume_zscore_window and has_volume:
         lookbacks.append(config.volume_zscore_window)
     return max(lookbacks)
+
+
+def ema_warmup_bars(features: FeatureConfig, tolerance: float = EMA_TOLERANCE) -> int:
+    """Bars after which every exponential average of ``features`` has forgotten its start to ``tolerance``.
+
+    An average with weight ``alpha`` on the new value keeps ``(1 - alpha) ** n`` of its start after
+    ``n`` bars; Wilder's ATR and RSI use ``alpha = 1 / period``, MACD's ``2 / (span + 1)``."""
+    alphas = [1.0 / period for period in (features.atr_period, features.rsi_period) if period]
+    if features.macd:
+        alphas += [2.0 / (span + 1.0) for span in (features.macd.fast, features.macd.slow, features.macd.signal)]
+    if not alphas:
+        return 0
+    return max(math.ceil(math.log(tolerance) / math.log(1.0 - alpha)) for alpha in alphas)
+
+
+def memory_bars(config: FeatureConfig, has_volume: bool, tolerance: float = 1e-4) -> int:
+    """Bars after which one bar's price weighs less than ``tolerance`` in every feature.
+
+    Rolling features forget a bar after their window (the warm-up); exponential averages never quite do.
+    What a combinatorial purged cross-validation embargoes after a test group, so no training bar's
+    features carry a tested bar's price beyond ``tolerance`` of its weight."""
+    return max(warmup_bars(config, has_volume), ema_warmup_bars(config, tolerance))
 
 
 def compute_features(bars: pd.DataFrame, config: FeatureConfig) -> FeatureMatrix:

@@ -209,8 +209,17 @@ class WalkForwardRequest(AccountFields, RequestBase):
     train_bars: int | None = Field(None, ge=2, description="bars of each training window (with --test_bars)")
     test_bars: int | None = Field(None, ge=2, description="bars of each test window (with --train_bars)")
     validation_bars: int | None = Field(None, ge=2, description="bars of each validation window (default: test_bars)")
-    scheme: Literal["rolling", "anchored"] | None = Field(
-        None, description="rolling (fixed train length) or anchored (train from the first bar); default: config")
+    scheme: Literal["rolling", "anchored", "cpcv"] | None = Field(
+        None, description="rolling (fixed train length), anchored (train from the first bar) or cpcv (combinatorial "
+                          "purged cross-validation: --groups, --test_groups); default: config")
+    groups: int | None = Field(None, ge=2, description="cpcv: consecutive groups of the file, N (default: 6)")
+    test_groups: int | None = Field(None, ge=1, description="cpcv: groups each split tests on, k; C(N,k) splits, "
+                                                            "C(N,k)*k/N paths (default: 2)")
+    purge_bars: int | None = Field(None, ge=0, description="cpcv: training bars dropped before each test group "
+                                                           "(default: the gap, at least env.window_size)")
+    embargo_bars: int | None = Field(None, ge=0, description="cpcv: training bars dropped after each test group "
+                                                             "(default: the features' memory, 125 bars with the "
+                                                             "default features)")
     seeds: list[int] | None = Field(None, description="a run per fold and seed (default: walk_forward.seeds)")
     warm_start_folds: bool | None = Field(
         None, description="fold k+1 starts from fold k's best model of the same seed (default: config, off)")
@@ -229,8 +238,8 @@ class WalkForwardRequest(AccountFields, RequestBase):
     def to_config(self, source: str = "command line") -> Config:
         """The walk-forward's config: the file, then the named values (``walk_forward.*``)."""
         named: dict[str, Any] = {f"walk_forward.{name}": getattr(self, name) for name in (
-            "folds", "train_bars", "test_bars", "validation_bars", "scheme", "seeds", "warm_start_folds", "parallel",
-            "profile")}
+            "folds", "train_bars", "test_bars", "validation_bars", "scheme", "groups", "test_groups", "purge_bars",
+            "embargo_bars", "seeds", "warm_start_folds", "parallel", "profile")}
         config = load_config(self.config).with_overrides(
             {"cache.dir": self.cache_dir, **self.account_overrides(), **named}, source=source)
         if self.test_bars is None or self.folds is not None:

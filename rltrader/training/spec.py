@@ -48,6 +48,10 @@ class RunSpec(BaseModel):
     :param follow_performance_mode: switch quiet/performance before every update as the settings
         file says; off for a step that trains nothing (the final report)
     :param workers: runs sharing this machine at once; performance mode shares the cores among them
+    :param trust_checks: the final report stresses costs and checks the live stream's parity for the bundle's
+        trust report (:mod:`rltrader.training.trust`); walk-forward folds skip them
+    :param study_dir: the tune study whose ``best_config.yaml`` the run trains with (its PBO joins the trust report)
+    :param config_file: the config file the settings came from (a CPCV of it beside the run joins the trust report)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +67,9 @@ class RunSpec(BaseModel):
     settings_file: str | None = None
     follow_performance_mode: bool = True
     workers: int = Field(1, ge=1)
+    trust_checks: bool = True
+    study_dir: str | None = None
+    config_file: str | None = None
 
     @property
     def seed(self) -> int:

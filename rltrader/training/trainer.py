@@ -40,10 +40,11 @@ from typing import Any
 import torch
 
 from rltrader.atomic import remove_stray_temp_files, write_json, write_text
-from rltrader.bundle import describe, write_bundle
+from rltrader.bundle import describe, read_bundle, write_bundle
 from rltrader.config import Config
 from rltrader.display.lines import iteration_line
 from rltrader.display.markdown import run_report
+from rltrader.display.trust import trust_markdown
 from rltrader.env import MarketData
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import UserInputError
@@ -70,6 +71,14 @@ from rltrader.training.phases import (
 from rltrader.training.run_state import RunState, count_trials, fingerprint
 from rltrader.training.spec import RunSpec
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
+from rltrader.training.trust import (
+    cost_stress,
+    cpcv_figures,
+    selection_figures,
+    split_figures,
+    stream_parity,
+    study_figures,
+)
 from rltrader.training.validation import ValidationResult, Validator
 
 logger = logging.getLogger(__name__)
@@ -157,7 +166,8 @@ class Trainer:
                  update_hooks: Sequence[UpdateHook | Callable[[Any, int], None]] = (), seed_offset: int = 0,
                  validation_hooks: Sequence[Callable[[int, float, Any, int], None]] = (),
                  initial_model: str | Path | None = None, prepared: PreparedData | None = None,
-                 preprocess_seconds: float = 0.0, reset_from_initial: float | None = None) -> None:
+                 preprocess_seconds: float = 0.0, reset_from_initial: float | None = None,
+                 trust_checks: bool = True, study_dir: str | None = None, config_file: str | None = None) -> None:
         """Entry points build a :class:`~rltrader.training.spec.RunSpec` and call :meth:`from_spec`;
         this constructor takes the same values one by one (and hooks, which are not data).
 
@@ -178,6 +188,11 @@ class Trainer:
         :param preprocess_seconds: what preparing ``prepared`` took, counted in the run's total
         :param reset_from_initial: the first iteration starts from ``initial_model``'s weights with a fresh
             optimizer and an entropy coefficient of at least this (a challenger's warm_reset start)
+        :param trust_checks: the final report also stresses costs and checks the live stream's parity
+            (:mod:`rltrader.training.trust`); off for walk-forward folds
+        :param study_dir: the tune study that chose the config (its PBO joins the trust report)
+        :param config_file: the config file the run's settings came from (a CPCV of the same file joins the
+            trust report)
         """
         self.config = config
         self.training = config.training
@@ -192,6 +207,9 @@ class Trainer:
         self.prepared = prepared
         self.preprocess_seconds = preprocess_seconds
         self.reset_from_initial = reset_from_initial
+        self.trust_checks = trust_checks
+        self.study_dir = study_dir
+        self.config_file = config_file
         self.checkpoints = CheckpointStore(self.paths.root, keep=self.training.keep_checkpoints)
 
     @classmethod
@@ -206,7 +224,8 @@ class Trainer:
         return cls(spec.config, spec.data_path, spec.run_dir, [*spec.update_hooks(), *extra_hooks],
                    seed_offset=spec.seed_offset, validation_hooks=validation_hooks,
                    initial_model=spec.initial_model, prepared=spec.prepared,
-                   preprocess_seconds=spec.preprocess_seconds, reset_from_initial=spec.reset_from_initial)
+                   preprocess_seconds=spec.preprocess_seconds, reset_from_initial=spec.reset_from_initial,
+                   trust_checks=spec.trust_checks, study_dir=spec.study_dir, config_file=spec.config_file)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -498,8 +517,6 @@ class Trainer:
         reports = self._score_best_model()
         for split, report in reports.items():
             write_report(report, self.paths.report / split)
-        write_text(self.paths.report / "report.md", run_report(self.method, self.training.seed, self.state.best,
-                                                                  reports, count_trials(self.state.iterations)))
         scores = {split: SplitOutcome(agent=report.metrics["agent"], buy_and_hold=report.metrics["buy_and_hold"],
                                       oracle=report.metrics.get("oracle"))
                   for split, report in reports.items()}
@@ -509,16 +526,47 @@ class Trainer:
         summary = build_summary(self.state, self.config, scores, report_seconds, self.paths.best_model,
                                 self.paths.report / "report.md", reports[TEST].info.get("account"))
         write_json(self.paths.summary, summary.to_json())
-        self._write_bundle(summary)
+        trust = self._write_bundle(summary, reports)
+        write_text(self.paths.report / "report.md", run_report(self.method, self.training.seed, self.state.best,
+                                                                  reports, count_trials(self.state.iterations))
+                   + trust_markdown(trust))
         return summary
 
-    def _write_bundle(self, summary: RunSummary) -> None:
-        """The best model as a self-contained bundle (``bundle/``): what using it needs, nothing else."""
+    def _write_bundle(self, summary: RunSummary, reports: dict[str, EvaluationReport]) -> dict[str, Any]:
+        """The best model as a self-contained bundle (``bundle/``): what using it needs, nothing else, and the
+        trust report that judges it (:mod:`rltrader.training.trust`); returns the trust report."""
         assert self.prepared is not None  # open() sets it
         figures = {"validation": summary.validation.model_dump(mode="json"),
                    "test": summary.test.model_dump(mode="json")}
         description = describe(self.config, self.prepared, self.data_path, self.paths.best_model, figures, self.method)
+        trust: dict[str, Any] = {"test": split_figures(reports[TEST]), "selection": selection_figures(
+            reports["validation"])}
+        if self.trust_checks:
+            write_bundle(self.paths.bundle, self.paths.best_model, description)  # parity streams the bundle itself
+            trust.update(self._trust_checks(reports))
+        description = description.model_copy(update={"trust": trust})
         write_bundle(self.paths.bundle, self.paths.best_model, description)
+        return trust
+
+    def _trust_checks(self, reports: dict[str, EvaluationReport]) -> dict[str, Any]:
+        """Cost stress, the live stream's parity, and what a study or a CPCV beside the run says of it."""
+        assert self.prepared is not None
+        model = load_for_training(self.paths.best_model, self.env, self.training.seed)
+        evaluator = "fast" if self.switches.fast_evaluation else "reference"
+        checks: dict[str, Any] = {
+            "cost_stress": cost_stress(model, self.prepared, self.config, self.data_path, self.training.seed,
+                                       evaluator),
+            "parity": stream_parity(read_bundle(self.paths.bundle), self.data_path, self.market, reports[TEST])}
+        if checks["parity"].get("action_mismatches"):
+            logger.warning("The live stream disagrees with the backtest on %d of %d test bars (first at %s): "
+                           "please report this", checks["parity"]["action_mismatches"], checks["parity"]["bars"],
+                           checks["parity"]["first_mismatch"])
+        if self.study_dir is not None:
+            checks["study"] = study_figures(Path(self.study_dir))
+        cpcv = cpcv_figures(self.paths.root.parent, str(self.prepared.metadata["source"]["sha256"]), self.config_file)
+        if cpcv is not None:
+            checks["cpcv"] = cpcv
+        return checks
 
     def _score_best_model(self) -> dict[str, EvaluationReport]:
         """The best model on validation (deflated by every look the run took) and, once, on the test split."""

@@ -47,7 +47,7 @@ class Validator:
         :param evaluator: ``fast`` (compiled actor) or ``reference`` (``model.predict`` bar by bar)
         """
         self.market, self.env_config, self.metric, self.evaluator = market, env_config, metric, evaluator
-        self.first_bar = EpisodeBounds.of(market, VALIDATION, evaluation_config(env_config)).first
+        self.first_bar = EpisodeBounds.whole(market, VALIDATION, evaluation_config(env_config)).first
 
     def ledger(self, model: Any) -> Ledger:
         """``model``'s account over the validation split, bar by bar."""

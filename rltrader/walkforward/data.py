@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rltrader.config import Config
@@ -25,21 +26,24 @@ from rltrader.data import load_bars
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION
 from rltrader.features.cache import FeatureStore, cache_key, file_digest
-from rltrader.features.normalization import NormalizationStats
+from rltrader.features.normalization import NormalizationStats, fit_normalization
+from rltrader.features.pipeline import memory_bars
 from rltrader.features.preparation import (
     PreparedData,
     bar_summary,
-    fit_on_train,
     model_frame,
     source_summary,
     split_summary,
     usable_features,
 )
+from rltrader.walkforward.cpcv import TRAIN_CODE, CpcvSplit, plan_cpcv
 from rltrader.walkforward.folds import Fold, plan_folds
 
 logger = logging.getLogger(__name__)
 
 RAW_KIND = "walk-forward raw features"
+
+Plan = Fold | CpcvSplit  # a walk-forward's unit: one fold, or one CPCV split
 
 
 def raw_settings(config: Config) -> dict[str, Any]:
@@ -72,26 +76,70 @@ def compute_raw_features(data_path: Path, config: Config, key: str) -> tuple[pd.
     return frame, metadata
 
 
-def fold_frame(raw: pd.DataFrame, raw_meta: dict[str, Any], fold: Fold,
+def plan_splits(n_rows: int, config: Config, path: Path | None = None, warmup: int = 0, memory: int = 0) -> list[Plan]:
+    """The walk-forward's plan for ``n_rows`` usable rows: consecutive folds, or every CPCV split
+    (``walk_forward.scheme: cpcv``); a :class:`DataError` saying what to change if it does not fit.
+
+    :param memory: bars a price stays in the features (:func:`~rltrader.features.pipeline.memory_bars`), the
+        CPCV embargo's default"""
+    walk = config.walk_forward
+    if walk.scheme != "cpcv":
+        return list(plan_folds(n_rows, walk, config.splits, config.gap_bars, config.env.window_size, path, warmup))
+    splits, window = config.splits, config.env.window_size
+    purge = config.gap_bars if walk.purge_bars is None else max(walk.purge_bars, window)
+    # the embargo defaults to the features' memory: no training bar's features carry a tested bar's price
+    # (beyond 1e-4 of its weight, in the exponential averages)
+    embargo = max(config.gap_bars, warmup, memory) if walk.embargo_bars is None else max(walk.embargo_bars, window)
+    return list(plan_cpcv(n_rows, walk.groups, walk.test_groups, purge, embargo,
+                          splits.validation / (splits.train + splits.validation), walk.validation_bars,
+                          max(splits.min_bars_per_split, window + 1), path, warmup))
+
+
+def plan_codes(plan: Plan) -> np.ndarray:
+    """Per row of the plan's slice of the file: 0 train, 1 validation, 2 test, -1 gap (purged, embargoed)."""
+    if isinstance(plan, CpcvSplit):
+        return plan.codes()
+    return plan.local_ranges().codes(plan.last_row - plan.first_row)
+
+
+def fold_frame(raw: pd.DataFrame, raw_meta: dict[str, Any], fold: Plan,
                clip: float) -> tuple[pd.DataFrame, NormalizationStats]:
     """The fold's rows as training reads them, normalized by statistics of its train rows only."""
     rows = raw.iloc[fold.first_row:fold.last_row]
     features = rows[raw_meta["feature_columns"]].reset_index(drop=True)
-    ranges = fold.local_ranges()
-    stats = fit_on_train(features, ranges, clip)
+    codes = plan_codes(fold)
+    cyclical = tuple(c for c in features.columns if c.endswith(("_sin", "_cos")))
+    stats = fit_normalization(features[codes == TRAIN_CODE], clip, cyclical)
     bars = rows.set_index("timestamp")[raw_meta["bar_columns"]]
-    return model_frame(bars, stats.apply(features), ranges.codes(len(rows))), stats
+    return model_frame(bars, stats.apply(features), codes), stats
+
+
+def plan_split_summary(plan: Plan, timestamps: pd.DatetimeIndex) -> dict[str, Any]:
+    """What the trainer and the report read of the plan's splits (rows, bars, dates).
+
+    A CPCV split's train and test are several stretches: ``rows`` spans them (the market's split
+    codes say which rows inside belong), ``stretches`` lists them and ``bars`` counts their bars."""
+    if not isinstance(plan, CpcvSplit):
+        return split_summary(plan.local_ranges(), timestamps, 0)
+    summary: dict[str, Any] = {"gap_bars": None, "warmup_bars_dropped": 0, "scheme": "cpcv",
+                               "test_groups": list(plan.test_groups)}
+    for name, stretches in (("train", plan.train), ("validation", (plan.validation,)), ("test", plan.test)):
+        start, end = stretches[0][0], stretches[-1][1]
+        summary[name] = {"rows": [start, end], "bars": sum(b - a for a, b in stretches),
+                         "stretches": [list(rows) for rows in stretches],
+                         "start": timestamps[start].isoformat(sep=" "), "end": timestamps[end - 1].isoformat(sep=" ")}
+    return summary
 
 
 @dataclass(frozen=True)
 class PreparedFolds:
     """A walk-forward's plan: every fold's row ranges and its prepared data (paths and metadata).
 
-    :param folds: the folds in order
+    :param folds: the folds (or CPCV splits) in order
     :param prepared: each fold's prepared data, normalized on that fold's training rows only
     """
 
-    folds: list[Fold]
+    folds: list[Plan]
     prepared: list[PreparedData]
 
     @property
@@ -105,9 +153,10 @@ class PreparedFolds:
         return float(self.prepared[0].metadata["bars"]["bars_per_year"])
 
 
-def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None = None) -> tuple[list[Fold],
+def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None = None) -> tuple[list[Plan],
                                                                                                  list[PreparedData]]:
-    """Plan the folds of ``data_path`` and write each fold's prepared file; nothing is written for a bad file.
+    """Plan the folds (or CPCV splits) of ``data_path`` and write each one's prepared file; nothing is
+    written for a bad file.
 
     :param data_path: the bar file
     :param config: the walk-forward's config (``walk_forward:`` plans the folds)
@@ -124,8 +173,9 @@ def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None 
         raw, raw_meta = pd.read_parquet(cached.parquet_path), cached.metadata
     else:
         raw, raw_meta = compute_raw_features(path, config, key)
-    folds = plan_folds(len(raw), config.walk_forward, config.splits, config.gap_bars, config.env.window_size, path,
-                       int(raw_meta["warmup"]))  # folds that do not fit fail here, before anything is written
+    folds = plan_splits(len(raw), config, path, int(raw_meta["warmup"]),
+                        memory_bars(config.features, "volume" in raw_meta["bar_columns"]))
+    # a plan that does not fit failed there, before anything is written
     if cached is None:
         raw_meta = store.write(key, raw, raw_meta).metadata
     prepared = []
@@ -144,7 +194,7 @@ def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None 
             "bars": {**raw_meta["bars"], "count": len(frame), "start": str(timestamps[0]),
                      "end": str(timestamps[-1])},
             "features": {"columns": list(stats.mean), "normalization": stats.to_dict()},
-            "splits": split_summary(fold.local_ranges(), timestamps, 0),
+            "splits": plan_split_summary(fold, timestamps),
             "parquet": {"rows": len(frame)},
             "fold": fold.to_dict(),
             "settings": {"raw": raw_meta["settings"], "fold": fold.to_dict(), "clip": config.features.clip},
@@ -154,4 +204,5 @@ def prepare_folds(data_path: str | Path, config: Config, use_cache: bool | None 
     return folds, prepared
 
 
-__all__ = ["PreparedFolds", "compute_raw_features", "fold_frame", "prepare_folds", "raw_key", "raw_settings"]
+__all__ = ["Plan", "PreparedFolds", "compute_raw_features", "fold_frame", "plan_codes", "plan_split_summary",
+           "plan_splits", "prepare_folds", "raw_key", "raw_settings"]

@@ -146,15 +146,23 @@ def write_results(root: Path, name: str, outcomes: Sequence[FoldOutcome], bars_p
              f"{sharpe_text({'sharpe': figures['stitched_sharpe'], 'sharpe_ci': figures['stitched_sharpe_ci']})} "
              f"vs buy and hold {sharpe_text(figures['buy_and_hold'])}")
     plot_stitched(curves, title, root / "stitched_equity.png")
+    return write_summary(root, name, outcomes, planned, figures, {
+        "stitched_equity": str(root / "stitched_equity.parquet"), "plot": str(root / "stitched_equity.png")},
+        account, savings)
+
+
+def write_summary(root: Path, name: str, outcomes: Sequence[FoldOutcome], planned: int, figures: dict[str, Any],
+                  files: dict[str, str], account: dict[str, Any] | None = None,
+                  savings: dict[str, Any] | None = None) -> WalkForwardSummary:
+    """Write ``folds.json`` (every run's outcome) and ``summary.json`` (the aggregate ``figures``, the fold table,
+    ``files``); return the summary. A walk-forward and a CPCV end here alike."""
     ordered = sorted(outcomes, key=lambda outcome: (outcome.fold, outcome.seed))
     write_json(root / "folds.json", [outcome.model_dump() for outcome in ordered])
     summary = WalkForwardSummary(
         name=name, planned_runs=planned, account=account, aggregate=figures, warm_start=savings,
-        fold_table=fold_rows(outcomes), root=str(root), files={
-            "stitched_equity": str(root / "stitched_equity.parquet"), "plot": str(root / "stitched_equity.png"),
-            "folds": str(root / "folds.json")})
+        fold_table=fold_rows(outcomes), root=str(root), files={**files, "folds": str(root / "folds.json")})
     write_json(root / "summary.json", summary.to_json())
     return summary
 
 
-__all__ = ["aggregate", "equity_curves", "stitched_returns", "warm_start_savings", "write_results"]
+__all__ = ["aggregate", "equity_curves", "stitched_returns", "warm_start_savings", "write_results", "write_summary"]

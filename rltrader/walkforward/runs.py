@@ -23,19 +23,22 @@ from pydantic import BaseModel, ConfigDict
 from rltrader.atomic import write_json
 from rltrader.config import Config
 from rltrader.errors import UserInputError
-from rltrader.records import FoldOutcome, LookPoint, RunSummary
+from rltrader.records import FoldOutcome, RunSummary
 from rltrader.training.run_state import RunState
 from rltrader.training.spec import RunSpec
 from rltrader.training.summary import load_summary
 from rltrader.training.trainer import Trainer
+from rltrader.walkforward.cpcv_runs import finished_split, run_cpcv_split
+from rltrader.walkforward.looks import validation_curve
 
 logger = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 
 
-def fold_run_dir(root: Path, fold: int, seed: int) -> Path:
-    return Path(root) / f"fold_{fold:02d}" / f"seed_{seed}"
+def fold_run_dir(root: Path, fold: int, seed: int, unit: str = "fold") -> Path:
+    """``<walk-forward>/fold_02/seed_42`` (a CPCV split: ``split_02``)."""
+    return Path(root) / f"{unit}_{fold:02d}" / f"seed_{seed}"
 
 
 class FoldRunSpec(BaseModel):
@@ -45,6 +48,8 @@ class FoldRunSpec(BaseModel):
     :param seed: the run's seed (also ``run.config.training.seed``)
     :param run: the training run itself, on the fold's prepared data, in the fold's directory,
         warm-started from the previous fold's best model when folds are warm-started
+    :param test_groups: a CPCV split's test groups, ``(group, start, stop)`` rows of its prepared data,
+        each scored on its own (:mod:`rltrader.walkforward.cpcv_runs`); None for a fold (one test window)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +57,7 @@ class FoldRunSpec(BaseModel):
     fold: int
     seed: int
     run: RunSpec
+    test_groups: list[tuple[int, int, int]] | None = None
 
     @property
     def run_dir(self) -> str:
@@ -70,19 +76,6 @@ def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics.get(key) for key in _TEST_FIGURES if key in metrics}
 
 
-def validation_curve(state: RunState) -> list[LookPoint]:
-    """Every validation look of the run in order, with the run's timesteps and seconds so far."""
-    points, timesteps, seconds, best = [], 0, 0.0, float("-inf")
-    for record in state.iterations:
-        for look in record.validations:
-            best = max(best, look.score)
-            points.append(LookPoint(timesteps=timesteps + look.timesteps, seconds=round(seconds + look.wall_seconds, 3),
-                                    best_score=best))
-        timesteps += record.timesteps
-        seconds += record.wall_seconds
-    return points
-
-
 def outcome_of(spec: FoldRunSpec, state: RunState, summary: RunSummary) -> FoldOutcome:
     metrics = json.loads((Path(spec.run_dir) / "report" / "test" / "metrics.json").read_text(encoding="utf-8"))
     test = summary.test
@@ -99,6 +92,8 @@ def outcome_of(spec: FoldRunSpec, state: RunState, summary: RunSummary) -> FoldO
 def finished_outcome(spec: FoldRunSpec) -> FoldOutcome | None:
     """The outcome of a run that finished before (a resumed walk-forward skips it), else None."""
     run_dir = Path(spec.run_dir)
+    if spec.test_groups is not None:
+        return finished_split(run_dir)
     state = RunState.read(run_dir / "run_state.json")
     if state is None or not state.completed or not (run_dir / "optimization_summary.json").is_file():
         return None
@@ -111,15 +106,20 @@ def run_fold(spec: FoldRunSpec) -> FoldOutcome:
     if done is not None:
         return done
     trainer = Trainer.from_spec(spec.run)
+    if spec.test_groups is not None:
+        return run_cpcv_split(spec.fold, spec.seed, trainer, spec.test_groups)
     summary = trainer.run()
     return outcome_of(spec, trainer.state, summary)
 
 
-def walk_plan(config: Config, folds: list[dict[str, Any]], data_sha256: str) -> dict[str, Any]:
-    """What a walk-forward's results directory belongs to: the data, the folds, how they train."""
+def walk_plan(config: Config, folds: list[dict[str, Any]], data_sha256: str,
+              config_file: str | None = None) -> dict[str, Any]:
+    """What a walk-forward's results directory belongs to: the data, the folds, how they train (a CPCV also
+    names its config file: a model trained with the same file beside it carries the CPCV in its trust report)."""
     walk = config.walk_forward
-    return {"data_sha256": data_sha256, "folds": folds, "scheme": walk.scheme,
+    plan = {"data_sha256": data_sha256, "folds": folds, "scheme": walk.scheme,
             "warm_start_folds": walk.warm_start_folds, "seeds": list(walk.seeds)}
+    return {**plan, "config_file": config_file} if walk.scheme == "cpcv" else plan
 
 
 def check_plan(root: Path, plan: dict[str, Any]) -> None:
