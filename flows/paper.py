@@ -44,6 +44,15 @@ def paper_markdown(result: dict[str, Any]) -> str:
              f"| trades | {summary.get('trades', 0):,} | 1 | |", "",
              f"Ledger (one row per bar, keyed by bar time): `{result['ledger']}`. A Sharpe over a few weeks of bars "
              "is mostly noise: read its interval."]
+    alarms = summary.get("break_alarms") or {}
+    if alarms.get("count"):
+        lines += ["", "## Break alarm", "", f"- {alarms['first']}",
+                  *([f"- {alarms['count'] - 1} more alarm(s) on the same version since."] if alarms["count"] > 1
+                    else [])]
+    elif summary.get("watch"):
+        watch = summary["watch"]
+        lines += ["", f"Break test on v{watch['version']}: CUSUM {watch['statistic']:.1f} of {watch['threshold']:.1f} "
+                      "(no alarm)."]
     return "\n".join(lines)
 
 

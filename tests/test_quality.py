@@ -357,3 +357,44 @@ def test_a_memory_markets_edge_is_in_no_single_bars_features(kind, tmp_path):
     assert max(shown.values()) < 0.25 and linear < 0.25, (shown, linear)
     control, control_linear = _single_bar_predictability("volume", tmp_path)
     assert control["signed_volume"] > 0.5 and control_linear > 0.5
+
+
+@pytest.mark.parametrize("breaks", [[0.5], [0.35, 0.7]], ids=["one-break", "two-breaks"])
+@pytest.mark.parametrize("kind", ["momentum", "time_of_day", "volume"])
+def test_an_edge_with_breaks_flips_at_each_break_and_its_oracle_follows(kind, breaks):
+    """Each regime has the planted edge with the sign its breaks give, the oracle knows the new regime from its first
+    bar (its expected next return regressed on what the next bar does: a slope near 1 in every regime), and an
+    oracle that missed the breaks (the same market without them) has the sign wrong after the first."""
+    from rltrader.data.synthetic import break_times, edge_sign, expected_next_return, generate
+
+    market = KnownAnswerMarket(kind=kind, bars=60_000, seed=4, breaks=breaks)
+    bars = generate(market)
+    times = (bars["time"].to_numpy() * 1_000_000_000).astype("datetime64[ns]")
+    assert [np.datetime64(stamp) for stamp in break_times(market)] == [times[int(60_000 * share)] for share in breaks]
+    close = bars["close"].to_numpy()
+    expected = expected_next_return(market, times, close)[:-1]
+    stale = expected_next_return(market.model_copy(update={"breaks": []}), times, close)[:-1]
+    realized = np.diff(np.log(close))
+    regime = edge_sign(market, times[1:])  # the regime of the bar whose return is realized
+    edges = [0, *(int(60_000 * share) for share in breaks), 60_000 - 1]
+    for number, (start, stop) in enumerate(zip(edges, edges[1:], strict=False)):
+        part = slice(start + 1, stop - 1)  # bars whose next bar is in the same regime
+        assert (regime[part] == (1.0 if number % 2 == 0 else -1.0)).all()
+        planted = np.isfinite(expected[part]) & (expected[part] != 0)
+        slope = np.sum(expected[part][planted] * realized[part][planted]) / np.sum(expected[part][planted] ** 2)
+        assert 0.7 < slope < 1.3, (number, slope)
+        if number % 2 == 1:  # the old edge's sign, after a break: it loses
+            old = np.sum(stale[part][planted] * realized[part][planted]) / np.sum(stale[part][planted] ** 2)
+            assert old < -0.7, (number, old)
+
+
+def test_synth_writes_breaks_and_refuses_them_where_they_mean_nothing(tmp_path, capsys):
+    out = tmp_path / "v.csv"
+    assert main(["synth", "volume", "--bars", "4000", "--breaks", "0.4", "0.7", "--out", str(out)]) == 0
+    assert read_market(out).breaks == [0.4, 0.7] and "edge flips   at" in capsys.readouterr().out
+    for bad in (["mean_reversion", "--breaks", "0.5"], ["momentum", "--breaks", "0.7", "0.4"],
+                ["time_of_day", "--breaks", "1.5"]):
+        assert main(["synth", *bad, "--bars", "4000", "--out", str(tmp_path / "bad.csv")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith("rltrader: error: --breaks:"), error
+    assert not (tmp_path / "bad.csv").exists()

@@ -22,7 +22,7 @@ from rltrader.app.cli import main
 from rltrader.data.known_answer import KnownAnswerMarket
 from rltrader.data.synthetic import write_market
 from rltrader.jobs.requests import RetrainRequest
-from rltrader.live.paper import holding, open_paper_account
+from rltrader.live.paper import holding, open_paper_account, paper_summary
 from rltrader.registry.history import fingerprint, first_difference
 from rltrader.registry.paired_test import compare, mean_difference_test
 from rltrader.registry.store import REGISTRY_FILE, Registry, RegistryError, open_registry
@@ -265,3 +265,43 @@ def test_models_show_prints_a_versions_trust_report(two_versions, capsys):
     assert "live stream made 0 different decisions" in shown
     assert main(["models", "show", "tod", "1", "--registry_dir", str(work / "registry")]) == 0
     assert "Trust in v1" in capsys.readouterr().out
+
+
+def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_once(two_versions, tmp_path, monkeypatch):
+    import rltrader.live.paper as paper
+    from rltrader.registry.breaks import BreakDetector
+
+    work, _, bars = two_versions
+    data = _write_rows(bars, 2700, tmp_path / "bars.csv")
+    # a detector that expects far more than any bar gives: every few bars ring (the wiring, not the statistics,
+    # is under test here; tests/test_breaks.py tests the statistics)
+    calibrated = []
+    monkeypatch.setattr(paper, "REFERENCE_BARS", 50)
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed: calibrated.append(len(reference)) or
+                        BreakDetector(mean=0.01, sd=0.001, k=0.1, threshold=5.0))
+    account = open_paper_account(None, data, "watched", tmp_path, "2024-05-20 00:00", model="tod",
+                                 registry_dir=work / "registry")
+    champion = open_registry(work / "registry", "tod").file.champion
+    with holding(account):
+        account.process(account.new_bars())
+    assert len(calibrated) == 1 and calibrated[0] >= 50 and account.watch is not None and not account.alarms
+    _write_rows(bars, 2800, data)
+    events_before = len(open_registry(work / "registry", "tod").file.events)
+    account = open_paper_account(None, data, "watched", tmp_path, model="tod", registry_dir=work / "registry")
+    with holding(account):
+        account.process(account.new_bars())
+    assert len(account.alarms) > 5 and {alarm["version"] for alarm in account.alarms} == {champion}
+    first = account.alarms[0]
+    assert first["time"] > "2024-05-20" and first["live_mean"] < first["expected_mean"] and first["registered"]
+    registry = open_registry(work / "registry", "tod")
+    told = registry.file.events[events_before:]
+    assert [event.kind for event in told] == ["break_alarm"] and told[0].champion_after == champion
+    assert "'watched'" in told[0].reason and f"v{champion}" in told[0].reason and "CUSUM" in told[0].reason
+    state = json.loads((tmp_path / "watched" / "state.json").read_text())
+    assert state["watch"]["version"] == champion and len(state["alarms"]) == len(account.alarms)
+    assert paper_summary(account)["break_alarms"]["count"] == len(account.alarms)
+    # the same command again, no new bar: nothing told twice
+    account = open_paper_account(None, data, "watched", tmp_path, model="tod", registry_dir=work / "registry")
+    with holding(account):
+        account.process(account.new_bars())
+    assert len(open_registry(work / "registry", "tod").file.events) == events_before + 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def preprocess_command(args: argparse.Namespace) -> int:
 
 def synth_command(args: argparse.Namespace) -> int:
     """Write a known-answer market and its generator (the oracle) beside it."""
-    from rltrader.data.synthetic import write_market
+    from rltrader.data.synthetic import break_times, write_market
 
     settings = {name: getattr(args, name) for name in KnownAnswerMarket.model_fields
                 if name not in ("sha256",) and getattr(args, name, None) is not None}
@@ -73,12 +74,12 @@ def synth_command(args: argparse.Namespace) -> int:
         market = KnownAnswerMarket(**settings)
     except ValidationError as error:
         first = error.errors()[0]
-        raise UserInputError(f"--{first['loc'][0]}: {first['msg']}") from None
+        raise UserInputError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
     out = args.out or Path("data") / "synthetic" / f"{market.kind}_seed{market.seed}.csv"
     if out.suffix.lower() != ".csv":
         raise UserInputError(f"--out {out}: known-answer markets are written as MT5 CSV; give a .csv path")
     written = write_market(market, out)
-    print("\n".join(synth_lines(written, out, sidecar_path(out))))
+    print("\n".join(synth_lines(written, out, sidecar_path(out), break_times(written))))
     return 0
 
 
@@ -110,13 +111,18 @@ def add_data_commands(commands: Any) -> None:
         description="Write bars (MT5 CSV) with a planted, learnable edge: AR(1) momentum, a time-of-day drift, "
         "mean reversion, a volume-led continuation, a drift in calm volatility spells, a day-of-week drift, a "
         "session-dependent trend (two features at once), or time-of-day blocks that swap signs partway "
-        "(regime_change), with a per-bar spread and a seed; the generator goes beside the file "
+        "(regime_change; --breaks 0.4 0.7 flips a momentum, time-of-day or volume edge at each share of the bars), "
+        "with a per-bar spread and a seed; the generator goes beside the file "
         "(<file>.oracle.json), so every report on it scores the oracle and the edge the agent captured.")
     synth.add_argument("kind", choices=MARKET_KINDS, help="which edge to plant")
     synth.add_argument("--out", type=Path, default=None,
                        help="CSV to write (default: data/synthetic/<kind>_seed<seed>.csv)")
     for name, field in KnownAnswerMarket.model_fields.items():
         if name in ("kind", "sha256"):
+            continue
+        if typing.get_origin(field.annotation) is list:  # breaks: one value or several
+            synth.add_argument(f"--{name}", type=typing.get_args(field.annotation)[0], nargs="+", default=None,
+                               help=f"{field.description or name} (default: none)".replace("%", "%%"))
             continue
         synth.add_argument(f"--{name}", type=scalar_type(field.annotation), default=None,
                            help=f"{field.description or name} (default: {field.default})".replace("%", "%%"))

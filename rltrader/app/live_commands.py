@@ -57,7 +57,7 @@ def signal_command(args: argparse.Namespace) -> int:
 
 def paper_command(args: argparse.Namespace) -> int:
     """Open or continue a paper account; trade the file's new bars (and each new one with ``--follow``)."""
-    from rltrader.live.paper import holding, open_paper_account, paper_summary, write_paper_report
+    from rltrader.live.paper import alarm_reason, holding, open_paper_account, paper_summary, write_paper_report
     from rltrader.live.signal import FileWatcher, read_when_complete
 
     account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start, args.model,
@@ -69,7 +69,7 @@ def paper_command(args: argparse.Namespace) -> int:
             print(takeover_line(args.name, args.model, changed), flush=True)
 
     def step(bars: Any) -> None:
-        before = len(account.ledger["time"])
+        before, alarms = len(account.ledger["time"]), len(account.alarms)
         batch = account.process(bars)
         for stamp, why in batch.rejected:
             print(skipped_line("paper", stamp, why), file=sys.stderr, flush=True)
@@ -78,6 +78,8 @@ def paper_command(args: argparse.Namespace) -> int:
             print(f"  ... {added - SHOWN_ROWS:,} earlier bars in {account.root / 'ledger.csv'}")
         for line in ledger_lines(account.ledger_frame().tail(min(added, SHOWN_ROWS))):
             print(line, flush=True)
+        for alarm in account.alarms[alarms:]:
+            print(f"rltrader paper {args.name}: break alarm: {alarm_reason(alarm, args.name)}", flush=True)
         paths = write_paper_report(account)
         standing = paper_standing_line(args.name, paper_summary(account), paths["picture"])
         if standing:

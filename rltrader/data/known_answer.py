@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from rltrader.errors import UserInputError
 
@@ -20,7 +20,10 @@ MarketKind = Literal["momentum", "time_of_day", "mean_reversion", "regime_change
 MARKET_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "mean_reversion", "regime_change", "volume",
                                  "volatility_regime", "day_of_week", "session_trend", "bar_sequence", "delayed_volume")
 STATIONARY_KINDS: tuple[str, ...] = tuple(kind for kind in MARKET_KINDS if kind != "regime_change")
-"""The kinds whose edge holds over the whole file (a learner trained on the start can use it at the end)."""
+"""The kinds whose edge holds over the whole file (a learner trained on the start can use it at the end), unless
+``breaks`` flip it."""
+BREAK_KINDS: tuple[str, ...] = ("momentum", "time_of_day", "volume")
+"""Kinds whose planted edge may flip sign at ``breaks`` (one, two or more regime breaks)."""
 MEMORY_KINDS: tuple[str, ...] = ("bar_sequence", "delayed_volume")
 """The kinds whose edge lies in the order of the last few bars: no feature of one bar reveals it, so a policy
 has to remember (a recurrent policy's reason to exist)."""
@@ -47,6 +50,10 @@ class KnownAnswerMarket(BaseModel):
     kappa: float = Field(0.05, gt=0, lt=1, description="mean_reversion: pull towards the mean per bar")
     change_at: float = Field(0.5, gt=0, lt=1, description="regime_change: share of the bars after which the "
                                                           "time-of-day blocks swap signs")
+    breaks: list[float] = Field(default_factory=list, description="momentum, time_of_day, volume: shares of the bars "
+                                "at which the planted edge flips sign, each break flipping it again (e.g. 0.6, or "
+                                "0.4 0.7 for two breaks): what rose now falls, momentum becomes reversal, a surge's "
+                                "continuation becomes its reversal")
     surge_share: float = Field(0.1, gt=0, lt=1, description="volume: share of bars with a volume surge")
     surge_drift: float = Field(0.0005, ge=0, description="volume: the next bar's drift, in the surge bar's direction")
     calm_drift: float = Field(0.00012, ge=0, description="volatility_regime: drift per bar while volatility is calm "
@@ -69,6 +76,17 @@ class KnownAnswerMarket(BaseModel):
     echo_bars: int = Field(3, ge=1, le=32, description="delayed_volume: bars the drift lasts")
     echo_drift: float = Field(0.0003, ge=0, description="delayed_volume: drift per bar, in the surge bar's direction")
     sha256: str | None = Field(None, description="content hash of the bar file written (set by write)")
+
+    @field_validator("breaks")
+    @classmethod
+    def _breaks_fit_the_kind(cls, breaks: list[float], info: ValidationInfo) -> list[float]:
+        kind = info.data.get("kind")
+        if breaks and kind not in BREAK_KINDS:
+            raise ValueError(f"breaks apply to {', '.join(BREAK_KINDS)} (regime_change has its one at change_at), "
+                             f"not {kind}")
+        if any(not 0 < share < 1 for share in breaks) or sorted(set(breaks)) != list(breaks):
+            raise ValueError(f"breaks must be increasing shares of the bars between 0 and 1, got {breaks}")
+        return breaks
 
 
 def sidecar_path(data_path: str | Path) -> Path:
@@ -94,5 +112,5 @@ def read_market(data_path: str | Path, data_sha256: str | None = None) -> KnownA
     return market
 
 
-__all__ = ["MARKET_KINDS", "MEMORY_KINDS", "SIDECAR_SUFFIX", "STATIONARY_KINDS", "KnownAnswerMarket", "MarketKind",
-           "read_market", "sidecar_path"]
+__all__ = ["BREAK_KINDS", "MARKET_KINDS", "MEMORY_KINDS", "SIDECAR_SUFFIX", "STATIONARY_KINDS", "KnownAnswerMarket",
+           "MarketKind", "read_market", "sidecar_path"]

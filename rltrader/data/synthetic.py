@@ -84,19 +84,32 @@ def suite_market(kind: str, seed: int = 0, **settings: float) -> KnownAnswerMark
     return KnownAnswerMarket(kind=kind, seed=seed, **{**SUITE_SETTINGS.get(kind, {}), **settings})
 
 
+def break_times(market: KnownAnswerMarket) -> list[pd.Timestamp]:
+    """The open times of the first bars of each new regime: ``breaks`` (regime_change: its one, ``change_at``)."""
+    times = _timestamps(market)
+    shares = [market.change_at] if market.kind == "regime_change" else market.breaks
+    return [times[int(market.bars * share)] for share in shares]
+
+
 def change_time(market: KnownAnswerMarket) -> pd.Timestamp:
     """regime_change: the open time of the first bar of the new regime."""
-    return _timestamps(market)[int(market.bars * market.change_at)]
+    return break_times(market)[0]
+
+
+def edge_sign(market: KnownAnswerMarket, times: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    """The planted edge's sign for a bar at each of ``times``: +1 before the first break, -1 after it, +1 after
+    a second, ... (all +1 without breaks). One function for the generator and the oracle."""
+    stamps = pd.DatetimeIndex(times).to_numpy(dtype="datetime64[ns]")
+    breaks = np.array([np.datetime64(stamp) for stamp in break_times(market)], dtype="datetime64[ns]")
+    flips = np.searchsorted(breaks, stamps, side="right")
+    return np.where(flips % 2 == 0, 1.0, -1.0)
 
 
 def block_drift(times: pd.DatetimeIndex | np.ndarray, market: KnownAnswerMarket) -> np.ndarray:
     """time_of_day and regime_change: the planted expected log return of a bar at each time."""
-    index = pd.DatetimeIndex(times)
-    hours = index.hour.to_numpy()
+    hours = pd.DatetimeIndex(times).hour.to_numpy()
     drift = np.where((hours // market.block_hours) % 2 == 0, market.drift, -market.drift)
-    if market.kind == "regime_change":
-        drift = np.where(index < change_time(market), drift, -drift)
-    return drift
+    return drift * edge_sign(market, times)
 
 
 WEEKDAY_SIGNS = np.array([1.0, -1.0, 1.0, -1.0, 1.0, 0.0, 0.0])
@@ -142,9 +155,10 @@ def _feedback_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, noise:
     """volume and session_trend: each bar's drift depends on the bars before it, so they are drawn in order."""
     returns = noise * market.sigma
     if market.kind == "volume":
+        signs = edge_sign(market, times)
         for index in range(1, len(returns)):
             if state[index - 1]:
-                returns[index] += market.surge_drift * np.sign(returns[index - 1])
+                returns[index] += market.surge_drift * np.sign(returns[index - 1]) * signs[index]
         return returns
     sessions, window = _session_sign(market, times), market.trend_bars
     for index in range(window, len(returns)):
@@ -199,10 +213,11 @@ def _log_returns(market: KnownAnswerMarket, times: pd.DatetimeIndex, rng: np.ran
         return WEEKDAY_SIGNS[times.day_of_week.to_numpy()] * market.weekday_drift + noise * market.sigma
     if market.kind == "momentum":
         shocks = noise * market.sigma * np.sqrt(1.0 - market.phi**2)
+        phis = market.phi * edge_sign(market, times)  # after a break, momentum becomes reversal (and back)
         returns = np.empty(len(times))
         previous = noise[0] * market.sigma  # start in the stationary distribution
         for index, shock in enumerate(shocks):
-            previous = market.phi * previous + shock
+            previous = phis[index] * previous + shock
             returns[index] = previous
         return returns
     if market.kind in ("time_of_day", "regime_change"):
@@ -255,10 +270,11 @@ def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, clos
     (there is no next bar)."""
     log_close = np.log(close)
     expected = np.full(len(close), np.nan)
+    following = edge_sign(market, np.concatenate((timestamps[1:], timestamps[-1:])))  # the next bar's regime
     if market.kind == "volume":
         surge = _latent_at(market, timestamps) == 1.0
         moves = np.concatenate(([0.0], np.diff(log_close)))
-        expected[:-1] = np.where(surge, market.surge_drift * np.sign(moves), np.nan)[:-1]
+        expected[:-1] = np.where(surge, market.surge_drift * np.sign(moves) * following, np.nan)[:-1]
     elif market.kind == "volatility_regime":
         calm = _latent_at(market, timestamps) == 1.0  # the next bar stays calm with probability 1 - 1/regime_bars
         expected[:-1] = np.where(calm, market.calm_drift * (1.0 - 1.0 / market.regime_bars), np.nan)[:-1]
@@ -275,7 +291,7 @@ def expected_next_return(market: KnownAnswerMarket, timestamps: np.ndarray, clos
         drift = np.array([_memory_drift(market, signs, surge, bar + 1) for bar in range(len(close) - 1)])
         expected[:-1] = np.where(drift != 0.0, drift, np.nan)
     elif market.kind == "momentum":
-        expected[1:] = market.phi * np.diff(log_close)
+        expected[1:] = market.phi * np.diff(log_close) * following[1:]
         expected[0] = 0.0
     elif market.kind in ("time_of_day", "regime_change"):
         expected[:-1] = block_drift(timestamps[1:], market)
@@ -302,7 +318,9 @@ def oracle_actions(market: KnownAnswerMarket, timestamps: np.ndarray, close: np.
 
 __all__ = [
     "MARKET_KINDS",
+    "break_times",
     "change_time",
+    "edge_sign",
     "KnownAnswerMarket",
     "expected_next_return",
     "generate",

@@ -31,9 +31,13 @@ def cleared_lines(paths: Sequence[Path], freed: int, dry_run: bool, root: Path) 
     return [*(f"  {verb} {path}" for path in paths), f"{verb} {len(paths)} item(s), {human_bytes(freed)} from {root}"]
 
 
-def synth_lines(written: Any, out: Path, sidecar: Path) -> list[str]:
+def synth_lines(written: Any, out: Path, sidecar: Path, breaks: Sequence[Any] = ()) -> list[str]:
+    """What ``rltrader synth`` wrote, and, for a market with regime breaks, the first bar of each new regime."""
     return [f"rltrader synth: {written.bars:,} {written.bar_minutes}-minute bars of a {written.kind} market "
             f"(seed {written.seed}, spread {written.spread_points} points) -> {out}",
+            *([f"  edge flips   at {', '.join(str(stamp) for stamp in breaks)} (bars "
+               f"{', '.join(f'{int(written.bars * share):,}' for share in written.breaks)})"]
+              if written.breaks else []),
             f"  generator and oracle: {sidecar}",
             f"  train on it: rltrader train --data_path {out}   (reports then show the oracle and edge captured)"]
 

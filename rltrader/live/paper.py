@@ -39,8 +39,9 @@ from rltrader.errors import UserInputError
 from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
-from rltrader.registry.store import Registry, open_registry
-from rltrader.runtime.run_lock import LockOwner, run_directory_lock
+from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate
+from rltrader.registry.store import DECISION_FILE, Registry, open_registry
+from rltrader.runtime.run_lock import LockOwner, RunDirectoryInUse, run_directory_lock
 
 STATE_FILE = "state.json"
 LEDGER_FILE = "ledger.csv"
@@ -90,6 +91,11 @@ class PaperAccount:
         self.root, self.bundle, self.data_path = root, bundle, data_path
         self.follows, self.version = follows, version
         self.switches: list[dict[str, Any]] = []
+        self.watch: BreakDetector | None = None  # the break test on the champion's live returns (when following)
+        self.watch_version: int | None = None
+        self.watch_start_row = 0  # the first ledger row the watched version decided
+        self.watch_monitor_row = 0  # the first row the test runs on (before it: the reference fills up)
+        self.alarms: list[dict[str, Any]] = []
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self.stream = DecisionStream(bundle, start)
         self.ledger: dict[str, list[Any]] = {column: [] for column in LEDGER_COLUMNS}
@@ -127,6 +133,11 @@ class PaperAccount:
         rows = len(raw["ledger"]["time"])
         self.ledger = {column: list(raw["ledger"].get(column, [""] * rows)) for column in LEDGER_COLUMNS}
         self.switches = list(raw.get("switches", []))
+        watch = raw.get("watch") or {}  # absent in states written before the break test
+        self.watch = None if watch.get("detector") is None else BreakDetector.from_json(watch["detector"])
+        self.watch_version, self.watch_start_row = watch.get("version"), int(watch.get("start_row", 0))
+        self.watch_monitor_row = int(watch.get("monitor_row", 0))
+        self.alarms = list(raw.get("alarms", []))
         self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
 
     def _upgraded_from_version_1(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +171,9 @@ class PaperAccount:
             "model": None if self.follows is None else self.follows.name,
             "registry_dir": None if self.follows is None else str(self.follows.dir.parent),
             "model_version": self.version, "switches": self.switches,
+            "watch": {"detector": None if self.watch is None else self.watch.to_json(), "version": self.watch_version,
+                      "start_row": self.watch_start_row, "monitor_row": self.watch_monitor_row},
+            "alarms": self.alarms,
         })
         self.write_ledger_csv()
 
@@ -197,12 +211,75 @@ class PaperAccount:
                              "come after the last one; remove it from the file")
 
     def process(self, bars: BarArrays) -> StepBatch:
-        """Decide and fill ``bars`` (later than the last processed bar), append them to the ledger, save."""
+        """Decide and fill ``bars`` (later than the last processed bar), append them to the ledger, test the
+        champion's live returns for a break, save; then tell the registry of a new alarm."""
+        self._start_watch()
+        before = len(self.ledger["time"])
         batch = self.stream.advance(bars)
         self._append(batch)
+        self._watch_rows(before)
         self._save()
         self.created = False
+        self._register_alarms()
         return batch
+
+    def _start_watch(self) -> None:
+        """A newly deciding champion is watched afresh: its reference is its held-out returns, then its own live
+        returns until :data:`~rltrader.registry.breaks.REFERENCE_BARS` bars are known (:meth:`_watch_rows`)."""
+        if self.follows is None or self.version is None or self.watch_version == self.version:
+            return
+        self.watch, self.watch_version = None, self.version
+        self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
+
+    def _row_returns(self, first: int) -> np.ndarray:
+        """The account's per-bar returns of ledger rows ``first ..`` (each over the row before it)."""
+        equity = np.asarray(self.ledger["equity"][max(first, 1) - 1:], dtype=np.float64)
+        return equity[1:] / equity[:-1] - 1.0 if len(equity) > 1 else np.zeros(0)
+
+    def _watch_rows(self, before: int) -> None:
+        """Feed the new ledger rows' returns to the break test, first filling its reference; keep each alarm."""
+        if self.watch_version is None or self.follows is None:
+            return
+        if self.watch is None:
+            decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
+            held_out = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] \
+                if decision.is_file() else []
+            live = self._row_returns(self.watch_start_row)
+            if len(held_out) + len(live) < REFERENCE_BARS:
+                return
+            self.watch = calibrate(np.concatenate((np.asarray(held_out, dtype=np.float64), live)),
+                                   seed=self.watch_version)
+            self.watch_monitor_row = len(self.ledger["time"])
+            return
+        first = max(before, self.watch_monitor_row, 1)
+        returns = self._row_returns(first)
+        self.watch.bars = first - self.watch_monitor_row  # rows the test saw (a state from before it: none)
+        for alarm in self.watch.update(returns):
+            row, change = self.watch_monitor_row + alarm.bar, self.watch_monitor_row + alarm.change_bar
+            self.alarms.append({**alarm.to_json(), "time": self.ledger["time"][row],
+                                "change_time": self.ledger["time"][change], "version": self.watch_version,
+                                "registered": False})
+
+    def _register_alarms(self) -> None:
+        """Write the first alarm on each champion to its registry's events (later ones stay in the account's state:
+        the break is known); a registry busy with a retrain gets it at the next bar."""
+        if self.follows is None:
+            return
+        told = {alarm["version"] for alarm in self.alarms if alarm["registered"]}
+        pending = [alarm for alarm in self.alarms if not alarm["registered"] and alarm["version"] not in told]
+        if not pending:
+            return
+        alarm = pending[0]
+        try:
+            with self.follows.writing() as registry:
+                registry.record("break_alarm", alarm["version"], registry.file.champion,
+                                alarm_reason(alarm, self.root.name))
+        except RunDirectoryInUse:
+            return
+        for each in self.alarms:
+            if each["version"] == alarm["version"]:
+                each["registered"] = True  # this one is told; the later ones on the same version need not be
+        self._save()
 
     def follow_champion(self) -> dict[str, Any] | None:
         """Switch to the registry's champion if it changed since the last bar (:mod:`rltrader.live.takeover`),
@@ -265,6 +342,14 @@ class PaperAccount:
             for column in LEDGER_COLUMNS:
                 self.ledger[column].append(values[column])
             units_before = units
+
+
+def alarm_reason(alarm: dict[str, Any], account: str) -> str:
+    """A break alarm in one sentence, with its evidence: what the registry's event and the terminal say."""
+    return (f"paper account {account!r}: the live returns of v{alarm['version']} fell below what it was promoted on "
+            f"(mean {alarm['live_mean'] * 1e4:+.2f} bp per bar since {alarm['change_time']}, expected "
+            f"{alarm['expected_mean'] * 1e4:+.2f} bp; CUSUM {alarm['statistic']:.1f} > {alarm['threshold']:.1f} at "
+            f"{alarm['time']}); the champion stays until a retrain decides")
 
 
 @contextlib.contextmanager
@@ -330,11 +415,17 @@ def paper_summary(account: PaperAccount) -> dict[str, Any]:
     frame = account.ledger_frame()
     about = account.bundle.description
     initial = float(account.stream.env.initial_balance)
+    alarms = [alarm for alarm in account.alarms if alarm["version"] == account.version]  # on the deciding version
     test = about.figures.get("test", {})
     summary: dict[str, Any] = {"name": account.root.name, "bundle": str(account.bundle.root),
                                "data_path": str(account.data_path), "bars": len(frame),
                                "model": None if account.follows is None else account.follows.name,
                                "version": account.version, "switches": list(account.switches),
+                               "break_alarms": {"count": len(alarms), "first": None if not alarms else
+                                                alarm_reason(alarms[0], account.root.name)},
+                               "watch": None if account.watch is None else {
+                                   "version": account.watch_version, "expected_mean": account.watch.mean,
+                                   "threshold": account.watch.threshold, "statistic": account.watch.statistic},
                                "backtest_test": {key: test.get("agent", {}).get(key) for key in
                                                  ("total_return", "sharpe", "sharpe_interval", "max_drawdown")}}
     if len(frame) == 0:
@@ -397,4 +488,4 @@ def write_paper_report(account: PaperAccount) -> dict[str, Path]:
 
 
 __all__ = ["LEDGER_COLUMNS", "LEDGER_FILE", "PICTURE_FILE", "PaperAccount", "PaperError", "STATE_FILE",
-           "SUMMARY_FILE", "holding", "open_paper_account", "paper_summary", "write_paper_report"]
+           "SUMMARY_FILE", "alarm_reason", "holding", "open_paper_account", "paper_summary", "write_paper_report"]
