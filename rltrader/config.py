@@ -521,6 +521,13 @@ class RetrainConfig(_Strict):
     drawdown_tolerance: float = Field(0.02, ge=0, lt=1, description="...and its max drawdown is at most this much "
                                                                    "(a fraction of equity) worse than the champion's.")
     profile: str | None = Field("quick", description="The challenger's training budget, a profile; null = none.")
+    after_break: bool = Field(True, description="After a paper account's break alarm on the champion, the challenger "
+                                                "trains on the bars since the break (with the break_* sizes) instead "
+                                                "of the last train_bars.")
+    break_min_train_bars: int = Field(900, ge=2, description="after_break: the fewest bars since the break to train "
+                                                            "on; until there are enough, the champion is kept.")
+    break_validation_bars: int = Field(300, ge=2, description="after_break: bars that select the challenger's model.")
+    break_holdout_bars: int = Field(300, ge=2, description="after_break: recent bars both models are compared on.")
     cron: str = Field("30 20 * * *", description="When the retrain deployment runs (after performance mode starts).")
     timezone: str = Field("UTC", description="IANA name the cron is read in.")
 

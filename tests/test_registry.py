@@ -305,3 +305,38 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     with holding(account):
         account.process(account.new_bars())
     assert len(open_registry(work / "registry", "tod").file.events) == events_before + 1
+
+
+def test_after_a_break_alarm_the_challenger_trains_on_the_bars_since_the_break(market, tmp_path):
+    from rltrader.retraining.retrain import RetrainPlan, plan_retrain
+
+    _, bars = market
+    work = tmp_path
+    data = _write_rows(bars, 1900, tmp_path / "bars.csv")
+    assert retrain(_request(work, data)).kind == "promote"  # v1, the champion
+    data = _write_rows(bars, 3000, data)
+    times = pd.to_datetime(bars["time"].iloc[:3000], unit="s")
+    registry = open_registry(work / "registry", "tod")
+    champion = registry.file.champion
+    # a break alarm on the champion whose fall began 700 bars before the file's end: too few bars yet to train
+    # a challenger on the new regime (900 + 300 + 300 + the gaps by default), so the champion is kept
+    recent = str(times.iloc[3000 - 700])
+    with registry.writing():
+        registry.record("break_alarm", champion, champion, "test: a break",
+                        evidence={"change_time": recent, "time": str(times.iloc[-1]), "version": champion})
+    assert open_registry(work / "registry", "tod").open_break().evidence["change_time"] == recent
+    waited = plan_retrain(_request(work, data))
+    assert waited.kind == "skip" and f"broke at {recent}" in waited.reason and "700 bars since" in waited.reason
+    # an alarm whose fall began 1,700 bars back: the challenger trains on those bars only, compared on the last 300
+    earlier = str(times.iloc[3000 - 1700])
+    with Registry(work / "registry", "tod").writing() as writer:
+        writer.record("break_alarm", champion, champion, "test: an earlier break",
+                      evidence={"change_time": earlier, "time": str(times.iloc[-1]), "version": champion})
+    plan = plan_retrain(_request(work, data))
+    assert isinstance(plan, RetrainPlan) and plan.windows["holdout"].bars == 300
+    assert plan.windows["validation"].bars == 300
+    assert pd.Timestamp(plan.windows["train"].start) >= pd.Timestamp(earlier)
+    assert plan.windows["train"].bars >= 900 and plan.config.retrain.train_bars == plan.windows["train"].bars
+    # switched off, the usual window: the last train_bars
+    usual = plan_retrain(_request(work, data, after_break=False))
+    assert usual.windows["train"].bars == WINDOWS["train_bars"] and usual.windows["holdout"].bars == 200

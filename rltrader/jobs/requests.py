@@ -309,6 +309,9 @@ class RetrainRequest(AccountFields, RequestBase):
         None, description="and its max drawdown is at most this much worse (default: retrain.drawdown_tolerance)")
     profile: str | None = Field(None, description="the challenger's training budget, a profile (default: quick)")
     seed: int | None = Field(None, description="the challenger's training seed (default: training.seed)")
+    after_break: bool | None = Field(
+        None, description="after a paper account's break alarm on the champion, train the challenger on the bars "
+                          "since the break (default: retrain.after_break, on)")
 
     @property
     def registry_root(self) -> Path:
@@ -318,7 +321,7 @@ class RetrainRequest(AccountFields, RequestBase):
         """The retrain's config: the file, then the named values (``retrain.*``, ``training.seed``)."""
         named = {f"retrain.{name}": getattr(self, name) for name in (
             "start", "train_bars", "validation_bars", "holdout_bars", "promote_probability", "drawdown_tolerance",
-            "profile")}
+            "profile", "after_break")}
         return load_config(self.config).with_overrides(
             {"cache.dir": self.cache_dir, **self.account_overrides(), **named, "training.seed": self.seed},
             source=source)

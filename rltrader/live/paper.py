@@ -273,7 +273,8 @@ class PaperAccount:
         try:
             with self.follows.writing() as registry:
                 registry.record("break_alarm", alarm["version"], registry.file.champion,
-                                alarm_reason(alarm, self.root.name))
+                                alarm_reason(alarm, self.root.name),
+                                evidence={key: value for key, value in alarm.items() if key != "registered"})
         except RunDirectoryInUse:
             return
         for each in self.alarms:

@@ -107,6 +107,7 @@ class RegistryEvent(BaseModel):
     champion_before: int | None
     champion_after: int | None
     reason: str
+    evidence: dict[str, Any] | None = None  # a break alarm's figures: when the fall began, the live and expected mean
 
 
 class RegistryFile(BaseModel):
@@ -210,10 +211,13 @@ class Registry:
         self.file.versions.append(entry)
         self._record(event)
 
-    def record(self, kind: EventKind, version: int | None, champion_after: int | None, reason: str) -> RegistryEvent:
-        """Record an event (the champion becomes ``champion_after``) and save; returns the event."""
+    def record(self, kind: EventKind, version: int | None, champion_after: int | None, reason: str,
+               evidence: dict[str, Any] | None = None) -> RegistryEvent:
+        """Record an event (the champion becomes ``champion_after``) and save; returns the event.
+
+        :param evidence: figures behind the event (a break alarm's), kept with it"""
         event = RegistryEvent(time=now(), kind=kind, version=version, champion_before=self.file.champion,
-                              champion_after=champion_after, reason=reason)
+                              champion_after=champion_after, reason=reason, evidence=evidence)
         self._record(event)
         return event
 
@@ -229,6 +233,17 @@ class Registry:
         if number == self.file.champion:
             raise RegistryError(f"version {number} of {self.name!r} is already the champion")
         return self.record("manual_promote", number, number, reason or "promoted by hand")
+
+    def open_break(self) -> RegistryEvent | None:
+        """The break alarm on the champion raised since it took over (the newest), else None: a retrain then
+        trains its challenger on the bars since the break (``retrain.after_break``)."""
+        champion = self.file.champion
+        for event in reversed(self.file.events):
+            if event.kind == "break_alarm" and event.version == champion and event.evidence:
+                return event
+            if event.champion_after == champion and event.champion_before != champion:
+                return None  # the champion took over here; no alarm since
+        return None
 
     def champion_stack(self) -> list[int]:
         """The champions in the order they took over, a rollback undoing the last take-over."""

@@ -176,6 +176,24 @@ def prepare_window(path: Path, config: Config) -> PreparedData:
                               "--holdout_bars (retrain: in the config), or export a longer history") from None
 
 
+def after_break_config(config: Config, alarm: RegistryEvent, history: pd.DataFrame) -> Config | str:
+    """The retrain's sizes for a challenger on the bars since the champion's break (``alarm``'s evidence: when the
+    fall began): the break_* validation and held-out sizes at the file's end and every bar since the break before
+    them; or, with fewer than ``retrain.break_min_train_bars`` to train on, the reason to keep the champion."""
+    sizes, evidence = config.retrain, alarm.evidence or {}
+    since = pd.Timestamp(evidence["change_time"])
+    bars = int((pd.to_datetime(history["time"].to_numpy(), unit="ns") >= since).sum())
+    besides = sizes.break_validation_bars + sizes.break_holdout_bars + 2 * config.gap_bars
+    train = bars - besides
+    if train < sizes.break_min_train_bars:
+        needed = sizes.break_min_train_bars + besides
+        return (f"the champion's edge broke at {since} (alarm at {evidence.get('time')}); {bars:,} bars since, a "
+                f"challenger on the new regime needs {needed:,} (retrain.break_*): the champion is kept until then")
+    logger.info("Retrain after the break at %s: the challenger trains on the %d bars since it", since, train)
+    return config.with_overrides({"retrain.train_bars": train, "retrain.validation_bars": sizes.break_validation_bars,
+                                  "retrain.holdout_bars": sizes.break_holdout_bars}, source=f"break at {since}")
+
+
 def _windows(prepared: PreparedData) -> dict[str, DataWindow]:
     splits = prepared.metadata["splits"]
     return {name: DataWindow(start=splits[key]["start"], end=splits[key]["end"], bars=int(splits[key]["bars"]))
@@ -221,6 +239,11 @@ def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
     if latest is not None and pd.Timestamp(latest.windows["holdout"].end) >= last_bar:
         return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {latest.version}'s "
                                "held-out window ended; the champion is kept", started)
+    alarm = registry.open_break() if config.retrain.after_break and champion is not None else None
+    if alarm is not None:
+        config = after_break_config(config, alarm, history)
+        if isinstance(config, str):
+            return _skip(registry, config, started)
     try:
         prepared = prepare_window(path, config)
     except DataError as error:
