@@ -277,20 +277,23 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     # is under test here; tests/test_breaks.py tests the statistics)
     calibrated = []
     monkeypatch.setattr(paper, "REFERENCE_BARS", 50)
-    monkeypatch.setattr(paper, "calibrate", lambda reference, seed: calibrated.append(len(reference)) or
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **_: calibrated.append(len(reference)) or
                         BreakDetector(mean=0.01, sd=0.001, k=0.1, threshold=5.0))
+    champion = open_registry(work / "registry", "tod").file.champion
+    events_before = len(open_registry(work / "registry", "tod").file.events)
     account = open_paper_account(None, data, "watched", tmp_path, "2024-05-20 00:00", model="tod",
                                  registry_dir=work / "registry")
-    champion = open_registry(work / "registry", "tod").file.champion
     with holding(account):
         account.process(account.new_bars())
-    assert len(calibrated) == 1 and calibrated[0] >= 50 and account.watch is not None and not account.alarms
+    # watched from the first bar on, calibrated on the champion's held-out returns
+    assert len(calibrated) == 1 and calibrated[0] >= 50 and account.watch is not None
+    rung = len(account.alarms)
+    assert rung > 5 and {alarm["version"] for alarm in account.alarms} == {champion}
     _write_rows(bars, 2800, data)
-    events_before = len(open_registry(work / "registry", "tod").file.events)
     account = open_paper_account(None, data, "watched", tmp_path, model="tod", registry_dir=work / "registry")
     with holding(account):
         account.process(account.new_bars())
-    assert len(account.alarms) > 5 and {alarm["version"] for alarm in account.alarms} == {champion}
+    assert len(account.alarms) > rung and len(calibrated) == 1  # no recalibration after an alarm
     first = account.alarms[0]
     assert first["time"] > "2024-05-20" and first["live_mean"] < first["expected_mean"] and first["registered"]
     registry = open_registry(work / "registry", "tod")
@@ -340,3 +343,28 @@ def test_after_a_break_alarm_the_challenger_trains_on_the_bars_since_the_break(m
     # switched off, the usual window: the last train_bars
     usual = plan_retrain(_request(work, data, after_break=False))
     assert usual.windows["train"].bars == WINDOWS["train_bars"] and usual.windows["holdout"].bars == 200
+
+
+def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are_known(two_versions, tmp_path,
+                                                                                       monkeypatch):
+    import rltrader.live.paper as paper
+    from rltrader.registry.breaks import BreakDetector, short_reference_rate
+
+    work, _, bars = two_versions
+    data = _write_rows(bars, 2800, tmp_path / "bars.csv")
+    calls = []
+    monkeypatch.setattr(paper, "REFERENCE_BARS", 350)
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **options: calls.append(
+        (len(reference), options.get("false_alarms_per_10k", 0.5))) or BreakDetector(
+        mean=-1.0, sd=1.0, k=1.0, threshold=1e9))  # never rings
+    account = open_paper_account(None, data, "quiet", tmp_path, "2024-05-20 00:00", model="tod",
+                                 registry_dir=work / "registry")
+    with holding(account):
+        account.process(account.new_bars())
+    held_out = calls[0][0]
+    assert held_out < 350 and calls[0][1] == paper.short_reference_rate(held_out) < 0.5
+    assert paper.short_reference_rate is short_reference_rate
+    assert len(calls) == 2 and calls[1] == (calls[1][0], 0.5) and calls[1][0] >= 350  # held-out + live bars
+    state = json.loads((tmp_path / "quiet" / "state.json").read_text())
+    assert state["watch"]["full"] and state["watch"]["monitor_row"] == len(account.ledger["time"])
+    assert not account.alarms

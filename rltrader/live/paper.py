@@ -39,7 +39,7 @@ from rltrader.errors import UserInputError
 from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
-from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate
+from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate, short_reference_rate
 from rltrader.registry.store import DECISION_FILE, Registry, open_registry
 from rltrader.runtime.run_lock import LockOwner, RunDirectoryInUse, run_directory_lock
 
@@ -94,7 +94,8 @@ class PaperAccount:
         self.watch: BreakDetector | None = None  # the break test on the champion's live returns (when following)
         self.watch_version: int | None = None
         self.watch_start_row = 0  # the first ledger row the watched version decided
-        self.watch_monitor_row = 0  # the first row the test runs on (before it: the reference fills up)
+        self.watch_monitor_row = 0  # the first row the test runs on (since its last calibration)
+        self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones, stricter, for now)
         self.alarms: list[dict[str, Any]] = []
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self.stream = DecisionStream(bundle, start)
@@ -137,6 +138,7 @@ class PaperAccount:
         self.watch = None if watch.get("detector") is None else BreakDetector.from_json(watch["detector"])
         self.watch_version, self.watch_start_row = watch.get("version"), int(watch.get("start_row", 0))
         self.watch_monitor_row = int(watch.get("monitor_row", 0))
+        self.watch_full = bool(watch.get("full", False))
         self.alarms = list(raw.get("alarms", []))
         self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
 
@@ -172,7 +174,8 @@ class PaperAccount:
             "registry_dir": None if self.follows is None else str(self.follows.dir.parent),
             "model_version": self.version, "switches": self.switches,
             "watch": {"detector": None if self.watch is None else self.watch.to_json(), "version": self.watch_version,
-                      "start_row": self.watch_start_row, "monitor_row": self.watch_monitor_row},
+                      "start_row": self.watch_start_row, "monitor_row": self.watch_monitor_row,
+                      "full": self.watch_full},
             "alarms": self.alarms,
         })
         self.write_ledger_csv()
@@ -224,12 +227,25 @@ class PaperAccount:
         return batch
 
     def _start_watch(self) -> None:
-        """A newly deciding champion is watched afresh: its reference is its held-out returns, then its own live
-        returns until :data:`~rltrader.registry.breaks.REFERENCE_BARS` bars are known (:meth:`_watch_rows`)."""
+        """A newly deciding champion is watched at once, calibrated on its held-out returns (a stricter threshold
+        while they are fewer than :data:`~rltrader.registry.breaks.REFERENCE_BARS`), and calibrated again on those
+        and its first live bars once that many are known, unless it raised an alarm before (:meth:`_watch_rows`)."""
         if self.follows is None or self.version is None or self.watch_version == self.version:
             return
-        self.watch, self.watch_version = None, self.version
+        self.watch_version = self.version
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
+        held_out = self._held_out_returns()
+        self.watch_full = len(held_out) >= REFERENCE_BARS
+        self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),
+                               seed=self.watch_version)
+
+    def _held_out_returns(self) -> np.ndarray:
+        """The watched version's per-bar returns on the held-out window it was promoted on."""
+        assert self.follows is not None and self.watch_version is not None
+        decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
+        returns = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] if decision.is_file() \
+            else []
+        return np.asarray(returns, dtype=np.float64)
 
     def _row_returns(self, first: int) -> np.ndarray:
         """The account's per-bar returns of ledger rows ``first ..`` (each over the row before it)."""
@@ -237,28 +253,25 @@ class PaperAccount:
         return equity[1:] / equity[:-1] - 1.0 if len(equity) > 1 else np.zeros(0)
 
     def _watch_rows(self, before: int) -> None:
-        """Feed the new ledger rows' returns to the break test, first filling its reference; keep each alarm."""
+        """Feed the new ledger rows' returns to the break test; keep each alarm; calibrate again on the held-out and
+        the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang."""
         if self.watch_version is None or self.follows is None:
             return
-        if self.watch is None:
-            decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
-            held_out = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] \
-                if decision.is_file() else []
-            live = self._row_returns(self.watch_start_row)
-            if len(held_out) + len(live) < REFERENCE_BARS:
-                return
-            self.watch = calibrate(np.concatenate((np.asarray(held_out, dtype=np.float64), live)),
-                                   seed=self.watch_version)
-            self.watch_monitor_row = len(self.ledger["time"])
+        if self.watch is not None:
+            first = max(before, self.watch_monitor_row, 1)
+            self.watch.bars = first - self.watch_monitor_row  # rows the test saw since its calibration
+            for alarm in self.watch.update(self._row_returns(first)):
+                row, change = self.watch_monitor_row + alarm.bar, self.watch_monitor_row + alarm.change_bar
+                self.alarms.append({**alarm.to_json(), "time": self.ledger["time"][row],
+                                    "change_time": self.ledger["time"][change], "version": self.watch_version,
+                                    "registered": False})
+        alarmed = any(alarm["version"] == self.watch_version for alarm in self.alarms)
+        if self.watch_full or alarmed:
             return
-        first = max(before, self.watch_monitor_row, 1)
-        returns = self._row_returns(first)
-        self.watch.bars = first - self.watch_monitor_row  # rows the test saw (a state from before it: none)
-        for alarm in self.watch.update(returns):
-            row, change = self.watch_monitor_row + alarm.bar, self.watch_monitor_row + alarm.change_bar
-            self.alarms.append({**alarm.to_json(), "time": self.ledger["time"][row],
-                                "change_time": self.ledger["time"][change], "version": self.watch_version,
-                                "registered": False})
+        reference = np.concatenate((self._held_out_returns(), self._row_returns(self.watch_start_row)))
+        if len(reference) >= REFERENCE_BARS:
+            self.watch, self.watch_full = calibrate(reference, seed=self.watch_version), True
+            self.watch_monitor_row = len(self.ledger["time"])
 
     def _register_alarms(self) -> None:
         """Write the first alarm on each champion to its registry's events (later ones stay in the account's state:
