@@ -59,9 +59,11 @@ WEEK = pd.Timedelta(days=7)
 def _request(name: str, data: Path, work: Path, sizes: dict[str, Any], seed: int, start: str = "cold") -> Any:
     from rltrader.jobs.requests import RetrainRequest
 
+    # the fixed windows this replay compares (its challengers are trained ahead, independent of the registry);
+    # the retrain after a break alarm is bench/retrain_break.py's
     return RetrainRequest(name=name, data_path=str(data), registry_dir=str(work / "registry"),
                           cache_dir=str(work / "cache"), settings_file=str(work / "settings.json"), seed=seed,
-                          start=start, **sizes)
+                          start=start, after_break=False, **sizes)
 
 
 def _train_week(args: tuple[str, str, str, dict[str, int], int]) -> tuple[str, float]:

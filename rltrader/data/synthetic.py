@@ -99,6 +99,8 @@ def change_time(market: KnownAnswerMarket) -> pd.Timestamp:
 def edge_sign(market: KnownAnswerMarket, times: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
     """The planted edge's sign for a bar at each of ``times``: +1 before the first break, -1 after it, +1 after
     a second, ... (all +1 without breaks). One function for the generator and the oracle."""
+    if market.kind != "regime_change" and not market.breaks:  # the oracle's hot path: no calendar to build
+        return np.ones(len(times))
     stamps = pd.DatetimeIndex(times).to_numpy(dtype="datetime64[ns]")
     breaks = np.array([np.datetime64(stamp) for stamp in break_times(market)], dtype="datetime64[ns]")
     flips = np.searchsorted(breaks, stamps, side="right")

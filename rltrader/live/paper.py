@@ -96,6 +96,7 @@ class PaperAccount:
         self.watch_start_row = 0  # the first ledger row the watched version decided
         self.watch_monitor_row = 0  # the first row the test runs on (since its last calibration)
         self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones, stricter, for now)
+        self._held_out: tuple[int, np.ndarray] | None = None
         self.alarms: list[dict[str, Any]] = []
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self.stream = DecisionStream(bundle, start)
@@ -240,12 +241,15 @@ class PaperAccount:
                                seed=self.watch_version)
 
     def _held_out_returns(self) -> np.ndarray:
-        """The watched version's per-bar returns on the held-out window it was promoted on."""
+        """The watched version's per-bar returns on the held-out window it was promoted on (read once per version:
+        a followed file may bring a bar at a time)."""
         assert self.follows is not None and self.watch_version is not None
-        decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
-        returns = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] if decision.is_file() \
-            else []
-        return np.asarray(returns, dtype=np.float64)
+        if self._held_out is None or self._held_out[0] != self.watch_version:
+            decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
+            returns = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] \
+                if decision.is_file() else []
+            self._held_out = (self.watch_version, np.asarray(returns, dtype=np.float64))
+        return self._held_out[1]
 
     def _row_returns(self, first: int) -> np.ndarray:
         """The account's per-bar returns of ledger rows ``first ..`` (each over the row before it)."""
