@@ -5,7 +5,7 @@ exactly, costs included): its per-bar returns fall when the break flips the edge
 without breaks. After an alarm the oracle that knows that break takes over (a retrained champion at its best).
 Its detector (:mod:`rltrader.registry.breaks`) is calibrated on ``REFERENCE_BARS`` bars of its returns just
 before the monitored stretch, as a paper account following a champion calibrates it. Markets:
-``rltrader synth`` M15 time of day, volume and momentum, 40,000 bars, seeds 11-13 (not the tests' seed), with one
+``rltrader synth`` M15 time of day, volume and momentum, 40,000 bars, seeds 11-16 (not the tests' seed), with one
 break at 45% of the bars, with two (at 45% and 75%), and without.
 
 - ``bars_to_alarm``: from each break to the first alarm at or after it (each break of the two-break markets too:
@@ -15,7 +15,7 @@ break at 45% of the bars, with two (at 45% and 75%), and without.
 This measures the detector, not the whole scheme: with a trained champion the edge lost is smaller than the
 oracle's, and promotion after a break is the retrain's (``bench/retrain.py``).
 
-Usage: .venv/bin/python bench/break_detection.py [--seeds 11 12 13] [--bars 40000]
+Usage: .venv/bin/python bench/break_detection.py [--seeds 11 12 13 14 15 16] [--bars 40000]
 Last line: one JSON object with bars_to_alarm (median, max, all), false_alarms_per_10k_bars, markets, seconds.
 """
 
@@ -94,7 +94,7 @@ def watch(champions: list[np.ndarray], times: np.ndarray, breaks: list[np.dateti
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15, 16])
     parser.add_argument("--bars", type=int, default=40_000)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -144,7 +144,8 @@ class Replay:
         registry = open_registry(request.registry_root, self.name)
         start_time = str(pd.Timestamp(int(self._bar_times()[self.cuts[0]]), unit="ns"))
         account = open_paper_account(None, self.replay_path, "gated", self.work / "paper", start_time,
-                                     model=self.name, registry_dir=request.registry_root)
+                                     model=self.name, registry_dir=request.registry_root,
+                                     stand_aside=False)  # the gated replay it is checked against trades through
         with holding(account):
             account.process(account.new_bars())
         weekly: list[dict[str, Any]] = []  # per week: the version deciding after it, in each policy

@@ -50,6 +50,8 @@ class PaperDefaults(BaseModel):
     :param start: a new account's first decision bar (None: the newest bar when it opens)
     :param every_minutes: minutes between scheduled runs
     :param model: follow this registry model's champion instead of ``bundle``
+    :param stand_aside: with ``model``, stand aside (flat) after a break alarm until a retrain has the evidence
+        (``rltrader paper --stand_aside``); None: the account's setting
     """
 
     model_config = ConfigDict(frozen=True)
@@ -60,6 +62,7 @@ class PaperDefaults(BaseModel):
     start: str | None = None
     every_minutes: float = 15.0
     model: str | None = None
+    stand_aside: bool | None = None
 
 
 def default_request(config_path: Path | None, data_path: Path, results_dir: Path, settings_file: Path,
@@ -137,7 +140,8 @@ def build_deployments(config: Config, config_path: Path | None, data_path: Path,
                     "against buy-and-hold on the Artifacts page (paper-<name>). `rltrader paper` shares the account.",
         parameters={"bundle": None if paper.model else str(paper.bundle), "data_path": str(paper.data_path),
                     "name": paper.name, "paper_dir": str(results_dir / "paper"), "start": paper.start,
-                    "model": paper.model, "registry_dir": str(results_dir / "registry")},
+                    "model": paper.model, "registry_dir": str(results_dir / "registry"),
+                    "stand_aside": paper.stand_aside},
         schedules=[Interval(timedelta(minutes=paper.every_minutes), slug="paper-interval")],
         tags=["rltrader", "paper-trading"],
     )

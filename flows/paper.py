@@ -53,7 +53,20 @@ def paper_markdown(result: dict[str, Any]) -> str:
         watch = summary["watch"]
         lines += ["", f"Break test on v{watch['version']}: CUSUM {watch['statistic']:.1f} of {watch['threshold']:.1f} "
                       "(no alarm)."]
-    return "\n".join(lines)
+    return "\n".join(lines + stand_aside_lines(summary.get("stand_aside") or {}))
+
+
+def stand_aside_lines(aside: dict[str, Any]) -> list[str]:
+    """Whether the account stands aside after a break alarm, until when, and the last periods it stood aside."""
+    lines = []
+    if aside.get("standing"):
+        standing = aside["standing"]
+        lines += ["", "## Standing aside", "", f"Flat since the bar after {standing['since']} (the break alarm on "
+                  f"v{standing['version']}); trading again when a retrain has the evidence: a new champion, or "
+                  f"v{standing['version']} kept on held-out bars after {standing['change_time']} where it earned."]
+    for period in aside.get("periods", [])[-3:]:
+        lines += ["", f"Stood aside from {period['since']} to {period['until']}: {period['reason']}."]
+    return lines
 
 
 def artifact_key(name: str) -> str:
@@ -64,7 +77,7 @@ def artifact_key(name: str) -> str:
 @flow(name="paper-trade", flow_run_name="paper {name}")
 def paper_trade(bundle: str | None, data_path: str, name: str = "demo", paper_dir: str = "results/paper",
                 start: str | None = None, model: str | None = None,
-                registry_dir: str = "results/registry") -> dict[str, Any]:
+                registry_dir: str = "results/registry", stand_aside: bool | None = None) -> dict[str, Any]:
     """Advance the paper account ``name`` by the new bars of ``data_path`` and publish it.
 
     :param bundle: the model bundle (``rltrader export``, or a run's ``bundle/``); empty with ``model``
@@ -75,8 +88,11 @@ def paper_trade(bundle: str | None, data_path: str, name: str = "demo", paper_di
     :param model: follow this registry model's champion instead of a bundle (``rltrader retrain``): a newly
         promoted champion takes over at the next bar, carrying the position
     :param registry_dir: where model registries live
+    :param stand_aside: with ``model``: go flat from the bar after a break alarm on the champion until a retrain has
+        the evidence (a new champion, or the champion kept where it earned after the break); None: as the account
+        was set
     """
-    result = advance_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir)
+    result = advance_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir, stand_aside)
     folder = Path(result["picture"]).parent
     markdown_artifact(embed_images(paper_markdown(result), folder), key=artifact_key(name),
                       description=f"Paper account {name}: equity against buy-and-hold and the backtest")

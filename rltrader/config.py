@@ -521,9 +521,9 @@ class RetrainConfig(_Strict):
     drawdown_tolerance: float = Field(0.02, ge=0, lt=1, description="...and its max drawdown is at most this much "
                                                                    "(a fraction of equity) worse than the champion's.")
     profile: str | None = Field("quick", description="The challenger's training budget, a profile; null = none.")
-    after_break: bool = Field(True, description="After a paper account's break alarm on the champion, the challenger "
-                                                "trains on the bars since the break (with the break_* sizes) instead "
-                                                "of the last train_bars.")
+    after_break: bool = Field(True, description="After a paper account's break alarm on the champion, challengers "
+                                                "train on the bars since the break (with the break_* sizes) instead "
+                                                "of the last train_bars, until the usual windows fit after it.")
     break_min_train_bars: int = Field(900, ge=2, description="after_break: the fewest bars since the break to train "
                                                             "on; until there are enough, the champion is kept.")
     break_validation_bars: int = Field(300, ge=2, description="after_break: bars that select the challenger's model.")

@@ -32,10 +32,10 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
       retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
 def advance_paper_account(bundle: str | None, data_path: str, name: str, paper_dir: str,
                           start: str | None = None, model: str | None = None,
-                          registry_dir: str = "results/registry") -> dict[str, Any]:
+                          registry_dir: str = "results/registry", stand_aside: bool | None = None) -> dict[str, Any]:
     """Switch to a new champion if the followed model has one, then decide and fill every new closed bar of
     ``data_path``; returns the account's summary and files."""
-    account = open_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir)
+    account = open_paper_account(bundle, data_path, name, paper_dir, start, model, registry_dir, stand_aside)
     bars = account.new_bars()
     with holding(account, owner=flow_run_owner()):
         switch = account.follow_champion()

@@ -282,7 +282,7 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     champion = open_registry(work / "registry", "tod").file.champion
     events_before = len(open_registry(work / "registry", "tod").file.events)
     account = open_paper_account(None, data, "watched", tmp_path, "2024-05-20 00:00", model="tod",
-                                 registry_dir=work / "registry")
+                                 registry_dir=work / "registry", stand_aside=False)  # it trades on: alarms go on
     with holding(account):
         account.process(account.new_bars())
     # watched from the first bar on, calibrated on the champion's held-out returns
@@ -345,6 +345,33 @@ def test_after_a_break_alarm_the_challenger_trains_on_the_bars_since_the_break(m
     assert usual.windows["train"].bars == WINDOWS["train_bars"] and usual.windows["holdout"].bars == 200
 
 
+def test_challengers_learn_from_no_bar_before_the_regime_break_until_the_usual_windows_fit():
+    from rltrader.config import load_config
+    from rltrader.registry.store import RegistryEvent
+    from rltrader.retraining.retrain import after_break_config
+
+    sizes = {"train_bars": 3000, "validation_bars": 600, "holdout_bars": 400}
+    config = load_config().with_overrides({f"retrain.{key}": value for key, value in sizes.items()})
+    times = pd.date_range("2024-01-01", periods=5000, freq="15min")
+    history = pd.DataFrame({"time": times.as_unit("ns").asi8})
+    usual = sum(sizes.values()) + 2 * config.gap_bars
+
+    def alarm(bars_since: int) -> RegistryEvent:
+        return RegistryEvent(time="now", kind="break_alarm", version=1, champion_before=1, champion_after=1,
+                             reason="test", evidence={"change_time": str(times[5000 - bars_since])})
+
+    # a new champion promoted after the break: the next challengers still train on the bars since it
+    after = after_break_config(config, alarm(2000), history, broken=False)
+    assert not isinstance(after, str) and after.retrain.train_bars == 2000 - 600 - 2 * config.gap_bars
+    assert (after.retrain.validation_bars, after.retrain.holdout_bars) == (300, 300)
+    # ...until the usual windows fit after the break, then the usual sizes
+    assert after_break_config(config, alarm(usual), history, broken=False) is config
+    assert after_break_config(config, alarm(usual), history, broken=True) is config
+    # too few bars since the break: a broken champion is kept, a newer one retrains as usual
+    assert isinstance(after_break_config(config, alarm(1000), history, broken=True), str)
+    assert after_break_config(config, alarm(1000), history, broken=False) is config
+
+
 def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are_known(two_versions, tmp_path,
                                                                                        monkeypatch):
     import rltrader.live.paper as paper
@@ -368,3 +395,154 @@ def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are
     state = json.loads((tmp_path / "quiet" / "state.json").read_text())
     assert state["watch"]["full"] and state["watch"]["monitor_row"] == len(account.ledger["time"])
     assert not account.alarms
+
+
+# ---------------------------------------------------------------------------------------------- standing aside
+def _ringing_detector(monkeypatch) -> None:
+    """A detector that expects far more than any bar gives: it rings within a few bars (the wiring is under test;
+    tests/test_breaks.py tests the statistics)."""
+    import rltrader.live.paper as paper
+    from rltrader.registry.breaks import BreakDetector
+
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **_: BreakDetector(mean=0.01, sd=0.001, k=0.1,
+                                                                                       threshold=5.0))
+
+
+def test_an_account_standing_aside_goes_flat_after_the_alarm_as_if_bars_came_one_by_one(two_versions, tmp_path,
+                                                                                         monkeypatch, capsys):
+    import shutil
+
+    from flows.paper import paper_markdown
+    from rltrader.engine.kernels.actors import STAND_ASIDE_ORDER
+    from rltrader.env.market import ACTION_NAMES, FLAT
+
+    assert STAND_ASIDE_ORDER == FLAT and ACTION_NAMES[FLAT] == "flat"
+    import rltrader.live.stand_aside as stand_aside
+
+    work, _, bars = two_versions
+    _ringing_detector(monkeypatch)
+    monkeypatch.setattr(stand_aside, "STAND_ASIDE_BELOW", math.inf)  # every alarm finds it "losing" (tested below)
+    import rltrader.live.paper as paper
+
+    monkeypatch.setattr(paper, "evidence_to_resume", lambda *_: None)  # the registry's later retrains (other tests)
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(work / "registry", registry_dir)  # this test changes the champion
+    data = _write_rows(bars, 2800, tmp_path / "bars.csv")
+    start = "2024-05-20 00:00"
+    whole = open_paper_account(None, data, "whole", tmp_path, start, model="tod", registry_dir=registry_dir,
+                               stand_aside=True)
+    with holding(whole):
+        whole.process(whole.new_bars())
+    # the same bars in batches of 7 (as a terminal export brings them): the same ledger, bit for bit
+    pieces = open_paper_account(None, data, "pieces", tmp_path, start, model="tod", registry_dir=registry_dir,
+                                stand_aside=True)
+    everything = pieces.new_bars()
+    with holding(pieces):
+        first = int(np.searchsorted(everything.timestamps, pieces.stream.start))
+        pieces.process(everything.rows(0, first + 1))
+        for at in range(first + 1, len(everything), 7):
+            pieces.process(everything.rows(at, min(at + 7, len(everything))))
+    frame, cut = whole.ledger_frame(), pieces.ledger_frame()
+    pd.testing.assert_frame_equal(frame, cut)
+    # one alarm sends it aside; from the bar after it every order is flat and the break test is paused
+    assert len(whole.alarms) == 1 and whole.standing_aside is not None
+    alarm_row = int(np.flatnonzero(frame["time"] == whole.alarms[0]["time"])[0])
+    assert alarm_row < len(frame) - 10
+    assert not frame["stood_aside"].iloc[: alarm_row + 1].any() and frame["stood_aside"].iloc[alarm_row + 1:].all()
+    assert (frame["units"].iloc[alarm_row + 2:] == 0).all() and (frame["filled"].iloc[alarm_row + 2:] == "flat").all()
+    assert (frame["decision"].iloc[alarm_row + 1:] != "flat").any()  # the model's own decisions are kept
+    # the same account without standing aside trades the champion through: the same bars up to the alarm only
+    through = open_paper_account(None, data, "through", tmp_path, start, model="tod", registry_dir=registry_dir,
+                                 stand_aside=False)
+    with holding(through):
+        through.process(through.new_bars())
+    pd.testing.assert_frame_equal(through.ledger_frame().iloc[: alarm_row + 1], frame.iloc[: alarm_row + 1])
+    assert (through.ledger_frame()["units"].iloc[alarm_row + 2:] != 0).any() and len(through.alarms) > 1
+    # alarms that do not find the champion losing leave it trading: the same ledger as without standing aside
+    monkeypatch.setattr(stand_aside, "STAND_ASIDE_BELOW", -math.inf)
+    mild = open_paper_account(None, data, "mild", tmp_path, start, model="tod", registry_dir=registry_dir,
+                              stand_aside=True)
+    with holding(mild):
+        mild.process(mild.new_bars())
+    pd.testing.assert_frame_equal(mild.ledger_frame(), through.ledger_frame())
+    monkeypatch.setattr(stand_aside, "STAND_ASIDE_BELOW", math.inf)
+    # shown: the paper-trade artifact, and the command's line when it goes aside
+    shown = paper_markdown({"summary": paper_summary(whole), "new_bars": 1, "picture": "x/equity.png", "ledger": "l"})
+    assert "## Standing aside" in shown and f"break alarm on v{whole.alarms[0]['version']}" in shown
+    capsys.readouterr()
+    assert main(["paper", "--model", "tod", "--registry_dir", str(registry_dir), "--data_path", str(data), "--name",
+                 "cli", "--paper_dir", str(tmp_path), "--start", start, "--stand_aside"]) == 0
+    printed = capsys.readouterr().out
+    assert "break alarm:" in printed and f"standing aside (flat) from the bar after {whole.alarms[0]['time']}" in printed
+    # a fixed bundle has no retrain to wait for: one line, nothing written
+    assert main(["paper", "--bundle", str(Registry(registry_dir, "tod").bundle_dir(1)), "--data_path", str(data),
+                 "--name", "fixed", "--paper_dir", str(tmp_path), "--stand_aside"]) == 2
+    assert "--stand_aside waits for a retrain" in capsys.readouterr().err and not (tmp_path / "fixed").exists()
+    # kept across runs; a new champion takes over and trades (standing aside ends, saying why)
+    again = open_paper_account(None, data, "whole", tmp_path, model="tod", registry_dir=registry_dir)
+    assert again.stand_aside_on_break and again.standing_aside == whole.standing_aside
+    assert main(["models", "rollback", "tod", "--registry_dir", str(registry_dir), "--reason", "test"]) == 0
+    with holding(again):
+        switch = again.follow_champion()
+    assert switch is not None and again.standing_aside is None
+    assert again.stood_aside[-1]["reason"] == f"v{switch['to_version']} took over"
+    assert json.loads((tmp_path / "whole" / "state.json").read_text())["stand_aside"]["periods"] == again.stood_aside
+
+
+def test_standing_aside_ends_where_a_retrain_kept_the_champion_and_it_earned_after_the_break():
+    from types import SimpleNamespace
+
+    from rltrader.live.stand_aside import evidence_to_resume, sends_aside
+
+    # an alarm sends the account aside when the champion loses since the fall began, not when it earns less
+    assert sends_aside({"live_mean": -1e-5}) and not sends_aside({"live_mean": 1e-5})
+
+    def version(number: int, parent: int, start: str, earned: float | None, kind: str = "keep") -> SimpleNamespace:
+        return SimpleNamespace(version=number, parent=parent, decision={"kind": kind},
+                               windows={"holdout": SimpleNamespace(start=start, end="2024-03-01 00:00:00")},
+                               figures={} if earned is None else {"champion": {"total_return": earned}})
+
+    standing = {"version": 3, "since": "2024-02-02 10:00:00", "change_time": "2024-02-01 00:00:00"}
+
+    def registry(*versions: SimpleNamespace) -> SimpleNamespace:
+        return SimpleNamespace(file=SimpleNamespace(versions=list(versions)))
+
+    assert evidence_to_resume(registry(), standing) is None
+    assert evidence_to_resume(registry(version(4, 3, "2024-02-10 00:00:00", -0.01)), standing) is None  # it lost
+    assert evidence_to_resume(registry(version(4, 3, "2024-01-20 00:00:00", 0.02)), standing) is None  # before
+    ended_before = version(4, 3, "2024-02-01 12:00:00", 0.02)
+    ended_before.windows["holdout"].end = "2024-02-02 09:00:00"  # ends before the alarm: saw none of its bars
+    assert evidence_to_resume(registry(ended_before), standing) is None
+    assert evidence_to_resume(registry(version(4, 2, "2024-02-10 00:00:00", 0.02)), standing) is None  # other one
+    assert evidence_to_resume(registry(version(4, 3, "2024-02-10 00:00:00", 0.02, "promote")), standing) is None
+    reason = evidence_to_resume(registry(version(4, 3, "2024-02-10 00:00:00", 0.02)), standing)
+    assert reason is not None and "v3 earned +2.00%" in reason and "retrain v4 kept it" in reason
+
+
+def test_the_regime_break_stays_where_the_regime_began_when_its_own_models_ring(tmp_path):
+    from rltrader.registry.store import DataWindow, ModelVersion, RegistryEvent
+
+    registry = Registry(tmp_path, "m")  # no file yet: an empty registry, filled by hand
+
+    def version(number: int, train_from: str) -> ModelVersion:
+        windows = {name: DataWindow(start=train_from if name == "train" else "2024-06-01 00:00:00",
+                                    end="2024-06-02 00:00:00", bars=100) for name in ("train", "validation", "holdout")}
+        return ModelVersion(version=number, created_at="now", parent=None, start="cold", weights_from=None, seed=1,
+                            data_path="x", data_sha256="x", windows=windows, config_sha256="x", run_dir="x",
+                            figures={}, decision={"kind": "promote"})
+
+    def alarm(number: int, change: str) -> RegistryEvent:
+        return RegistryEvent(time="now", kind="break_alarm", version=number, champion_before=number,
+                             champion_after=number, reason="test", evidence={"change_time": change})
+
+    registry.file.versions = [version(1, "2024-01-01 00:00:00"), version(2, "2024-03-05 00:00:00"),
+                              version(3, "2024-02-01 00:00:00")]
+    assert registry.regime_break() is None
+    registry.file.events = [alarm(1, "2024-03-01 00:00:00")]
+    assert registry.regime_break().evidence["change_time"] == "2024-03-01 00:00:00"
+    # v2 learned only the new regime: its alarm leaves the regime's start where it was
+    registry.file.events.append(alarm(2, "2024-04-01 00:00:00"))
+    assert registry.regime_break().evidence["change_time"] == "2024-03-01 00:00:00"
+    # v3 trained on bars from before it: its alarm is a new break
+    registry.file.events.append(alarm(3, "2024-05-01 00:00:00"))
+    assert registry.regime_break().evidence["change_time"] == "2024-05-01 00:00:00"

@@ -61,16 +61,25 @@ def paper_command(args: argparse.Namespace) -> int:
     from rltrader.live.signal import FileWatcher, read_when_complete
 
     account = open_paper_account(args.bundle, args.data_path, args.name, args.paper_dir, args.start, args.model,
-                                 args.registry_dir)
+                                 args.registry_dir, args.stand_aside)
 
     def switch() -> None:
+        ended = len(account.stood_aside)
         changed = account.follow_champion()
         if changed:
             print(takeover_line(args.name, args.model, changed), flush=True)
+        print_stand_aside(ended)
+
+    def print_stand_aside(ended: int) -> None:
+        for period in account.stood_aside[ended:]:
+            print(f"rltrader paper {args.name}: trading again after standing aside since {period['since']}: "
+                  f"{period['reason']}", flush=True)
 
     def step(bars: Any) -> None:
-        before, alarms = len(account.ledger["time"]), len(account.alarms)
+        before, alarms, ended = len(account.ledger["time"]), len(account.alarms), len(account.stood_aside)
+        aside = account.standing_aside
         batch = account.process(bars)
+        print_stand_aside(ended)
         for stamp, why in batch.rejected:
             print(skipped_line("paper", stamp, why), file=sys.stderr, flush=True)
         added = len(account.ledger["time"]) - before
@@ -80,6 +89,10 @@ def paper_command(args: argparse.Namespace) -> int:
             print(line, flush=True)
         for alarm in account.alarms[alarms:]:
             print(f"rltrader paper {args.name}: break alarm: {alarm_reason(alarm, args.name)}", flush=True)
+        if account.standing_aside is not None and account.standing_aside != aside:
+            print(f"rltrader paper {args.name}: standing aside (flat) from the bar after "
+                  f"{account.standing_aside['since']} until a retrain has the evidence (--no-stand_aside trades "
+                  "the champion through)", flush=True)
         paths = write_paper_report(account)
         standing = paper_standing_line(args.name, paper_summary(account), paths["picture"])
         if standing:
@@ -140,6 +153,11 @@ def add_live_commands(commands: Any) -> None:
                             "to a newly promoted one at the next bar with the position carried")
     paper.add_argument("--registry_dir", type=Path, default=Path("results/registry"),
                        help="where model registries live (default: results/registry)")
+    paper.add_argument("--stand_aside", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --model: go flat from the bar after a break alarm on the champion until a retrain "
+                            "has the evidence (a new champion, or the champion kept where it earned after the break), "
+                            "when the alarm finds the champion losing; kept with the account (a new account: yes; "
+                            "--no-stand_aside trades the champion through)")
     paper.add_argument("--name", required=True, help="the paper account's name")
     paper.add_argument("--paper_dir", type=Path, default=Path("results/paper"),
                        help="where paper accounts live (default: results/paper)")

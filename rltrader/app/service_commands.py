@@ -54,7 +54,8 @@ def serve_command(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     paper = PaperDefaults(bundle=args.paper_bundle or args.results_dir / str(config.training.seed) / "bundle",
                           data_path=args.paper_data_path or args.data_path, name=args.paper_name,
-                          start=args.paper_start, every_minutes=args.paper_every, model=args.paper_model)
+                          start=args.paper_start, every_minutes=args.paper_every, model=args.paper_model,
+                          stand_aside=args.paper_stand_aside)
     return serve_deployments(config, args.config, args.data_path, args.results_dir, settings_file(args, config),
                              args.host, args.port, args.cache_dir, paper, args.retrain_name)
 
@@ -96,6 +97,9 @@ def add_service_commands(commands: Any) -> None:
                        help="minutes between scheduled paper-trade runs (default: 15)")
     serve.add_argument("--paper_model", default=None,
                        help="paper-trade follows this registry model's champion instead of --paper_bundle")
+    serve.add_argument("--paper_stand_aside", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --paper_model: the account goes flat after a break alarm until a retrain has the "
+                            "evidence (rltrader paper --stand_aside; default: the account's setting)")
     serve.add_argument("--retrain_name", default=None,
                        help="the model the nightly retrain deployment keeps current (default: the bar file's stem)")
     add_config_options(serve)

@@ -37,6 +37,7 @@ from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
 from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
 from rltrader.errors import UserInputError
 from rltrader.live.bars import parse_bar_time, read_bar_file
+from rltrader.live.stand_aside import STAND_ASIDE_DEFAULT, evidence_to_resume, sends_aside, stand_aside_start
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
 from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate, short_reference_rate
@@ -51,8 +52,10 @@ STATE_VERSION = 2  # 2: the features' state is the compiled program's (1: rings 
 LONG = 2
 #: The ledger's columns: the bar, what was filled at its open, the account at its close, the decision at its close.
 LEDGER_COLUMNS = ("time", "open", "close", "filled", "units", "fill_price", "trade_cost", "swap", "pnl", "equity",
-                  "buy_and_hold", "decision", "p_short", "p_flat", "p_long", "version")
-"""``version``: the registry version that decided at the bar, for an account following a model (else empty)."""
+                  "buy_and_hold", "decision", "p_short", "p_flat", "p_long", "version", "stood_aside")
+"""``version``: the registry version that decided at the bar, for an account following a model (else empty);
+``stood_aside``: True where the account sent a flat order whatever ``decision`` was (after a break alarm,
+:mod:`rltrader.live.stand_aside`)."""
 
 
 class PaperError(UserInputError):
@@ -84,10 +87,14 @@ class PaperAccount:
     :param start: bar time (ns) of the first decision; None: the file's last bar when the account opens
     :param follows: the registry of the model whose champion the account follows (None: ``bundle`` always)
     :param version: with ``follows``, the version ``bundle`` is (the one that decided the last bar)
+    :param stand_aside: with ``follows``, send flat orders from the bar after a break alarm on the champion until
+        the evidence is in (:mod:`rltrader.live.stand_aside`); None: as the account was set (a new one:
+        :data:`~rltrader.live.stand_aside.STAND_ASIDE_DEFAULT`)
     """
 
     def __init__(self, root: Path, bundle: Bundle, data_path: Path, start: int | None = None,
-                 follows: Registry | None = None, version: int | None = None) -> None:
+                 follows: Registry | None = None, version: int | None = None,
+                 stand_aside: bool | None = None) -> None:
         self.root, self.bundle, self.data_path = root, bundle, data_path
         self.follows, self.version = follows, version
         self.switches: list[dict[str, Any]] = []
@@ -98,6 +105,9 @@ class PaperAccount:
         self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones, stricter, for now)
         self._held_out: tuple[int, np.ndarray] | None = None
         self.alarms: list[dict[str, Any]] = []
+        self.stand_aside_on_break = STAND_ASIDE_DEFAULT and follows is not None  # a stored account's setting wins
+        self.standing_aside: dict[str, Any] | None = None  # while flat after an alarm: stand_aside_start's record
+        self.stood_aside: list[dict[str, Any]] = []  # the periods stood aside that ended, with why
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self.stream = DecisionStream(bundle, start)
         self.ledger: dict[str, list[Any]] = {column: [] for column in LEDGER_COLUMNS}
@@ -105,6 +115,8 @@ class PaperAccount:
         self.created = not (root / STATE_FILE).exists()
         if not self.created:
             self._load()
+        if stand_aside is not None:
+            self.stand_aside_on_break = stand_aside and follows is not None
         self.start_requested = start
 
     # ------------------------------------------------------------------ persistence
@@ -141,6 +153,9 @@ class PaperAccount:
         self.watch_monitor_row = int(watch.get("monitor_row", 0))
         self.watch_full = bool(watch.get("full", False))
         self.alarms = list(raw.get("alarms", []))
+        aside = raw.get("stand_aside") or {}  # absent in states written before standing aside
+        self.stand_aside_on_break = bool(aside.get("on_break", False))
+        self.standing_aside, self.stood_aside = aside.get("standing"), list(aside.get("periods", []))
         self.buy_and_hold = None if raw["buy_and_hold"] is None else BuyAndHold(**raw["buy_and_hold"])
 
     def _upgraded_from_version_1(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +193,8 @@ class PaperAccount:
                       "start_row": self.watch_start_row, "monitor_row": self.watch_monitor_row,
                       "full": self.watch_full},
             "alarms": self.alarms,
+            "stand_aside": {"on_break": self.stand_aside_on_break, "standing": self.standing_aside,
+                            "periods": self.stood_aside},
         })
         self.write_ledger_csv()
 
@@ -216,16 +233,74 @@ class PaperAccount:
 
     def process(self, bars: BarArrays) -> StepBatch:
         """Decide and fill ``bars`` (later than the last processed bar), append them to the ledger, test the
-        champion's live returns for a break, save; then tell the registry of a new alarm."""
+        champion's live returns for a break, save; then tell the registry of a new alarm.
+
+        An account set to stand aside goes flat from the bar after an alarm that finds the champion losing
+        (:func:`~rltrader.live.stand_aside.sends_aside`), as it would had the bars come one at a time: a batch in
+        which such an alarm rang is processed again from its start, up to the alarm's bar as the champion decided
+        it, then standing aside (every step is deterministic, so the first part is the same)."""
         self._start_watch()
+        self._resume_on_evidence()
         before = len(self.ledger["time"])
-        batch = self.stream.advance(bars)
-        self._append(batch)
+        armed = self.stand_aside_on_break and self.standing_aside is None and self.follows is not None
+        snapshot = self._snapshot() if armed else None
+        batch = self.stream.advance(bars, stand_aside=self.standing_aside is not None)
+        self._append(batch, stood_aside=self.standing_aside is not None)
+        alarms_before = len(self.alarms)
         self._watch_rows(before)
+        losing = [alarm for alarm in self.alarms[alarms_before:] if sends_aside(alarm)]
+        if snapshot is not None and losing:
+            batch = self._stand_aside_from(losing[0], bars, snapshot, before)
         self._save()
         self.created = False
         self._register_alarms()
         return batch
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What :meth:`process` changes, to process a batch again (JSON-able copies)."""
+        return json.loads(json.dumps({
+            "stream": self.stream.state(), "alarms": self.alarms,
+            "buy_and_hold": None if self.buy_and_hold is None else self.buy_and_hold.__dict__,
+            "watch": None if self.watch is None else self.watch.to_json(),
+            "watch_full": self.watch_full, "watch_monitor_row": self.watch_monitor_row}))
+
+    def _stand_aside_from(self, alarm: dict[str, Any], bars: BarArrays, snapshot: dict[str, Any],
+                          before: int) -> StepBatch:
+        """Process ``bars`` again from ``snapshot``: the champion's decisions up to ``alarm``'s bar, then flat
+        orders; returns the batch of the bars stood aside (or of all bars when the alarm rang at the last)."""
+        self.stream.restore(snapshot["stream"])
+        self.alarms = snapshot["alarms"]
+        self.buy_and_hold = None if snapshot["buy_and_hold"] is None else BuyAndHold(**snapshot["buy_and_hold"])
+        self.watch = None if snapshot["watch"] is None else BreakDetector.from_json(snapshot["watch"])
+        self.watch_full, self.watch_monitor_row = snapshot["watch_full"], snapshot["watch_monitor_row"]
+        for column in LEDGER_COLUMNS:
+            del self.ledger[column][before:]
+        stamp = int(np.datetime64(alarm["time"]).astype("datetime64[ns]").astype(np.int64))
+        split = int(np.searchsorted(bars.timestamps, stamp, side="right"))
+        batch = self.stream.advance(bars.rows(0, split))
+        self._append(batch)
+        self._watch_rows(before)
+        assert self.alarms[-1]["time"] == alarm["time"], "processed again, the same bars ring the same alarms"
+        self.standing_aside = stand_aside_start(alarm)
+        if split == len(bars):
+            return batch
+        rest = self.stream.advance(bars.rows(split, len(bars)), stand_aside=True)
+        self._append(rest, stood_aside=True)
+        return rest
+
+    def _resume_on_evidence(self) -> None:
+        """Trade the champion again when a retrain after the alarm kept it on held-out bars where it earned."""
+        if self.standing_aside is None or self.follows is None:
+            return
+        reason = evidence_to_resume(Registry(self.follows.dir.parent, self.follows.name), self.standing_aside)
+        if reason is not None:
+            self._end_standing_aside(reason)
+
+    def _end_standing_aside(self, reason: str) -> None:
+        assert self.standing_aside is not None
+        until = self.ledger["time"][-1] if self.ledger["time"] else None
+        self.stood_aside.append({**self.standing_aside, "until": until, "reason": reason})
+        self.standing_aside = None
 
     def _start_watch(self) -> None:
         """A newly deciding champion is watched at once, calibrated on its held-out returns (a stricter threshold
@@ -259,8 +334,8 @@ class PaperAccount:
     def _watch_rows(self, before: int) -> None:
         """Feed the new ledger rows' returns to the break test; keep each alarm; calibrate again on the held-out and
         the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang."""
-        if self.watch_version is None or self.follows is None:
-            return
+        if self.watch_version is None or self.follows is None or self.standing_aside is not None:
+            return  # standing aside, the account's returns are not the champion's
         if self.watch is not None:
             first = max(before, self.watch_monitor_row, 1)
             self.watch.bars = first - self.watch_monitor_row  # rows the test saw since its calibration
@@ -319,12 +394,14 @@ class PaperAccount:
         switch = {"after_bar": bar_time(self.last_time), "from_version": self.version, "to_version": champion,
                   "reason": registry.file.events[-1].reason if registry.file.events else ""}
         self.switches.append(switch)
+        if self.standing_aside is not None:
+            self._end_standing_aside(f"v{champion} took over")
         self.bundle, self.version = bundle, champion
         self.bundle_digest = (bundle.root / MANIFEST_FILE).read_bytes()
         self._save()
         return switch
 
-    def _append(self, batch: StepBatch) -> None:
+    def _append(self, batch: StepBatch, stood_aside: bool = False) -> None:
         start = self.stream.start
         size, fraction = float(self.stream.sizing[1]), bool(self.stream.sizing[0])
         table = np.vstack([batch.previous_row, batch.table])
@@ -355,7 +432,7 @@ class PaperAccount:
                 "decision": ACTION_NAMES[action] if action >= 0 else "",
                 "p_short": _number(batch.probabilities[j, 0]), "p_flat": _number(batch.probabilities[j, 1]),
                 "p_long": _number(batch.probabilities[j, 2]),
-                "version": "" if self.version is None else self.version,
+                "version": "" if self.version is None else self.version, "stood_aside": stood_aside,
             }
             for column in LEDGER_COLUMNS:
                 self.ledger[column].append(values[column])
@@ -389,7 +466,7 @@ def _number(value: float) -> float | None:
 
 def open_paper_account(bundle_dir: str | Path | None, data_path: str | Path, name: str, paper_dir: str | Path,
                        start: str | None = None, model: str | None = None,
-                       registry_dir: str | Path = "results/registry") -> PaperAccount:
+                       registry_dir: str | Path = "results/registry", stand_aside: bool | None = None) -> PaperAccount:
     """The paper account ``name`` under ``paper_dir``: opened again as it was left, or opened new.
 
     :param bundle_dir: the bundle that decides (None with ``model``)
@@ -401,11 +478,17 @@ def open_paper_account(bundle_dir: str | Path | None, data_path: str | Path, nam
     :param model: follow this registry model's champion instead of a fixed bundle: the account switches to a
         newly promoted (or rolled back) champion at the next bar, carrying its position
     :param registry_dir: where model registries live
+    :param stand_aside: with ``model``, go flat from the bar after a break alarm on the champion until a retrain
+        has the evidence (:mod:`rltrader.live.stand_aside`); None: as the account was set (a new account:
+        :data:`~rltrader.live.stand_aside.STAND_ASIDE_DEFAULT`)
     """
     if not name or any(part in name for part in ("/", "\\", "..")):
         raise PaperError(f"--name {name!r}: use a plain name such as demo")
     if (bundle_dir is None) == (model is None):
         raise PaperError("pass either --bundle (a fixed model) or --model (a registry model's champion)")
+    if stand_aside and model is None:
+        raise PaperError("--stand_aside waits for a retrain after a break alarm: it needs --model (a registry model's "
+                         "champion), not --bundle")
     root, path = Path(paper_dir) / name, Path(data_path)
     if model is None:
         return PaperAccount(root, read_bundle(bundle_dir), path, parse_bar_time(start))
@@ -414,7 +497,7 @@ def open_paper_account(bundle_dir: str | Path | None, data_path: str | Path, nam
     if version is None:
         registry.champion_bundle()  # a model without a champion yet: one line saying to retrain first
         version = registry.file.champion
-    return PaperAccount(root, registry.bundle(version), path, parse_bar_time(start), registry, version)
+    return PaperAccount(root, registry.bundle(version), path, parse_bar_time(start), registry, version, stand_aside)
 
 
 def _saved_version(root: Path) -> int | None:
@@ -441,6 +524,8 @@ def paper_summary(account: PaperAccount) -> dict[str, Any]:
                                "version": account.version, "switches": list(account.switches),
                                "break_alarms": {"count": len(alarms), "first": None if not alarms else
                                                 alarm_reason(alarms[0], account.root.name)},
+                               "stand_aside": {"on_break": account.stand_aside_on_break,
+                                               "standing": account.standing_aside, "periods": account.stood_aside},
                                "watch": None if account.watch is None else {
                                    "version": account.watch_version, "expected_mean": account.watch.mean,
                                    "threshold": account.watch.threshold, "statistic": account.watch.statistic},

@@ -271,8 +271,11 @@ class DecisionStream:
             mask &= bars.timestamps >= self.start
         return mask
 
-    def advance(self, bars: BarArrays) -> StepBatch:
+    def advance(self, bars: BarArrays, stand_aside: bool = False) -> StepBatch:
         """Process new closed bars in time order; see the module docstring.
+
+        :param stand_aside: send flat orders whatever the model decides (a paper account standing aside after a
+            break alarm); the model still decides at each close and its decisions are returned
 
         :raises BarOrderError: a bar not later than the one before it or than the last processed bar
             (nothing is changed then)
@@ -306,11 +309,11 @@ class DecisionStream:
                                    packed.upper_bias, packed.mlp, packed.mlp_bias, packed.mlp_widths,
                                    packed.mlp_activation, packed.action, packed.action_bias, policy.layer0_input,
                                    policy.hidden, policy.cell, account.account, account.held, account.alive,
-                                   self.sizing, actions, logits, profits, filled, marks, held)
+                                   self.sizing, actions, logits, profits, filled, marks, held, stand_aside)
         else:
             stream_mlp_actor(projected, decide, table, account.pending, policy.tail, policy.mlp, policy.mlp_bias,
                              policy.widths, policy.activations, policy.position_pnl, account.account, account.held,
-                             account.alive, self.sizing, actions, logits, profits, filled, marks, held)
+                             account.alive, self.sizing, actions, logits, profits, filled, marks, held, stand_aside)
         units, equity = marks[:, 2].copy(), marks[:, 0].copy()
         self.decisions += int((actions >= 0).sum())
         self.bars_seen += n

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rltrader.atomic import remove_stray_temp_files, write_json
@@ -244,6 +245,24 @@ class Registry:
             if event.champion_after == champion and event.champion_before != champion:
                 return None  # the champion took over here; no alarm since
         return None
+
+    def regime_break(self) -> RegistryEvent | None:
+        """The break alarm where the current regime began, else None: a retrain trains on no bar before its break
+        until the usual windows fit after it (``retrain.after_break``).
+
+        A later alarm on a version trained only on bars since that break does not move it: such a model learned the
+        new regime, and its alarm says it learned it worse than its held-out bars said (or a new break came), so
+        its challengers keep every bar of the regime rather than start again from a few hundred."""
+        found: RegistryEvent | None = None
+        for event in self.file.events:
+            if event.kind != "break_alarm" or not event.evidence:
+                continue
+            if found is not None and event.version is not None:
+                trained_from = pd.Timestamp(self.version(event.version).windows["train"].start)
+                if trained_from >= pd.Timestamp(found.evidence["change_time"]):
+                    continue
+            found = event
+        return found
 
     def champion_stack(self) -> list[int]:
         """The champions in the order they took over, a rollback undoing the last take-over."""

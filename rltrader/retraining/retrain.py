@@ -176,16 +176,24 @@ def prepare_window(path: Path, config: Config) -> PreparedData:
                               "--holdout_bars (retrain: in the config), or export a longer history") from None
 
 
-def after_break_config(config: Config, alarm: RegistryEvent, history: pd.DataFrame) -> Config | str:
-    """The retrain's sizes for a challenger on the bars since the champion's break (``alarm``'s evidence: when the
-    fall began): the break_* validation and held-out sizes at the file's end and every bar since the break before
-    them; or, with fewer than ``retrain.break_min_train_bars`` to train on, the reason to keep the champion."""
+def after_break_config(config: Config, alarm: RegistryEvent, history: pd.DataFrame, broken: bool) -> Config | str:
+    """The retrain's sizes after a break (``alarm``'s evidence: when the fall began): while the usual windows do not
+    fit in the bars since it, the break_* validation and held-out sizes at the file's end and every bar since the
+    break before them, so no challenger learns from the old regime; once they fit, the usual sizes.
+
+    :param broken: the alarm rang on the champion, which still serves: with fewer than
+        ``retrain.break_min_train_bars`` to train on, the reason to keep it for now is returned instead
+    """
     sizes, evidence = config.retrain, alarm.evidence or {}
     since = pd.Timestamp(evidence["change_time"])
     bars = int((pd.to_datetime(history["time"].to_numpy(), unit="ns") >= since).sum())
+    if bars >= sizes.train_bars + sizes.validation_bars + sizes.holdout_bars + 2 * config.gap_bars:
+        return config
     besides = sizes.break_validation_bars + sizes.break_holdout_bars + 2 * config.gap_bars
     train = bars - besides
     if train < sizes.break_min_train_bars:
+        if not broken:  # the champion came after the break: the usual windows until the new regime is long enough
+            return config
         needed = sizes.break_min_train_bars + besides
         return (f"the champion's edge broke at {since} (alarm at {evidence.get('time')}); {bars:,} bars since, a "
                 f"challenger on the new regime needs {needed:,} (retrain.break_*): the champion is kept until then")
@@ -239,9 +247,9 @@ def plan_retrain(spec: RetrainSpec) -> RetrainPlan | RetrainOutcome:
     if latest is not None and pd.Timestamp(latest.windows["holdout"].end) >= last_bar:
         return _skip(registry, f"no new bars: the file ends at {last_bar}, where version {latest.version}'s "
                                "held-out window ended; the champion is kept", started)
-    alarm = registry.open_break() if config.retrain.after_break and champion is not None else None
+    alarm = registry.regime_break() if config.retrain.after_break and champion is not None else None
     if alarm is not None:
-        config = after_break_config(config, alarm, history)
+        config = after_break_config(config, alarm, history, broken=registry.open_break() is not None)
         if isinstance(config, str):
             return _skip(registry, config, started)
     try:

@@ -23,6 +23,8 @@ from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill, unrealized_perce
 from rltrader.engine.kernels.activations import RELU, TANH
 from rltrader.engine.kernels.lstm import lstm_cell
 
+STAND_ASIDE_ORDER = 1  # FLAT (rltrader.env.market): the order of an account standing aside, whatever the model decided
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _sigmoid(x: float) -> float:
@@ -347,10 +349,14 @@ def stream_recurrent_actor(
     filled: np.ndarray,  # bool (N,): whether a pending action was filled at the bar's open, written
     marks: np.ndarray,  # float64 (N, 3): the account after each bar (equity, entry price, units), written
     held_out: np.ndarray,  # int64 (N,): the action held after each bar's fill, written
+    stand_aside: bool = False,  # the account sends flat orders whatever the model decides (its decisions are kept)
 ) -> None:
     """The live order of :func:`step_actors` for one recurrent actor: at each new bar, first fill the
     action pending from the previous close (at this bar's open) and mark the account to this close,
     then decide at this close; the last decision stays pending until the next bar arrives.
+
+    Standing aside (after a break alarm, :mod:`rltrader.live.paper`), the model still decides at every
+    close (its LSTM state runs on, seeing the flat position it holds) but the order sent is flat.
 
     Over the same bars this runs the same arithmetic as :func:`step_actors`, in the same order, through
     the same functions (:func:`_recurrent_logits`, :func:`_settle`), so the actions, the LSTM state and
@@ -374,7 +380,7 @@ def stream_recurrent_actor(
                               tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits)
             actions[j] = _arg_max3(logits)
             logits_out[j] = logits
-            pending[0] = actions[j]
+            pending[0] = STAND_ASIDE_ORDER if stand_aside else actions[j]
         marks[j] = account[0]
         held_out[j] = held[0]
 
@@ -390,6 +396,7 @@ def stream_mlp_actor(
     account: np.ndarray, held: np.ndarray, alive: np.ndarray, sizing: np.ndarray,
     actions: np.ndarray, logits_out: np.ndarray, profits: np.ndarray, filled: np.ndarray,  # written
     marks: np.ndarray, held_out: np.ndarray,  # written
+    stand_aside: bool = False,  # as :func:`stream_recurrent_actor`
 ) -> None:
     """:func:`stream_recurrent_actor` for a feed-forward actor (:func:`step_mlp_actors`'s arithmetic)."""
     widest = mlp_widths.max()
@@ -410,7 +417,7 @@ def stream_mlp_actor(
                         layer_out)
             actions[j] = _arg_max3(latent)
             logits_out[j] = latent[:3]
-            pending[0] = actions[j]
+            pending[0] = STAND_ASIDE_ORDER if stand_aside else actions[j]
         marks[j] = account[0]
         held_out[j] = held[0]
 
