@@ -4,7 +4,9 @@ The champion here is the oracle of each known-answer market as it was before its
 exactly, costs included): its per-bar returns fall when the break flips the edge, and never fall on the same market
 without breaks. After an alarm the oracle that knows that break takes over (a retrained champion at its best).
 Its detector (:mod:`rltrader.registry.breaks`) is calibrated on ``REFERENCE_BARS`` bars of its returns just
-before the monitored stretch, as a paper account following a champion calibrates it. Markets:
+before the monitored stretch, as a paper account following a champion calibrates it once that many of its bars are
+known (the test against what it earned; before that the account asks only whether a champion known by its held-out
+window is losing, which ``bench/retrain_break.py`` measures with trained champions). Markets:
 ``rltrader synth`` M15 time of day, volume and momentum, 40,000 bars, seeds 11-16 (not the tests' seed), with one
 break at 45% of the bars, with two (at 45% and 75%), and without.
 

@@ -31,7 +31,7 @@ promotions and bars stood aside against buy-and-hold on the same bars.
 
 Usage: .venv/bin/python bench/retrain_break.py [--kind time_of_day] [--seeds 1 2 3] [--bars 21000] [--start 7000]
        [--break_at 9000] [--step 500] [--schemes today "after break" "stand aside"]
-       [--without_break today "stand aside"]
+       [--without_break today "stand aside"] [--keep DIR]
        .venv/bin/python bench/retrain_break.py --data data/XAUUSD_H1_2016_2026.csv --weeks 104 --step 120 --seeds 1
 Last line: one JSON object with, per scheme, bars_to_alarm, bars_to_promotion, post_break_edge_captured (per seed and
 their mean, and the means over the first bars), bars_stood_aside, and seconds.
@@ -40,11 +40,13 @@ their mean, and the means over the first bars), bars_stood_aside, and seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +214,20 @@ def without_break(scheme: str, args: argparse.Namespace, seed: int, work: Path) 
             "promotions": sum(version.decision.get("kind") == "promote" for version in registry.file.versions) - 1}
 
 
+@contextlib.contextmanager
+def kept_or_temporary(keep: Path | None, prefix: str) -> Iterator[str]:
+    """The folder the replays write to: ``keep`` (created, left in place: the registries, paper ledgers and
+    alarms to read afterwards) or a temporary one removed at the end."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+            yield scratch
+        return
+    if keep.exists() and any(keep.iterdir()):
+        raise SystemExit(f"--keep {keep}: not empty; name a new or empty folder")
+    keep.mkdir(parents=True, exist_ok=True)
+    yield str(keep)
+
+
 def main_file(args: argparse.Namespace) -> None:
     """``--data FILE``: the weekly replay of a real bar file's last ``--weeks`` steps, every scheme side by side."""
     from rltrader.config import load_config
@@ -224,7 +240,7 @@ def main_file(args: argparse.Namespace) -> None:
     args.start = args.bars - args.weeks * args.step
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="retrain-file-") as scratch:
+    with kept_or_temporary(args.keep, "retrain-file-") as scratch:
         for scheme in args.schemes:
             account, registry = replay_scheme(scheme, **SCHEMES[scheme], source=source, times=times, args=args,
                                               seed=args.seeds[0], work=Path(scratch), sizes={})
@@ -259,6 +275,9 @@ def main() -> None:
     parser.add_argument("--without_break", nargs="*", default=None, choices=list(SCHEMES),
                         help="schemes replayed on each seed's market without a break (default: today's and the "
                              "defaults'; none: skip)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="an empty folder to write the replays to and leave in place (registries, paper "
+                             "ledgers, alarms); default: a temporary folder")
     args = parser.parse_args()
     if args.data is not None:
         args.schemes = args.schemes or ["today", "stand aside"]
@@ -272,7 +291,7 @@ def main() -> None:
     started = time.perf_counter()
     results: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.schemes}
     quiet: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in args.without_break}  # markets without a break
-    with tempfile.TemporaryDirectory(prefix="retrain-break-") as scratch:
+    with kept_or_temporary(args.keep, "retrain-break-") as scratch:
         for seed in args.seeds:
             work = Path(scratch) / f"seed_{seed}"
             work.mkdir()
@@ -329,4 +348,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from rltrader.runtime.interrupts import stop_on_sigterm
+
+    try:
+        with stop_on_sigterm():  # SIGTERM unwinds as Ctrl-C does: the temporary folder goes with it
+            main()
+    except KeyboardInterrupt as stopped:  # Ctrl-C or SIGTERM: stopped, said in one line
+        print(f"bench/retrain_break.py: stopped ({stopped or 'SIGINT'})", file=sys.stderr)
+        sys.exit(getattr(stopped, "exit_code", 130))

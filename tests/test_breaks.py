@@ -107,3 +107,72 @@ def test_on_known_answer_markets_the_oracle_that_missed_the_break_is_seen_after_
             false_alarms += len(alarms) - len(after)
             quiet_bars += break_bar
     assert false_alarms * 10_000 / quiet_bars <= 1.0, (false_alarms, quiet_bars)
+
+
+def test_a_champion_known_by_the_window_it_was_selected_on_is_only_asked_whether_it_is_losing():
+    """The winner's curse: a champion whose held-out window showed an edge it does not have live (it breaks even,
+    or earns half). Held to that window's promise, the test rings where nothing broke; asked whether it is
+    losing (the break-even null), it holds the calibrated rate, and still sees the edge turn against it."""
+    rng = np.random.default_rng(5)
+    window = _champion_like(rng, 400, 0.0002)  # the 400 held-out bars it was promoted on
+    promised = calibrate(window, seed=1)
+    losing = calibrate(window, seed=1, null="break_even")
+    assert promised is not None and losing is not None
+    assert losing.mean == 0.0 and losing.promised == pytest.approx(window.mean()) and losing.k == promised.k
+
+    def rate(detector: BreakDetector, live: np.ndarray) -> float:
+        return alarms_per_10k(live, detector.mean, detector.sd, detector.k, detector.threshold)
+
+    for earns in (0.0, 0.0001):  # all luck, half of it luck
+        live = _champion_like(np.random.default_rng(6), 300_000, earns)
+        assert rate(promised, live) > 3.0, earns  # the shortfall read as a break, again and again
+        assert rate(losing, live) <= 1.0, earns
+    delays: dict[str, list[int]] = {"promised": [], "break_even": []}
+    for stream in range(20):  # the promised edge turns against it at bar 3,000
+        live = np.concatenate((_champion_like(np.random.default_rng(300 + stream), 3_000, 0.0002),
+                               _champion_like(np.random.default_rng(400 + stream), 8_000, -0.0002)))
+        for detector in (promised, losing):
+            alarms = BreakDetector.from_json(detector.to_json()).update(live)
+            after = [alarm for alarm in alarms if alarm.bar >= 3_000]
+            assert after and after[0].null == detector.null, (stream, detector.null)
+            assert after[0].live_mean < 0 or detector is promised  # "losing" means a negative mean since the fall
+            delays[detector.null].append(after[0].bar - 3_000)
+    # the price: seen later (its statistic moves by the fall below zero, not below the promise)
+    assert np.median(delays["promised"]) < np.median(delays["break_even"]) < 3_000, delays
+    with pytest.raises(ValueError, match="null"):
+        calibrate(window, null="hopeful")  # type: ignore[arg-type]
+
+
+def test_an_alarm_says_which_question_rang_it():
+    from rltrader.live.paper import alarm_reason
+
+    common = {"version": 5, "live_mean": -0.00013, "change_time": "2024-05-09 21:00:00", "statistic": 19.6,
+              "threshold": 19.0, "time": "2024-05-10 17:00:00"}
+    losing = alarm_reason({**common, "expected_mean": 0.0, "null": "break_even", "promised": 0.00026}, "live")
+    assert "v5 is losing (mean -1.30 bp per bar since 2024-05-09 21:00:00, promoted on +2.60 bp; tested against " \
+           "breaking even; CUSUM 19.6 > 19.0 at 2024-05-10 17:00:00)" in losing
+    short = alarm_reason({**common, "expected_mean": 0.00026}, "live")  # written before the null was kept
+    assert "fell below what it was promoted on (mean -1.30 bp per bar since 2024-05-09 21:00:00, expected +2.60 bp" \
+           in short
+
+
+def test_the_break_is_dated_from_all_the_champions_returns_not_from_where_the_test_began_to_climb():
+    """A champion that earns less live than its held-out window showed, then loses from bar 3,000: the split of its
+    returns into a higher mean and a lower one dates the fall near bar 3,000, where the break-even test's own
+    excursion begins later; one that began deciding at the break itself is dated near its first live bar."""
+    from rltrader.registry.breaks import change_point
+
+    window = _champion_like(np.random.default_rng(5), 400, 0.0002)
+    losing = calibrate(window, seed=1, null="break_even")
+    assert losing is not None
+    dated, excursions = [], []
+    for stream in range(20):
+        live = np.concatenate((_champion_like(np.random.default_rng(500 + stream), 3_000, 0.0001),
+                               _champion_like(np.random.default_rng(600 + stream), 8_000, -0.0002)))
+        alarm = next(alarm for alarm in BreakDetector.from_json(losing.to_json()).update(live) if alarm.bar >= 3_000)
+        dated.append(change_point(window, live[:alarm.bar + 1], losing.sd) - 3_000)
+        excursions.append(alarm.change_bar - 3_000)
+    assert np.median(np.abs(dated)) < 150 < np.median(excursions), (dated, excursions)
+    at_the_break = _champion_like(np.random.default_rng(7), 1_500, -0.0002)
+    assert change_point(window, at_the_break, losing.sd) < 100  # near its first live bar, not inside its losses
+    assert change_point(window, np.zeros(0), losing.sd) == 0

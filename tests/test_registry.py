@@ -269,7 +269,7 @@ def test_models_show_prints_a_versions_trust_report(two_versions, capsys):
 
 def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_once(two_versions, tmp_path, monkeypatch):
     import rltrader.live.paper as paper
-    from rltrader.registry.breaks import BreakDetector
+    from rltrader.registry.breaks import BreakDetector, change_point
 
     work, _, bars = two_versions
     data = _write_rows(bars, 2700, tmp_path / "bars.csv")
@@ -296,6 +296,17 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     assert len(account.alarms) > rung and len(calibrated) == 1  # no recalibration after an alarm
     first = account.alarms[0]
     assert first["time"] > "2024-05-20" and first["live_mean"] < first["expected_mean"] and first["registered"]
+    # each alarm dates the break from the champion's held-out returns and its live ones up to the alarm's bar
+    frame = account.ledger_frame()
+    equity = frame["equity"].to_numpy(dtype=float)
+    returns = equity[1:] / equity[:-1] - 1.0  # rows 1 on
+    held_out = np.asarray(json.loads((work / "registry" / "tod" / "versions" / f"v{champion:04d}" /
+                                      "decision.json").read_text())["returns"]["challenger"])
+    for alarm in account.alarms[:5]:
+        row = int(np.flatnonzero(frame["time"].to_numpy() == alarm["time"])[0])
+        change = 1 + change_point(held_out, returns[:row], 0.001)
+        assert alarm["change_time"] == frame["time"].iloc[change] <= alarm["time"]
+        assert alarm["live_mean"] == pytest.approx(float(np.mean(returns[change - 1:row])), rel=1e-9)
     registry = open_registry(work / "registry", "tod")
     told = registry.file.events[events_before:]
     assert [event.kind for event in told] == ["break_alarm"] and told[0].champion_after == champion
@@ -382,16 +393,17 @@ def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are
     calls = []
     monkeypatch.setattr(paper, "REFERENCE_BARS", 350)
     monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **options: calls.append(
-        (len(reference), options.get("false_alarms_per_10k", 0.5))) or BreakDetector(
+        (len(reference), options.get("null", "promised"), options.get("false_alarms_per_10k", 0.5))) or BreakDetector(
         mean=-1.0, sd=1.0, k=1.0, threshold=1e9))  # never rings
     account = open_paper_account(None, data, "quiet", tmp_path, "2024-05-20 00:00", model="tod",
                                  registry_dir=work / "registry")
     with holding(account):
         account.process(account.new_bars())
     held_out = calls[0][0]
-    assert held_out < 350 and calls[0][1] == paper.short_reference_rate(held_out) < 0.5
-    assert paper.short_reference_rate is short_reference_rate
-    assert len(calls) == 2 and calls[1] == (calls[1][0], 0.5) and calls[1][0] >= 350  # held-out + live bars
+    # the window it was selected on: is it losing? (at a stricter rate: a short window misses the swings)
+    assert held_out < 350 and calls[0][1:] == ("break_even", paper.short_reference_rate(held_out))
+    assert paper.short_reference_rate is short_reference_rate and short_reference_rate(held_out) < 0.5
+    assert len(calls) == 2 and calls[1] == (calls[1][0], "promised", 0.5) and calls[1][0] >= 350  # held-out + live
     state = json.loads((tmp_path / "quiet" / "state.json").read_text())
     assert state["watch"]["full"] and state["watch"]["monitor_row"] == len(account.ledger["time"])
     assert not account.alarms

@@ -40,7 +40,7 @@ from rltrader.live.bars import parse_bar_time, read_bar_file
 from rltrader.live.stand_aside import STAND_ASIDE_DEFAULT, evidence_to_resume, sends_aside, stand_aside_start
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
-from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate, short_reference_rate
+from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate, change_point, short_reference_rate
 from rltrader.registry.store import DECISION_FILE, Registry, open_registry
 from rltrader.runtime.run_lock import LockOwner, RunDirectoryInUse, run_directory_lock
 
@@ -102,7 +102,7 @@ class PaperAccount:
         self.watch_version: int | None = None
         self.watch_start_row = 0  # the first ledger row the watched version decided
         self.watch_monitor_row = 0  # the first row the test runs on (since its last calibration)
-        self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones, stricter, for now)
+        self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones: is it losing?)
         self._held_out: tuple[int, np.ndarray] | None = None
         self.alarms: list[dict[str, Any]] = []
         self.stand_aside_on_break = STAND_ASIDE_DEFAULT and follows is not None  # a stored account's setting wins
@@ -303,9 +303,11 @@ class PaperAccount:
         self.standing_aside = None
 
     def _start_watch(self) -> None:
-        """A newly deciding champion is watched at once, calibrated on its held-out returns (a stricter threshold
-        while they are fewer than :data:`~rltrader.registry.breaks.REFERENCE_BARS`), and calibrated again on those
-        and its first live bars once that many are known, unless it raised an alarm before (:meth:`_watch_rows`)."""
+        """A newly deciding champion is watched at once: calibrated on the held-out returns it was selected on, the
+        test asks only whether it is losing (the break-even null: that window overstates what it earns live), at a
+        stricter rate while they are fewer than the bars that show a strategy's swings; once
+        :data:`~rltrader.registry.breaks.REFERENCE_BARS` of its returns are known, most of them live, it is held to
+        what it earned (:meth:`_watch_rows`), unless it raised an alarm before."""
         if self.follows is None or self.version is None or self.watch_version == self.version:
             return
         self.watch_version = self.version
@@ -313,7 +315,7 @@ class PaperAccount:
         held_out = self._held_out_returns()
         self.watch_full = len(held_out) >= REFERENCE_BARS
         self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),
-                               seed=self.watch_version)
+                               seed=self.watch_version, null="break_even")
 
     def _held_out_returns(self) -> np.ndarray:
         """The watched version's per-bar returns on the held-out window it was promoted on (read once per version:
@@ -340,8 +342,9 @@ class PaperAccount:
             first = max(before, self.watch_monitor_row, 1)
             self.watch.bars = first - self.watch_monitor_row  # rows the test saw since its calibration
             for alarm in self.watch.update(self._row_returns(first)):
-                row, change = self.watch_monitor_row + alarm.bar, self.watch_monitor_row + alarm.change_bar
-                self.alarms.append({**alarm.to_json(), "time": self.ledger["time"][row],
+                row = self.watch_monitor_row + alarm.bar
+                change, live_mean = self._date_change(row)
+                self.alarms.append({**alarm.to_json(), "live_mean": live_mean, "time": self.ledger["time"][row],
                                     "change_time": self.ledger["time"][change], "version": self.watch_version,
                                     "registered": False})
         alarmed = any(alarm["version"] == self.watch_version for alarm in self.alarms)
@@ -351,6 +354,15 @@ class PaperAccount:
         if len(reference) >= REFERENCE_BARS:
             self.watch, self.watch_full = calibrate(reference, seed=self.watch_version), True
             self.watch_monitor_row = len(self.ledger["time"])
+
+    def _date_change(self, row: int) -> tuple[int, float]:
+        """The ledger row an alarm at ``row`` dates the break to (:func:`~rltrader.registry.breaks.change_point` on
+        the watched version's held-out returns and its live ones up to ``row``), and its live mean since then."""
+        assert self.watch is not None
+        first = max(self.watch_start_row, 1)  # the first row with a return
+        live = self._row_returns(first)[:row - first + 1]
+        change = first + change_point(self._held_out_returns(), live, self.watch.sd)
+        return change, float(np.mean(live[change - first:]))
 
     def _register_alarms(self) -> None:
         """Write the first alarm on each champion to its registry's events (later ones stay in the account's state:
@@ -441,9 +453,14 @@ class PaperAccount:
 
 def alarm_reason(alarm: dict[str, Any], account: str) -> str:
     """A break alarm in one sentence, with its evidence: what the registry's event and the terminal say."""
-    return (f"paper account {account!r}: the live returns of v{alarm['version']} fell below what it was promoted on "
-            f"(mean {alarm['live_mean'] * 1e4:+.2f} bp per bar since {alarm['change_time']}, expected "
-            f"{alarm['expected_mean'] * 1e4:+.2f} bp; CUSUM {alarm['statistic']:.1f} > {alarm['threshold']:.1f} at "
+    if alarm.get("null") == "break_even":  # tested against breaking even: its promise was a selected window's
+        fell = (f"v{alarm['version']} is losing (mean {alarm['live_mean'] * 1e4:+.2f} bp per bar since "
+                f"{alarm['change_time']}, promoted on {alarm['promised'] * 1e4:+.2f} bp; tested against breaking even")
+    else:
+        fell = (f"the live returns of v{alarm['version']} fell below what it was promoted on (mean "
+                f"{alarm['live_mean'] * 1e4:+.2f} bp per bar since {alarm['change_time']}, expected "
+                f"{alarm['expected_mean'] * 1e4:+.2f} bp")
+    return (f"paper account {account!r}: {fell}; CUSUM {alarm['statistic']:.1f} > {alarm['threshold']:.1f} at "
             f"{alarm['time']}); the champion stays until a retrain decides")
 
 
@@ -528,6 +545,7 @@ def paper_summary(account: PaperAccount) -> dict[str, Any]:
                                                "standing": account.standing_aside, "periods": account.stood_aside},
                                "watch": None if account.watch is None else {
                                    "version": account.watch_version, "expected_mean": account.watch.mean,
+                                   "null": account.watch.null,
                                    "threshold": account.watch.threshold, "statistic": account.watch.statistic},
                                "backtest_test": {key: test.get("agent", {}).get(key) for key in
                                                  ("total_return", "sharpe", "sharpe_interval", "max_drawdown")}}

@@ -1,15 +1,16 @@
 """Standing aside after a break alarm: when a paper account following a model goes flat, and when it trades again.
 
-A break alarm (:mod:`rltrader.registry.breaks`) says the champion's live returns fell below what it was promoted
-on. Until a retrain on the bars since the break has the evidence (``retrain.after_break``), the account can keep
-trading the broken champion or stand aside: send flat orders from the bar after the alarm. On a time-of-day market
-whose edge flips sign, the broken champion loses the oracle's pace in reverse for the ~2,000 bars the evidence
-takes (``bench/retrain_break.py`` measures both).
+A break alarm (:mod:`rltrader.registry.breaks`) says the champion's live returns fell below what it was promoted on
+(or, for a champion known only by its held-out window, that it is losing). Until a retrain on the bars since the
+break has the evidence (``retrain.after_break``), the account can keep trading the broken champion or stand aside:
+send flat orders from the bar after the alarm. On a time-of-day market whose edge flips sign, the broken champion
+loses the oracle's pace in reverse for the ~2,000 bars the evidence takes (``bench/retrain_break.py`` measures
+both).
 
-It stands aside only when the champion is losing since the fall began (the alarm's live mean below zero), not
-when it merely earns less than expected: a champion promoted on a few hundred held-out bars was picked because it
-did well there, so it often earns less live than there (the winner's curse), which rings alarms on an edge that is
-smaller but still there; the retrain after the alarm goes ahead either way.
+It stands aside only when the champion is losing (its live mean since the bar the alarm dates the fall to is below
+zero), not when it merely earns less than expected: a champion promoted on a few hundred held-out bars was picked
+because it did well there, so it often earns less live than there (the winner's curse), which rings alarms on an
+edge that is smaller but still there; the retrain after the alarm goes ahead either way.
 
 Standing aside ends on evidence, never on a timer:
 
@@ -39,7 +40,9 @@ STAND_ASIDE_BELOW = 0.0
 
 
 def sends_aside(alarm: dict[str, Any]) -> bool:
-    """Whether ``alarm`` (an account's alarm record) says the champion is losing, not only earning less."""
+    """Whether ``alarm`` (an account's alarm record) says the champion is losing, not only earning less: its live
+    mean since the bar the fall began (as the account dates it) is below :data:`STAND_ASIDE_BELOW`, whichever
+    question rang the alarm (a break-even test's run of losses can sit inside a stretch that earned)."""
     return float(alarm["live_mean"]) < STAND_ASIDE_BELOW
 
 

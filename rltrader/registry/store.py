@@ -44,8 +44,8 @@ DEFAULT_REGISTRY_DIR = Path("results") / "registry"
 REGISTRY_VERSION = 1
 
 EventKind = Literal["promote", "keep", "skip", "manual_promote", "rollback", "break_alarm"]
-"""``break_alarm``: a paper account following the champion saw its live returns fall below what it was promoted on
-(:mod:`rltrader.registry.breaks`); the champion stays."""
+"""``break_alarm``: a paper account following the champion saw its live returns fall below what it was promoted on,
+or, while only its held-out window is known, turn to losses (:mod:`rltrader.registry.breaks`); the champion stays."""
 
 
 class RegistryError(UserInputError):
