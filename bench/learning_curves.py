@@ -31,6 +31,9 @@ model scored once on test.
 
 Usage: .venv/bin/python bench/learning_curves.py [--configs default feedforward_profile before_study plain_ppo]
        [--seeds 42 1042 2042] [--markets momentum time_of_day ...] [--workers 2]
+       [--set features.move_patterns=0 ...] [--market_set sequence_bars=5 seed=7 ...]
+``--set`` overrides configs/default.yaml under every config; ``--market_set`` changes every market's generator
+(``rltrader synth``'s options): a variant of a kind that no study and no default saw.
 Writes bench/out/learning_curves/{curves.json, <market>.png}. Last line: one JSON object with
 markets, configs, seeds, held_out_kinds, memory_kinds, edge_captured_test and seconds (per config, per
 market, one value per seed), and sharpe_fraction_of_oracle_test the same way.
@@ -251,18 +254,23 @@ def plot(market: str, results: dict[str, dict[int, dict[str, Any]]], target: Pat
     plt.close(figure)
 
 
-def run_one(job: tuple[str, str, int, str, float | None, str | None]) -> tuple[str, str, int, dict[str, Any]]:
-    """One run in a worker process: ``(market, config, seed, data file, plain_ppo seconds, profile)``."""
-    kind, name, seed, data, seconds, profile = job
+Job = tuple[str, str, int, str, float | None, str | None, dict[str, Any]]
+"""``(market, config, seed, data file, plain_ppo seconds, profile, overrides applied to every config)``."""
+
+
+def run_one(job: Job) -> tuple[str, str, int, dict[str, Any]]:
+    """One run in a worker process."""
+    kind, name, seed, data, seconds, profile, overrides = job
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message="Mean of empty slice")
-    base = load_config().with_profile(profile).with_overrides({"cache.dir": str(OUT / "cache" / kind)}, source="bench")
+    base = load_config().with_profile(profile).with_overrides(
+        {**overrides, "cache.dir": str(OUT / "cache" / kind)}, source="bench")
     run = (train_plain_ppo(base, seed, Path(data), seconds) if name == "plain_ppo"
            else train_config(name, base, seed, Path(data)))
     return kind, name, seed, run
 
 
-def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], workers: int,
+def run_all(jobs: list[Job], workers: int,
             results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> None:
     """Every job, ``workers`` at a time in fresh (spawned) processes, each line printed as its run ends."""
     import multiprocessing
@@ -279,6 +287,19 @@ def run_all(jobs: list[tuple[str, str, int, str, float | None, str | None]], wor
                   f"test edge captured {run['test_edge']:.3f} | {len(run['curve'])} looks", flush=True)
 
 
+def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as dotted overrides, each value read as YAML (``8``, ``null``, ``[1, 4]``)."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            parser.error(f"--set {pair!r}: write KEY=VALUE, e.g. features.recent_bars=8")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["default", "feedforward_profile"],
@@ -287,7 +308,14 @@ def main() -> None:
     parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS)
     parser.add_argument("--profile", default=None, help="profile of configs/default.yaml applied to every config")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one process (one core) each")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="dotted overrides of configs/default.yaml applied to every config (values read as YAML)")
+    parser.add_argument("--market_set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="generator settings of every market (rltrader synth's options, e.g. sequence_bars=4 "
+                             "seed=7): variants of a kind no study saw")
     args = parser.parse_args()
+    overrides = parse_overrides(parser, args.overrides)
+    market_settings = parse_overrides(parser, args.market_set)
     if "plain_ppo" in args.configs and "default" not in args.configs:
         parser.error("plain_ppo trains for the default config's wall time: list default too")
     logging.basicConfig(level=logging.WARNING)
@@ -295,10 +323,11 @@ def main() -> None:
 
     for stale in ("runs", "warmup"):
         shutil.rmtree(OUT / stale, ignore_errors=True)
-    base = load_config().with_profile(args.profile).with_overrides({"cache.dir": str(OUT / "cache")}, source="bench")
+    base = load_config().with_profile(args.profile).with_overrides(
+        {**overrides, "cache.dir": str(OUT / "cache")}, source="bench")
     data = {kind: OUT / "data" / f"{kind}.csv" for kind in args.markets}
     for kind, path in data.items():
-        write_market(suite_market(kind), path)
+        write_market(suite_market(kind, **market_settings), path)
     # numba compiles and caches on first use: one tiny untimed run of each algorithm first
     for algorithm in ("recurrent", "feedforward"):
         Trainer(base.with_profile("smoke").with_overrides({"training.algorithm": algorithm}, source="bench"),
@@ -307,10 +336,11 @@ def main() -> None:
     results: dict[str, dict[str, dict[int, dict[str, Any]]]] = {kind: {} for kind in args.markets}
     started = time.perf_counter()
     trained = [name for name in args.configs if name != "plain_ppo"]
-    run_all([(kind, name, seed, str(data[kind]), None, args.profile)
+    run_all([(kind, name, seed, str(data[kind]), None, args.profile, overrides)
              for kind in args.markets for name in trained for seed in args.seeds], args.workers, results)
     if "plain_ppo" in args.configs:
-        run_all([(kind, "plain_ppo", seed, str(data[kind]), results[kind]["default"][seed]["seconds"], args.profile)
+        run_all([(kind, "plain_ppo", seed, str(data[kind]), results[kind]["default"][seed]["seconds"], args.profile,
+                  overrides)
                  for kind in args.markets for seed in args.seeds], args.workers, results)
     results = {kind: {name: dict(sorted(results[kind][name].items())) for name in args.configs}
                for kind in args.markets}
@@ -344,6 +374,8 @@ def main() -> None:
         "seeds": args.seeds,
         "held_out_kinds": held_out,
         "memory_kinds": [kind for kind in args.markets if kind in MEMORY_KINDS],
+        "overrides": overrides,
+        "market_settings": market_settings,
         "edge_captured_test": {name: {kind: per_seed(kind, name, "test_edge") for kind in args.markets}
                                for name in args.configs},
         "sharpe_fraction_of_oracle_test": {name: {kind: sharpe_fraction(kind, name) for kind in args.markets}

@@ -79,6 +79,13 @@ class FeatureConfig(_Strict):
     signed_volume: bool = Field(
         True, description="volume_z with the sign of the bar's move: how hard the bar was bought or sold, a "
                            "direction a policy reads without multiplying two features itself")
+    signed_volume_lags: int = Field(
+        0, ge=0, le=32, description="signed_volume of each of the N bars before this one (signed_volume_1 .. "
+                                    "_N): a surge a few bars back, in the policy's view; 0 = none")
+    move_patterns: int = Field(
+        4, ge=0, le=5, description="which of the 2^N up/down sequences the last N moves made, one column each "
+                                   "(pattern_udu: up, down, up, oldest first): any edge set by that sequence "
+                                   "is then a straight line in the columns; 0 = none")
     spread: bool = True
     time_of_day: bool = True
     day_of_week: bool = True
@@ -620,13 +627,14 @@ class Config(_Strict):
 
 
 ADDED_SINCE: dict[str, dict[str, Any]] = {
-    "features": {"calendar_harmonics": 1, "signed_volume": False},
+    "features": {"calendar_harmonics": 1, "signed_volume": False, "signed_volume_lags": 0, "move_patterns": 0},
     "env": {"risk_aversion": 0.0},
     "training": {"early_stopping_smoothing": 1.0},
 }
-"""Keys added by the learning study (issue 37), per section, with the value that reproduces what a bundle or
-run written without them computed: bundles and run fingerprints saved before are read with these, so an
-old bundle keeps its 18 features and an old run resumes only under the settings it trained with."""
+"""Keys added since bundles were first written (the learning study of issue 37; ``move_patterns``, issue 47),
+per section, with the value that reproduces what a bundle or run written without them computed: bundles and
+run fingerprints saved before are read with these, so an old bundle keeps its 18 (or 27) features and an old
+run resumes only under the settings it trained with."""
 
 
 def as_written_before(section: str, raw: dict[str, Any]) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_a_model_saved_before_the_move_loads_in_stock_sb3_contrib_and_evaluates(
     # its config file predates calendar harmonics and signed volume: the error says what to pin
     common = ["--data_path", str(SAMPLE), "--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval")]
     assert main(["evaluate", "--model", str(zip_path), "--config", str(FIXTURES / "config.yaml"), *common]) == 2
-    assert "{calendar_harmonics: 1, signed_volume: false}" in capsys.readouterr().err
+    assert "{calendar_harmonics: 1, signed_volume: false, move_patterns: 0}" in capsys.readouterr().err
     pinned = yaml.safe_load((FIXTURES / "config.yaml").read_text())
     pinned.setdefault("features", {}).update(ADDED_SINCE["features"])
     (tmp_path / "pinned.yaml").write_text(yaml.safe_dump(pinned))

@@ -55,7 +55,10 @@ def test_bundles_and_runs_written_before_the_learning_study_read_as_they_were_wr
     old_features = FeatureConfig.model_validate(as_written_before("features", {}))
     names = feature_program(old_features, has_volume=True, has_spread=True).names
     assert len(names) == 18 and "signed_volume" not in names and "time_of_day_2_sin" not in names
-    assert len(feature_program(FeatureConfig(), has_volume=True, has_spread=True).names) == 27
+    study = FeatureConfig.model_validate(as_written_before("features", {"calendar_harmonics": 3, "signed_volume": True}))
+    names = feature_program(study, has_volume=True, has_spread=True).names
+    assert len(names) == 27 and not any(name.startswith("pattern_") for name in names)  # written before issue 47
+    assert len(feature_program(FeatureConfig(), has_volume=True, has_spread=True).names) == 27 + 16
     assert EnvConfig.model_validate(as_written_before("env", {})).risk_aversion == 0.0
     assert as_written_before("features", {"calendar_harmonics": 2})["calendar_harmonics"] == 2  # written: kept
     completed = settings_as_trained({"training": {"algorithm": "recurrent"}, "features": {}, "env": {"sizing": "units"}})

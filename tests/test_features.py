@@ -75,6 +75,37 @@ def test_calendar_harmonics_turn_k_times_a_cycle_and_signed_volume_carries_the_m
     np.testing.assert_array_equal(richer["signed_volume"].to_numpy(), move * richer["volume_z"].to_numpy())
 
 
+def test_move_patterns_mark_the_sequence_the_last_moves_made(canonical_bars):
+    """pattern_<code> is 1 on the bar whose last N moves (oldest first) went as the code says, 0 on every other
+    bar; each bar makes exactly one pattern (half each for the two its unchanged close allows); the columns come
+    after everything an earlier model was trained on, which they leave as it was."""
+    plain = compute_features(canonical_bars, FeatureConfig(move_patterns=0)).values
+    values = compute_features(canonical_bars, FeatureConfig(move_patterns=3)).values
+    pd.testing.assert_frame_equal(plain, values.iloc[:, :len(plain.columns)], check_exact=True)
+    patterns = list(values.columns[len(plain.columns):])
+    assert patterns == [f"pattern_{a}{b}{c}" for a in "ud" for b in "ud" for c in "ud"]
+    move = np.sign(canonical_bars["close"].diff()).to_numpy()
+    for bar in range(3, len(canonical_bars)):
+        signs = move[bar - 2:bar + 1]
+        expected = {f"pattern_{''.join(code)}": np.prod([(1 + s) / 2 if c == "u" else (1 - s) / 2
+                                                         for s, c in zip(signs, code, strict=True)])
+                    for code in [(a, b, c) for a in "ud" for b in "ud" for c in "ud"]}
+        assert values.iloc[bar][patterns].to_dict() == pytest.approx(expected, abs=0)
+        if (signs != 0).all():
+            made = "".join("u" if s > 0 else "d" for s in signs)
+            assert values.iloc[bar][f"pattern_{made}"] == 1.0 and values.iloc[bar][patterns].sum() == 1.0
+    assert values[patterns].iloc[3:].sum(axis=1).eq(1.0).all()
+    assert (move[1:] == 0).any()  # the sample has unchanged closes, so the half-and-half case ran
+
+
+def test_signed_volume_lags_are_the_bars_before(canonical_bars):
+    values = compute_features(canonical_bars, FeatureConfig(signed_volume_lags=3)).values
+    for back in (1, 2, 3):
+        np.testing.assert_array_equal(values[f"signed_volume_{back}"].to_numpy()[back:],
+                                      values["signed_volume"].to_numpy()[:-back])
+    assert compute_features(canonical_bars, FeatureConfig(signed_volume_lags=3)).warmup == 64 + 3
+
+
 def test_splits_are_chronological_with_window_gaps(canonical_bars):
     config = Config()
     frame, _, ranges, warmup = build_features_frame(_loaded(canonical_bars), config)

@@ -316,8 +316,14 @@ def test_synth_writes_every_kind_with_its_parameters_as_flags(tmp_path):
     assert read_market(tmp_path / "s.csv").session_start == 9
 
 
-def _single_bar_predictability(kind: str, tmp_path) -> tuple[dict[str, float], float]:
-    """How much of the oracle's edge one bar's features show, out of sample: for each built-in feature, the
+def _single_bar_predictability(kind: str, tmp_path, move_patterns: int = 0) -> tuple[dict[str, float], float]:
+    return _single_bar_predictability_of(KnownAnswerMarket(kind=kind, bars=60_000, seed=4), tmp_path, move_patterns)
+
+
+def _single_bar_predictability_of(market: KnownAnswerMarket, tmp_path,
+                                  move_patterns: int = 0) -> tuple[dict[str, float], float]:
+    """How much of the oracle's edge one bar's features show, out of sample: for each built-in feature (the
+    bar's own: the move patterns, which read the last few bars' moves, only when ``move_patterns`` asks), the
     next bar's mean log return per decile of the feature (fitted on the first half of 60,000 bars) is the
     prediction on the second half; its correlation with the realized next return, as a fraction of the oracle's
     expected return's correlation with it. Also all features together in one linear regression."""
@@ -325,9 +331,10 @@ def _single_bar_predictability(kind: str, tmp_path) -> tuple[dict[str, float], f
     from rltrader.data.synthetic import expected_next_return
     from rltrader.features.pipeline import compute_features
 
-    market = write_market(KnownAnswerMarket(kind=kind, bars=60_000, seed=4), tmp_path / f"{kind}.csv")
-    bars = load_bars(tmp_path / f"{kind}.csv").bars
-    features = compute_features(bars, load_config().features)
+    path = tmp_path / f"{market.kind}_{market.sequence_bars}.csv"
+    market = write_market(market, path)
+    bars = load_bars(path).bars
+    features = compute_features(bars, load_config().features.model_copy(update={"move_patterns": move_patterns}))
     values = features.values.to_numpy()[features.warmup:-1]
     close = bars["close"].to_numpy()
     realized = np.diff(np.log(close))[features.warmup:]
@@ -357,6 +364,18 @@ def test_a_memory_markets_edge_is_in_no_single_bars_features(kind, tmp_path):
     assert max(shown.values()) < 0.25 and linear < 0.25, (shown, linear)
     control, control_linear = _single_bar_predictability("volume", tmp_path)
     assert control["signed_volume"] > 0.5 and control_linear > 0.5
+
+
+def test_the_default_move_patterns_make_a_sequence_edge_a_straight_line(tmp_path):
+    """With the default features (the last 4 moves' patterns among them), one linear model shows most of the
+    bar-sequence edge, which the bar's own features do not show (above): the product of three signs is a
+    weighted sum of the pattern columns. A sequence edge longer than the patterns stays out of sight."""
+    depth = load_config().features.move_patterns
+    shown, linear = _single_bar_predictability("bar_sequence", tmp_path, move_patterns=depth)
+    assert depth == 4 and linear > 0.8, (shown, linear)
+    _, five_bars = _single_bar_predictability_of(
+        KnownAnswerMarket(kind="bar_sequence", bars=60_000, seed=4, sequence_bars=5), tmp_path, depth)
+    assert five_bars < 0.25, five_bars
 
 
 @pytest.mark.parametrize("breaks", [[0.5], [0.35, 0.7]], ids=["one-break", "two-breaks"])

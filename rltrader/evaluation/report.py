@@ -179,22 +179,39 @@ def evaluate_model(
     """
     expected = (config.window_size * market.n_features + 2,)
     if tuple(model.observation_space.shape) != expected:
-        added = sum(name == "signed_volume" or re.fullmatch(r".+_\d+_(sin|cos)", name) is not None
-                    for name in market.feature_columns)
-        older = (model.observation_space.shape[0] - 2) == config.window_size * (market.n_features - added)
         raise ConfigError(
             f"the model reads observations of {model.observation_space.shape[0]} values but env.window_size="
             f"{config.window_size} x {market.n_features} features + 2 gives {expected[0]}; "
             "evaluate with the configuration the model was trained with"
-            + ("; a model trained before calendar harmonics and signed volume needs features: "
-               "{calendar_harmonics: 1, signed_volume: false} in its config" if added and older else "")
-        )
+            + _older_features_hint(model.observation_space.shape[0], market.feature_columns, config.window_size))
     started = time.perf_counter()
     actions = policy_actions(model, market, split, config, evaluator)
     seconds = time.perf_counter() - started
     logger.info("Evaluated %d bars of %s with the %s evaluator in %.2fs", len(actions), split, evaluator, seconds)
     return evaluate_actions(market, split, config, actions, seed,
                             {"evaluator": evaluator, "evaluation_seconds": round(seconds, 3)}, trials)
+
+
+_FEATURE_GENERATIONS = (
+    ("move patterns", "move_patterns: 0", lambda name: name.startswith("pattern_")),
+    ("calendar harmonics and signed volume", "calendar_harmonics: 1, signed_volume: false",
+     lambda name: name == "signed_volume" or re.fullmatch(r".+_\d+_(sin|cos)", name) is not None),
+)
+"""Features added to the defaults since models were first saved, newest first: what a model trained before
+each lacks, and the config keys that leave them out."""
+
+
+def _older_features_hint(observed: int, columns: list[str], window_size: int) -> str:
+    """What to put in the config when a model's observation is today's less the features added since it was
+    trained (\"\" when it is not)."""
+    missing, keys = 0, []
+    for name, pin, added in _FEATURE_GENERATIONS:
+        missing += sum(added(column) for column in columns)
+        keys.append(pin)
+        if (observed - 2) == window_size * (len(columns) - missing):
+            return (f"; a model trained before {name} needs features: {{{', '.join(reversed(keys))}}} "
+                    "in its config")
+    return ""
 
 
 def equity_frame(report: EvaluationReport) -> pd.DataFrame:

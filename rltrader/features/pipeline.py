@@ -71,8 +71,10 @@ def warmup_bars(config: FeatureConfig, has_volume: bool) -> int:
         lookbacks.append(config.macd.slow + config.macd.signal)
     if config.bollinger:
         lookbacks.append(config.bollinger.window)
+    if config.move_patterns:
+        lookbacks.append(config.move_patterns)
     if config.volume_zscore_window and has_volume:
-        lookbacks.append(config.volume_zscore_window)
+        lookbacks.append(config.volume_zscore_window + config.signed_volume_lags)
     return max(lookbacks)
 
 
