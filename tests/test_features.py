@@ -98,6 +98,19 @@ def test_move_patterns_mark_the_sequence_the_last_moves_made(canonical_bars):
     assert (move[1:] == 0).any()  # the sample has unchanged closes, so the half-and-half case ran
 
 
+def test_move_patterns_keep_a_fixed_scale_fitted_on_nothing(canonical_bars):
+    """A 4-move pattern column normalizes to 0 or 2 (sqrt 4: the block weighs as its 4 signs, not as 16 z-scored
+    features), whatever the training rows hold; the calendar's sin/cos pass through; the rest is z-scored."""
+    config = Config()
+    frame, stats, ranges, _ = build_features_frame(_loaded(canonical_bars), config)
+    patterns = [column for column in stats.mean if column.startswith("pattern_")]
+    assert len(patterns) == 16 and {stats.mean[c] for c in patterns} == {0.0} and {stats.std[c] for c in patterns} == {0.5}
+    values = frame[patterns].to_numpy()
+    assert set(np.unique(values)) <= {0.0, 1.0, 2.0} and (values == 2.0).any()  # 1.0: an unchanged close's half
+    assert stats.std["time_of_day_sin"] == 1.0 and stats.mean["time_of_day_sin"] == 0.0
+    assert stats.mean["ret_1"] != 0.0
+
+
 def test_signed_volume_lags_are_the_bars_before(canonical_bars):
     values = compute_features(canonical_bars, FeatureConfig(signed_volume_lags=3)).values
     for back in (1, 2, 3):

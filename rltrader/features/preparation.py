@@ -22,7 +22,7 @@ from rltrader.data.spread import require_spread
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION, compute_features
 from rltrader.features.cache import FeatureStore, cache_key, file_digest
-from rltrader.features.normalization import NormalizationStats, fit_normalization
+from rltrader.features.normalization import NormalizationStats, fit_normalization, fixed_scales
 from rltrader.features.splits import SPLIT_NAMES, SplitRanges, chronological_splits
 
 logger = logging.getLogger(__name__)
@@ -151,10 +151,10 @@ def usable_features(loaded: LoadedBars, config: Config) -> tuple[pd.DataFrame, i
 
 
 def fit_on_train(usable: pd.DataFrame, ranges: SplitRanges, clip: float) -> NormalizationStats:
-    """Normalization fitted on the training rows of ``ranges`` only; sin/cos encodings pass through."""
+    """Normalization fitted on the training rows of ``ranges`` only; sin/cos encodings and move patterns keep
+    a fixed scale (:func:`~rltrader.features.normalization.fixed_scales`)."""
     train_start, train_end = ranges.train
-    cyclical = tuple(c for c in usable.columns if c.endswith(("_sin", "_cos")))
-    return fit_normalization(usable.iloc[train_start:train_end], clip, cyclical)
+    return fit_normalization(usable.iloc[train_start:train_end], clip, fixed_scales(usable.columns))
 
 
 def model_frame(bars: pd.DataFrame, normalized: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from rltrader.data import load_bars
 from rltrader.errors import DataError
 from rltrader.features import FEATURE_CODE_VERSION
 from rltrader.features.cache import FeatureStore, cache_key, file_digest
-from rltrader.features.normalization import NormalizationStats, fit_normalization
+from rltrader.features.normalization import NormalizationStats, fit_normalization, fixed_scales
 from rltrader.features.pipeline import memory_bars
 from rltrader.features.preparation import (
     PreparedData,
@@ -108,8 +108,7 @@ def fold_frame(raw: pd.DataFrame, raw_meta: dict[str, Any], fold: Plan,
     rows = raw.iloc[fold.first_row:fold.last_row]
     features = rows[raw_meta["feature_columns"]].reset_index(drop=True)
     codes = plan_codes(fold)
-    cyclical = tuple(c for c in features.columns if c.endswith(("_sin", "_cos")))
-    stats = fit_normalization(features[codes == TRAIN_CODE], clip, cyclical)
+    stats = fit_normalization(features[codes == TRAIN_CODE], clip, fixed_scales(features.columns))
     bars = rows.set_index("timestamp")[raw_meta["bar_columns"]]
     return model_frame(bars, stats.apply(features), codes), stats
 
