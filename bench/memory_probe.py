@@ -18,7 +18,11 @@ rows). Scored every 250 updates (Adam, 32 sequences of 64 bars, the first 8 bars
 sequence left out of the loss while the state warms up), so the curve shows both how soon
 it learns and whether it then fits noise.
 
+With ``--move_patterns 4`` the inputs are today's default features (the last 4 moves' patterns among them,
+issue 47): does that observation make the sequence edge learnable from the realized return, without RL?
+
 Usage: .venv/bin/python bench/memory_probe.py [--markets bar_sequence delayed_volume] [--updates 1500]
+       [--bars 20000 60000] [--move_patterns 0]
 Last line: one JSON object: per market, file length and target, the best test fraction and the last.
 """
 
@@ -75,10 +79,15 @@ def main() -> None:
     parser.add_argument("--markets", nargs="+", default=list(MEMORY_KINDS), choices=MEMORY_KINDS)
     parser.add_argument("--bars", type=int, nargs="+", default=[20_000, 60_000])
     parser.add_argument("--updates", type=int, default=1500)
+    parser.add_argument("--move_patterns", type=int, default=0,
+                        help="features.move_patterns of the inputs: 0 (default) = the bar's own features, as the "
+                             "first measurement; 4 = today's default features, the last 4 moves' patterns added")
     args = parser.parse_args()
     torch.set_num_threads(1)
     shutil.rmtree(OUT, ignore_errors=True)
     config = load_config().with_overrides({"cache.dir": str(OUT / "cache")}, source="bench")
+    config = config.model_copy(update={"features": config.features.model_copy(
+        update={"move_patterns": args.move_patterns})})
     hidden = config.training.policy.lstm_hidden_size
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for kind in args.markets:
@@ -100,7 +109,8 @@ def main() -> None:
                     "best": max(fractions), "last": fractions[-1]}
                 print(f"{kind:>15} {bars:>6,} bars, target {name:>8}: oracle's test correlation {oracle:.3f}; "
                       f"LSTM {hidden} every 250 updates, fraction of it: {fractions}", flush=True)
-    print(json.dumps({"lstm_hidden_size": hidden, "updates": args.updates, "fraction_of_oracle": results}))
+    print(json.dumps({"lstm_hidden_size": hidden, "updates": args.updates, "move_patterns": args.move_patterns,
+                      "fraction_of_oracle": results}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pandas as pd
 
 from rltrader.config import Config
 from rltrader.data.spread import require_spread
+from rltrader.features.normalization import fixed_scales
 from rltrader.features.preparation import SPLIT_NAMES, PreparedData
 
 
@@ -58,8 +59,10 @@ def report_rows(prepared: PreparedData, config: Config | None = None) -> list[tu
                      f"{splits['gap_bars']}-bar gaps between splits"))
     columns = prepared.feature_columns
     rows.append(("features", f"{len(columns)}: {', '.join(columns)}"))
-    rows.append(("normalization", "z-score fitted on the train split only, clipped to "
-                 f"+-{meta['features']['normalization']['clip']:g}"))
+    fixed = fixed_scales(columns)
+    rows.append(("normalization", "z-score fitted on the train split only"
+                 + (f" ({len(fixed)} sin/cos and pattern columns at a fixed scale)" if fixed else "")
+                 + f", clipped to +-{meta['features']['normalization']['clip']:g}"))
     computed = f"computed in {meta['compute_seconds']:.2f}s"
     status = f"hit (reused; first {computed})" if prepared.cache_hit else f"miss ({computed})"
     rows.append(("cache", f"{status}, key {meta['cache_key']}"))

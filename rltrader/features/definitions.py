@@ -120,7 +120,7 @@ def move_patterns(bars: int) -> dict[str, Expr]:
     correlates with. A network can represent it, but gradient descent on noisy returns finds a product of
     signs very slowly: fitted to the next bar's return, an LSTM over the usual features found none of a
     3-bar parity edge in 14,000 bars, an MLP over the last 8 bars' returns 0.6 of it, one over their signs
-    0.9 (``bench/README.md``, "Bar patterns"). As indicators, any function of the last ``bars`` signs is a
+    0.9 (``bench/README.md``, "Move patterns"). As indicators, any function of the last ``bars`` signs is a
     weighted sum of the columns: one straight line, as the calendar harmonics make a time-of-day block one.
     An unchanged close counts half up and half down (its two patterns get 0.5 each)."""
     move = sign(CLOSE - lag(CLOSE, 1))
