@@ -23,6 +23,7 @@ from rltrader.env import MarketData
 from rltrader.env.trading_env import EpisodeBounds, TradingEnv
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.errors import ConfigError, DataError
+from rltrader.features.normalization import fixed_scales
 from rltrader.features.pipeline import memory_bars
 from rltrader.training.trainer import Trainer
 from rltrader.walkforward.cpcv import TEST_CODE, TRAIN_CODE, VALIDATION_CODE, path_assignment, path_count, plan_cpcv
@@ -101,8 +102,11 @@ def test_each_splits_statistics_come_from_its_training_rows_only(tmp_path):
         assert (codes == split.codes()).all()
         stats = data.metadata["features"]["normalization"]
         train = raw.loc[codes == TRAIN_CODE, meta["feature_columns"]]
+        fixed = fixed_scales(meta["feature_columns"])  # sin/cos and move patterns: a scale fitted on nothing
         for column in meta["feature_columns"]:
-            if not column.endswith(("_sin", "_cos")):
+            if column in fixed:
+                assert stats["mean"][column] == 0.0 and stats["std"][column] == fixed[column]
+            else:
                 assert stats["mean"][column] == pytest.approx(float(train[column].mean()), rel=1e-9, abs=1e-12)
 
     # prices inside a test group change: past the embargo (the features' memory) a tested bar's weight in any
