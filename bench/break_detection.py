@@ -99,6 +99,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15, 16])
     parser.add_argument("--bars", type=int, default=40_000)
     args = parser.parse_args()
+    minimum = 2 * round(REFERENCE_BARS / MONITOR_FROM)  # a reference before the monitored bars, a stretch after
+    if args.bars < minimum:
+        parser.error(f"--bars {args.bars} leaves no room for the detector's {REFERENCE_BARS}-bar reference and "
+                     f"the bars it watches; use at least {minimum}")
     started = time.perf_counter()
     markets, delays, false_alarms, quiet_bars = [], [], 0, 0
     with tempfile.TemporaryDirectory(prefix="break-bench-") as scratch:
@@ -120,10 +124,11 @@ def main() -> None:
                           f"false alarms {seen['false_alarms']} in {seen['quiet_bars']:,} bars without a break",
                           flush=True)
     found = [delay for delay in delays if delay is not None]
-    rate = false_alarms * 10_000 / quiet_bars
-    print(f"\n{len(found)} of {len(delays)} breaks seen; bars to alarm median {np.median(found):.0f}, max "
-          f"{max(found)}; {false_alarms} false alarms in {quiet_bars:,} bars without a break: {rate:.2f} per 10,000")
-    print(json.dumps({"bars_to_alarm": {"median": float(np.median(found)), "max": int(max(found)),
+    rate = false_alarms * 10_000 / max(quiet_bars, 1)
+    median, longest = (float(np.median(found)), int(max(found))) if found else (None, None)
+    print(f"\n{len(found)} of {len(delays)} breaks seen; bars to alarm median {median}, max "
+          f"{longest}; {false_alarms} false alarms in {quiet_bars:,} bars without a break: {rate:.2f} per 10,000")
+    print(json.dumps({"bars_to_alarm": {"median": median, "max": longest,
                                         "all": delays, "missed": len(delays) - len(found)},
                       "false_alarms_per_10k_bars": round(rate, 3), "false_alarms": false_alarms,
                       "bars_without_break": quiet_bars, "reference_bars": REFERENCE_BARS, "markets": markets,

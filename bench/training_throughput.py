@@ -141,11 +141,15 @@ def lstm_ceiling_gflops(input_size: int, hidden: int) -> float:
     return best
 
 
+def iteration_zero(config: Config) -> Any:
+    """The first iteration's hyperparameters (its phase's epochs, learning rate...): what both methods train."""
+    return hyperparameters_for(0, config.training, config.optimizations.progressive_training)
+
+
 def measure(kind: str, config: Config, market: MarketData, n_envs: int, timesteps: int) -> dict[str, Any]:
     training = config.training.model_copy(update={"n_envs": n_envs, "n_steps": config.training.rollout_size // n_envs})
     env = VecTradingEnv(market, "train", config.env, n_envs)
-    first = hyperparameters_for(0, training, config.optimizations.progressive_training)  # iteration 0's settings
-    model = build_model(env, training, first, training.seed,
+    model = build_model(env, training, iteration_zero(config), training.seed,
                         fast_engine=kind == "engine")
     seconds: dict[str, float] = defaultdict(float)
     env.step = timed(seconds, "env", env.step)  # VecTradingEnv.step is the whole step (no step_wait)
@@ -169,7 +173,7 @@ def measure(kind: str, config: Config, market: MarketData, n_envs: int, timestep
     lstm = getattr(model.policy, "lstm_actor", None)
     return {"fps": model.num_timesteps / total, "seconds": total, "timesteps": model.num_timesteps,
             "parts": {name: 100 * value / total for name, value in parts.items()},
-            "flops_per_timestep": forward_flops(model.policy) * (1 + 3 * first.n_epochs),
+            "flops_per_timestep": forward_flops(model.policy) * (1 + 3 * model.n_epochs),
             "widths": layer_widths(model.policy),
             "lstm": (lstm.input_size, lstm.hidden_size) if lstm is not None else None}
 
@@ -198,7 +202,7 @@ def main() -> None:
     network = f"LSTM {training.policy.lstm_hidden_size}, " if recurrent else ""
     print(f"{args.profile or 'default'} config: {training.algorithm}, {network}heads {training.policy.net_arch_pi}, "
           f"rollout {training.rollout_size}, batch {training.batch_size}, epochs "
-          f"{hyperparameters_for(0, training, config.optimizations.progressive_training).n_epochs} (iteration 0's); "
+          f"{iteration_zero(config).n_epochs} (iteration 0's); "
           "torch threads "
           f"{torch.get_num_threads()}; {args.timesteps:,} timesteps per measurement", flush=True)
     if not recurrent:

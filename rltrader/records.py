@@ -14,6 +14,7 @@ For scripts written when these were plain dicts, a record can still be read by k
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -167,30 +168,51 @@ class OriginalThroughput(Record):
     takes the original method to need (:mod:`rltrader.training.calibration`)."""
 
     timesteps_per_second: float  # steady: a rollout and its update, away from a reset
-    first_update_extra_seconds: float  # what an iteration's first rollout and update (after reset) cost on top
+    first_update_extra_seconds: float  # what a rollout after a reset and its update cost on top (the first timed)
     engine: str  # "stock sb3-contrib RecurrentPPO" or "stock stable-baselines3 PPO"
     timed_timesteps: int  # per rollout; the first after a reset and the median of three more timed
     batch_size: int
     n_epochs: int  # the run's epochs, which the timed update is scaled to
-    timed_epochs: int
+    timed_epochs: int  # the slow update's (every update's, in a calibration before 2026-12-07)
     torch_threads: int
     mode: str | None = None  # the performance mode it ran under, where a hook set one
     machine: str
     calibrated_at: str
     key: str
+    n_steps: int | None = None  # steps per account per rollout (a calibration before 2026-12-07: None)
+    episode_steps: int | None = None  # steps between the env's resets; None: only each iteration's first counted
+    reset_update_extra_seconds: float | None = None  # a later reset's slow update on top; None: as the first
+
+    def reset_rollouts(self, timesteps: int) -> int:
+        """How many of one ``learn(timesteps)``'s rollouts hold an episode start: its first, then one per
+        ``episode_steps`` (the accounts step and reset together; drawdown resets are not counted)."""
+        if not self.n_steps or not self.episode_steps:
+            return 1
+        steps = math.ceil(timesteps / self.timed_timesteps) * self.n_steps  # per account
+        return len({start // self.n_steps for start in range(0, steps, self.episode_steps)})
 
     def iteration_seconds(self, timesteps: int) -> float:
-        """What one ``learn()`` of ``timesteps`` would take the original method, training only."""
-        return timesteps / self.timesteps_per_second + self.first_update_extra_seconds
+        """What one ``learn()`` of ``timesteps`` would take the original method, training only: stock
+        sb3-contrib's update steps through each sequence that holds an episode start one timestep at a time
+        in Python, so every rollout with a reset pays the measured extra, not only the first."""
+        later = self.first_update_extra_seconds if self.reset_update_extra_seconds is None \
+            else self.reset_update_extra_seconds  # without the first rollout's own set-up
+        return (timesteps / self.timesteps_per_second + self.first_update_extra_seconds
+                + (self.reset_rollouts(timesteps) - 1) * later)
 
     def basis(self) -> str:
         """The estimate's basis in words, for the live line, the summary and the artifact."""
         mode = f", {self.mode} mode" if self.mode else ""
+        timed = "" if self.timed_epochs == self.n_epochs else (
+            f" scaled from {self.timed_epochs}" if self.reset_update_extra_seconds is None  # all scaled, before
+            else f", the slow update timed at {self.timed_epochs} and scaled")
+        resets = ("each rollout that holds an episode start" if self.episode_steps
+                  else "its first update after reset in each iteration")
         return (f"the original method's fixed budget at {self.timesteps_per_second:,.0f} timesteps/s plus "
-                f"{self.first_update_extra_seconds:.1f} s per iteration for its first update after reset, "
+                f"{self.first_update_extra_seconds:.1f} s for {resets}, "
                 f"{self.engine} timed on this machine and config ({self.machine}; batch {self.batch_size}, "
-                f"{self.n_epochs} epochs scaled from {self.timed_epochs}, {self.torch_threads} threads{mode}); "
-                "its validations and mid-iteration resets not counted, so the estimate errs low")
+                f"{self.n_epochs} epochs{timed}, {self.torch_threads} threads{mode}); "
+                "its validations and drawdown resets not counted")
 
 
 class RunSummary(Record):

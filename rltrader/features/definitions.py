@@ -54,6 +54,11 @@ def log_return(horizon: int) -> Expr:
     return log_close - lag(log_close, horizon)
 
 
+def move_sign() -> Expr:
+    """+1 for a close above the previous one, -1 below, 0 unchanged: the direction the bar moved."""
+    return sign(CLOSE - lag(CLOSE, 1))
+
+
 def realized_volatility(window: int) -> Expr:
     """Standard deviation of the last ``window`` one-bar log returns."""
     return rolling(log_return(1), window)[1]
@@ -123,7 +128,7 @@ def move_patterns(bars: int) -> dict[str, Expr]:
     0.9 (``bench/README.md``, "Move patterns"). As indicators, any function of the last ``bars`` signs is a
     weighted sum of the columns: one straight line, as the calendar harmonics make a time-of-day block one.
     An unchanged close counts half up and half down (its two patterns get 0.5 each)."""
-    move = sign(CLOSE - lag(CLOSE, 1))
+    move = move_sign()
     signs = [move if back == 0 else lag(move, back) for back in range(bars - 1, -1, -1)]  # oldest first
     columns = {}
     for code in itertools.product("ud", repeat=bars):
@@ -158,7 +163,7 @@ def feature_declarations(config: FeatureConfig, has_volume: bool, has_spread: bo
     if config.volume_zscore_window and has_volume:
         features["volume_z"] = rolling_zscore(log1p(VOLUME), config.volume_zscore_window)
         if config.signed_volume:
-            features["signed_volume"] = sign(CLOSE - lag(CLOSE, 1)) * features["volume_z"]
+            features["signed_volume"] = move_sign() * features["volume_z"]
             if config.signed_volume_lags:
                 features |= {f"signed_volume_{back}": lag(features["signed_volume"], back)
                              for back in range(1, config.signed_volume_lags + 1)}

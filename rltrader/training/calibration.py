@@ -5,10 +5,15 @@ optimization off: fixed budget, no early stopping, stock sb3-contrib) would need
 own throughput that would leave out the fast engine, the biggest single saving; so the
 original's model learns four rollouts here, under the performance mode in force, and each
 collection and update is timed. The first update after a reset is far slower (stock
-sb3-contrib loops over sequences that hold an episode start) and the original pays it at each
-iteration's ``learn()``: an iteration is its budget at the steady rate plus that extra. Updates
-are timed at one epoch, warm, and scaled to the run's epochs (seconds, not minutes). Resets inside an
-iteration and the original's validations are not counted, so the estimate errs low. Cached in
+sb3-contrib loops over sequences that hold an episode start, one timestep at a time) and the
+original pays it in every rollout that holds a reset: each iteration's first, and one per
+``env.episode_length`` steps after (measured on the shipped sample: 7.5 s for the first, 7.1 s
+for the ninth rollout, 0.4 s for the others). An iteration is its budget at the steady rate
+plus that extra for each such rollout. Updates
+are timed warm: the steady ones at the run's epochs (an update timed at one epoch and scaled
+multiplied its fixed costs too), the slow one at one epoch and scaled (its per-timestep loop
+costs the same each epoch). Resets after a drawdown and the original's validations are not
+counted, so the estimate errs low (5% against a measured demo run: ``bench/README.md``). Cached in
 ``<cache.dir>/calibration/<key>.json`` (or ``$RLTRADER_CALIBRATION_DIR``).
 """
 
@@ -36,6 +41,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rltrader.atomic import write_json
 from rltrader.config import Config
 from rltrader.env import MarketData
+from rltrader.env.trading_env import EpisodeBounds
 from rltrader.env.vec_env import VecTradingEnv
 from rltrader.records import OriginalThroughput
 from rltrader.runtime.hooks import UpdateHook
@@ -46,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 DIRECTORY_VARIABLE = "RLTRADER_CALIBRATION_DIR"
 TIMED_ROLLOUTS = 4  # the first after a reset (slow), then the median of three steady ones
-TIMED_EPOCHS = 1
+SLOW_EPOCHS = 1  # the slow update after a reset is warmed and timed at this many epochs, then scaled
 
 
 def calibration_dir(config: Config) -> Path:
@@ -67,18 +73,25 @@ def machine_description() -> str:
 
 
 class _RolloutTimer(BaseCallback):
-    """Marks rollout starts and ends and update ends; one untimed update first warms the slow path (cold: 1.5x)."""
+    """Marks rollout starts and ends and update ends. After the first rollout (a reset), one untimed update warms
+    the slow path (cold: 1.5x) and the timed one runs ``SLOW_EPOCHS`` epochs: its per-timestep loop costs the
+    same each epoch (2.07 s for one, 7.9-8.7 s for four on the demo config), so it is scaled; the steady updates
+    run the model's own epochs, since scaling theirs would multiply their fixed costs too."""
 
     def __init__(self) -> None:
         super().__init__(verbose=0)
         self.marks: list[float] = []
+        self.epochs = 0
 
     def _on_rollout_start(self) -> None:
         self.marks.append(time.perf_counter())  # also the end of the previous update
+        if len(self.marks) == 4:  # the slow update is timed: back to the run's epochs
+            self.model.n_epochs = self.epochs
 
     def _on_rollout_end(self) -> None:
         self.marks.append(time.perf_counter())
         if len(self.marks) == 2:
+            self.epochs, self.model.n_epochs = self.model.n_epochs, SLOW_EPOCHS
             self.model.train()
             self.marks.append(time.perf_counter())
 
@@ -89,6 +102,15 @@ class _RolloutTimer(BaseCallback):
         self.marks.append(time.perf_counter())
 
 
+def episode_steps(bounds: EpisodeBounds) -> int | None:
+    """Steps between an account's resets in training: the episode length, or the longest stretch where that
+    is shorter; None where episodes run to the split's end from a random bar (lengths vary: not counted)."""
+    if bounds.episode_length is None:
+        return None
+    return min(bounds.episode_length, max(last - first for first, last in bounds.segments or ((bounds.first,
+                                                                                              bounds.last),)))
+
+
 def _key(config: Config, model: Any, observation_shape: tuple[int, ...], machine: str) -> str:
     training = config.training
     identity: dict[str, Any] = {
@@ -97,6 +119,7 @@ def _key(config: Config, model: Any, observation_shape: tuple[int, ...], machine
         "algorithm": training.algorithm, "policy": training.policy.model_dump(mode="json"),
         "n_envs": training.n_envs, "n_steps": training.n_steps, "batch_size": model.batch_size,
         "n_epochs": model.n_epochs, "observation": list(observation_shape),
+        "timed": "steady at the run's epochs",  # calibrations scaled wholly from one epoch (before 2026-12-07): again
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -112,32 +135,35 @@ def original_throughput(config: Config, market: MarketData,
         hook(model, 0)
     key = _key(config, model, env.observation_space.shape, machine := machine_description())
     path = calibration_dir(config) / f"{key}.json"
+    resets = {"n_steps": training.n_steps, "episode_steps": episode_steps(env.bounds)}
     if path.is_file():
         try:
-            return OriginalThroughput.model_validate_json(path.read_text(encoding="utf-8"))
+            return OriginalThroughput.model_validate_json(path.read_text(encoding="utf-8")).model_copy(update=resets)
         except (OSError, ValidationError):
             logger.warning("%s is unreadable; calibrating again", path)
     rollout = training.n_steps * training.n_envs
     engine = "stock sb3-contrib RecurrentPPO" if training.algorithm == "recurrent" else "stock stable-baselines3 PPO"
     logger.info("Timing %s for the speedup estimate (once per machine and config)", engine)
-    epochs, model.n_epochs = model.n_epochs, TIMED_EPOCHS
     timer = _RolloutTimer()
     model.learn(total_timesteps=TIMED_ROLLOUTS * rollout, callback=timer)
     start, collected, warmed, *later = timer.marks  # then a start and an end per rollout, and the last update's end
-    scale = epochs / TIMED_EPOCHS  # the update timed at one epoch, as the run's epochs
-    first = collected - start + scale * (later[0] - warmed)
-    steady = statistics.median(later[i + 1] - later[i] + scale * (later[i + 2] - later[i + 1])
+    # the warm-up is a second sample of the slow update (cold, yet within 10% of it): the faster of the two
+    slow_update = min(warmed - collected, later[0] - warmed) * model.n_epochs / SLOW_EPOCHS
+    first = collected - start + slow_update
+    steady = statistics.median(later[i + 1] - later[i] + later[i + 2] - later[i + 1]
                                for i in range(0, len(later) - 1, 2))
+    steady_update = statistics.median(later[i + 2] - later[i + 1] for i in range(0, len(later) - 1, 2))
     mode = next((applied for hook in mode_hooks if (applied := hook.applied_mode())), None)
     measured = OriginalThroughput(
         timesteps_per_second=round(rollout / steady, 1), first_update_extra_seconds=round(max(0.0, first - steady), 3),
-        engine=engine, timed_timesteps=rollout, batch_size=model.batch_size, n_epochs=epochs,
-        timed_epochs=TIMED_EPOCHS, torch_threads=torch.get_num_threads(), mode=mode, machine=machine,
-        calibrated_at=datetime.now(UTC).isoformat(timespec="seconds"), key=key)
+        reset_update_extra_seconds=round(max(0.0, slow_update - steady_update), 3),
+        engine=engine, timed_timesteps=rollout, batch_size=model.batch_size, n_epochs=model.n_epochs,
+        timed_epochs=SLOW_EPOCHS, torch_threads=torch.get_num_threads(), mode=mode, machine=machine,
+        calibrated_at=datetime.now(UTC).isoformat(timespec="seconds"), key=key, **resets)
     write_json(path, measured.to_json())
     logger.info("Original method here: %s timesteps/s, plus %.1f s per iteration for its first update (%s)",
                 f"{measured.timesteps_per_second:,.0f}", measured.first_update_extra_seconds, path)
     return measured
 
 
-__all__ = ["DIRECTORY_VARIABLE", "calibration_dir", "machine_description", "original_throughput"]
+__all__ = ["DIRECTORY_VARIABLE", "calibration_dir", "episode_steps", "machine_description", "original_throughput"]
