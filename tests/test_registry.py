@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -239,7 +240,10 @@ def test_kill_9_of_a_retrain_leaves_the_registry_and_the_champion_intact_and_the
              + code.replace("retrain(Retrain", "print(retrain(Retrain").replace(".to_spec())", ".to_spec()).version)"))
     resumed = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and resumed.stdout.strip().endswith("3"), resumed.stderr[-2000:]
-    assert "resumes from its checkpoint" in resumed.stderr  # the trainer's own line: not trained from scratch
+    # the trainer's own lines: not trained from scratch. Under load the kill can land after an iteration ended and
+    # before the next one's first checkpoint (the poll is 0.2 s): then it resumes at the next iteration
+    assert "resumes from its checkpoint" in resumed.stderr \
+        or re.search(r"Resuming \S+: [1-9]\d* of \d+ iterations already trained", resumed.stderr), resumed.stderr[-2000:]
 
 
 def test_a_first_retrain_on_a_file_too_short_is_one_line_before_prefect_and_writes_nothing(market, tmp_path, capsys):

@@ -161,7 +161,7 @@ def original_throughput(config: Config, market: MarketData,
         timed_epochs=SLOW_EPOCHS, torch_threads=torch.get_num_threads(), mode=mode, machine=machine,
         calibrated_at=datetime.now(UTC).isoformat(timespec="seconds"), key=key, **resets)
     write_json(path, measured.to_json())
-    logger.info("Original method here: %s timesteps/s, plus %.1f s per iteration for its first update (%s)",
+    logger.info("Original method here: %s timesteps/s, plus %.1f s for each rollout that holds a reset (%s)",
                 f"{measured.timesteps_per_second:,.0f}", measured.first_update_extra_seconds, path)
     return measured
 
