@@ -291,13 +291,15 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
         account.process(account.new_bars())
     # watched from the first bar on, calibrated on the champion's held-out returns
     assert len(calibrated) == 1 and calibrated[0] >= 50 and account.watch is not None
-    rung = len(account.alarms)
-    assert rung > 5 and {alarm["version"] for alarm in account.alarms} == {champion}
+    # one alarm, then the test on that champion pauses: the break is known (the detector would ring every few bars)
+    assert [alarm["version"] for alarm in account.alarms] == [champion]
+    assert account.watch_paused_by == {"version": champion, "since": account.alarms[0]["time"],
+                                       "change_time": account.alarms[0]["change_time"]}
     _write_rows(bars, 2800, data)
     account = open_paper_account(None, data, "watched", tmp_path, model="tod", registry_dir=work / "registry")
     with holding(account):
         account.process(account.new_bars())
-    assert len(account.alarms) > rung and len(calibrated) == 1  # no recalibration after an alarm
+    assert len(account.alarms) == 1 and len(calibrated) == 1  # still paused, no recalibration after an alarm
     first = account.alarms[0]
     assert first["time"] > "2024-05-20" and first["live_mean"] < first["expected_mean"] and first["registered"]
     # each alarm dates the break from the champion's held-out returns and its live ones up to the alarm's bar
@@ -323,6 +325,72 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     with holding(account):
         account.process(account.new_bars())
     assert len(open_registry(work / "registry", "tod").file.events) == events_before + 1
+
+
+def test_a_crossing_whose_dated_fall_shows_no_loss_is_not_an_alarm(two_versions, tmp_path, monkeypatch):
+    """A break-even test crosses on any run of losses; only a crossing whose fall, dated from all the champion's
+    returns, has a live mean below the tested centre is an alarm (told, able to send the account aside)."""
+    import rltrader.live.paper as paper
+    from rltrader.registry.breaks import BreakDetector
+
+    work, _, bars = two_versions
+    data = _write_rows(bars, 2800, tmp_path / "bars.csv")
+    # a hair trigger: every bar crosses, whatever it returned (the wiring is under test here)
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **_: BreakDetector(
+        mean=0.0, sd=0.001, k=-100.0, threshold=1e-9, null="break_even"))
+    events_before = len(open_registry(work / "registry", "tod").file.events)
+    account = open_paper_account(None, data, "hair", tmp_path, "2024-05-20 00:00", model="tod",
+                                 registry_dir=work / "registry", stand_aside=False)
+    with holding(account):
+        account.process(account.new_bars())
+    assert len(account.alarms) == 1 and account.alarms[0]["live_mean"] < 0.0  # the first borne out; then paused
+    assert len(account.unconfirmed) > 0 and all(crossing["live_mean"] >= 0.0 and not crossing["registered"]
+                                                and crossing["time"] < account.alarms[0]["time"]
+                                                for crossing in account.unconfirmed)
+    told = open_registry(work / "registry", "tod").file.events[events_before:]
+    assert len(told) == (1 if account.alarms else 0)
+    state = json.loads((tmp_path / "hair" / "state.json").read_text())
+    assert len(state["watch"]["unconfirmed"]) == len(account.unconfirmed) and len(state["alarms"]) == len(account.alarms)
+    assert paper_summary(account)["break_alarms"]["count"] == len(account.alarms)
+
+
+def test_a_paused_break_test_starts_again_when_a_retrain_requalifies_the_champion(two_versions, tmp_path,
+                                                                                    monkeypatch):
+    """After its alarm the test on a champion pauses; a retrain that kept the champion on held-out bars after the
+    fall, where it earned, restarts it, calibrated on the champion's returns there (break-even null)."""
+    import rltrader.live.paper as paper
+
+    work, _, bars = two_versions
+    _ringing_detector(monkeypatch)
+    calibrated: list[tuple[int, str | None]] = []
+    ringing = paper.calibrate
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **kwargs: calibrated.append(
+        (len(reference), kwargs.get("null"))) or ringing(reference, seed, **kwargs))
+    registry = open_registry(work / "registry", "tod")
+    compared = next(version for version in registry.file.versions if version.parent is not None)  # has "champion"
+    evidence: list[dict] = []
+    monkeypatch.setattr(paper, "requalifying_keep", lambda _registry, paused: evidence.append(paused) and None)
+    data = _write_rows(bars, 2700, tmp_path / "bars.csv")
+    account = open_paper_account(None, data, "requalified", tmp_path, "2024-05-20 00:00", model="tod",
+                                 registry_dir=work / "registry", stand_aside=False)
+    with holding(account):
+        account.process(account.new_bars())
+    assert len(account.alarms) == 1 and account.watch_paused_by is not None and len(calibrated) == 1
+    _write_rows(bars, 2750, data)
+    with holding(account):
+        account.process(account.new_bars())  # no evidence yet: still paused, asked with the alarm's record
+    assert len(account.alarms) == 1 and evidence and evidence[-1] == account.watch_paused_by
+    champion_returns = json.loads((registry.version_dir(compared.version) / "decision.json").read_text()
+                                  )["returns"]["champion"]
+    monkeypatch.setattr(paper, "requalifying_keep", lambda _registry, paused: compared)
+    _write_rows(bars, 2800, data)
+    with holding(account):
+        account.process(account.new_bars())
+    # watched again from the re-qualifying evidence, and the (ringing) test rings again on the new bars
+    assert calibrated[1:] == [(len(champion_returns), "break_even")]
+    assert len(account.alarms) == 2 and account.alarms[1]["time"] > account.alarms[0]["time"]
+    assert account.watch_paused_by == {"version": account.alarms[1]["version"], "since": account.alarms[1]["time"],
+                                       "change_time": account.alarms[1]["change_time"]}
 
 
 def test_after_a_break_alarm_the_challenger_trains_on_the_bars_since_the_break(market, tmp_path):
@@ -473,7 +541,8 @@ def test_an_account_standing_aside_goes_flat_after_the_alarm_as_if_bars_came_one
     with holding(through):
         through.process(through.new_bars())
     pd.testing.assert_frame_equal(through.ledger_frame().iloc[: alarm_row + 1], frame.iloc[: alarm_row + 1])
-    assert (through.ledger_frame()["units"].iloc[alarm_row + 2:] != 0).any() and len(through.alarms) > 1
+    assert (through.ledger_frame()["units"].iloc[alarm_row + 2:] != 0).any()
+    assert len(through.alarms) == 1 and through.watch_paused_by is not None  # trading through, the test pauses
     # alarms that do not find the champion losing leave it trading: the same ledger as without standing aside
     monkeypatch.setattr(stand_aside, "STAND_ASIDE_BELOW", -math.inf)
     mild = open_paper_account(None, data, "mild", tmp_path, start, model="tod", registry_dir=registry_dir,

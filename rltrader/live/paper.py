@@ -37,7 +37,13 @@ from rltrader.engine.kernels.accounts import OPEN_COLUMN, fill
 from rltrader.env.market import ACTION_NAMES, CLOSE_COLUMN, COST, SWAP_LONG, SWAP_SHORT
 from rltrader.errors import UserInputError
 from rltrader.live.bars import parse_bar_time, read_bar_file
-from rltrader.live.stand_aside import STAND_ASIDE_DEFAULT, evidence_to_resume, sends_aside, stand_aside_start
+from rltrader.live.stand_aside import (
+    STAND_ASIDE_DEFAULT,
+    evidence_to_resume,
+    requalifying_keep,
+    sends_aside,
+    stand_aside_start,
+)
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
 from rltrader.registry.breaks import REFERENCE_BARS, BreakDetector, calibrate, change_point, short_reference_rate
@@ -105,6 +111,8 @@ class PaperAccount:
         self.watch_full = False  # calibrated on REFERENCE_BARS bars (else on the held-out ones: is it losing?)
         self._held_out: tuple[int, np.ndarray] | None = None
         self.alarms: list[dict[str, Any]] = []
+        self.unconfirmed: list[dict[str, Any]] = []  # crossings the dated fall did not bear out (_watch_rows)
+        self.watch_paused_by: dict[str, Any] | None = None  # the alarm that paused the test (stand_aside_start's form)
         self.stand_aside_on_break = STAND_ASIDE_DEFAULT and follows is not None  # a stored account's setting wins
         self.standing_aside: dict[str, Any] | None = None  # while flat after an alarm: stand_aside_start's record
         self.stood_aside: list[dict[str, Any]] = []  # the periods stood aside that ended, with why
@@ -153,6 +161,8 @@ class PaperAccount:
         self.watch_monitor_row = int(watch.get("monitor_row", 0))
         self.watch_full = bool(watch.get("full", False))
         self.alarms = list(raw.get("alarms", []))
+        self.unconfirmed = list(watch.get("unconfirmed", []))
+        self.watch_paused_by = watch.get("paused_by")
         aside = raw.get("stand_aside") or {}  # absent in states written before standing aside
         self.stand_aside_on_break = bool(aside.get("on_break", False))
         self.standing_aside, self.stood_aside = aside.get("standing"), list(aside.get("periods", []))
@@ -191,7 +201,7 @@ class PaperAccount:
             "model_version": self.version, "switches": self.switches,
             "watch": {"detector": None if self.watch is None else self.watch.to_json(), "version": self.watch_version,
                       "start_row": self.watch_start_row, "monitor_row": self.watch_monitor_row,
-                      "full": self.watch_full},
+                      "full": self.watch_full, "unconfirmed": self.unconfirmed, "paused_by": self.watch_paused_by},
             "alarms": self.alarms,
             "stand_aside": {"on_break": self.stand_aside_on_break, "standing": self.standing_aside,
                             "periods": self.stood_aside},
@@ -259,20 +269,22 @@ class PaperAccount:
     def _snapshot(self) -> dict[str, Any]:
         """What :meth:`process` changes, to process a batch again (JSON-able copies)."""
         return json.loads(json.dumps({
-            "stream": self.stream.state(), "alarms": self.alarms,
+            "stream": self.stream.state(), "alarms": self.alarms, "unconfirmed": self.unconfirmed,
             "buy_and_hold": None if self.buy_and_hold is None else self.buy_and_hold.__dict__,
             "watch": None if self.watch is None else self.watch.to_json(),
-            "watch_full": self.watch_full, "watch_monitor_row": self.watch_monitor_row}))
+            "watch_full": self.watch_full, "watch_monitor_row": self.watch_monitor_row,
+            "watch_paused_by": self.watch_paused_by}))
 
     def _stand_aside_from(self, alarm: dict[str, Any], bars: BarArrays, snapshot: dict[str, Any],
                           before: int) -> StepBatch:
         """Process ``bars`` again from ``snapshot``: the champion's decisions up to ``alarm``'s bar, then flat
         orders; returns the batch of the bars stood aside (or of all bars when the alarm rang at the last)."""
         self.stream.restore(snapshot["stream"])
-        self.alarms = snapshot["alarms"]
+        self.alarms, self.unconfirmed = snapshot["alarms"], snapshot["unconfirmed"]
         self.buy_and_hold = None if snapshot["buy_and_hold"] is None else BuyAndHold(**snapshot["buy_and_hold"])
         self.watch = None if snapshot["watch"] is None else BreakDetector.from_json(snapshot["watch"])
         self.watch_full, self.watch_monitor_row = snapshot["watch_full"], snapshot["watch_monitor_row"]
+        self.watch_paused_by = snapshot["watch_paused_by"]
         for column in LEDGER_COLUMNS:
             del self.ledger[column][before:]
         stamp = int(np.datetime64(alarm["time"]).astype("datetime64[ns]").astype(np.int64))
@@ -307,8 +319,15 @@ class PaperAccount:
         test asks only whether it is losing (the break-even null: that window overstates what it earns live), at a
         stricter rate while they are fewer than the bars that show a strategy's swings; once
         :data:`~rltrader.registry.breaks.REFERENCE_BARS` of its returns are known, most of them live, it is held to
-        what it earned (:meth:`_watch_rows`), unless it raised an alarm before."""
-        if self.follows is None or self.version is None or self.watch_version == self.version:
+        what it earned (:meth:`_watch_rows`), unless it raised an alarm before.
+
+        After an alarm the test on that champion pauses (:meth:`_watch_rows`) until a retrain keeps it on held-out
+        bars from the dated fall on, where it earned (:func:`~rltrader.live.stand_aside.requalifying_keep`): then it
+        is watched again, calibrated on its returns there and asked whether it is losing."""
+        if self.follows is None or self.version is None:
+            return
+        if self.watch_version == self.version:
+            self._watch_again_on_evidence()
             return
         self.watch_version = self.version
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
@@ -316,6 +335,20 @@ class PaperAccount:
         self.watch_full = len(held_out) >= REFERENCE_BARS
         self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),
                                seed=self.watch_version, null="break_even")
+
+    def _watch_again_on_evidence(self) -> None:
+        """Restart a paused test once a retrain re-qualified its champion after the alarm (see :meth:`_start_watch`)."""
+        if self.watch_paused_by is None or self.follows is None:
+            return
+        keep = requalifying_keep(Registry(self.follows.dir.parent, self.follows.name), self.watch_paused_by)
+        if keep is None:
+            return
+        decision = json.loads((self.follows.version_dir(keep.version) / DECISION_FILE).read_text(encoding="utf-8"))
+        returns = np.asarray(decision["returns"]["champion"], dtype=np.float64)
+        self.watch = calibrate(returns, false_alarms_per_10k=short_reference_rate(len(returns)), seed=keep.version,
+                               null="break_even")
+        self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
+        self.watch_paused_by = None
 
     def _held_out_returns(self) -> np.ndarray:
         """The watched version's per-bar returns on the held-out window it was promoted on (read once per version:
@@ -335,18 +368,37 @@ class PaperAccount:
 
     def _watch_rows(self, before: int) -> None:
         """Feed the new ledger rows' returns to the break test; keep each alarm; calibrate again on the held-out and
-        the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang."""
-        if self.watch_version is None or self.follows is None or self.standing_aside is not None:
-            return  # standing aside, the account's returns are not the champion's
+        the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang.
+
+        A crossing is an alarm only when the fall it dates bears it out: the live mean since the change point
+        (:meth:`_date_change`) is below what the test holds the champion to (breaking even, or its promise). The
+        CUSUM crosses on a run of losses; on a break-free market a champion also has such runs inside stretches
+        that earned, where the change point finds no lower mean (a replay without a break rang three times in ten
+        days on a champion earning +0.5 to +1.0 bp per bar since the dated fall, against a break-even test). Such
+        a crossing is kept in ``unconfirmed``: not registered, not sent aside, not counted as an alarm.
+
+        After an alarm the test on that champion pauses: the break is known and its retrain is under way, and the
+        same test, restarted from zero, would ring again and again on a champion that earns less than it promised
+        (a replay without a break rang twice in two days on one). It resumes when a retrain re-qualifies the
+        champion (:meth:`_watch_again_on_evidence`), or a new champion is watched from scratch."""
+        if self.watch_version is None or self.follows is None or self.standing_aside is not None \
+                or self.watch_paused_by is not None:
+            return  # standing aside, the account's returns are not the champion's; paused, the break is known
         if self.watch is not None:
             first = max(before, self.watch_monitor_row, 1)
             self.watch.bars = first - self.watch_monitor_row  # rows the test saw since its calibration
             for alarm in self.watch.update(self._row_returns(first)):
                 row = self.watch_monitor_row + alarm.bar
                 change, live_mean = self._date_change(row)
-                self.alarms.append({**alarm.to_json(), "live_mean": live_mean, "time": self.ledger["time"][row],
-                                    "change_time": self.ledger["time"][change], "version": self.watch_version,
-                                    "registered": False})
+                record = {**alarm.to_json(), "live_mean": live_mean, "time": self.ledger["time"][row],
+                          "change_time": self.ledger["time"][change], "version": self.watch_version,
+                          "registered": False}
+                if live_mean >= alarm.expected_mean:
+                    self.unconfirmed.append(record)
+                    continue
+                self.alarms.append(record)
+                self.watch_paused_by = stand_aside_start(record)  # the break is known: no more alarms on it
+                break
         alarmed = any(alarm["version"] == self.watch_version for alarm in self.alarms)
         if self.watch_full or alarmed:
             return

@@ -17,7 +17,8 @@ Standing aside ends on evidence, never on a timer:
 - a new champion takes over (promoted on held-out bars after the break, or rolled back by hand): it trades;
 - a retrain kept the champion on a held-out window that starts at or after the break and ends after the alarm,
   where the champion earned (total return above zero): the alarm was false or the break has passed, so it trades
-  again.
+  again. The same evidence (:func:`requalifying_keep`) restarts the break test on that champion, paused since its
+  alarm, whether the account stood aside or traded through.
 
 While standing aside the model still decides at every close (its LSTM state runs on, seeing the flat position it
 holds); the ledger keeps its decisions and marks the bars stood aside.
@@ -29,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from rltrader.registry.store import Registry
+from rltrader.registry.store import ModelVersion, Registry
 
 STAND_ASIDE_DEFAULT = True
 """A new paper account following a model stands aside after an alarm unless told otherwise (``--stand_aside``)."""
@@ -52,11 +53,12 @@ def stand_aside_start(alarm: dict[str, Any]) -> dict[str, Any]:
     return {"version": alarm["version"], "since": alarm["time"], "change_time": alarm["change_time"]}
 
 
-def evidence_to_resume(registry: Registry, standing: dict[str, Any]) -> str | None:
-    """The reason to trade the same champion again (see the module docstring), or None.
+def requalifying_keep(registry: Registry, standing: dict[str, Any]) -> ModelVersion | None:
+    """The retrain that kept ``standing["version"]`` on a held-out window from the fall on and past the alarm,
+    where the champion earned: the evidence that the alarm was false or the break has passed (None without one).
 
     :param registry: the followed model's registry, as it is now
-    :param standing: :func:`stand_aside_start`'s record
+    :param standing: :func:`stand_aside_start`'s record of the alarm
     """
     change = pd.Timestamp(standing["change_time"])
     for version in reversed(registry.file.versions):
@@ -67,9 +69,23 @@ def evidence_to_resume(registry: Registry, standing: dict[str, Any]) -> str | No
             continue  # bars from before the fall began, or none after the alarm: not evidence against it
         earned = (version.figures.get("champion") or {}).get("total_return")
         if earned is not None and earned > 0:
-            return (f"v{standing['version']} earned {100 * earned:+.2f}% on the held-out bars {holdout.start} .. "
-                    f"{holdout.end} after the break, where retrain v{version.version} kept it: trading it again")
+            return version
     return None
 
 
-__all__ = ["STAND_ASIDE_BELOW", "STAND_ASIDE_DEFAULT", "evidence_to_resume", "sends_aside", "stand_aside_start"]
+def evidence_to_resume(registry: Registry, standing: dict[str, Any]) -> str | None:
+    """The reason to trade the same champion again (see the module docstring), or None.
+
+    :param registry: the followed model's registry, as it is now
+    :param standing: :func:`stand_aside_start`'s record
+    """
+    version = requalifying_keep(registry, standing)
+    if version is None:
+        return None
+    holdout, earned = version.windows["holdout"], version.figures["champion"]["total_return"]
+    return (f"v{standing['version']} earned {100 * earned:+.2f}% on the held-out bars {holdout.start} .. "
+            f"{holdout.end} after the break, where retrain v{version.version} kept it: trading it again")
+
+
+__all__ = ["STAND_ASIDE_BELOW", "STAND_ASIDE_DEFAULT", "evidence_to_resume", "requalifying_keep", "sends_aside",
+           "stand_aside_start"]

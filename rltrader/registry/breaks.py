@@ -35,7 +35,9 @@ live and not selected on (:data:`REFERENCE_BARS`), the champion is held to what 
 **When did it break?** The CUSUM's excursion start (Page's estimate) dates the change late under the
 break-even null: the statistic leaves zero for good only once the champion loses on balance, well after its
 edge went. :func:`change_point` dates it from all the champion's returns instead, its held-out window first:
-the split into a higher mean before and a lower one after that the returns favour most.
+the split into a higher mean before and a lower one after that the returns favour most. A paper account
+counts a crossing as an alarm only when the live mean since that date is below the centre the test holds the
+champion to (``rltrader/live/paper.py``): a run of losses inside a stretch that earned crosses too.
 """
 
 from __future__ import annotations
