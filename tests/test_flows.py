@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,19 @@ def test_pipeline_writes_results_and_artifacts(tmp_path, flow_cache):
     assert f"(data:image/png;base64,{validation_png})" in report and f"(data:image/png;base64,{test_png})" in report
     assert "equity.png)" not in report and str(run_dir / "report") in report
 
-    # the trainer's own log lines (rltrader logger, no Prefect import there) reach the run's logs
+    # the trainer's own log lines (rltrader logger, no Prefect import there) reach the run's logs. Prefect ships
+    # them in batches from a background worker, so under load the last ones can land after the flow returned: read
+    # until they are there (30 s at most), every page of them
+    deadline, messages = time.monotonic() + 30, []
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-    messages = [log.message for log in logs if log.name.startswith("rltrader")]
+        while not any(message.startswith("Iteration 1/2 [explore] done:") for message in messages) \
+                and time.monotonic() < deadline:
+            logs, offset = [], 0
+            while page := client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                    any_=[state.state_details.flow_run_id])), limit=200, offset=offset):
+                logs, offset = logs + page, offset + len(page)
+            messages = [log.message for log in logs if log.name.startswith("rltrader")]
+            time.sleep(0.5)
     assert any(message.startswith("Iteration 1/2 [explore] done:") for message in messages), messages[:5]
 
 
