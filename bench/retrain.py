@@ -198,6 +198,15 @@ def follow(bars: Any, first_row: int, switches: list[tuple[int, Any, str | None]
     return np.asarray(equity)
 
 
+def sharpe_text(entry: dict[str, Any], width: int = 0) -> str:
+    """``Sharpe [low, high]``, or why there is none: an account that never moved (flat throughout) has no spread."""
+    if entry["sharpe"] is None:
+        return "n/a (no spread: the account never moved)"
+    low, high = entry["sharpe_ci"]
+    interval = f"[{low:{width}.2f}, {high:{width}.2f}]" if low is not None else "[no interval]"
+    return f"{entry['sharpe']:{width}.2f} {interval}"
+
+
 def figures(equity: np.ndarray, bars_per_year: float) -> dict[str, Any]:
     """The registry's own figures of an equity curve, the interval under the bench's key ``sharpe_ci``."""
     from rltrader.retraining.scoring import equity_figures
@@ -282,9 +291,8 @@ def plot(out: Path, title: str, result: dict[str, Any]) -> None:
     for name, (label, color, width) in styles.items():
         curve = result["curves"][name]
         entry = result[name]
-        axis.plot(curve, label=f"{label}: {100 * entry['total_return']:+.1f}%, Sharpe {entry['sharpe']:.2f} "
-                               f"[{entry['sharpe_ci'][0]:.2f}, {entry['sharpe_ci'][1]:.2f}]", color=color,
-                  linewidth=width)
+        axis.plot(curve, label=f"{label}: {100 * entry['total_return']:+.1f}%, Sharpe {sharpe_text(entry)}",
+                  color=color, linewidth=width)
     axis.set_title(title)
     axis.set_xlabel(f"bars since {result['first_bar']}")
     axis.set_ylabel("paper equity")
@@ -351,7 +359,8 @@ def main() -> None:
     regime["oracle"] = figures(oracle_curve, regime["bars_per_year"])
     for name in ("never", "always", "gated"):
         regime[name]["edge_captured"] = regime[name]["total_return"] / oracle if oracle > 0 else None
-        regime[name]["sharpe_share"] = regime[name]["sharpe"] / regime["oracle"]["sharpe"]
+        regime[name]["sharpe_share"] = None if regime[name]["sharpe"] is None \
+            else regime[name]["sharpe"] / regime["oracle"]["sharpe"]
     regime["oracle_return"], regime["change_time"] = oracle, str(change_time(market))
     plot(args.figures / "retrain_regime.png", f"Regime change at {change_time(market)}: paper equity of three "
                                               "retraining policies (same costs)", regime)
@@ -363,10 +372,10 @@ def main() -> None:
         for name in ("never", "always", "gated", "buy_and_hold"):
             entry = result[name]
             edge = (f", edge captured {entry['edge_captured']:.2f} (Sharpe {entry['sharpe_share']:.2f} of the "
-                    "oracle's)" if entry.get("edge_captured") is not None else "")
-            print(f"  {name:<13} return {100 * entry['total_return']:+7.2f}%  Sharpe {entry['sharpe']:6.2f} "
-                  f"[{entry['sharpe_ci'][0]:6.2f}, {entry['sharpe_ci'][1]:6.2f}]  max drawdown "
-                  f"{100 * entry['max_drawdown']:5.2f}%{edge}")
+                    "oracle's)" if entry.get("edge_captured") is not None and entry.get("sharpe_share") is not None
+                    else "")
+            print(f"  {name:<13} return {100 * entry['total_return']:+7.2f}%  Sharpe {sharpe_text(entry, 6)}  "
+                  f"max drawdown {100 * entry['max_drawdown']:5.2f}%{edge}")
         print(f"  P(gated's mean return > never's) {result['p_gated_beats_never']:.3f}, > always's "
               f"{result['p_gated_beats_always']:.3f}; paper account vs replay: max equity difference "
               f"{result['paper_vs_replay_max_abs_equity_diff']:.3g}")
