@@ -49,9 +49,11 @@ from rltrader.features.preparation import preprocess  # noqa: E402
 OUT = ROOT / "bench" / "out" / "memory_probe"
 
 
+SCORE_EVERY = 250  # updates between two scorings of the probe on the test rows
+
 def probe(features: np.ndarray, target: np.ndarray, realized: np.ndarray, train: tuple[int, int],
           test: tuple[int, int], hidden: int, updates: int, seed: int = 0) -> list[float]:
-    """Test correlations (with ``realized``) of an LSTM regression on ``target``, every 250 updates."""
+    """Test correlations (with ``realized``) of an LSTM regression on ``target``, every ``SCORE_EVERY`` updates."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lstm, head = torch.nn.LSTM(features.shape[1], hidden, batch_first=True), torch.nn.Linear(hidden, 1)
@@ -66,7 +68,7 @@ def probe(features: np.ndarray, target: np.ndarray, realized: np.ndarray, train:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if update % 250 == 0:
+        if update % SCORE_EVERY == 0:
             with torch.no_grad():  # the test split run from 200 bars before it, so the state is warm
                 span = inputs[None, test[0] - 200:test[1] - 1]
                 predicted = head(lstm(span)[0]).squeeze(-1)[0, 200:].numpy()
@@ -83,6 +85,8 @@ def main() -> None:
                         help="features.move_patterns of the inputs: 0 (default) = the bar's own features, as the "
                              "first measurement; 4 = today's default features, the last 4 moves' patterns added")
     args = parser.parse_args()
+    if args.updates < SCORE_EVERY:
+        parser.error(f"--updates {args.updates}: the probe is scored every {SCORE_EVERY} updates; use at least that")
     torch.set_num_threads(1)
     shutil.rmtree(OUT, ignore_errors=True)
     config = load_config().with_overrides({"cache.dir": str(OUT / "cache")}, source="bench")
@@ -108,7 +112,7 @@ def main() -> None:
                 results.setdefault(kind, {}).setdefault(str(bars), {})[name] = {
                     "best": max(fractions), "last": fractions[-1]}
                 print(f"{kind:>15} {bars:>6,} bars, target {name:>8}: oracle's test correlation {oracle:.3f}; "
-                      f"LSTM {hidden} every 250 updates, fraction of it: {fractions}", flush=True)
+                      f"LSTM {hidden} every {SCORE_EVERY} updates, fraction of it: {fractions}", flush=True)
     print(json.dumps({"lstm_hidden_size": hidden, "updates": args.updates, "move_patterns": args.move_patterns,
                       "fraction_of_oracle": results}))
 

@@ -249,8 +249,10 @@ class PaperAccount:
         (:func:`~rltrader.live.stand_aside.sends_aside`), as it would had the bars come one at a time: a batch in
         which such an alarm rang is processed again from its start, up to the alarm's bar as the champion decided
         it, then standing aside (every step is deterministic, so the first part is the same)."""
-        self._start_watch()
-        self._resume_on_evidence()
+        waiting = self.follows is not None and (self.standing_aside is not None or self.watch_paused_by is not None)
+        registry = Registry(self.follows.dir.parent, self.follows.name) if waiting else None  # read once a step
+        self._start_watch(registry)
+        self._resume_on_evidence(registry)
         before = len(self.ledger["time"])
         armed = self.stand_aside_on_break and self.standing_aside is None and self.follows is not None
         snapshot = self._snapshot() if armed else None
@@ -300,11 +302,13 @@ class PaperAccount:
         self._append(rest, stood_aside=True)
         return rest
 
-    def _resume_on_evidence(self) -> None:
-        """Trade the champion again when a retrain after the alarm kept it on held-out bars where it earned."""
-        if self.standing_aside is None or self.follows is None:
+    def _resume_on_evidence(self, registry: Registry | None) -> None:
+        """Trade the champion again when a retrain after the alarm kept it on held-out bars where it earned.
+
+        :param registry: the followed registry as read for this step (None when nothing waits for evidence)"""
+        if self.standing_aside is None or registry is None:
             return
-        reason = evidence_to_resume(Registry(self.follows.dir.parent, self.follows.name), self.standing_aside)
+        reason = evidence_to_resume(registry, self.standing_aside)
         if reason is not None:
             self._end_standing_aside(reason)
 
@@ -314,7 +318,7 @@ class PaperAccount:
         self.stood_aside.append({**self.standing_aside, "until": until, "reason": reason})
         self.standing_aside = None
 
-    def _start_watch(self) -> None:
+    def _start_watch(self, registry: Registry | None = None) -> None:
         """A newly deciding champion is watched at once: calibrated on the held-out returns it was selected on, the
         test asks only whether it is losing (the break-even null: that window overstates what it earns live), at a
         stricter rate while they are fewer than the bars that show a strategy's swings; once
@@ -323,11 +327,14 @@ class PaperAccount:
 
         After an alarm the test on that champion pauses (:meth:`_watch_rows`) until a retrain keeps it on held-out
         bars from the dated fall on, where it earned (:func:`~rltrader.live.stand_aside.requalifying_keep`): then it
-        is watched again, calibrated on its returns there and asked whether it is losing."""
+        is watched again, calibrated on its returns there and asked whether it is losing.
+
+        :param registry: the followed registry as read for this step (None when nothing waits for evidence)"""
         if self.follows is None or self.version is None:
             return
         if self.watch_version == self.version:
-            self._watch_again_on_evidence()
+            if registry is not None:
+                self._watch_again_on_evidence(registry)
             return
         self.watch_version = self.version
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
@@ -336,15 +343,14 @@ class PaperAccount:
         self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),
                                seed=self.watch_version, null="break_even")
 
-    def _watch_again_on_evidence(self) -> None:
+    def _watch_again_on_evidence(self, registry: Registry) -> None:
         """Restart a paused test once a retrain re-qualified its champion after the alarm (see :meth:`_start_watch`)."""
-        if self.watch_paused_by is None or self.follows is None:
+        if self.watch_paused_by is None:
             return
-        keep = requalifying_keep(Registry(self.follows.dir.parent, self.follows.name), self.watch_paused_by)
+        keep = requalifying_keep(registry, self.watch_paused_by)
         if keep is None:
             return
-        decision = json.loads((self.follows.version_dir(keep.version) / DECISION_FILE).read_text(encoding="utf-8"))
-        returns = np.asarray(decision["returns"]["champion"], dtype=np.float64)
+        returns = self._decision_returns(keep.version, "champion")
         self.watch = calibrate(returns, false_alarms_per_10k=short_reference_rate(len(returns)), seed=keep.version,
                                null="break_even")
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
@@ -355,11 +361,16 @@ class PaperAccount:
         a followed file may bring a bar at a time)."""
         assert self.follows is not None and self.watch_version is not None
         if self._held_out is None or self._held_out[0] != self.watch_version:
-            decision = self.follows.version_dir(self.watch_version) / DECISION_FILE
-            returns = json.loads(decision.read_text(encoding="utf-8"))["returns"]["challenger"] \
-                if decision.is_file() else []
-            self._held_out = (self.watch_version, np.asarray(returns, dtype=np.float64))
+            self._held_out = (self.watch_version, self._decision_returns(self.watch_version, "challenger"))
         return self._held_out[1]
+
+    def _decision_returns(self, version: int, side: str) -> np.ndarray:
+        """Per-bar returns of ``side`` ("challenger" or "champion") on the held-out bars of retrain ``version``'s
+        decision (none where the version has no decision file)."""
+        assert self.follows is not None
+        decision = self.follows.version_dir(version) / DECISION_FILE
+        returns = json.loads(decision.read_text(encoding="utf-8"))["returns"][side] if decision.is_file() else []
+        return np.asarray(returns, dtype=np.float64)
 
     def _row_returns(self, first: int) -> np.ndarray:
         """The account's per-bar returns of ledger rows ``first ..`` (each over the row before it)."""

@@ -13,7 +13,8 @@ plus that extra for each such rollout. Updates
 are timed warm: the steady ones at the run's epochs (an update timed at one epoch and scaled
 multiplied its fixed costs too), the slow one at one epoch and scaled (its per-timestep loop
 costs the same each epoch). Resets after a drawdown and the original's validations are not
-counted, so the estimate errs low (5% against a measured demo run: ``bench/README.md``). Cached in
+counted: against measured demo iterations the estimate came to 0.89-1.01 of them
+(``bench/speedup_estimate.py``). Cached in
 ``<cache.dir>/calibration/<key>.json`` (or ``$RLTRADER_CALIBRATION_DIR``).
 """
 
