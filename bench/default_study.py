@@ -171,8 +171,9 @@ def main() -> None:
         files.append(path)
     config = study_config(OUT / "study.yaml", pinned)  # the confirm runs read it too
     started = time.perf_counter()
-    command = [sys.executable, "-m", "rltrader", "tune", "--data_path", str(files[0]), "--more_data",
-               *map(str, files[1:]), "--config", str(config), "--name", args.name, "--trials", str(args.trials),
+    more = ["--more_data", *map(str, files[1:])] if len(files) > 1 else []  # one kind: no more files
+    command = [sys.executable, "-m", "rltrader", "tune", "--data_path", str(files[0]), *more, "--config", str(config),
+               "--name", args.name, "--trials", str(args.trials),
                "--workers", str(args.workers), "--results_dir", str(OUT / "results"),
                "--cache_dir", str(OUT / "cache")]
     if not args.confirm_only:
