@@ -183,8 +183,15 @@ def train_config(name: str, base: Config, seed: int, data: Path) -> dict[str, An
     return {"curve": recorder.curve, "seconds": round(summary.total_time_seconds - recorder.look_seconds, 1),
             "seconds_with_test_looks": round(summary.total_time_seconds, 1),
             "timesteps": summary.total_timesteps,
-            "test_sharpe": summary.test.agent.get("sharpe"), "test_edge": summary.test.agent.get("edge_captured"),
+            **final_test(summary.test.agent.get("sharpe"), summary.test.agent.get("edge_captured")),
             "oracle_test_sharpe": summary.test.oracle["sharpe"]}
+
+
+def final_test(sharpe: float | None, edge: float | None) -> dict[str, Any]:
+    """A run's test figures for the tables: a model that never trades on test has no Sharpe (its account never
+    moved) and captures nothing of the oracle's, so it counts as 0 of both; ``test_traded`` says which it was."""
+    return {"test_sharpe": 0.0 if sharpe is None else sharpe, "test_edge": 0.0 if edge is None else edge,
+            "test_traded": sharpe is not None}
 
 
 def train_plain_ppo(base: Config, seed: int, data: Path, seconds: float) -> dict[str, Any]:
@@ -212,8 +219,7 @@ def train_plain_ppo(base: Config, seed: int, data: Path, seconds: float) -> dict
                       **look(model, market, config, oracle)})
     final = curve[-1]
     return {"curve": curve, "seconds": round(time.perf_counter() - started, 1), "timesteps": int(model.num_timesteps),
-            "test_sharpe": final["test_sharpe"], "test_edge": final["test_edge"],
-            "oracle_test_sharpe": oracle["test"]["sharpe"]}
+            **final_test(final["test_sharpe"], final["test_edge"]), "oracle_test_sharpe": oracle["test"]["sharpe"]}
 
 
 def plot(market: str, results: dict[str, dict[int, dict[str, Any]]], target: Path) -> None:
