@@ -51,6 +51,7 @@ OUT = ROOT / "bench" / "out" / "memory_probe"
 
 SCORE_EVERY = 250  # updates between two scorings of the probe on the test rows
 
+
 def probe(features: np.ndarray, target: np.ndarray, realized: np.ndarray, train: tuple[int, int],
           test: tuple[int, int], hidden: int, updates: int, seed: int = 0) -> list[float]:
     """Test correlations (with ``realized``) of an LSTM regression on ``target``, every ``SCORE_EVERY`` updates."""
