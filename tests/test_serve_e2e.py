@@ -66,6 +66,19 @@ def _browser(url: str, profile: Path, *options: str) -> str:
     return out
 
 
+def _rendered_dom(url: str, profile: Path, *texts: str, tries: int = 3) -> str:
+    """The DOM of ``url`` once it holds every one of ``texts`` (at most ``tries`` loads; the last DOM otherwise).
+
+    The UI fetches an artifact from the API after its shell loads; Chromium's virtual time does not wait for a real
+    request, so on a loaded machine (CI beside other work) a dump can hold the empty shell: load it again."""
+    dom = ""
+    for _ in range(tries):
+        dom = _browser(url, profile, "--dump-dom")
+        if all(text in dom for text in texts):
+            break
+    return dom
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -200,7 +213,7 @@ def test_train_ppo_runs_from_the_ui_and_publishes_artifacts(served):
     # in the browser: the summary artifact shows the test split's equity picture, not a link to a file
     [summary_artifact] = [artifact for artifact in artifacts if artifact.key == "training-summary"]
     page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{summary_artifact.id}"
-    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    dom = _rendered_dom(page, served.root / "chromium", '<img src="data:image/png;base64,', "Best model vs buy-and-hold")
     assert '<img src="data:image/png;base64,' in dom and "Best model vs buy-and-hold" in dom
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _browser(page, served.root / "chromium", "--window-size=1500,2200",
@@ -309,7 +322,8 @@ def test_paper_trade_runs_from_the_ui_and_shows_its_account_picture(served):
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
     [artifact] = [artifact for artifact in artifacts if artifact.key == "paper-ui"]
     page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{artifact.id}"
-    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    dom = _rendered_dom(page, served.root / "chromium", '<img src="data:image/png;base64,', "Paper account",
+                        "buy and hold")
     assert '<img src="data:image/png;base64,' in dom and "Paper account" in dom and "buy and hold" in dom
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _browser(page, served.root / "chromium", "--window-size=1500,1400",
@@ -349,7 +363,8 @@ def test_retrain_runs_from_the_ui_and_its_decision_is_readable_there(served):
     table = json.loads(by_key["registry-ui-model"].data)
     assert [row["version"] for row in table] == [2, 1] and table[0]["decision"] in ("promote", "keep")
     page = f"{served.api_url.removesuffix('/api')}/artifacts/artifact/{by_key['retrain-ui-model'].id}"
-    dom = _browser(page, served.root / "chromium", "--dump-dom")
+    dom = _rendered_dom(page, served.root / "chromium", "Retrain of", "P(challenger better)", "Newey-West",
+                        "buy and hold")
     assert "Retrain of" in dom and "P(challenger better)" in dom and "Newey-West" in dom and "buy and hold" in dom
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _browser(page, served.root / "chromium", "--window-size=1500,1200",
