@@ -31,10 +31,10 @@ model scored once on test.
 
 Usage: .venv/bin/python bench/learning_curves.py [--configs default feedforward_profile before_study plain_ppo]
        [--seeds 42 1042 2042] [--markets momentum time_of_day ...] [--workers 2]
-       [--set features.move_patterns=0 ...] [--market_set sequence_bars=5 seed=7 ...] [--policy_skip]
-``--set`` overrides configs/default.yaml under every config; ``--market_set`` changes every market's generator
-(``rltrader synth``'s options): a variant of a kind that no study and no default saw. ``--policy_skip`` is a
-diagnostic: the recurrent policy's heads read the observation beside the LSTM's output (``bench/policy_skip.py``).
+       [--set features.move_patterns=0 ...] [--market_set sequence_bars=5 seed=7 ...]
+``--set`` overrides configs/default.yaml under every config (``--set training.policy.observation_skip=false``:
+the recurrent policy before its heads read the observation); ``--market_set`` changes every market's generator
+(``rltrader synth``'s options): a variant of a kind that no study and no default saw.
 Writes bench/out/learning_curves/{curves.json, <market>.png}. Last line: one JSON object with
 markets, configs, seeds, held_out_kinds, memory_kinds, edge_captured_test and seconds (per config, per
 market, one value per seed), and sharpe_fraction_of_oracle_test the same way.
@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -262,9 +261,6 @@ def plot(market: str, results: dict[str, dict[int, dict[str, Any]]], target: Pat
     plt.close(figure)
 
 
-POLICY_SKIP_ENV = "RLTRADER_BENCH_POLICY_SKIP"
-"""Set by ``--policy_skip`` for the spawned workers, which install :mod:`bench.policy_skip` before training."""
-
 Job = tuple[str, str, int, str, float | None, str | None, dict[str, Any]]
 """``(market, config, seed, data file, plain_ppo seconds, profile, overrides applied to every config)``."""
 
@@ -272,10 +268,6 @@ Job = tuple[str, str, int, str, float | None, str | None, dict[str, Any]]
 def run_one(job: Job) -> tuple[str, str, int, dict[str, Any]]:
     """One run in a worker process."""
     kind, name, seed, data, seconds, profile, overrides = job
-    if os.environ.get(POLICY_SKIP_ENV) == "1":
-        from bench import policy_skip
-
-        policy_skip.install()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message="Mean of empty slice")
     base = load_config().with_profile(profile).with_overrides(
@@ -328,17 +320,8 @@ def main() -> None:
     parser.add_argument("--market_set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="generator settings of every market (rltrader synth's options, e.g. sequence_bars=4 "
                              "seed=7): variants of a kind no study saw")
-    parser.add_argument("--policy_skip", action="store_true",
-                        help="diagnostic: the recurrent policy's heads also read the bar's observation (a skip around "
-                             "the LSTM; bench/policy_skip.py), on stock sb3-contrib with the fast engine and evaluator "
-                             "off")
     args = parser.parse_args()
     overrides = parse_overrides(parser, args.overrides)
-    if args.policy_skip:  # the workers (spawned: they inherit the environment) install the diagnostic policy
-        from bench.policy_skip import OVERRIDES
-
-        overrides |= OVERRIDES
-        os.environ[POLICY_SKIP_ENV] = "1"
     market_settings = parse_overrides(parser, args.market_set)
     if "plain_ppo" in args.configs and "default" not in args.configs:
         parser.error("plain_ppo trains for the default config's wall time: list default too")
@@ -400,7 +383,6 @@ def main() -> None:
         "memory_kinds": [kind for kind in args.markets if kind in MEMORY_KINDS],
         "overrides": overrides,
         "market_settings": market_settings,
-        "policy_skip": args.policy_skip,
         "edge_captured_test": {name: {kind: per_seed(kind, name, "test_edge") for kind in args.markets}
                                for name in args.configs},
         "sharpe_fraction_of_oracle_test": {name: {kind: sharpe_fraction(kind, name) for kind in args.markets}

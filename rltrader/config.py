@@ -239,6 +239,16 @@ class PolicyConfig(_Strict):
     net_arch_vf: list[int] = Field([64, 64], description="Hidden layers of the critic (after the LSTM if recurrent).")
     activation: Literal["tanh", "relu"] = "tanh"
     enable_critic_lstm: bool = Field(True, description="The critic has its own LSTM (sb3-contrib default).")
+    observation_skip: bool = Field(
+        True, description="Recurrent: the actor's and critic's MLPs read the observation beside the LSTM's output "
+                          "(a skip connection around the LSTM); off, they read the LSTM's output only (stock "
+                          "MlpLstmPolicy). Needs enable_critic_lstm.")
+
+    @model_validator(mode="after")
+    def _skip_needs_a_critic_lstm(self) -> PolicyConfig:
+        if self.observation_skip and not self.enable_critic_lstm:
+            raise ValueError("observation_skip needs enable_critic_lstm: true (or set observation_skip: false)")
+        return self
 
 
 class PhaseConfig(_Strict):
@@ -629,17 +639,40 @@ class Config(_Strict):
 ADDED_SINCE: dict[str, dict[str, Any]] = {
     "features": {"calendar_harmonics": 1, "signed_volume": False, "signed_volume_lags": 0, "move_patterns": 0},
     "env": {"risk_aversion": 0.0},
-    "training": {"early_stopping_smoothing": 1.0},
+    "training": {"early_stopping_smoothing": 1.0, "policy": {"observation_skip": False}},
 }
-"""Keys added since bundles were first written (the learning study of issue 37; ``move_patterns``, issue 47),
+"""Keys added since bundles were first written (the learning study of issue 37; ``move_patterns`` and the
+recurrent policy's ``observation_skip``, issue 47),
 per section, with the value that reproduces what a bundle or run written without them computed: bundles and
 run fingerprints saved before are read with these, so an old bundle keeps its 18 (or 27) features and an old
 run resumes only under the settings it trained with."""
 
 
 def as_written_before(section: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A section of a bundle or run record written before :data:`ADDED_SINCE`'s keys, completed with them."""
-    return {**ADDED_SINCE.get(section, {}), **raw}
+    """A section of a bundle or run record written before :data:`ADDED_SINCE`'s keys, completed with them
+    (nested sections key by key: a written ``training.policy`` keeps its keys and gains the missing ones)."""
+    return _completed(ADDED_SINCE.get(section, {}), raw)
+
+
+def _completed(added: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with ``added``'s keys it lacks, recursing where both hold a mapping."""
+    merged = {**added, **raw}
+    for key, value in added.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            merged[key] = _completed(value, raw[key])
+    return merged
+
+
+def added_since_overrides() -> dict[str, Any]:
+    """:data:`ADDED_SINCE` as dotted overrides (``training.policy.observation_skip``): the settings that
+    reproduce a run written before those keys existed."""
+    def flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            out.update(flat(f"{prefix}{key}.", value) if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    return flat("", ADDED_SINCE)
 
 
 def _has_child(node: Any, part: str) -> bool:

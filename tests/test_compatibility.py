@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from rltrader.app.cli import main
-from rltrader.config import ADDED_SINCE, load_config, parse_config
+from rltrader.config import ADDED_SINCE, added_since_overrides, load_config, parse_config
 from rltrader.errors import UserInputError
 from rltrader.records import RunSummary
 from rltrader.training.run_state import STATE_VERSION, RunState
@@ -27,7 +27,7 @@ from rltrader.training.trainer import Trainer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "state_v1"
 AS_BEFORE_THE_STUDY = {
-    **{f"{section}.{key}": value for section, keys in ADDED_SINCE.items() for key, value in keys.items()},
+    **added_since_overrides(),
     # the defaults the study changed (issue 37), as the fixture's run trained with them
     "training.algorithm": "recurrent", "env.reward_scale": 100.0, "training.learning_rate": 0.0003,
     "training.gamma": 0.99, "training.gae_lambda": 0.95, "training.ent_coef": 0.01,

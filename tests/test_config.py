@@ -62,4 +62,8 @@ def test_bundles_and_runs_written_before_the_learning_study_read_as_they_were_wr
     assert EnvConfig.model_validate(as_written_before("env", {})).risk_aversion == 0.0
     assert as_written_before("features", {"calendar_harmonics": 2})["calendar_harmonics"] == 2  # written: kept
     completed = settings_as_trained({"training": {"algorithm": "recurrent"}, "features": {}, "env": {"sizing": "units"}})
-    assert all(completed[section][key] == value for section, keys in ADDED_SINCE.items() for key, value in keys.items())
+    assert all(completed[section][key] == value for section, keys in ADDED_SINCE.items() for key, value in keys.items()
+               if not isinstance(value, dict))
+    # nested keys complete key by key: a written policy keeps its sizes and reads as having had no skip
+    written = settings_as_trained({"training": {"policy": {"lstm_hidden_size": 32}}})["training"]["policy"]
+    assert written == {"lstm_hidden_size": 32, "observation_skip": False}

@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rltrader.engine import SEQUENCE_LENGTHS, FusedLstmPolicy, FusedRecurrentPPO, SequenceLengthRolloutBuffer, policies
 from rltrader.engine.packed_lstm import PackedLayout, joined_towers, packed_lstm_passes
-from rltrader.engine.policies import single_step
+from rltrader.engine.policies import ObservationSkipPolicy, single_step
 from rltrader.env import VecTradingEnv
 
 POLICY_KWARGS = {"lstm_hidden_size": 32, "net_arch": {"pi": [32], "vf": [32]}}
@@ -31,9 +31,9 @@ def short_episode_env(prepared_sample, prepared_market):
 
 
 def _model(policy, env, seed=3, **kwargs):
-    algorithm = RecurrentPPO if policy == "MlpLstmPolicy" else FusedRecurrentPPO
-    return algorithm(policy, env, n_steps=64, batch_size=64, n_epochs=2, seed=seed, device="cpu",
-                        policy_kwargs=POLICY_KWARGS, **kwargs)
+    algorithm = FusedRecurrentPPO if policy is FusedLstmPolicy else RecurrentPPO
+    kwargs = {"policy_kwargs": POLICY_KWARGS, **kwargs}
+    return algorithm(policy, env, n_steps=64, batch_size=64, n_epochs=2, seed=seed, device="cpu", **kwargs)
 
 
 def _relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -156,6 +156,41 @@ def test_the_compiled_recurrence_equals_nn_lstm_sequence_by_sequence(num_layers,
     assert layout.pad(results[0][0]).abs().sum(1).eq(0).sum() == n_seq * max_length - lengths.sum()
 
 
+@pytest.mark.parametrize("lstm_threads", [1, 2])
+def test_with_the_observation_skip_the_update_gives_the_stock_outputs_and_gradients(filled_buffer, lstm_threads):
+    """The skip on the engine's update paths (packed LSTM passes, threaded towers) against sb3-contrib's
+    own ``evaluate_actions`` on :class:`ObservationSkipPolicy`: within 1e-5 relative."""
+    kwargs = {**POLICY_KWARGS, "observation_skip": True}
+    stock = ObservationSkipPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                                  **kwargs)
+    fused = FusedLstmPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3, **kwargs)
+    fused.load_state_dict(stock.state_dict())
+    fused.lstm_threads = lstm_threads
+    features = filled_buffer.observation_space.shape[0]
+    assert stock.mlp_extractor.policy_net[0].in_features == 32 + features  # [LSTM output | observation]
+    compared = 0
+    for batch in _engine_view(filled_buffer.rollout_buffer).get(64):
+        mask = batch.mask > 0
+        outputs = []
+        for policy in (stock, fused):
+            policy.zero_grad()
+            values, log_prob, entropy = policy.evaluate_actions(
+                batch.observations, batch.actions.long().flatten(), batch.lstm_states, batch.episode_starts)
+            (_masked(values, mask).sum() + _masked(log_prob, mask).sum() + _masked(entropy, mask).sum()).backward()
+            outputs.append([_masked(values, mask), _masked(log_prob, mask), _masked(entropy, mask),
+                            *(p.grad.clone() for p in policy.parameters())])
+        for ours, theirs in zip(outputs[1], outputs[0], strict=True):
+            assert _relative_error(ours, theirs) < 1e-5
+        compared += 1
+    assert compared >= 4
+
+
+def test_the_observation_skip_needs_a_critic_lstm(filled_buffer):
+    with pytest.raises(ValueError, match="observation_skip needs a critic LSTM"):
+        ObservationSkipPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                              enable_critic_lstm=False, observation_skip=True, **POLICY_KWARGS)
+
+
 def test_a_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffer):
     """Same random stream, same numbers, bit for bit: actions, values, log-probabilities, states."""
     policy = filled_buffer.policy.__class__  # stock class, for the stock method
@@ -181,13 +216,16 @@ def test_a_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffe
     POLICY_KWARGS,
     {"lstm_hidden_size": 18, "n_lstm_layers": 2, "net_arch": {"pi": [16, 8], "vf": []},
      "activation_fn": torch.nn.ReLU},
+    {**POLICY_KWARGS, "observation_skip": True},
+    {"lstm_hidden_size": 18, "n_lstm_layers": 2, "net_arch": {"pi": [], "vf": [8]}, "observation_skip": True},
 ])
 def test_the_compiled_rollout_step_draws_the_same_actions_as_the_stock_forward(filled_buffer, policy_kwargs,
                                                                               monkeypatch):
     """Same random stream, same actions; values, log-probabilities and states to float32 rounding
-    (within 1e-5 relative, as the update's outputs: the kernel sums in a different order)."""
-    stock = RecurrentActorCriticPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
-                                       **policy_kwargs)
+    (within 1e-5 relative, as the update's outputs: the kernel sums in a different order). With the
+    observation skip the stock forward is sb3-contrib's, on :class:`ObservationSkipPolicy`."""
+    stock = ObservationSkipPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
+                                  **policy_kwargs)
     fused = FusedLstmPolicy(filled_buffer.observation_space, filled_buffer.action_space, lambda _: 1e-3,
                             **policy_kwargs)
     fused.load_state_dict(stock.state_dict())
@@ -250,7 +288,7 @@ def test_in_double_precision_the_sequence_pass_is_the_same_computation(filled_bu
         starts = batch.episode_starts.double()
         setattr(starts, SEQUENCE_LENGTHS, lengths)
         results = []
-        for process in (RecurrentActorCriticPolicy._process_sequence, FusedLstmPolicy._process_sequence):
+        for process in (RecurrentActorCriticPolicy._process_sequence, FusedLstmPolicy._lstm_sequence):
             lstm = stock.policy.lstm_actor.double()
             lstm.zero_grad()
             output, _ = process(features, states, starts, lstm)
@@ -284,12 +322,12 @@ def test_a_start_inside_a_sequence_falls_back_to_the_stock_loop(monkeypatch):
     stock_process = RecurrentActorCriticPolicy._process_sequence
     monkeypatch.setattr(policies.RecurrentActorCriticPolicy, "_process_sequence",
                         staticmethod(lambda *a: calls.append(1) or stock_process(*a)))
-    ours, _ = FusedLstmPolicy._process_sequence(features, states, starts.reshape(-1), lstm)
+    ours, _ = FusedLstmPolicy._lstm_sequence(features, states, starts.reshape(-1), lstm)
     assert calls == [1]
     expected, _ = stock_process(features, states, starts.reshape(-1), lstm)
     torch.testing.assert_close(ours, expected)
     starts[1, 4], starts[2, 0] = 0.0, 1.0  # only at a sequence head: the fused path, same numbers
-    ours, _ = FusedLstmPolicy._process_sequence(features, states, starts.reshape(-1), lstm)
+    ours, _ = FusedLstmPolicy._lstm_sequence(features, states, starts.reshape(-1), lstm)
     assert calls == [1]
     torch.testing.assert_close(ours, stock_process(features, states, starts.reshape(-1), lstm)[0], rtol=1e-5, atol=1e-6)
 
@@ -307,11 +345,15 @@ class _Losses(BaseCallback):
             self.losses.append(self.model.logger.name_to_value["train/loss"])
 
 
-def test_seeded_training_gives_the_same_losses_and_saves_a_stock_loadable_model(short_episode_env, tmp_path):
+@pytest.mark.parametrize("skip", [False, True])
+def test_seeded_training_gives_the_same_losses_and_saves_a_stock_loadable_model(short_episode_env, tmp_path, skip):
+    """The engine trains what sb3-contrib's loop trains (``MlpLstmPolicy``, or with the observation skip
+    :class:`ObservationSkipPolicy`), and its zip loads in stock ``RecurrentPPO`` with the skip intact."""
     losses = []
     torch_threads = torch.get_num_threads()
-    for policy in ("MlpLstmPolicy", FusedLstmPolicy):
-        model = _model(policy, short_episode_env(), seed=11)
+    extra = {"policy_kwargs": {**POLICY_KWARGS, "observation_skip": True}} if skip else {}
+    for policy in (ObservationSkipPolicy if skip else "MlpLstmPolicy", FusedLstmPolicy):
+        model = _model(policy, short_episode_env(), seed=11, **extra)
         recorder = _Losses()
         model.learn(1024, callback=recorder)
         losses.append(recorder.losses + [model.logger.name_to_value["train/loss"]])
@@ -322,9 +364,11 @@ def test_seeded_training_gives_the_same_losses_and_saves_a_stock_loadable_model(
     assert model.policy.optimizer.defaults["fused"] is True
 
     model.save(tmp_path / "fused.zip")
-    assert isinstance(RecurrentPPO.load(tmp_path / "fused.zip", device="cpu").policy, FusedLstmPolicy)
+    loaded = RecurrentPPO.load(tmp_path / "fused.zip", device="cpu").policy
+    assert isinstance(loaded, FusedLstmPolicy) and loaded.observation_skip is skip
     stock = RecurrentPPO.load(tmp_path / "fused.zip", device="cpu",
-                              custom_objects={"policy_class": RecurrentActorCriticPolicy})
+                              custom_objects={"policy_class": ObservationSkipPolicy if skip
+                                              else RecurrentActorCriticPolicy})
     obs = short_episode_env().reset()
     starts = torch.ones(4).numpy().astype(bool)
     ours = model.predict(obs, episode_start=starts, deterministic=True)[0]

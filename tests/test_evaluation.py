@@ -34,7 +34,27 @@ def trained_models(prepared_market, prepared_sample):
     return models
 
 
-def test_fast_and_reference_evaluators_agree_on_trained_models(trained_models, prepared_market, config):
+@pytest.fixture(scope="module")
+def trained_skip_models(prepared_market, prepared_sample):
+    """Two small models of the default recurrent policy (the heads read the observation beside the LSTM),
+    trained on the engine after a few updates."""
+    from rltrader.engine import FusedLstmPolicy, FusedRecurrentPPO
+
+    _, config = prepared_sample
+    models = []
+    for seed in (0, 1):
+        env = VecTradingEnv(prepared_market, "train", config.env, num_envs=4)
+        model = FusedRecurrentPPO(FusedLstmPolicy, env, n_steps=64, batch_size=128, n_epochs=2, seed=seed,
+                                  device="cpu", policy_kwargs={"lstm_hidden_size": 32, "net_arch": [32, 32],
+                                                               "observation_skip": True})
+        model.learn(512)
+        models.append(model)
+    return models
+
+
+@pytest.mark.parametrize("models", ["trained_models", "trained_skip_models"])
+def test_fast_and_reference_evaluators_agree_on_trained_models(models, prepared_market, config, request):
+    trained_models = request.getfixturevalue(models)
     for split in ("validation", "test"):
         reference = [reference_actions(model, prepared_market, split, config.env) for model in trained_models]
         batched = fast_actions(trained_models, prepared_market, split, config.env)
@@ -50,17 +70,23 @@ def test_fast_and_reference_evaluators_agree_on_trained_models(trained_models, p
     {"lstm_hidden_size": 8, "n_lstm_layers": 2, "net_arch": [8], "activation_fn": "ReLU"},
     {"lstm_hidden_size": 16, "n_lstm_layers": 3, "net_arch": [], "activation_fn": "Tanh"},
     {"lstm_hidden_size": 12, "n_lstm_layers": 1, "net_arch": [16, 4, 8], "activation_fn": "Tanh"},
-], ids=["2-layers-relu", "3-layers-no-mlp", "uneven-mlp"])
+    {"lstm_hidden_size": 8, "n_lstm_layers": 2, "net_arch": [8], "activation_fn": "ReLU", "observation_skip": True},
+    {"lstm_hidden_size": 12, "n_lstm_layers": 1, "net_arch": [16, 4, 8], "activation_fn": "Tanh",
+     "observation_skip": True},
+], ids=["2-layers-relu", "3-layers-no-mlp", "uneven-mlp", "skip-2-layers-relu", "skip-uneven-mlp"])
 def test_fast_evaluator_supports_other_architectures(prepared_market, config, policy_kwargs):
     import torch
     from sb3_contrib import RecurrentPPO
     from torch import nn
 
+    from rltrader.engine.policies import ObservationSkipPolicy
+
     kwargs = dict(policy_kwargs, activation_fn=getattr(nn, policy_kwargs["activation_fn"]))
+    policy = ObservationSkipPolicy if kwargs.get("observation_skip") else "MlpLstmPolicy"
     env_config = config.env.model_copy(update={"window_size": 32})  # a long window: its projection is split off
     env = TradingEnv(prepared_market, "train", env_config)
     for seed in range(3, 13):  # the first initialization whose policy switches actions on validation
-        model = RecurrentPPO("MlpLstmPolicy", env, seed=seed, device="cpu", policy_kwargs=kwargs)
+        model = RecurrentPPO(policy, env, seed=seed, device="cpu", policy_kwargs=kwargs)
         with torch.no_grad():  # SB3 initializes the action net near zero; widen the logits so actions vary
             model.policy.action_net.weight.mul_(100.0)
         reference = reference_actions(model, prepared_market, "validation", env_config)

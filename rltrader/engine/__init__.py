@@ -45,6 +45,12 @@ what the engine does instead:
    the kernel does not cover, the step is torch's, without the distribution objects (the
    same numbers as stock, bit for bit).
 
+The policy may also give its heads a skip connection around the LSTM (``observation_skip``, on
+by default through ``training.policy``): the actor's and critic's MLPs then read ``[LSTM output |
+observation]``. Every path above carries it: the update appends the packed observations to the
+packed LSTM outputs, and the rollout kernel takes the heads' observation columns into its one
+product. On the stock loop the same policy is :class:`~.policies.ObservationSkipPolicy`.
+
 The algorithm is sb3-contrib's, untouched: same minibatches, same losses, same updates.
 The outputs agree with the stock policy to float rounding (``tests/test_engine.py``); a
 saved model is an ordinary ``RecurrentPPO`` zip that stock ``RecurrentPPO.load`` reads.

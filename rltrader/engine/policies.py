@@ -2,6 +2,13 @@
 
 What :class:`FusedLstmPolicy` does differently, and why, is listed in :mod:`rltrader.engine`;
 the outputs agree with the stock policy to float rounding (``tests/test_engine.py``).
+
+Both it and the stock-path :class:`ObservationSkipPolicy` may give the heads a skip connection
+around the LSTM (``observation_skip``): the actor's and critic's MLPs read ``[LSTM output |
+observation]`` instead of the LSTM output alone. Why: without it the heads see the bar only through
+the LSTM's gates, and on an edge a single bar's pattern columns carry the recurrent policy learned it
+less well than a feed-forward one reading those columns directly (``bench/README.md``, "What the
+recurrent policy lacks"); with it the LSTM only has to add what the bar alone does not say.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import torch as th
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
 
 from rltrader.engine.buffers import SEQUENCE_LENGTHS
@@ -74,12 +82,59 @@ def unpadded_sequence_pass(features_sequence: th.Tensor, states: LSTMStates, len
     return th.cat(pieces)[:, restore], (hidden[:, restore], cell[:, restore])
 
 
-class FusedLstmPolicy(RecurrentActorCriticPolicy):
+class ObservationSkipPolicy(RecurrentActorCriticPolicy):
+    """sb3-contrib's ``MlpLstmPolicy``, optionally with the heads reading the observation beside the LSTM.
+
+    With ``observation_skip`` off it is ``MlpLstmPolicy`` exactly. On, the actor's and the
+    critic's MLPs take ``lstm_hidden_size + features_dim`` inputs, ``[LSTM output | features]``
+    row by row: every path that runs an LSTM (rollout step, ``predict``, the update) goes
+    through :meth:`_process_sequence`, which appends the features there. The critic needs its
+    own LSTM or the shared one (sb3-contrib's LSTM-less critic maps the features onto the LSTM
+    output's width, which the skip would make pointless), so that combination is refused.
+
+    :param observation_skip: the heads read ``[LSTM output | observation]`` (a skip connection around the LSTM)
+    """
+
+    def __init__(self, *args: Any, observation_skip: bool = False, **kwargs: Any) -> None:
+        self.observation_skip = observation_skip  # read by _build_mlp_extractor, which the parent's __init__ calls
+        if observation_skip and not (kwargs.get("enable_critic_lstm", True) or kwargs.get("shared_lstm", False)):
+            raise ValueError("observation_skip needs a critic LSTM (enable_critic_lstm) or a shared LSTM")
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "observation_skip": self.observation_skip}
+
+    @property
+    def head_input_dim(self) -> int:
+        """What the heads' first layers read: the LSTM output, and the observation with the skip."""
+        return self.lstm_output_dim + (self.features_dim if self.observation_skip else 0)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = MlpExtractor(self.head_input_dim, net_arch=self.net_arch,
+                                          activation_fn=self.activation_fn, device=self.device)
+
+    _lstm_sequence = staticmethod(RecurrentActorCriticPolicy._process_sequence)
+    """The LSTM over a batch of sequences; subclasses take shorter ways (:class:`FusedLstmPolicy`)."""
+
+    def _process_sequence(self, features: th.Tensor, lstm_states: LSTMStates, episode_starts: th.Tensor,
+                          lstm: nn.LSTM) -> tuple[th.Tensor, LSTMStates]:  # type: ignore[override]
+        """The LSTM's output rows (the features' order), with the features appended under the skip."""
+        output, states = self._lstm_sequence(features, lstm_states, episode_starts, lstm)
+        return self.with_skip(output, features), states
+
+    def with_skip(self, latent: th.Tensor, features: th.Tensor) -> th.Tensor:
+        """``latent`` as the heads read it: ``[latent | features]`` under the skip, else unchanged."""
+        return th.cat((latent, features), dim=1) if self.observation_skip else latent
+
+
+class FusedLstmPolicy(ObservationSkipPolicy):
     """``MlpLstmPolicy`` whose LSTM passes take the fused, unpadded or single-cell path when exact.
 
     Its Adam runs on torch's fused CPU kernel (one kernel instead of several per tensor).
     SB3 gives Adam ``eps=1e-5`` only when no ``optimizer_kwargs`` are passed, so that
     default is restated here: passing ``{"fused": True}`` alone would change the update.
+
+    :param observation_skip: as :class:`ObservationSkipPolicy`
     """
 
     def __init__(self, *args: Any, optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -105,7 +160,7 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
             self.rollout_weights = None
 
     @staticmethod
-    def _process_sequence(
+    def _lstm_sequence(
         features: th.Tensor,
         lstm_states: LSTMStates,
         episode_starts: th.Tensor,
@@ -151,6 +206,7 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
                                            self.lstm_actor)
         latent_vf, states_vf = single_step(features, (keep * lstm_states.vf[0], keep * lstm_states.vf[1]),
                                            self.lstm_critic)
+        latent_pi, latent_vf = self.with_skip(latent_pi, features), self.with_skip(latent_vf, features)
         values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
         logits = self.action_net(self.mlp_extractor.forward_actor(latent_pi))
         logits = logits - logits.logsumexp(dim=-1, keepdim=True)
@@ -193,6 +249,8 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
                 return packed_lstm_passes([item], layout)[0][0]
 
             latent_pi, latent_vf = run_jobs([functools.partial(lstm_pass, item) for item in lstms], self.lstm_threads)
+            latent_pi = self.with_skip(latent_pi, pi_features.index_select(0, layout.rows))
+            latent_vf = self.with_skip(latent_vf, vf_features.index_select(0, layout.rows))
             log_prob, entropy = self._log_prob_and_entropy(self.mlp_extractor.forward_actor(latent_pi), packed_actions)
             values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
             (log_prob, entropy), (values,) = joined_towers([(log_prob, entropy), (values,)], self.lstm_threads)
@@ -201,9 +259,9 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
             passes = packed_lstm_passes(lstms, layout, self.lstm_threads)
         else:
             passes = [packed_lstm_passes([item], layout)[0] for item in lstms]
-        latent_pi = passes[0][0]
+        latent_pi = self.with_skip(passes[0][0], pi_features.index_select(0, layout.rows))
         if self.lstm_critic is not None:
-            latent_vf = passes[1][0]
+            latent_vf = self.with_skip(passes[1][0], vf_features.index_select(0, layout.rows))
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()
         else:
@@ -229,4 +287,5 @@ class FusedLstmPolicy(RecurrentActorCriticPolicy):
         return log_prob, -(logits.clamp(min=th.finfo(logits.dtype).min) * probabilities).sum(-1)
 
 
-__all__ = ["FusedLstmPolicy", "single_step", "starts_only_at_sequence_heads", "unpadded_sequence_pass"]
+__all__ = ["FusedLstmPolicy", "ObservationSkipPolicy", "single_step", "starts_only_at_sequence_heads",
+           "unpadded_sequence_pass"]

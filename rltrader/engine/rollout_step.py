@@ -5,6 +5,11 @@ what the kernel reads is laid out once per rollout in :class:`RolloutStepWeights
 LSTMs' layer-0 input weights stacked for a single product, the recurrent weights
 transposed, the heads' layers flattened. :meth:`RolloutStepWeights.of` returns ``None``
 for any policy shape the kernel does not cover, and the caller keeps the torch step.
+
+With the observation skip (:class:`~rltrader.engine.policies.ObservationSkipPolicy`) each head's
+first layer reads ``[LSTM output | observation]``: its observation columns join the same product
+(the observation is multiplied once for both LSTMs and both heads), and the kernel's first head
+layer adds that part to its product with the LSTM output.
 """
 
 from __future__ import annotations
@@ -40,18 +45,24 @@ def _stacked(lstms: list[list[LstmLayer]], part: str, layers: range, transpose: 
     return np.ascontiguousarray(np.stack([per_lstm(lstm) for lstm in lstms]), dtype=np.float32)
 
 
-def _flattened_heads(heads: list[list[DenseLayer]]) -> tuple[np.ndarray, list[np.ndarray]]:
+def _flattened_heads(heads: list[list[DenseLayer]], lstm_width: int | None = None
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
     """All heads' transposed weights and biases in one flat array, and per head its layers' rows
-    (weight offset, bias offset, inputs, outputs, activation)."""
+    (weight offset, bias offset, inputs, outputs, activation).
+
+    :param lstm_width: under the observation skip, the LSTM output's width: each head's first layer
+        keeps only the weights of those inputs (its observation part is projected beforehand)
+    """
     pieces: list[np.ndarray] = []
     offset = 0
     descriptions = []
     for head in heads:
         rows = []
-        for layer in head:
-            rows.append((offset, offset + layer.weight_t.size, layer.inputs, layer.outputs, layer.activation))
-            pieces += [layer.weight_t.ravel(), layer.bias]
-            offset += layer.weight_t.size + layer.outputs
+        for index, layer in enumerate(head):
+            weight_t = layer.weight_t[:lstm_width] if index == 0 and lstm_width is not None else layer.weight_t
+            rows.append((offset, offset + weight_t.size, weight_t.shape[0], layer.outputs, layer.activation))
+            pieces += [np.ascontiguousarray(weight_t).ravel(), layer.bias]
+            offset += weight_t.size + layer.outputs
         descriptions.append(np.array(rows, dtype=np.int64))
     return np.concatenate(pieces).astype(np.float32), descriptions
 
@@ -60,13 +71,15 @@ def _flattened_heads(heads: list[list[DenseLayer]]) -> tuple[np.ndarray, list[np
 class RolloutStepWeights:
     """The policy's weights laid out for :func:`policy_step`; valid while the weights do not change."""
 
-    input_weight: th.Tensor  # (2 x 4H, input): the actor's and the critic's layer-0 W_ih, one product per step
+    input_weight: th.Tensor  # (2 x 4H [+ W0 actor + W0 critic], input): both LSTMs' layer-0 W_ih [and the heads'
+    # first-layer observation columns, under the skip]: one product per step
     bias: np.ndarray  # (2, L, 4H): b_ih + b_hh
     weight_hh_t: np.ndarray  # (2, L, H, 4H)
     upper_weight_ih_t: np.ndarray  # (2, L - 1, H, 4H)
     params: np.ndarray  # every head layer's transposed weight and bias, flat
     actor_layers: np.ndarray  # (k, 5) int64: weight offset, bias offset, inputs, outputs, activation
     critic_layers: np.ndarray
+    skip_widths: tuple[int, int]  # the actor's and the critic's first head layer widths under the skip, else (0, 0)
 
     @classmethod
     def of(cls, policy: RecurrentActorCriticPolicy) -> RolloutStepWeights | None:
@@ -86,9 +99,16 @@ class RolloutStepWeights:
             bias = _stacked(layers, "bias", depth)
             weight_hh_t = _stacked(layers, "weight_hh", depth, transpose=True)
             upper_weight_ih_t = _stacked(layers, "weight_ih", depth[1:], transpose=True)
-            params, (actor_layers, critic_layers) = _flattened_heads(heads)
-            input_weight = th.cat([policy.lstm_actor.weight_ih_l0, policy.lstm_critic.weight_ih_l0]).contiguous()
-        return cls(input_weight, bias, weight_hh_t, upper_weight_ih_t, params, actor_layers, critic_layers)
+            skip = getattr(policy, "observation_skip", False)
+            hidden = policy.lstm_actor.hidden_size
+            params, (actor_layers, critic_layers) = _flattened_heads(heads, hidden if skip else None)
+            products = [policy.lstm_actor.weight_ih_l0, policy.lstm_critic.weight_ih_l0]
+            if skip:  # the heads' first layers: torch weight (outputs, H + observation), observation columns
+                products += [th.from_numpy(np.ascontiguousarray(head[0].weight_t[hidden:].T)) for head in heads]
+            input_weight = th.cat(products).contiguous()
+            skip_widths = (heads[0][0].outputs, heads[1][0].outputs) if skip else (0, 0)
+        return cls(input_weight, bias, weight_hh_t, upper_weight_ih_t, params, actor_layers, critic_layers,
+                   skip_widths)
 
     def step(self, features: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor,
              deterministic: bool) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
@@ -98,7 +118,11 @@ class RolloutStepWeights:
         ``Categorical.sample`` draws it, so the random stream is consumed identically.
         """
         accounts = features.shape[0]
-        input_gates = nn.functional.linear(features, self.input_weight).numpy().reshape(accounts, 2, -1)
+        projected = nn.functional.linear(features, self.input_weight).numpy()
+        gates_width = projected.shape[1] - sum(self.skip_widths)
+        input_gates = projected[:, :gates_width].reshape(accounts, 2, -1)
+        actor_added = np.ascontiguousarray(projected[:, gates_width:gates_width + self.skip_widths[0]])
+        critic_added = np.ascontiguousarray(projected[:, gates_width + self.skip_widths[0]:])
         states = [np.ascontiguousarray(state.numpy()) for state in (*lstm_states.pi, *lstm_states.vf)]
         new_states = [np.empty_like(state) for state in states]
         n_actions = int(self.actor_layers[-1, 3])
@@ -107,7 +131,7 @@ class RolloutStepWeights:
         values = np.empty((accounts, 1), np.float32)
         keep = np.ascontiguousarray((1.0 - episode_starts).numpy(), dtype=np.float32)
         policy_step(input_gates, self.bias, self.weight_hh_t, self.upper_weight_ih_t, keep, *states,
-                    self.params, self.actor_layers, self.critic_layers, *new_states,
+                    self.params, self.actor_layers, self.critic_layers, actor_added, critic_added, *new_states,
                     log_probabilities, probabilities, values)
         probabilities_t = th.from_numpy(probabilities)
         if deterministic:

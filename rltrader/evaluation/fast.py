@@ -14,6 +14,11 @@ Why it is fast, and still exact:
   SB3 machinery (tensor conversion, distributions, state tuples), no per-step Python;
 * the account is advanced with the same table lookups and arithmetic as ``TradingEnv.step``.
 
+Under the observation skip (:class:`~rltrader.engine.policies.ObservationSkipPolicy`) the actor
+MLP's first layer reads ``[LSTM output | observation]``: its window columns are projected with the
+LSTM's (one product per chunk, ``4H + W0`` outputs), and each step adds its LSTM-output and
+position/PnL columns.
+
 A feed-forward (``MlpPolicy``) actor takes the same route without the LSTM: its first
 layer's window part is projected per chunk, and each step adds the position and PnL
 columns and runs the later layers (:func:`~rltrader.engine.kernels.actors.step_mlp_actors`).
@@ -55,13 +60,17 @@ class ActorWeights:
     """
 
     hidden: int
-    window_in: np.ndarray  # (window values, 4H): layer-0 input weights of the feature window
-    bias0: np.ndarray  # (4H,)
+    window_in: np.ndarray  # (window values, 4H [+ W0]): layer-0 input weights of the feature window [and the
+    # actor MLP's first layer's window columns, under the skip]
+    bias0: np.ndarray  # (4H [+ W0],)
     recurrent0: np.ndarray  # (H + 2, 4H): [W_hh | position column | PnL column]^T
     upper: tuple[tuple[np.ndarray, np.ndarray], ...]  # layers >= 1: ([W_ih | W_hh]^T (2H, 4H), bias)
-    mlp: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # (W^T, bias, activation code)
+    mlp: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # (W^T, bias, activation code), after the skip layer if any
     action: tuple[np.ndarray, np.ndarray]  # (W^T (width, 3), bias)
     signature: tuple
+    skip: np.ndarray  # (H + 2, W0) under the skip: the first MLP layer's [LSTM output | position, PnL] rows of
+    # W^T; (H + 2, 0) without
+    skip_activation: int  # the first MLP layer's activation under the skip
 
     @classmethod
     def from_model(cls, model: Any, observation_size: int) -> ActorWeights:
@@ -81,14 +90,27 @@ class ActorWeights:
         *mlp_layers, action_layer = actor_head(policy)
         if action_layer.outputs != len(ACTION_SIGNS) or action_layer.activation != IDENTITY:
             raise UnsupportedPolicyError("the action net must be one linear layer onto 3 logits")
+        hidden = lstm.hidden_size
+        window_in, bias0 = _transposed(first.weight_ih[:, :-2]), first.bias
+        skip, skip_activation = np.zeros((hidden + 2, 0), np.float32), IDENTITY
+        if getattr(policy, "observation_skip", False):
+            if not mlp_layers:
+                raise UnsupportedPolicyError("the observation skip needs at least one actor layer before the logits")
+            skip_layer, *mlp_layers = mlp_layers  # W^T rows: [LSTM output (H) | window | position, PnL]
+            window_in = np.ascontiguousarray(np.concatenate((window_in, skip_layer.weight_t[hidden:-2]), axis=1))
+            bias0 = np.concatenate((bias0, skip_layer.bias))
+            skip = np.ascontiguousarray(np.concatenate((skip_layer.weight_t[:hidden], skip_layer.weight_t[-2:])))
+            skip_activation = skip_layer.activation
         mlp = tuple((layer.weight_t, layer.bias, layer.activation) for layer in mlp_layers)
         upper = tuple((_transposed(np.concatenate((layer.weight_ih, layer.weight_hh), axis=1)), layer.bias)
                       for layer in upper_layers)
-        signature = (lstm.hidden_size, lstm.num_layers, tuple((w.shape, code) for w, _, code in mlp))
+        signature = (hidden, lstm.num_layers, skip.shape, skip_activation,
+                     tuple((w.shape, code) for w, _, code in mlp))
         return cls(
-            hidden=lstm.hidden_size, window_in=_transposed(first.weight_ih[:, :-2]), bias0=first.bias,
+            hidden=hidden, window_in=window_in, bias0=bias0,
             recurrent0=_transposed(np.concatenate((first.weight_hh, first.weight_ih[:, -2:]), axis=1)),
             upper=upper, mlp=mlp, action=(action_layer.weight_t, action_layer.bias), signature=signature,
+            skip=skip, skip_activation=skip_activation,
         )
 
 
@@ -144,12 +166,15 @@ class PackedActors:
     mlp_activation: np.ndarray
     action: np.ndarray
     action_bias: np.ndarray
+    skip: np.ndarray  # (K, H + 2, W0 or 0)
 
     @classmethod
     def of(cls, actors: Sequence[ActorWeights]) -> PackedActors:
         first = actors[0]
         hidden, n_upper = first.hidden, len(first.upper)
-        widths = [hidden] + [weight.shape[1] for weight, _, _ in first.mlp]
+        skipping = first.skip.shape[1] > 0  # widths and activations then start with the skip layer's
+        widths = [hidden] + [first.skip.shape[1]] * skipping + [weight.shape[1] for weight, _, _ in first.mlp]
+        activations = [first.skip_activation] * skipping + [code for _, _, code in first.mlp]
         upper = np.zeros((len(actors), n_upper, 2 * hidden, 4 * hidden), dtype=np.float32)
         upper_bias = np.zeros((len(actors), n_upper, 4 * hidden), dtype=np.float32)
         for k, actor in enumerate(actors):
@@ -163,9 +188,10 @@ class PackedActors:
         return cls(
             recurrent=np.stack([actor.recurrent0 for actor in actors]), upper=upper, upper_bias=upper_bias,
             mlp=mlp, mlp_bias=mlp_bias, mlp_widths=np.array(widths, dtype=np.int64),
-            mlp_activation=np.array([code for _, _, code in first.mlp], dtype=np.int64),
+            mlp_activation=np.array(activations, dtype=np.int64),
             action=np.stack([actor.action[0] for actor in actors]),
             action_bias=np.stack([actor.action[1] for actor in actors]),
+            skip=np.stack([actor.skip for actor in actors]),
         )
 
 
@@ -225,7 +251,7 @@ def fast_actions(
     offset = config.window_size - 1
 
     def input_projection(chunk_start: int) -> np.ndarray:
-        """Layer-0 input of every bar in a chunk, ``(bars, K, 4H)``: one matrix product per model."""
+        """Layer-0 input of every bar in a chunk, ``(bars, K, 4H [+ W0])``: one matrix product per model."""
         rows = windows[chunk_start - offset : min(chunk_start + CHUNK_BARS, bounds.last) - offset]
         return project_windows(rows, [(actor.window_in, actor.bias0) for actor in actors])
 
@@ -240,7 +266,8 @@ def fast_actions(
                 upcoming = pool.submit(input_projection, chunk_starts[index + 1])
             if not step_actors(projected, chunk_start, packed.recurrent, packed.upper, packed.upper_bias, packed.mlp,
                                packed.mlp_bias, packed.mlp_widths, packed.mlp_activation, packed.action,
-                               packed.action_bias, layer0_input, hidden_state, cell_state, account, held, alive,
+                               packed.action_bias, packed.skip, layer0_input, hidden_state, cell_state, account,
+                               held, alive,
                                market.step_table, _sizing(market), taken, steps):
                 break
     return [row[:count].copy() for row, count in zip(taken, steps.tolist(), strict=True)]

@@ -244,6 +244,8 @@ def build_graph(bundle: Bundle) -> onnx.ModelProto:
         outputs_extra.append(helper.make_tensor_value_info("lstm_out", TensorProto.FLOAT,
                                                            [1, 2 * len(layers) * hidden]))
         latent = h_out[-1]
+        if getattr(policy, "observation_skip", False):  # the heads read [LSTM output | observation]
+            latent = graph.op("Concat", latent, observation, axis=1)
     for layer in head:
         latent = _dense(graph, latent, layer.weight_t, layer.bias, layer.activation)
     graph.nodes.append(helper.make_node("Softmax", [latent], ["probabilities"], axis=1))

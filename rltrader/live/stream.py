@@ -307,7 +307,8 @@ class DecisionStream:
             packed = policy.packed
             stream_recurrent_actor(projected, decide, table, account.pending, packed.recurrent, packed.upper,
                                    packed.upper_bias, packed.mlp, packed.mlp_bias, packed.mlp_widths,
-                                   packed.mlp_activation, packed.action, packed.action_bias, policy.layer0_input,
+                                   packed.mlp_activation, packed.action, packed.action_bias, packed.skip,
+                                   policy.layer0_input,
                                    policy.hidden, policy.cell, account.account, account.held, account.alive,
                                    self.sizing, actions, logits, profits, filled, marks, held, stand_aside)
         else:

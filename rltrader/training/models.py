@@ -2,9 +2,9 @@
 
 Two algorithms share the loop (``training.algorithm``): ``recurrent`` is sb3-contrib's
 ``RecurrentPPO`` with an ``MlpLstmPolicy`` (on the fast engine, :mod:`rltrader.engine`, or
-stock), ``feedforward`` is stable-baselines3's ``PPO`` with an ``MlpPolicy`` reading the
-observation window. Both take the same hyperparameters, callbacks and schedules, so every
-optimization applies to either.
+stock; by default its heads also read the observation, ``training.policy.observation_skip``),
+``feedforward`` is stable-baselines3's ``PPO`` with an ``MlpPolicy`` reading the observation window.
+Both take the same hyperparameters, callbacks and schedules, so every optimization applies to either.
 
 Loading is where SB3's defaults bite this loop: ``load`` restores the saved seed (every
 iteration would explore identically) and the saved schedules. The seed is therefore
@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from rltrader.config import TrainingConfig
 from rltrader.engine import FusedLstmPolicy
 from rltrader.engine.model_files import DEVICE, algorithm_class, saved_algorithm
+from rltrader.engine.policies import ObservationSkipPolicy
 from rltrader.training.phases import Hyperparameters
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -38,16 +39,26 @@ def policy_kwargs(training: TrainingConfig) -> dict[str, Any]:
     if training.algorithm == "recurrent":
         kwargs.update(lstm_hidden_size=policy.lstm_hidden_size, n_lstm_layers=policy.n_lstm_layers,
                       enable_critic_lstm=policy.enable_critic_lstm)
+        if policy.observation_skip:  # only then: stock "MlpLstmPolicy" takes no such key
+            kwargs["observation_skip"] = True
     return kwargs
+
+
+def policy_class(training: TrainingConfig, fast_engine: bool) -> Any:
+    """The policy SB3 builds: ``MlpPolicy``; ``MlpLstmPolicy`` on the stock loop (its skip-capable
+    subclass when the heads read the observation); the engine's policy on the fast engine."""
+    if training.algorithm != "recurrent":
+        return "MlpPolicy"
+    if fast_engine:
+        return FusedLstmPolicy
+    return ObservationSkipPolicy if training.policy.observation_skip else "MlpLstmPolicy"
 
 
 def build_model(env: VecEnv, training: TrainingConfig, hyper: Hyperparameters, seed: int,
                 fast_engine: bool = False) -> BaseAlgorithm:
     """A fresh model with the run's network sizes and the iteration's hyperparameters."""
-    recurrent = training.algorithm == "recurrent"
-    policy: Any = "MlpPolicy" if not recurrent else FusedLstmPolicy if fast_engine else "MlpLstmPolicy"
     return algorithm_class(training.algorithm, fast_engine)(
-        policy, env,
+        policy_class(training, fast_engine), env,
         learning_rate=hyper.learning_rate,
         n_steps=training.n_steps,
         batch_size=training.batch_size,

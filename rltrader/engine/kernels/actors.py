@@ -168,40 +168,54 @@ def _dense_stack(k: int, mlp: np.ndarray, mlp_bias: np.ndarray, out_widths: np.n
 @njit(cache=True, nogil=True, inline="always")
 def _recurrent_scratch(size: int, widest: int) -> tuple:
     """The scratch arrays :func:`_recurrent_logits` writes: gates (float32), the cell's activations and
-    tanh(c) in double, the unused fast-exp buffers, the stacked layer input, the MLP's latent and layer
-    output, and the logits."""
+    tanh(c) in double, the unused fast-exp buffers, the stacked layer input (also the skip layer's
+    [LSTM output | position, PnL]), the MLP's latent and layer output, and the logits."""
     return (np.empty(4 * size, dtype=np.float32), np.empty(4 * size, dtype=np.float64),
             np.empty(size, dtype=np.float64), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32),
-            np.empty(2 * size, dtype=np.float32), np.zeros(widest, dtype=np.float32),
+            np.empty(2 * size + 2, dtype=np.float32), np.zeros(widest, dtype=np.float32),
             np.zeros(widest, dtype=np.float32), np.empty(3, dtype=np.float32))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _recurrent_logits(k: int, projected: np.ndarray, recurrent: np.ndarray, upper: np.ndarray,
                       upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray, mlp_widths: np.ndarray,
-                      mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
+                      mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray, skip: np.ndarray,
                       layer0_input: np.ndarray, hidden: np.ndarray, cell: np.ndarray, gates: np.ndarray,
                       activated: np.ndarray, tanh_cell: np.ndarray, unused_exps: np.ndarray, unused_bits: np.ndarray,
                       stacked: np.ndarray, latent: np.ndarray, layer_out: np.ndarray, logits: np.ndarray) -> None:
     """One decision of recurrent actor ``k``: advance its LSTM by one bar from ``projected`` (the bar's
     layer-0 input projection) and write the action logits. The evaluator and the live stream both
-    decide through this one function, so the same inputs give the same bits in both."""
+    decide through this one function, so the same inputs give the same bits in both.
+
+    Under the observation skip (``skip`` (K, H + 2, W0), W0 > 0), ``projected`` holds the first MLP
+    layer's window part after the gates' 4H values; its LSTM-output and position/PnL columns are added
+    here, the position and PnL being the observation's (``layer0_input``'s last two values, which the
+    account changes only after the decision)."""
     size = hidden.shape[2]
     n_layers = hidden.shape[1]
-    gates[:] = projected
+    gates[:] = projected[:4 * size]
     _add_product(gates, recurrent[k], layer0_input[k])
     lstm_cell(gates, activated, cell[k, 0], tanh_cell, hidden[k, 0], unused_exps, unused_bits,
               double_gate_activations, double_cell_squash)
     layer0_input[k, :size] = hidden[k, 0]
     for layer in range(1, n_layers):
         stacked[:size] = hidden[k, layer - 1]
-        stacked[size:] = hidden[k, layer]
+        stacked[size:2 * size] = hidden[k, layer]
         gates[:] = upper_bias[k, layer - 1]
-        _add_product(gates, upper[k, layer - 1], stacked)
+        _add_product(gates, upper[k, layer - 1], stacked[:2 * size])
         lstm_cell(gates, activated, cell[k, layer], tanh_cell, hidden[k, layer], unused_exps, unused_bits,
                   double_gate_activations, double_cell_squash)
-    latent[:size] = hidden[k, n_layers - 1]
-    width = _dense_stack(k, mlp, mlp_bias, mlp_widths[1:], mlp_activation, size, latent, layer_out)
+    skip_width = skip.shape[2]
+    if skip_width > 0:
+        stacked[:size] = hidden[k, n_layers - 1]
+        stacked[size:size + 2] = layer0_input[k, size:]
+        layer_out[:skip_width] = projected[4 * size:]
+        _add_product(layer_out[:skip_width], skip[k], stacked[:size + 2])
+        _activate(layer_out, latent, skip_width, mlp_activation[0])
+        width = _dense_stack(k, mlp, mlp_bias, mlp_widths[2:], mlp_activation[1:], skip_width, latent, layer_out)
+    else:
+        latent[:size] = hidden[k, n_layers - 1]
+        width = _dense_stack(k, mlp, mlp_bias, mlp_widths[1:], mlp_activation, size, latent, layer_out)
     logits[:] = action_bias[k]
     _add_product(logits, action[k], latent[:width])
 
@@ -221,17 +235,19 @@ def _mlp_logits(k: int, projected: np.ndarray, tail: np.ndarray, mlp: np.ndarray
 
 @njit(cache=True, nogil=True)
 def step_actors(
-    projected: np.ndarray,  # float32 (B, K, 4H): layer-0 input projection of the feature windows + bias
+    projected: np.ndarray,  # float32 (B, K, 4H [+ W0]): layer-0 input projection of the feature windows + bias
+    # [then the skip layer's window part + bias]
     first_bar: int,  # row of the bar whose close the first decision follows
     recurrent: np.ndarray,  # float32 (K, H + 2, 4H): layer 0 [W_hh | position | PnL]^T
     upper: np.ndarray,  # float32 (K, L - 1, 2H, 4H): layers >= 1, [W_ih | W_hh]^T
     upper_bias: np.ndarray,  # float32 (K, L - 1, 4H)
     mlp: np.ndarray,  # float32 (K, sum of in x out): policy-net layers' W^T, flattened one after another
     mlp_bias: np.ndarray,  # float32 (K, sum of out)
-    mlp_widths: np.ndarray,  # int64 (M + 1,): input width (H), then each layer's output width
+    mlp_widths: np.ndarray,  # int64 (M + 1,): input width (H), then each layer's output width (the skip layer's first)
     mlp_activation: np.ndarray,  # int64 (M,): IDENTITY, TANH or RELU
     action: np.ndarray,  # float32 (K, mlp_widths[-1], 3): action net W^T
     action_bias: np.ndarray,  # float32 (K, 3)
+    skip: np.ndarray,  # float32 (K, H + 2, W0): the skip layer's [LSTM output | position, PnL] rows; W0 = 0: none
     layer0_input: np.ndarray,  # float32 (K, H + 2): state, [hidden of layer 0, position, PnL %]
     hidden: np.ndarray,  # float32 (K, L, H): state
     cell: np.ndarray,  # float32 (K, L, H): state
@@ -261,7 +277,7 @@ def step_actors(
                 continue
             any_alive = True
             _recurrent_logits(k, projected[j, k], recurrent, upper, upper_bias, mlp, mlp_bias, mlp_widths,
-                              mlp_activation, action, action_bias, layer0_input, hidden, cell, gates, activated,
+                              mlp_activation, action, action_bias, skip, layer0_input, hidden, cell, gates, activated,
                               tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits)
             if _trade(k, _arg_max3(logits), t, account, held, table, sizing, taken, steps,
                       layer0_input[k, size:]):
@@ -335,13 +351,13 @@ def _activate(values: np.ndarray, out: np.ndarray, width: int, code: int) -> Non
 
 @njit(cache=True, nogil=True)
 def stream_recurrent_actor(
-    projected: np.ndarray,  # float32 (N, 1, 4H): layer-0 input projection of the new bars' windows + bias
+    projected: np.ndarray,  # float32 (N, 1, 4H [+ W0]): as :func:`step_actors`, for the new bars' windows
     decide: np.ndarray,  # bool (N,): whether a decision is taken at each new bar's close
     table: np.ndarray,  # float64 (N + 1, 9): step-table rows of the bar before the new ones, then the new bars
     pending: np.ndarray,  # int64 (1,): state, the action decided at the last bar and not yet filled (-1: none)
     recurrent: np.ndarray, upper: np.ndarray, upper_bias: np.ndarray, mlp: np.ndarray, mlp_bias: np.ndarray,
     mlp_widths: np.ndarray, mlp_activation: np.ndarray, action: np.ndarray, action_bias: np.ndarray,
-    layer0_input: np.ndarray, hidden: np.ndarray, cell: np.ndarray,  # as :func:`step_actors`, K = 1
+    skip: np.ndarray, layer0_input: np.ndarray, hidden: np.ndarray, cell: np.ndarray,  # as :func:`step_actors`, K = 1
     account: np.ndarray, held: np.ndarray, alive: np.ndarray, sizing: np.ndarray,  # as :func:`step_actors`
     actions: np.ndarray,  # int64 (N,): the action decided at each bar (-1: none), written
     logits_out: np.ndarray,  # float32 (N, 3): its logits, written
@@ -376,7 +392,7 @@ def stream_recurrent_actor(
         pending[0] = -1
         if decide[j] and alive[0]:
             _recurrent_logits(0, projected[j, 0], recurrent, upper, upper_bias, mlp, mlp_bias, mlp_widths,
-                              mlp_activation, action, action_bias, layer0_input, hidden, cell, gates, activated,
+                              mlp_activation, action, action_bias, skip, layer0_input, hidden, cell, gates, activated,
                               tanh_cell, unused_exps, unused_bits, stacked, latent, layer_out, logits)
             actions[j] = _arg_max3(logits)
             logits_out[j] = logits

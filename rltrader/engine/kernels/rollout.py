@@ -62,8 +62,10 @@ def _lstm_cells(
 
 
 @njit(cache=True, nogil=True)
-def _dense_layers(x: np.ndarray, params: np.ndarray, layers: np.ndarray) -> np.ndarray:
-    """``x`` (N, in) through the linear layers described by ``layers`` rows (see :func:`policy_step`)."""
+def _dense_layers(x: np.ndarray, params: np.ndarray, layers: np.ndarray, first_added: np.ndarray) -> np.ndarray:
+    """``x`` (N, in) through the linear layers described by ``layers`` rows (see :func:`policy_step`);
+    ``first_added`` (N, outputs of the first layer, or N x 0 for none) joins the first layer's sum before
+    its activation: the observation's part of a head's first layer under the observation skip."""
     one, two = np.float32(1.0), np.float32(2.0)
     for row in range(layers.shape[0]):
         weight_at, bias_at, n_in, n_out, activation = (layers[row, 0], layers[row, 1], layers[row, 2],
@@ -74,6 +76,8 @@ def _dense_layers(x: np.ndarray, params: np.ndarray, layers: np.ndarray) -> np.n
         bits = np.empty(n_out, np.int32)
         for n in range(x.shape[0]):
             out[n] = params[bias_at:bias_at + n_out]
+            if row == 0 and first_added.shape[1] > 0:
+                out[n] += first_added[n]
         add_products(out, weight_t, x)
         for n in range(x.shape[0]):
             y = out[n]
@@ -101,6 +105,8 @@ def policy_step(
     params: np.ndarray,  # float32: every head layer's transposed weight and bias, flat
     actor_layers: np.ndarray,  # int64 (k, 5): weight offset, bias offset, inputs, outputs, activation
     critic_layers: np.ndarray,  # int64 (m, 5): the same, ending in the value layer
+    actor_added: np.ndarray,  # float32 (N, W0) or (N, 0): the observation's part of the actor's first layer (skip)
+    critic_added: np.ndarray,  # float32 (N, W0) or (N, 0): the same for the critic
     new_hidden_pi: np.ndarray, new_cell_pi: np.ndarray, new_hidden_vf: np.ndarray, new_cell_vf: np.ndarray,
     log_probabilities: np.ndarray,  # float32 (N, A): written, logits minus their logsumexp
     probabilities: np.ndarray,  # float32 (N, A): written, softmax of those
@@ -111,8 +117,8 @@ def policy_step(
                 new_hidden_pi, new_cell_pi)
     _lstm_cells(1, input_gates, bias, weight_hh_t, upper_weight_ih_t, hidden_vf, cell_vf, keep,
                 new_hidden_vf, new_cell_vf)
-    values[:] = _dense_layers(new_hidden_vf[-1], params, critic_layers)
-    logits = _dense_layers(new_hidden_pi[-1], params, actor_layers)
+    values[:] = _dense_layers(new_hidden_vf[-1], params, critic_layers, critic_added)
+    logits = _dense_layers(new_hidden_pi[-1], params, actor_layers, actor_added)
     for n in range(logits.shape[0]):  # torch's logsumexp: max + log(sum(exp(x - max)))
         row = logits[n]
         top = row.max()
