@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rltrader.config import Config, load_config, parse_config
@@ -67,3 +69,16 @@ def test_bundles_and_runs_written_before_the_learning_study_read_as_they_were_wr
     # nested keys complete key by key: a written policy keeps its sizes and reads as having had no skip
     written = settings_as_trained({"training": {"policy": {"lstm_hidden_size": 32}}})["training"]["policy"]
     assert written == {"lstm_hidden_size": 32, "observation_skip": False}
+
+
+def test_a_feed_forward_run_written_before_the_observation_skip_still_resumes():
+    """The skip is a recurrent policy's: a feed-forward run's fingerprint leaves it out on both sides."""
+    from rltrader.config import load_config
+    from rltrader.training.run_state import fingerprint, settings_as_trained
+
+    today = fingerprint(load_config().with_overrides({"training.algorithm": "feedforward"}), "sha")["config"]
+    written = json.loads(json.dumps(today))
+    assert "observation_skip" not in written["training"]["policy"]
+    assert settings_as_trained(written) == today  # as a run written before the key reads: nothing differs
+    recurrent = fingerprint(load_config(), "sha")["config"]
+    assert recurrent["training"]["policy"]["observation_skip"] is True

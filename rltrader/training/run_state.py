@@ -45,7 +45,19 @@ def fingerprint(config: Config, data_sha256: str, fold: dict[str, Any] | None = 
                                                        "data": {"max_jump_mads"},
                                                        "orchestration": True, "tune": True,
                                                        "walk_forward": True, "retrain": True})
-    return {"data_sha256": data_sha256, "config": settings, **({"fold": fold} if fold else {})}
+    return {"data_sha256": data_sha256, "config": _without_unused(settings), **({"fold": fold} if fold else {})}
+
+
+def _without_unused(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings less the keys the run's algorithm never reads: a feed-forward run has no LSTM to skip
+    around, so ``training.policy.observation_skip`` (added since, on by default) must not refuse to
+    resume a feed-forward run written before it."""
+    training = settings.get("training")
+    if not (isinstance(training, dict) and training.get("algorithm") == "feedforward"
+            and isinstance(training.get("policy"), dict) and "observation_skip" in training["policy"]):
+        return settings
+    policy = {key: value for key, value in training["policy"].items() if key != "observation_skip"}
+    return {**settings, "training": {**training, "policy": policy}}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
@@ -90,7 +102,7 @@ def settings_as_trained(settings: dict[str, Any]) -> dict[str, Any]:
         settings = {**settings, "env": sized,
                     "account": settings.get("account", AccountConfig().model_dump(mode="json")),
                     "instrument": settings.get("instrument", InstrumentConfig().model_dump(mode="json"))}
-    return settings
+    return _without_unused(settings)
 
 
 class RunState(Record):
