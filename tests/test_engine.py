@@ -59,6 +59,17 @@ def _masked(tensor, mask):
     return tensor.flatten()[mask]
 
 
+def _update_outputs(policy, batch, mask):
+    """``evaluate_actions`` on one minibatch and the gradients of its summed outputs: values, log-probabilities,
+    entropies (real steps only, as in ``RecurrentPPO.train``), then every parameter's gradient."""
+    policy.zero_grad()
+    values, log_prob, entropy = policy.evaluate_actions(
+        batch.observations, batch.actions.long().flatten(), batch.lstm_states, batch.episode_starts)
+    (_masked(values, mask).sum() + _masked(log_prob, mask).sum() + _masked(entropy, mask).sum()).backward()
+    return [_masked(values, mask), _masked(log_prob, mask), _masked(entropy, mask),
+            *(p.grad.clone() for p in policy.parameters())]
+
+
 def test_the_engine_buffer_builds_the_stock_minibatches(filled_buffer):
     """Same fields, element for element, plus each sequence's true length."""
     stock_buffer = filled_buffer.rollout_buffer
@@ -93,15 +104,7 @@ def test_minibatches_with_episode_starts_give_the_same_outputs_and_gradients(fil
         batches_with_starts += bool(batch.episode_starts.any())
         mask = batch.mask > 0
         padded_batches += bool((~mask).any())
-        outputs = []
-        for policy in (stock.policy, fused):
-            policy.zero_grad()
-            values, log_prob, entropy = policy.evaluate_actions(
-                batch.observations, batch.actions.long().flatten(), batch.lstm_states, batch.episode_starts)
-            # as in RecurrentPPO.train: every loss term sees the real steps only
-            (_masked(values, mask).sum() + _masked(log_prob, mask).sum() + _masked(entropy, mask).sum()).backward()
-            outputs.append([_masked(values, mask), _masked(log_prob, mask), _masked(entropy, mask),
-                            *(p.grad.clone() for p in policy.parameters())])
+        outputs = [_update_outputs(policy, batch, mask) for policy in (stock.policy, fused)]
         for ours, theirs in zip(outputs[1], outputs[0], strict=True):
             assert _relative_error(ours, theirs) < 1e-5
     assert batches_with_starts >= 2 and padded_batches >= 2
@@ -171,14 +174,7 @@ def test_with_the_observation_skip_the_update_gives_the_stock_outputs_and_gradie
     compared = 0
     for batch in _engine_view(filled_buffer.rollout_buffer).get(64):
         mask = batch.mask > 0
-        outputs = []
-        for policy in (stock, fused):
-            policy.zero_grad()
-            values, log_prob, entropy = policy.evaluate_actions(
-                batch.observations, batch.actions.long().flatten(), batch.lstm_states, batch.episode_starts)
-            (_masked(values, mask).sum() + _masked(log_prob, mask).sum() + _masked(entropy, mask).sum()).backward()
-            outputs.append([_masked(values, mask), _masked(log_prob, mask), _masked(entropy, mask),
-                            *(p.grad.clone() for p in policy.parameters())])
+        outputs = [_update_outputs(policy, batch, mask) for policy in (stock, fused)]
         for ours, theirs in zip(outputs[1], outputs[0], strict=True):
             assert _relative_error(ours, theirs) < 1e-5
         compared += 1

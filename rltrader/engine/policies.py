@@ -122,8 +122,9 @@ class ObservationSkipPolicy(RecurrentActorCriticPolicy):
         output, states = self._lstm_sequence(features, lstm_states, episode_starts, lstm)
         return self.with_skip(output, features), states
 
-    def with_skip(self, latent: th.Tensor, features: th.Tensor) -> th.Tensor:
-        """``latent`` as the heads read it: ``[latent | features]`` under the skip, else unchanged."""
+    def with_skip(self, latent: th.Tensor, features: th.Tensor | None) -> th.Tensor:
+        """``latent`` as the heads read it: ``[latent | features]`` under the skip, else unchanged (``features``
+        unread, so a caller may pass None when the skip is off)."""
         return th.cat((latent, features), dim=1) if self.observation_skip else latent
 
 
@@ -243,14 +244,17 @@ class FusedLstmPolicy(ObservationSkipPolicy):
         layout = PackedLayout.from_lengths(lengths.numpy(), starts.shape[1])
         # everything from here on runs on the real steps only; the three outputs are padded at the end
         packed_actions = actions.index_select(0, layout.rows)
+        packed_pi = packed_vf = None  # the observations of the real steps, for the heads under the skip only
+        if self.observation_skip:
+            packed_pi = pi_features.index_select(0, layout.rows)
+            packed_vf = packed_pi if vf_features is pi_features else vf_features.index_select(0, layout.rows)
         if self.lstm_critic is not None and not pi_features.requires_grad and not vf_features.requires_grad:
             # actor and critic share nothing: one LSTM pass per thread, one backward per thread
             def lstm_pass(item: tuple[th.Tensor, LSTMStates, nn.LSTM]) -> th.Tensor:
                 return packed_lstm_passes([item], layout)[0][0]
 
             latent_pi, latent_vf = run_jobs([functools.partial(lstm_pass, item) for item in lstms], self.lstm_threads)
-            latent_pi = self.with_skip(latent_pi, pi_features.index_select(0, layout.rows))
-            latent_vf = self.with_skip(latent_vf, vf_features.index_select(0, layout.rows))
+            latent_pi, latent_vf = self.with_skip(latent_pi, packed_pi), self.with_skip(latent_vf, packed_vf)
             log_prob, entropy = self._log_prob_and_entropy(self.mlp_extractor.forward_actor(latent_pi), packed_actions)
             values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
             (log_prob, entropy), (values,) = joined_towers([(log_prob, entropy), (values,)], self.lstm_threads)
@@ -259,9 +263,9 @@ class FusedLstmPolicy(ObservationSkipPolicy):
             passes = packed_lstm_passes(lstms, layout, self.lstm_threads)
         else:
             passes = [packed_lstm_passes([item], layout)[0] for item in lstms]
-        latent_pi = self.with_skip(passes[0][0], pi_features.index_select(0, layout.rows))
+        latent_pi = self.with_skip(passes[0][0], packed_pi)
         if self.lstm_critic is not None:
-            latent_vf = self.with_skip(passes[1][0], vf_features.index_select(0, layout.rows))
+            latent_vf = self.with_skip(passes[1][0], packed_vf)
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()
         else:
