@@ -10,6 +10,11 @@ A rename is atomic but not durable: after a power cut the directory may still na
 file, or the new name may point at blocks never written. So the content is fsynced before
 the rename and the directory after it (``fsync_directory``), and only then is the write
 reported done; a checkpoint "written" is a checkpoint on disk.
+
+The temporary file is created owner-only (``mkstemp``'s 0600), so before the rename it gets the
+permissions a plain ``open()`` would have given the target: the existing file's mode when it is
+replaced, else 0666 less the process's umask. Otherwise every report, model and bundle would be
+readable by its owner alone (a terminal run by another account, a shared research folder).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,12 +41,35 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(target))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         fsync_directory(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits ``target`` gets: those of the file it replaces, else what ``open()`` would create."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel shows it (Linux 4.7+): setting it to
+    read it back would, for that instant, give files another thread creates the wrong permissions."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_directory(directory: str | Path) -> None:

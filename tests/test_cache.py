@@ -107,6 +107,31 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
 
 
+def test_atomic_writes_get_the_permissions_open_would_give_not_the_temporary_files_owner_only_ones(tmp_path):
+    """mkstemp makes its file 0600; the written file gets 0666 less the umask, or keeps the mode of the file it
+    replaces, as a plain open() would."""
+    import os
+    import stat
+
+    from rltrader.atomic import write_text
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    previous = os.umask(0o022)
+    try:
+        write_text(tmp_path / "report.md", "first")
+        assert mode(tmp_path / "report.md") == 0o644
+        os.umask(0o077)
+        write_text(tmp_path / "private.json", "{}")
+        assert mode(tmp_path / "private.json") == 0o600
+        os.chmod(tmp_path / "report.md", 0o640)
+        write_text(tmp_path / "report.md", "second")  # replacing keeps the file's own mode
+        assert mode(tmp_path / "report.md") == 0o640 and (tmp_path / "report.md").read_text() == "second"
+    finally:
+        os.umask(previous)
+
+
 def test_atomic_write_fsyncs_the_content_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
     """Durable, not only atomic: a power cut after write_text returns must not lose the file."""
     import os
