@@ -3,7 +3,7 @@
 Each case is one run of the real command (``rltrader walkforward --scheme cpcv``, its own results
 directory and a fresh temporary Prefect server, so its wall time is what a user waits), in
 performance mode with ``--parallel 2``, on the current defaults (every split's run uses the
-walk-forward profile, ``quick``):
+config's ``walk_forward.profile``: null since stop 59, the budget ``rltrader train`` uses; ``quick`` before):
 
 1. ``gold_h1``: the shipped XAUUSD H1 file, N groups, k tested per split (6 and 2: 15 splits, 5 paths).
 2. ``momentum``: a known-answer market with a planted edge (AR(1) returns, phi 0.3): the agent's

@@ -17,7 +17,8 @@ its validation looks. ``warm_timesteps_saved`` sums cold minus warm over those p
 The headline Sharpe is the cold walk-forward's (the default), stitched over the six test
 windows and averaged over the seeds, with its 95% interval.
 
-Usage: .venv/bin/python bench/walkforward.py [--folds 6] [--seeds 42 1042] [--profile quick]
+Usage: .venv/bin/python bench/walkforward.py [--folds 6] [--seeds 42 1042] [--profile NAME]
+(without --profile, the folds train on the config's ``walk_forward.profile``: the default's, train's own budget)
 Writes bench/out/walkforward/ (results of the three runs, bench.json). Last line: one JSON object
 with folds, seeds, serial_s, parallel_s, cold_s, warm_s, warm_timesteps_saved, stitched_sharpe,
 stitched_sharpe_ci (and more).
@@ -40,14 +41,14 @@ DATA = ROOT / "data" / "XAUUSD_H1_2016_2026.csv"
 OUT = ROOT / "bench" / "out" / "walkforward"
 
 
-def walk_forward(name: str, folds: int, seeds: list[int], profile: str, parallel: int, warm: bool) -> tuple[float,
-                                                                                                            Path]:
+def walk_forward(name: str, folds: int, seeds: list[int], profile: str | None, parallel: int,
+                 warm: bool) -> tuple[float, Path]:
     """Run ``rltrader walkforward`` once from scratch; its wall time and its results directory."""
     results = OUT / "results"
     shutil.rmtree(results / f"walkforward-{name}", ignore_errors=True)
     command = [sys.executable, "-m", "rltrader", "walkforward", "--data_path", str(DATA), "--folds", str(folds),
-               "--seeds", *map(str, seeds), "--profile", profile, "--parallel", str(parallel), "--name", name,
-               "--results_dir", str(results), "--cache_dir", str(OUT / "cache"),
+               "--seeds", *map(str, seeds), *(["--profile", profile] if profile else []), "--parallel", str(parallel),
+               "--name", name, "--results_dir", str(results), "--cache_dir", str(OUT / "cache"),
                "--settings_file", str(OUT / "settings.json"), *(["--warm_start_folds"] if warm else [])]
     print(f"\n$ rltrader walkforward ... --parallel {parallel}{' --warm_start_folds' if warm else ''} "
           f"--name {name}", flush=True)
@@ -88,11 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1042])
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default=None, help="every fold's profile (default: the config's)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "settings.json").write_text(json.dumps({"performance_mode": "performance"}))
-    print(f"{DATA.name}: {args.folds} folds x seeds {args.seeds}, profile {args.profile}, {os.cpu_count()} cores")
+    profile = args.profile or "the config's (walk_forward.profile)"
+    print(f"{DATA.name}: {args.folds} folds x seeds {args.seeds}, profile {profile}, {os.cpu_count()} cores")
 
     serial_s, _ = walk_forward("serial", args.folds, args.seeds, args.profile, 1, warm=False)
     parallel_s, cold_root = walk_forward("cold", args.folds, args.seeds, args.profile, 2, warm=False)

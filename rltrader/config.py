@@ -470,6 +470,11 @@ class TuneConfig(_Strict):
     )
 
 
+FOLD_PROFILE_OF_OLD_PLANS = "quick"
+"""What the folds of a walk-forward planned before its ``plan.json`` recorded their profile trained on (the default
+then): read so, an old walk-forward is neither resumed with folds of a second budget nor reported as train's."""
+
+
 class WalkForwardConfig(_Strict):
     """``rltrader walkforward``: retrain on a moving window, trade the next unseen period, repeat.
 
@@ -501,7 +506,8 @@ class WalkForwardConfig(_Strict):
                              "and seed.")
     warm_start_folds: bool = Field(False, description="Fold k+1 starts from fold k's best model (same seed).")
     parallel: int = Field(1, ge=1, description="Runs trained at once (performance mode; quiet keeps one).")
-    profile: str | None = Field("quick", description="Profile of every fold's run (its budget); null = none.")
+    profile: str | None = Field(None, description="Profile of every fold's run (its budget); null = none: the budget "
+                                                 "`rltrader train` uses, so the folds judge what train deploys.")
 
     @model_validator(mode="after")
     def _sizes_given_together(self) -> WalkForwardConfig:

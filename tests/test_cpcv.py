@@ -238,6 +238,8 @@ def test_a_cpcv_run_assembles_every_path_from_models_that_never_saw_its_bars_and
     trust = json.loads((tmp_path / "r" / "42" / "bundle" / "bundle.json").read_text())["trust"]
     assert trust["cpcv"]["walkforward"] == str(root) and trust["cpcv"]["paths"] == 3
     assert trust["cpcv"]["path_sharpe_quantiles"] == figures["path_sharpe_quantiles"]
+    assert trust["cpcv"]["profile"] == "smoke"  # the budget its runs trained on, said in the report
     assert trust["study"]["pbo"] == 0.31 and trust["study"]["trials"] == 9
     report = (tmp_path / "r" / "42" / "report" / "report.md").read_text()
     assert "CPCV of the same bars and config file" in report and "probability of backtest overfitting 0.31" in report
+    assert "its runs trained on the smoke profile)" in report

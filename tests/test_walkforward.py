@@ -22,7 +22,7 @@ from rltrader.app.cli import main
 from rltrader.config import SplitConfig, WalkForwardConfig, load_config
 from rltrader.data import load_bars
 from rltrader.data.synthetic import KnownAnswerMarket, write_market
-from rltrader.errors import DataError
+from rltrader.errors import DataError, UserInputError
 from rltrader.features.cache import FeatureStore
 from rltrader.training.run_state import RunState
 from rltrader.training.spec import RunSpec
@@ -81,15 +81,31 @@ def test_a_bad_fold_plan_exits_2_in_one_line_and_writes_nothing(tmp_path, capsys
 
 def test_a_results_directory_planned_otherwise_is_refused_naming_what_differs(tmp_path, capsys):
     flags = ["walkforward", "--data_path", str(SAMPLE), "--folds", "2", "--name", "x", "--results_dir",
-             str(tmp_path), "--cache_dir", str(tmp_path / "cache")]
+             str(tmp_path), "--cache_dir", str(tmp_path / "cache"), "--profile", "smoke"]
     folds, prepared = prepare_folds(SAMPLE, _config(tmp_path / "cache", folds=2))
-    check_plan(tmp_path / "walkforward-x", walk_plan(_config(tmp_path / "cache", folds=2),
-                                                     [fold.to_dict() for fold in folds],
-                                                     prepared[0].metadata["source"]["sha256"]))
+    plan = walk_plan(_config(tmp_path / "cache", folds=2), [fold.to_dict() for fold in folds],
+                     prepared[0].metadata["source"]["sha256"])
+    check_plan(tmp_path / "walkforward-x", plan)
     assert main([*flags, "--warm_start_folds"]) == 2
     assert "holds a walk-forward with other warm start folds (False, now True)" in capsys.readouterr().err
     assert main([*flags[:4], "3", *flags[5:]]) == 2
     assert "with other folds" in capsys.readouterr().err
+    # the folds' training budget is part of the plan: folds of two budgets would be two experiments in one table
+    assert main(flags[:-2]) == 2
+    assert "holds a walk-forward with other profile ('smoke', now 'none')" in capsys.readouterr().err
+
+
+def test_a_plan_written_before_the_profile_joined_it_reads_as_the_quick_folds_it_trained(tmp_path):
+    folds, prepared = prepare_folds(SAMPLE, _config(tmp_path / "cache", folds=2))
+    root, sha = tmp_path / "walkforward-old", prepared[0].metadata["source"]["sha256"]
+    old = walk_plan(_config(tmp_path / "cache", folds=2, profile="quick"), [fold.to_dict() for fold in folds], sha)
+    root.mkdir()
+    (root / "plan.json").write_text(json.dumps({key: value for key, value in old.items() if key != "profile"}))
+    check_plan(root, old)  # resumed as it was trained: on quick
+    (root / "plan.json").write_text(json.dumps({key: value for key, value in old.items() if key != "profile"}))
+    with pytest.raises(UserInputError, match="other profile \\('quick', now 'none'\\)"):
+        check_plan(root, walk_plan(_config(tmp_path / "cache", folds=2, profile=None),
+                                   [fold.to_dict() for fold in folds], sha))
 
 
 def test_each_folds_statistics_come_from_its_own_training_rows(tmp_path):

@@ -46,8 +46,10 @@ def trust_lines(trust: dict[str, Any] | None) -> list[str]:
                      f"Chosen by study {study['study']}: too few trials kept returns for a PBO.")
     if cpcv := trust.get("cpcv"):
         quantiles = cpcv.get("path_sharpe_quantiles") or {}
-        lines.append(f"CPCV of the same bars and config file ({cpcv['walkforward']}; its runs trained on the "
-                     f"walk-forward profile): {cpcv['paths']} paths, path Sharpe 5/50/95% "
+        budget = {None: "the walk-forward profile", "none": "train's own budget"}.get(
+            cpcv.get("profile"), f"the {cpcv.get('profile')} profile")
+        lines.append(f"CPCV of the same bars and config file ({cpcv['walkforward']}; its runs trained on "
+                     f"{budget}): {cpcv['paths']} paths, path Sharpe 5/50/95% "
                      f"{number(quantiles.get('5%'), 2)} / {number(quantiles.get('50%'), 2)} / "
                      f"{number(quantiles.get('95%'), 2)} vs buy-and-hold {_sharpe(cpcv.get('buy_and_hold'))}; beats "
                      f"buy-and-hold on {cpcv['p_beats_buy_and_hold']:.0%} of paths x seeds.")

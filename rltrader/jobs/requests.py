@@ -225,7 +225,8 @@ class WalkForwardRequest(AccountFields, RequestBase):
         None, description="fold k+1 starts from fold k's best model of the same seed (default: config, off)")
     parallel: int | None = Field(
         None, ge=1, description="runs trained at once in performance mode; quiet keeps one (default: 1)")
-    profile: str | None = Field(None, description="every fold's training budget, a profile (default: quick)")
+    profile: str | None = Field(
+        None, description="every fold's training budget, a profile (default: config, none: train's own budget)")
 
     @property
     def walk_name(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rltrader.bundle import Bundle
-from rltrader.config import Config
+from rltrader.config import FOLD_PROFILE_OF_OLD_PLANS, Config
 from rltrader.env import MarketData
 from rltrader.evaluation.report import EvaluationReport, evaluate_model
 from rltrader.features.preparation import PreparedData
@@ -143,13 +143,14 @@ def cpcv_figures(results_dir: Path, data_sha256: str, config_file: str | None) -
         figures = summary.get("aggregate") or {}
         if (figures.get("scheme") == "cpcv" and plan.get("data_sha256") == data_sha256
                 and plan.get("config_file") == config_file):
-            found.append((summary_path.stat().st_mtime, summary_path.parent, figures))
+            found.append((summary_path.stat().st_mtime, summary_path.parent, figures, plan))
     if not found:
         return None
-    _, root, figures = max(found, key=lambda item: item[0])
+    _, root, figures, plan = max(found, key=lambda item: item[0])
     keep = ("groups", "test_groups", "splits", "paths", "seeds", "path_sharpe_quantiles", "p_beats_buy_and_hold",
             "buy_and_hold", "seed_overfitting", "path_edge_captured")
-    return {"walkforward": str(root), **{key: figures[key] for key in keep if key in figures}}
+    profile = plan.get("profile", FOLD_PROFILE_OF_OLD_PLANS)  # the runs' budget: "none" is train's own
+    return {"walkforward": str(root), "profile": profile, **{key: figures[key] for key in keep if key in figures}}
 
 
 __all__ = ["STRESS_SPREAD", "config_file_key", "cost_stress", "cpcv_figures", "selection_figures", "split_figures",

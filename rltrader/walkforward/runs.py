@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from rltrader.atomic import write_json
-from rltrader.config import Config
+from rltrader.config import FOLD_PROFILE_OF_OLD_PLANS, Config
 from rltrader.errors import UserInputError
 from rltrader.records import FoldOutcome, RunSummary
 from rltrader.training.run_state import RunState
@@ -114,11 +114,12 @@ def run_fold(spec: FoldRunSpec) -> FoldOutcome:
 
 def walk_plan(config: Config, folds: list[dict[str, Any]], data_sha256: str,
               config_file: str | None = None) -> dict[str, Any]:
-    """What a walk-forward's results directory belongs to: the data, the folds, how they train (a CPCV also
-    names its config file: a model trained with the same file beside it carries the CPCV in its trust report)."""
+    """What a walk-forward's results directory belongs to: the data, the folds, how they train (their profile: folds
+    of two budgets would be two experiments in one table; a CPCV also names its config file: a model trained with
+    the same file beside it carries the CPCV in its trust report)."""
     walk = config.walk_forward
     plan = {"data_sha256": data_sha256, "folds": folds, "scheme": walk.scheme,
-            "warm_start_folds": walk.warm_start_folds, "seeds": list(walk.seeds)}
+            "warm_start_folds": walk.warm_start_folds, "seeds": list(walk.seeds), "profile": walk.profile or "none"}
     return {**plan, "config_file": config_file} if walk.scheme == "cpcv" else plan
 
 
@@ -130,6 +131,7 @@ def check_plan(root: Path, plan: dict[str, Any]) -> None:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             raise UserInputError(f"{path}: unreadable; move {root} away or pass another --name") from None
+        saved.setdefault("profile", FOLD_PROFILE_OF_OLD_PLANS)
         for key in sorted(set(saved) | set(plan)):
             if key != "seeds" and saved.get(key) != plan.get(key):
                 raise UserInputError(f"{root}: holds a walk-forward with other {key.replace('_', ' ')} "
