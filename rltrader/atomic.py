@@ -11,10 +11,10 @@ file, or the new name may point at blocks never written. So the content is fsync
 the rename and the directory after it (``fsync_directory``), and only then is the write
 reported done; a checkpoint "written" is a checkpoint on disk.
 
-The temporary file is created owner-only (``mkstemp``'s 0600), so before the rename it gets the
-permissions a plain ``open()`` would have given the target: the existing file's mode when it is
-replaced, else 0666 less the process's umask. Otherwise every report, model and bundle would be
-readable by its owner alone (a terminal run by another account, a shared research folder).
+The temporary file is created as a plain ``open()`` creates one (0666 less the process's umask,
+not ``mkstemp``'s owner-only 0600), and takes the replaced file's mode when there is one;
+otherwise every report, model and bundle would be readable by its owner alone (a terminal run
+by another account, a shared research folder).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; move it over ``target`` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temporary_file(target)
     try:
         yield tmp
-        os.chmod(tmp, _mode_for(target))
+        with contextlib.suppress(FileNotFoundError):  # a replaced file keeps its own mode
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -50,26 +49,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _mode_for(target: Path) -> int:
-    """The permission bits ``target`` gets: those of the file it replaces, else what ``open()`` would create."""
-    try:
-        return stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the kernel shows it (Linux 4.7+): setting it to
-    read it back would, for that instant, give files another thread creates the wrong permissions."""
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _new_temporary_file(target: Path) -> Path:
+    """An empty file beside ``target`` with a name no other writer holds, created as ``open()`` creates one (0666
+    less the umask; ``mkstemp`` would make it owner-only)."""
+    while True:
+        candidate = target.parent / f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(6)}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
 
 
 def fsync_directory(directory: str | Path) -> None:
