@@ -143,6 +143,44 @@ def test_a_champion_known_by_the_window_it_was_selected_on_is_only_asked_whether
         calibrate(window, null="hopeful")  # type: ignore[arg-type]
 
 
+def test_a_champion_that_earned_half_its_promise_is_seen_losing_after_a_break_only_against_a_share_of_it():
+    """The replays' case: a champion selected on 400 held-out bars earns about half its promise live, and after the
+    break loses a third of that. A break-even test's statistic falls by k (half the promise) per bar faster than
+    those losses raise it: it never rings. Held to half the promise (k a quarter of it) the test sees the fall, and
+    a crossing counts only where the champion is losing since the dated fall; where nothing breaks, a champion
+    earning half or a third of its promise raises at most the calibrated rate of such alarms."""
+    from rltrader.registry.breaks import PROMISE_SHARE, change_point
+
+    rng = np.random.default_rng(5)
+    window = _champion_like(rng, 400, 0.0002)
+    losing = calibrate(window, seed=1, null="break_even")
+    share = calibrate(window, seed=1, null="share")
+    assert losing is not None and share is not None
+    assert share.mean == pytest.approx(PROMISE_SHARE * window.mean()) and share.k == pytest.approx(
+        PROMISE_SHARE * losing.k) and share.promised == losing.promised
+
+    def confirmed(detector: BreakDetector, live: np.ndarray) -> list[int]:
+        """Alarm bars whose live mean since the dated fall is below zero (the paper account's rule for both)."""
+        return [alarm.bar for alarm in BreakDetector.from_json(detector.to_json()).update(live)
+                if np.mean(live[change_point(window, live[:alarm.bar + 1], detector.sd):alarm.bar + 1]) < 0.0]
+
+    seen: dict[str, int] = {"break_even": 0, "share": 0}
+    delays = []
+    for stream in range(20):  # earns half the promise, then loses a third of it from bar 1,000
+        live = np.concatenate((_champion_like(np.random.default_rng(700 + stream), 1_000, 0.0001),
+                               _champion_like(np.random.default_rng(800 + stream), 3_000, -0.0000333)))
+        for detector in (losing, share):
+            after = [bar for bar in confirmed(detector, live) if bar >= 1_000]
+            seen[detector.null] += bool(after)
+            if after and detector is share:
+                delays.append(after[0] - 1_000)
+    assert seen["share"] >= 14 and seen["share"] >= seen["break_even"] + 10, seen
+    assert np.median(delays) < 2_000, delays
+    for earns in (0.0001, 0.0000667):  # no break: half, a third of the promise
+        live = _champion_like(np.random.default_rng(9), 300_000, earns)
+        assert len(confirmed(share, live)) * 10_000 / len(live) <= 0.5, earns
+
+
 def test_an_alarm_says_which_question_rang_it():
     from rltrader.live.paper import alarm_reason
 
@@ -151,6 +189,9 @@ def test_an_alarm_says_which_question_rang_it():
     losing = alarm_reason({**common, "expected_mean": 0.0, "null": "break_even", "promised": 0.00026}, "live")
     assert "v5 is losing (mean -1.30 bp per bar since 2024-05-09 21:00:00, promoted on +2.60 bp; tested against " \
            "breaking even; CUSUM 19.6 > 19.0 at 2024-05-10 17:00:00)" in losing
+    share = alarm_reason({**common, "expected_mean": 0.00013, "null": "share", "promised": 0.00026}, "live")
+    assert "v5 is losing (mean -1.30 bp per bar since 2024-05-09 21:00:00, promoted on +2.60 bp; tested against " \
+           "0.5 of that; CUSUM 19.6 > 19.0" in share
     short = alarm_reason({**common, "expected_mean": 0.00026}, "live")  # written before the null was kept
     assert "fell below what it was promoted on (mean -1.30 bp per bar since 2024-05-09 21:00:00, expected +2.60 bp" \
            in short

@@ -333,9 +333,12 @@ def test_a_paper_account_following_the_champion_tells_the_registry_of_a_break_on
     assert len(open_registry(work / "registry", "tod").file.events) == events_before + 1
 
 
-def test_a_crossing_whose_dated_fall_shows_no_loss_is_not_an_alarm(two_versions, tmp_path, monkeypatch):
+@pytest.mark.parametrize("null,centre", [("break_even", 0.0), ("share", 0.01)])
+def test_a_crossing_whose_dated_fall_shows_no_loss_is_not_an_alarm(two_versions, tmp_path, monkeypatch, null, centre):
     """A break-even test crosses on any run of losses; only a crossing whose fall, dated from all the champion's
-    returns, has a live mean below the tested centre is an alarm (told, able to send the account aside)."""
+    returns, has a live mean below the tested centre is an alarm (told, able to send the account aside). The share
+    null's centre (half the promise; here far above any bar's return) is only how it climbs: its question is still
+    whether the champion is losing, so a crossing with a live mean at or above zero is not an alarm either."""
     import rltrader.live.paper as paper
     from rltrader.registry.breaks import BreakDetector
 
@@ -343,7 +346,7 @@ def test_a_crossing_whose_dated_fall_shows_no_loss_is_not_an_alarm(two_versions,
     data = _write_rows(bars, 2800, tmp_path / "bars.csv")
     # a hair trigger: every bar crosses, whatever it returned (the wiring is under test here)
     monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **_: BreakDetector(
-        mean=0.0, sd=0.001, k=-100.0, threshold=1e-9, null="break_even"))
+        mean=centre, sd=0.001, k=-100.0, threshold=1e-9, null=null))
     events_before = len(open_registry(work / "registry", "tod").file.events)
     account = open_paper_account(None, data, "hair", tmp_path, "2024-05-20 00:00", model="tod",
                                  registry_dir=work / "registry", stand_aside=False)
@@ -393,7 +396,7 @@ def test_a_paused_break_test_starts_again_when_a_retrain_requalifies_the_champio
     with holding(account):
         account.process(account.new_bars())
     # watched again from the re-qualifying evidence, and the (ringing) test rings again on the new bars
-    assert calibrated[1:] == [(len(champion_returns), "break_even")]
+    assert calibrated[1:] == [(len(champion_returns), "share")]
     assert len(account.alarms) == 2 and account.alarms[1]["time"] > account.alarms[0]["time"]
     assert account.watch_paused_by == {"version": account.alarms[1]["version"], "since": account.alarms[1]["time"],
                                        "change_time": account.alarms[1]["change_time"]}
@@ -479,7 +482,7 @@ def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are
         account.process(account.new_bars())
     held_out = calls[0][0]
     # the window it was selected on: is it losing? (at a stricter rate: a short window misses the swings)
-    assert held_out < 350 and calls[0][1:] == ("break_even", paper.short_reference_rate(held_out))
+    assert held_out < 350 and calls[0][1:] == ("share", paper.short_reference_rate(held_out))
     assert paper.short_reference_rate is short_reference_rate and short_reference_rate(held_out) < 0.5
     assert len(calls) == 2 and calls[1] == (calls[1][0], "promised", 0.5) and calls[1][0] >= 350  # held-out + live
     state = json.loads((tmp_path / "quiet" / "state.json").read_text())

@@ -28,7 +28,14 @@ world where the promise was all luck (the window drawn from the reference, the l
 reference less its mean): a champion that earns something rings less often than one that breaks even. The
 price is speed: a flip of the edge from ``+mu`` to ``-mu`` moves the statistic by ``mu / sd - k`` per bar, a
 third of the ``2 mu / sd - k`` the promised test gains (on the retrain replay of ``bench/retrain_break.py``
-the alarms came 108-791 bars after a break, against 29-275). Once enough bars are known, most of them
+the alarms came 108-791 bars after a break, against 29-275), and a champion whose live edge was less than half
+its promise, and which loses about as little after a break, is never seen: the statistic falls by ``k`` per bar
+faster than the losses raise it (on the replay's heads reading the observation, two champions earned 0.65 times
+their promise before the break and lost 0.17-0.3 of it after: no alarm in 3,000 bars). So a champion known by its
+selected window is held to :data:`PROMISE_SHARE` of its promise (``null="share"``: centre ``share mu``, ``k`` half
+of that, its threshold calibrated in the world where it earns exactly that share), and a crossing counts only where
+it is losing since the fall the alarm dates (the paper account's rule): the question is still "is it losing?",
+asked with a statistic that rises by ``share mu / (2 sd)`` per bar plus its losses. Once enough bars are known, most of them
 live and not selected on (:data:`REFERENCE_BARS`), the champion is held to what it earned
 (``null="promised"``).
 
@@ -69,8 +76,14 @@ def short_reference_rate(bars: int, rate: float = 0.5) -> float:
     return rate * min(1.0, max(0.1, bars / REFERENCE_BARS))
 
 
-Null = Literal["promised", "break_even"]
-"""What a detector holds a champion to: the mean of the returns it was calibrated on, or breaking even."""
+Null = Literal["promised", "break_even", "share"]
+"""What a detector holds a champion to: the mean of the returns it was calibrated on, breaking even, or
+:data:`PROMISE_SHARE` of that mean (a crossing of which counts only where the champion is losing)."""
+PROMISE_SHARE = 0.5
+"""The ``"share"`` null's centre, as a share of the held-out mean a champion was promoted on: what a champion
+selected on a few hundred held-out bars can be expected to earn live at least (on the retrain replays of
+``bench/retrain_break.py`` champions earned 0.54-1.4 times their held-out mean live before a break, earlier builds'
+0.3-1.2)."""
 STREAM_BARS = 20_000
 
 
@@ -110,9 +123,10 @@ class BreakAlarm:
         :func:`change_point` dates it better where the returns before the watch began are known)
     :param statistic: the CUSUM at the alarm (above ``threshold``)
     :param threshold: ``h``
-    :param expected_mean: the per-bar mean the test holds the champion to (its promise, or 0.0 for break-even)
+    :param expected_mean: the per-bar mean the test centres on (its promise, 0.0 for break-even, or
+        :data:`PROMISE_SHARE` of the promise)
     :param live_mean: the live per-bar mean from ``change_bar`` to ``bar``
-    :param null: ``"promised"`` or ``"break_even"`` (:data:`Null`)
+    :param null: ``"promised"``, ``"break_even"`` or ``"share"`` (:data:`Null`)
     :param promised: the per-bar mean of the returns the detector was calibrated on
     """
 
@@ -133,8 +147,8 @@ class BreakAlarm:
 class BreakDetector:
     """The CUSUM's settings and state: what a paper account following a champion keeps between bars.
 
-    :param mean: the per-bar return the test centres on: the champion's promise (its reference's mean), or 0.0
-        for the break-even null
+    :param mean: the per-bar return the test centres on: the champion's promise (its reference's mean), 0.0 for
+        the break-even null, :data:`PROMISE_SHARE` of the promise for the share null
     :param sd: the spread of its per-bar returns there
     :param k: the reference value, half the standardized drop to detect
     :param threshold: ``h``, calibrated for the false-alarm rate
@@ -227,7 +241,8 @@ def calibrate(reference: np.ndarray, false_alarms_per_10k: float = 0.5, seed: in
     detector over a long break-free stream of other blocks: of ``reference`` itself for the ``"promised"`` null (so
     the error of estimating the edge from a few hundred bars is in the false-alarm rate, not only the stream's
     noise), of ``reference`` less its mean for ``"break_even"`` (a champion whose window was all luck: the worst
-    case of that null, since one that earns anything rings less).
+    case of that null, since one that earns anything rings less), of ``reference`` less ``1 - PROMISE_SHARE`` of its
+    mean for ``"share"`` (a champion that earns exactly the share its centre holds it to).
 
     :param reference: the champion's per-bar returns on the bars it is calibrated on (its held-out window, then that
         and its first live bars)
@@ -237,24 +252,27 @@ def calibrate(reference: np.ndarray, false_alarms_per_10k: float = 0.5, seed: in
     :param replicates: bootstrap replicates of the champion's window and a live stream
     :param stream_bars: bars of each replicate's live stream
     :param null: ``"promised"``: alarm when it earns less than ``reference`` showed; ``"break_even"``: alarm when it
-        loses (for a reference it was selected on: see the module's docstring)
+        loses; ``"share"``: when it falls below :data:`PROMISE_SHARE` of what ``reference`` showed (a paper account
+        counts such a crossing only where the champion is losing; for a reference it was selected on: see the
+        module's docstring)
     """
     reference = np.asarray(reference, dtype=np.float64)
     mean, sd = float(np.mean(reference)), float(np.std(reference))
     if len(reference) < 2 * BLOCK_BARS or sd <= 0.0 or mean <= 0.0:
         return None
-    if null not in ("promised", "break_even"):
-        raise ValueError(f"null: {null!r} is not 'promised' or 'break_even'")
+    if null not in ("promised", "break_even", "share"):
+        raise ValueError(f"null: {null!r} is not 'promised', 'break_even' or 'share'")
+    share = {"promised": 1.0, "break_even": 0.0, "share": PROMISE_SHARE}[null]  # of its mean the centre holds it to
+    fall = 1.0 if null == "break_even" else share  # k: half the fall from the centre built to be seen fastest
     rng = np.random.default_rng(seed)
-    live_truth = reference if null == "promised" else reference - mean
+    live_truth = reference - (1.0 - share) * mean
     worlds = []
     for _ in range(replicates):
         window = block_resample(reference, len(reference), rng)
         window_mean, window_sd = float(np.mean(window)), float(np.std(window))
         if window_mean > 0.0 and window_sd > 0.0:  # a window without an edge would have made no detector
-            centre = window_mean if null == "promised" else 0.0
-            worlds.append((block_resample(live_truth, stream_bars, rng), centre, window_sd,
-                           0.5 * window_mean / window_sd))
+            worlds.append((block_resample(live_truth, stream_bars, rng), share * window_mean, window_sd,
+                           0.5 * fall * window_mean / window_sd))
     bars = sum(len(stream) for stream, _, _, _ in worlds)
 
     def rate(threshold: float) -> float:
@@ -268,9 +286,8 @@ def calibrate(reference: np.ndarray, false_alarms_per_10k: float = 0.5, seed: in
     for _ in range(25):  # bisect to a threshold whose rate is just inside the target
         middle = 0.5 * (low + high)
         low, high = (middle, high) if rate(middle) > false_alarms_per_10k else (low, middle)
-    return BreakDetector(mean=mean if null == "promised" else 0.0, sd=sd, k=0.5 * mean / sd, threshold=high,
-                         null=null, promised=mean)
+    return BreakDetector(mean=share * mean, sd=sd, k=0.5 * fall * mean / sd, threshold=high, null=null, promised=mean)
 
 
-__all__ = ["BLOCK_BARS", "CLIP", "REFERENCE_BARS", "BreakAlarm", "BreakDetector", "Null", "alarms_per_10k",
+__all__ = ["BLOCK_BARS", "CLIP", "REFERENCE_BARS", "BreakAlarm", "BreakDetector", "Null", "PROMISE_SHARE", "alarms_per_10k",
            "block_resample", "calibrate", "change_point", "short_reference_rate"]
