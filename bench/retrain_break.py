@@ -32,7 +32,7 @@ promotions and bars stood aside against buy-and-hold on the same bars.
 
 Usage: .venv/bin/python bench/retrain_break.py [--kind time_of_day] [--seeds 1 2 3] [--bars 21000] [--start 7000]
        [--break_at 9000] [--step 500] [--schemes today "after break" "stand aside"]
-       [--without_break today "stand aside"] [--keep DIR]
+       [--without_break today "stand aside"] [--keep DIR] [--profile NAME]
        .venv/bin/python bench/retrain_break.py --data data/XAUUSD_H1_2016_2026.csv --weeks 104 --step 120 --seeds 1
 Last line: one JSON object with, per scheme, bars_to_alarm, bars_to_promotion, post_break_edge_captured (per seed and
 their mean, and the means over the first bars), bars_stood_aside, and seconds.
@@ -125,7 +125,7 @@ def replay_scheme(scheme: str, after_break: bool, stand_aside: bool, start: str,
 
     request = RetrainRequest(name="m", data_path=str(data), registry_dir=str(root / "registry"),
                              cache_dir=str(root / "cache"), settings_file=str(root / "settings.json"), seed=seed,
-                             after_break=after_break, start=start, **sizes)
+                             after_break=after_break, start=start, profile=args.profile, **sizes)
     grow(args.start)
     assert retrain(request.to_spec()).kind == "promote"
     first_time = times[args.start]
@@ -261,7 +261,8 @@ def main_file(args: argparse.Namespace) -> None:
               f"{100 * figures['buy_and_hold_return']:+.1f}%), {figures['alarms']} alarms, {figures['promotions']} "
               f"promotions, {figures['bars_stood_aside']:,} of {figures['bars']:,} bars stood aside")
     print(json.dumps({**results, "data": str(args.data), "weeks": args.weeks, "step": args.step,
-                      "seed": args.seeds[0], "seconds": round(time.perf_counter() - started, 1)}))
+                      "seed": args.seeds[0], "profile": args.profile,
+                      "seconds": round(time.perf_counter() - started, 1)}))
 
 
 def main() -> None:
@@ -280,6 +281,9 @@ def main() -> None:
     parser.add_argument("--without_break", nargs="*", default=None, choices=list(SCHEMES),
                         help="schemes replayed on each seed's market without a break (default: today's and the "
                              "defaults'; none: skip)")
+    parser.add_argument("--profile", default=None,
+                        help="the challengers' training budget, a profile name (default: retrain.profile, quick); "
+                             "'recurrent' names only the default algorithm, so it trains on train's own budget")
     parser.add_argument("--keep", type=Path, default=None,
                         help="an empty folder to write the replays to and leave in place (registries, paper "
                              "ledgers, alarms); default: a temporary folder")
@@ -351,7 +355,7 @@ def main() -> None:
                                                                          "post_break_edge_captured")})
     print(json.dumps({**headline, **summary, "kind": args.kind, "seeds": args.seeds, "bars": args.bars,
                       "start": args.start,
-                      "break_at": args.break_at, "step": args.step, "sizes": SIZES,
+                      "break_at": args.break_at, "step": args.step, "sizes": SIZES, "profile": args.profile,
                       "seconds": round(time.perf_counter() - started, 1)}))
 
 

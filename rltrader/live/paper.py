@@ -46,8 +46,15 @@ from rltrader.live.stand_aside import (
 )
 from rltrader.live.stream import DecisionStream, StepBatch
 from rltrader.live.takeover import take_over
-from rltrader.registry.breaks import (PROMISE_SHARE, REFERENCE_BARS, BreakAlarm, BreakDetector, calibrate, change_point,
-                                      short_reference_rate)
+from rltrader.registry.breaks import (
+    PROMISE_SHARE,
+    REFERENCE_BARS,
+    BreakAlarm,
+    BreakDetector,
+    calibrate,
+    change_point,
+    short_reference_rate,
+)
 from rltrader.registry.store import DECISION_FILE, Registry, open_registry
 from rltrader.runtime.run_lock import LockOwner, RunDirectoryInUse, run_directory_lock
 

@@ -35,8 +35,8 @@ their promise before the break and lost 0.17-0.3 of it after: no alarm in 3,000 
 selected window is held to :data:`PROMISE_SHARE` of its promise (``null="share"``: centre ``share mu``, ``k`` half
 of that, its threshold calibrated in the world where it earns exactly that share), and a crossing counts only where
 it is losing since the fall the alarm dates (the paper account's rule): the question is still "is it losing?",
-asked with a statistic that rises by ``share mu / (2 sd)`` per bar plus its losses. Once enough bars are known, most of them
-live and not selected on (:data:`REFERENCE_BARS`), the champion is held to what it earned
+asked with a statistic that rises by ``share mu / (2 sd)`` per bar plus its losses. Once enough bars are known,
+most of them live and not selected on (:data:`REFERENCE_BARS`), the champion is held to what it earned
 (``null="promised"``).
 
 **When did it break?** The CUSUM's excursion start (Page's estimate) dates the change late under the
@@ -289,5 +289,5 @@ def calibrate(reference: np.ndarray, false_alarms_per_10k: float = 0.5, seed: in
     return BreakDetector(mean=share * mean, sd=sd, k=0.5 * fall * mean / sd, threshold=high, null=null, promised=mean)
 
 
-__all__ = ["BLOCK_BARS", "CLIP", "REFERENCE_BARS", "BreakAlarm", "BreakDetector", "Null", "PROMISE_SHARE", "alarms_per_10k",
-           "block_resample", "calibrate", "change_point", "short_reference_rate"]
+__all__ = ["BLOCK_BARS", "CLIP", "PROMISE_SHARE", "REFERENCE_BARS", "BreakAlarm", "BreakDetector", "Null",
+           "alarms_per_10k", "block_resample", "calibrate", "change_point", "short_reference_rate"]
