@@ -31,7 +31,7 @@ third of the ``2 mu / sd - k`` the promised test gains (on the retrain replay of
 the alarms came 108-791 bars after a break, against 29-275), and a champion whose live edge was less than half
 its promise, and which loses about as little after a break, is never seen: the statistic falls by ``k`` per bar
 faster than the losses raise it (on the replay's heads reading the observation, two champions earned 0.65 times
-their promise before the break and lost 0.17-0.3 of it after: no alarm in 3,000 bars). So a champion known by its
+their promise before the break and lost 0.2-0.3 of it after: no alarm in 3,000 bars). So a champion known by its
 selected window is held to :data:`PROMISE_SHARE` of its promise (``null="share"``: centre ``share mu``, ``k`` half
 of that, its threshold calibrated in the world where it earns exactly that share), and a crossing counts only where
 it is losing since the fall the alarm dates (the paper account's rule): the question is still "is it losing?",
