@@ -366,7 +366,7 @@ def test_a_crossing_whose_dated_fall_shows_no_loss_is_not_an_alarm(two_versions,
 def test_a_paused_break_test_starts_again_when_a_retrain_requalifies_the_champion(two_versions, tmp_path,
                                                                                     monkeypatch):
     """After its alarm the test on a champion pauses; a retrain that kept the champion on held-out bars after the
-    fall, where it earned, restarts it, calibrated on the champion's returns there (break-even null)."""
+    fall, where it earned, restarts it, calibrated on the champion's returns there (the share null)."""
     import rltrader.live.paper as paper
 
     work, _, bars = two_versions

@@ -44,7 +44,8 @@ break-even null: the statistic leaves zero for good only once the champion loses
 edge went. :func:`change_point` dates it from all the champion's returns instead, its held-out window first:
 the split into a higher mean before and a lower one after that the returns favour most. A paper account
 counts a crossing as an alarm only when the live mean since that date is below the centre the test holds the
-champion to (``rltrader/live/paper.py``): a run of losses inside a stretch that earned crosses too.
+champion to, or below zero for the share null (``rltrader/live/paper.py``, ``confirming_mean``): a run of losses
+inside a stretch that earned crosses too.
 """
 
 from __future__ import annotations
