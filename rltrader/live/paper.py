@@ -49,7 +49,6 @@ from rltrader.live.takeover import take_over
 from rltrader.registry.breaks import (
     PROMISE_SHARE,
     REFERENCE_BARS,
-    BreakAlarm,
     BreakDetector,
     calibrate,
     change_point,
@@ -395,7 +394,7 @@ class PaperAccount:
 
         A crossing is an alarm only when the fall it dates bears it out: the live mean since the change point
         (:meth:`_date_change`) is below what the test holds the champion to (its promise; zero, breaking even, for
-        a champion known by its held-out window: :func:`confirming_mean`). The
+        a champion known by its held-out window: :attr:`~rltrader.registry.breaks.BreakAlarm.confirming_mean`). The
         CUSUM crosses on a run of losses; on a break-free market a champion also has such runs inside stretches
         that earned, where the change point finds no lower mean (a replay without a break rang three times in ten
         days on a champion earning +0.5 to +1.0 bp per bar since the dated fall, against a break-even test). Such
@@ -417,7 +416,7 @@ class PaperAccount:
                 record = {**alarm.to_json(), "live_mean": live_mean, "time": self.ledger["time"][row],
                           "change_time": self.ledger["time"][change], "version": self.watch_version,
                           "registered": False}
-                if live_mean >= confirming_mean(alarm):
+                if live_mean >= alarm.confirming_mean:
                     self.unconfirmed.append(record)
                     continue
                 self.alarms.append(record)
@@ -525,13 +524,6 @@ class PaperAccount:
             for column in LEDGER_COLUMNS:
                 self.ledger[column].append(values[column])
             units_before = units
-
-
-def confirming_mean(alarm: BreakAlarm) -> float:
-    """The live mean since the dated fall below which a crossing of ``alarm``'s test is an alarm: what the test
-    holds the champion to, except under the ``"share"`` null, whose question is still whether it is losing (its
-    centre, half the promise, is only how the CUSUM sees a fall sooner)."""
-    return 0.0 if alarm.null == "share" else alarm.expected_mean
 
 
 def alarm_reason(alarm: dict[str, Any], account: str) -> str:

@@ -44,7 +44,7 @@ break-even null: the statistic leaves zero for good only once the champion loses
 edge went. :func:`change_point` dates it from all the champion's returns instead, its held-out window first:
 the split into a higher mean before and a lower one after that the returns favour most. A paper account
 counts a crossing as an alarm only when the live mean since that date is below the centre the test holds the
-champion to, or below zero for the share null (``rltrader/live/paper.py``, ``confirming_mean``): a run of losses
+champion to, or below zero for the share null (:attr:`BreakAlarm.confirming_mean`): a run of losses
 inside a stretch that earned crosses too.
 """
 
@@ -139,6 +139,13 @@ class BreakAlarm:
     live_mean: float
     null: str = "promised"
     promised: float | None = None
+
+    @property
+    def confirming_mean(self) -> float:
+        """The live mean since the dated fall below which this crossing is an alarm: what the test holds the champion
+        to, except under the ``"share"`` null, whose question is still whether it is losing (its centre, half the
+        promise, is only how the CUSUM sees a fall sooner)."""
+        return 0.0 if self.null == "share" else self.expected_mean
 
     def to_json(self) -> dict[str, float | int]:
         return asdict(self)
