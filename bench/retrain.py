@@ -30,6 +30,9 @@ The last line is one JSON object with the keys ``weeks``, ``never_sharpe``, ``al
 ``gated_sharpe``, ``gated_sharpe_ci``, ``buy_and_hold_sharpe``, ``promotions``,
 ``regime_edge_captured`` and ``seconds`` (and more figures of both markets).
 
+Plots: ``bench/figures/retrain_gold.png`` and ``retrain_regime.png`` (the README's) from the full-length replay;
+a shorter one writes them to ``bench/out/`` (or ``--figures DIR``).
+
 Usage: .venv/bin/python bench/retrain.py [--weeks 104] [--every 1] [--parallel 2] [--regime-weeks 40]
 """
 
@@ -325,8 +328,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--profile", default=None, help="the challengers' training budget (default: retrain.profile)")
     parser.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one)")
-    parser.add_argument("--figures", type=Path, default=ROOT / "bench" / "figures", help="where the plots go")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="where the plots go (default: bench/figures/, the README's, for the full replay of the "
+                             "default --weeks, --regime-weeks and --every; bench/out/ for any shorter one, so a quick "
+                             "check never overwrites the committed plots)")
     args = parser.parse_args()
+    if args.figures is None:
+        full = (args.weeks, args.regime_weeks, args.every) == tuple(
+            parser.get_default(name) for name in ("weeks", "regime_weeks", "every"))
+        args.figures = ROOT / "bench" / ("figures" if full else "out")
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="rltrader-retrain-"))
     args.figures.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,9 @@ A known-answer M15 market (``rltrader synth KIND --breaks``; time of day by defa
 ``volume``) whose planted edge flips sign at ``--break_at``. A first model is trained with ``rltrader retrain`` on
 the bars before ``--start``; then the file grows by ``--step`` bars at a time. At each step the paper account
 following the model's champion (``rltrader paper --model``'s account, with its break test) trades the new bars, then
-``rltrader retrain`` runs on the grown file. One registry per scheme replays the same bars with the same seeds and
-costs:
+``rltrader retrain`` runs on the grown file, with retrain's own windows (``--sizes defaults``: train 6,000, validation
+1,200, held-out 600 bars, as a user's retrain runs; ``--sizes month`` is the shorter replay of earlier stops). One
+registry per scheme replays the same bars with the same seeds and costs:
 
 - **today**: ``--no-after_break``: the challenger trains on the last ``train_bars`` (a mix of both regimes for a
   while after the break);
@@ -24,15 +25,16 @@ over the oracle's on the same bars, the oracle knowing the break; also over the 
 10,000 bars (``false_alarms_per_10k_bars``, the defaults' scheme at the top level; with the champion versions they
 rang on and the crossings the dated fall did not bear out, which are not alarms: ``rltrader/live/paper.py``), bars
 stood aside and share of the oracle's Sharpe. The sequential replay is what a user's nightly retrain does; it trains
-one challenger per step per scheme, so it is slow (about 2-3 minutes per scheme and seed).
+one challenger per step per scheme, so it is slow (about 4 minutes per scheme and seed on one core, and as many for
+the replay without a break).
 
 ``--data FILE``: a real bar file instead (the shipped gold H1 file: one week of H1 bars is about 120): the replay of
 its last ``--weeks`` steps with the default windows, each scheme's Sharpe with its interval, return, alarms,
 promotions and bars stood aside against buy-and-hold on the same bars.
 
-Usage: .venv/bin/python bench/retrain_break.py [--kind time_of_day] [--seeds 1 2 3] [--bars 21000] [--start 7000]
-       [--break_at 9000] [--step 500] [--schemes today "after break" "stand aside"]
-       [--without_break today "stand aside"] [--keep DIR] [--profile NAME]
+Usage: .venv/bin/python bench/retrain_break.py [--kind time_of_day] [--seeds 1 2 3] [--bars 23000] [--start 9000]
+       [--break_at 11000] [--step 500] [--schemes today "after break" "stand aside"]
+       [--without_break today "stand aside"] [--sizes defaults|month] [--keep DIR] [--profile NAME]
        .venv/bin/python bench/retrain_break.py --data data/XAUUSD_H1_2016_2026.csv --weeks 104 --step 120 --seeds 1
 Last line: one JSON object with, per scheme, bars_to_alarm, bars_to_promotion, post_break_edge_captured (per seed and
 their mean, and the means over the first bars), bars_stood_aside, and seconds.
@@ -57,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-SIZES = {"train_bars": 3000, "validation_bars": 600, "holdout_bars": 400}  # M15: about a month, a week, 4 days
+SIZES = {"month": {"train_bars": 3000, "validation_bars": 600, "holdout_bars": 400},  # M15: a month, a week, 4 days
+         "defaults": {}}  # retrain's own windows (configs/default.yaml's retrain:, 6,000 / 1,200 / 600 bars)
 SCHEMES = {  # retrain.after_break, paper --stand_aside, retrain.start
     "today": {"after_break": False, "stand_aside": False, "start": "cold"},
     "after break": {"after_break": True, "stand_aside": False, "start": "cold"},
@@ -208,7 +211,7 @@ def without_break(scheme: str, args: argparse.Namespace, seed: int, work: Path) 
     source = pd.read_csv(path)
     times = pd.to_datetime(source["time"], unit="s")
     account, registry = replay_scheme(scheme, **SCHEMES[scheme], source=source, times=times, args=args, seed=seed,
-                                      work=work, sizes=SIZES)
+                                      work=work, sizes=SIZES[args.sizes])
     returns = ledger_returns(account)
     oracle = oracle_returns(market, path, times[args.start], work)
     assert len(oracle) == len(returns), "the oracle and the account trade the same bars"
@@ -269,9 +272,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="time_of_day", choices=["time_of_day", "momentum", "volume"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--bars", type=int, default=21_000)  # 12,000 after the break, the issue's replay
-    parser.add_argument("--start", type=int, default=7_000)
-    parser.add_argument("--break_at", type=int, default=9_000)
+    parser.add_argument("--bars", type=int, default=23_000)  # 12,000 after the break, the issue's replay
+    parser.add_argument("--start", type=int, default=9_000)
+    parser.add_argument("--break_at", type=int, default=11_000)
     parser.add_argument("--step", type=int, default=500)
     parser.add_argument("--schemes", nargs="*", default=None, choices=list(SCHEMES))
     parser.add_argument("--data", type=Path, default=None,
@@ -284,6 +287,11 @@ def main() -> None:
     parser.add_argument("--profile", default=None,
                         help="the challengers' training budget, a profile name (default: retrain.profile, quick); "
                              "'recurrent' names only the default algorithm, so it trains on train's own budget")
+    parser.add_argument("--sizes", default="defaults", choices=list(SIZES),
+                        help="the retrain's windows: defaults (retrain's own, 6,000 / 1,200 / 600 bars: the first "
+                             "model needs about 7,900, hence --start 9000) or month (3,000 / 600 / 400, M15's month, "
+                             "week and 4 days: the replay before stop 61, with --bars 21000 --start 7000 --break_at "
+                             "9000)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="an empty folder to write the replays to and leave in place (registries, paper "
                              "ledgers, alarms); default: a temporary folder")
@@ -313,7 +321,7 @@ def main() -> None:
             for scheme in args.schemes:
                 account, registry = replay_scheme(scheme, **SCHEMES[scheme], source=source,
                                                   times=pd.to_datetime(source["time"], unit="s"), args=args,
-                                                  seed=seed, work=work, sizes=SIZES)
+                                                  seed=seed, work=work, sizes=SIZES[args.sizes])
                 figures = break_figures(account, registry, market, path, source, work, break_time)
                 results[scheme].append({"seed": seed, **figures})
                 print(f"seed {seed} {scheme}: {json.dumps(figures)}", flush=True)
@@ -355,7 +363,7 @@ def main() -> None:
                                                                          "post_break_edge_captured")})
     print(json.dumps({**headline, **summary, "kind": args.kind, "seeds": args.seeds, "bars": args.bars,
                       "start": args.start,
-                      "break_at": args.break_at, "step": args.step, "sizes": SIZES, "profile": args.profile,
+                      "break_at": args.break_at, "step": args.step, "sizes": args.sizes, "profile": args.profile,
                       "seconds": round(time.perf_counter() - started, 1)}))
 
 

@@ -551,6 +551,10 @@ class RetrainConfig(_Strict):
                                                             "on; until there are enough, the champion is kept.")
     break_validation_bars: int = Field(300, ge=2, description="after_break: bars that select the challenger's model.")
     break_holdout_bars: int = Field(300, ge=2, description="after_break: recent bars both models are compared on.")
+    break_promote_probability: float = Field(
+        0.8, gt=0.5, lt=1, description="after_break: the P(challenger better) that promotes while challengers train "
+                                       "on the bars since the break: each has seen more of the new regime than the "
+                                       "champion, and the short held-out window gives the usual level little power.")
     cron: str = Field("30 20 * * *", description="When the retrain deployment runs (after performance mode starts).")
     timezone: str = Field("UTC", description="IANA name the cron is read in.")
 

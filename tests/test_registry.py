@@ -456,6 +456,9 @@ def test_challengers_learn_from_no_bar_before_the_regime_break_until_the_usual_w
     after = after_break_config(config, alarm(2000), history, broken=False)
     assert not isinstance(after, str) and after.retrain.train_bars == 2000 - 600 - 2 * config.gap_bars
     assert (after.retrain.validation_bars, after.retrain.holdout_bars) == (300, 300)
+    # ...and a challenger that saw more of the new regime than the champion is promoted on less evidence
+    assert after.retrain.promote_probability == config.retrain.break_promote_probability < config.retrain.\
+        promote_probability
     # ...until the usual windows fit after the break, then the usual sizes
     assert after_break_config(config, alarm(usual), history, broken=False) is config
     assert after_break_config(config, alarm(usual), history, broken=True) is config
@@ -488,6 +491,28 @@ def test_a_champion_is_watched_at_once_and_calibrated_again_when_enough_bars_are
     state = json.loads((tmp_path / "quiet" / "state.json").read_text())
     assert state["watch"]["full"] and state["watch"]["monitor_row"] == len(account.ledger["time"])
     assert not account.alarms
+
+
+def test_a_champion_whose_record_shows_no_edge_when_enough_bars_are_known_is_still_asked_whether_it_loses(
+        two_versions, tmp_path, monkeypatch):
+    import rltrader.live.paper as paper
+    from rltrader.registry.breaks import BreakDetector
+
+    work, _, bars = two_versions
+    data = _write_rows(bars, 2800, tmp_path / "bars.csv")
+    first = BreakDetector(mean=-1.0, sd=1.0, k=1.0, threshold=1e9)  # never rings
+    monkeypatch.setattr(paper, "REFERENCE_BARS", 350)
+    monkeypatch.setattr(paper, "calibrate", lambda reference, seed, **options: first
+                        if options.get("null") == "share" else None)  # held-out + live: no edge (mean <= 0)
+    account = open_paper_account(None, data, "quiet", tmp_path, "2024-05-20 00:00", model="tod",
+                                 registry_dir=work / "registry")
+    with holding(account):
+        account.process(account.new_bars())
+    assert account.watch is first and account.watch_full  # not dropped for want of an edge: still watched
+    assert account.watch_monitor_row == account.watch_start_row  # ...on every bar since the champion took over
+    assert first.bars == len(account.ledger["time"]) - account.watch_start_row > 350
+    state = json.loads((tmp_path / "quiet" / "state.json").read_text())
+    assert state["watch"]["full"] and state["watch"]["detector"] is not None
 
 
 # ---------------------------------------------------------------------------------------------- standing aside
@@ -581,6 +606,12 @@ def test_an_account_standing_aside_goes_flat_after_the_alarm_as_if_bars_came_one
     assert switch is not None and again.standing_aside is None
     assert again.stood_aside[-1]["reason"] == f"v{switch['to_version']} took over"
     assert json.loads((tmp_path / "whole" / "state.json").read_text())["stand_aside"]["periods"] == again.stood_aside
+    # ...and is watched from scratch: the pause was the alarmed champion's (the ringing test rings on the new one)
+    _write_rows(bars, 2850, data)
+    with holding(again):
+        again.process(again.new_bars())
+    assert again.watch_version == switch["to_version"] != whole.alarms[0]["version"]
+    assert [alarm["version"] for alarm in again.alarms] == [whole.alarms[0]["version"], switch["to_version"]]
 
 
 def test_standing_aside_ends_where_a_retrain_kept_the_champion_and_it_earned_after_the_break():

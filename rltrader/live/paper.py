@@ -349,6 +349,8 @@ class PaperAccount:
             return
         self.watch_version = self.version
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
+        self.watch_paused_by = None  # the pause was the alarmed champion's; until stop 61 it outlived it, and no
+        # later champion was ever tested (a false alarm before a break hid the break itself: bench/retrain_break.py)
         held_out = self._held_out_returns()
         self.watch_full = len(held_out) >= REFERENCE_BARS
         self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),
@@ -390,7 +392,10 @@ class PaperAccount:
 
     def _watch_rows(self, before: int) -> None:
         """Feed the new ledger rows' returns to the break test; keep each alarm; calibrate again on the held-out and
-        the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang.
+        the first live returns once :data:`~rltrader.registry.breaks.REFERENCE_BARS` are known, if no alarm rang and
+        they show an edge to hold it to. Where they show none (a break before the test rang puts its losses in that
+        record: a momentum replay's champion lost for 3,000 bars after one, unwatched from bar 1,400 on), the first
+        test goes on asking whether it is losing.
 
         A crossing is an alarm only when the fall it dates bears it out: the live mean since the change point
         (:meth:`_date_change`) is below what the test holds the champion to (its promise; zero, breaking even, for
@@ -427,8 +432,10 @@ class PaperAccount:
             return
         reference = np.concatenate((self._held_out_returns(), self._row_returns(self.watch_start_row)))
         if len(reference) >= REFERENCE_BARS:
-            self.watch, self.watch_full = calibrate(reference, seed=self.watch_version), True
-            self.watch_monitor_row = len(self.ledger["time"])
+            self.watch_full = True
+            earned = calibrate(reference, seed=self.watch_version)
+            if earned is not None:  # no edge in its record to hold it to: the first test goes on asking if it loses
+                self.watch, self.watch_monitor_row = earned, len(self.ledger["time"])
 
     def _date_change(self, row: int) -> tuple[int, float]:
         """The ledger row an alarm at ``row`` dates the break to (:func:`~rltrader.registry.breaks.change_point` on
