@@ -349,8 +349,7 @@ class PaperAccount:
             return
         self.watch_version = self.version
         self.watch_start_row = self.watch_monitor_row = len(self.ledger["time"])
-        self.watch_paused_by = None  # the pause was the alarmed champion's; until stop 61 it outlived it, and no
-        # later champion was ever tested (a false alarm before a break hid the break itself: bench/retrain_break.py)
+        self.watch_paused_by = None  # the pause was the alarmed champion's: a new one is tested from scratch
         held_out = self._held_out_returns()
         self.watch_full = len(held_out) >= REFERENCE_BARS
         self.watch = calibrate(held_out, false_alarms_per_10k=short_reference_rate(len(held_out)),

@@ -180,7 +180,7 @@ def after_break_config(config: Config, alarm: RegistryEvent, history: pd.DataFra
     """The retrain's sizes after a break (``alarm``'s evidence: when the fall began): while the usual windows do not
     fit in the bars since it, the break_* validation and held-out sizes at the file's end and every bar since the
     break before them, so no challenger learns from the old regime; once they fit, the usual sizes. While the window
-    grows, a challenger is promoted at ``retrain.break_promote_probability`` (0.8) instead of the usual level: it saw
+    grows, a challenger is promoted at ``retrain.break_promote_probability``, below the usual level: it saw
     more of the new regime than the champion did, and on 300 held-out bars the usual 0.9 kept a champion trained on
     900 bars against challengers trained on 2-4 times as many (``bench/retrain_break.py``).
 
