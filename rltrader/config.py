@@ -149,6 +149,13 @@ class EnvConfig(_Strict):
         0.0773, ge=0, description="The reward is x - risk_aversion * x**2 for the scaled return x: a mean-variance "
                                "utility. At 0 the agent is indifferent between holding through a bar with no edge "
                                "and standing aside, so it holds, and its Sharpe pays for the noise.")
+    risk_aversion_gain: float = Field(
+        0.0, ge=0, lt=2, description="0 = risk_aversion fixed (the default). k > 0: before each update the "
+        "training sets the risk aversion to max(risk_aversion, k x A / (2 B)) for the mean A and mean square B of "
+        "the scaled returns of the rollout before: A / (2 B) is the risk aversion of the differential Sharpe ratio "
+        "(Moody and Saffell), under which holding a bar pays only if it adds to the agent's own Sharpe, so the "
+        "penalty grows as the agent finds an edge and prices out the bars where it has none. Below 2 it never "
+        "prices out a market whose edge is the same on every bar. Measured in bench/README.md (learning_curves).")
     max_drawdown: float | None = Field(
         0.5, gt=0, lt=1, description="Episode terminates when equity falls this far below its peak."
     )
@@ -648,7 +655,7 @@ class Config(_Strict):
 
 ADDED_SINCE: dict[str, dict[str, Any]] = {
     "features": {"calendar_harmonics": 1, "signed_volume": False, "signed_volume_lags": 0, "move_patterns": 0},
-    "env": {"risk_aversion": 0.0},
+    "env": {"risk_aversion": 0.0, "risk_aversion_gain": 0.0},
     "training": {"early_stopping_smoothing": 1.0, "policy": {"observation_skip": False}},
 }
 """Keys added since bundles were first written (the learning study of issue 37; ``move_patterns`` and the

@@ -34,7 +34,8 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_a_smoke_run_writes_sb3_diagnostics_to_tensorboard(smoke_run):
     scalars = _scalars(smoke_run)
     for tag in ("train/approx_kl", "train/explained_variance", "train/clip_fraction", "train/policy_gradient_loss",
-                "train/value_loss", "train/entropy_loss", "time/fps", "performance_mode/batch_size"):
+                "train/value_loss", "train/entropy_loss", "time/fps", "performance_mode/batch_size",
+                "train/risk_aversion"):
         assert scalars.get(tag), f"{tag} missing from {sorted(scalars)}"
     # each update's diagnostics sit at the run's timesteps when its rollout ended: one point per update, the
     # second iteration's after the first's (learn() itself counts from zero each time)
@@ -46,6 +47,10 @@ def test_a_smoke_run_writes_sb3_diagnostics_to_tensorboard(smoke_run):
         expected += [done + rollout * (k + 1) for k in range(updates)]
         done += record["timesteps"]
     assert [step for step, _ in scalars["train/approx_kl"]] == expected
+    # the reward's risk aversion was set before every update, never below the configured floor
+    assert [step for step, _ in scalars["train/risk_aversion"]] == expected
+    floor = load_config().with_profile("smoke").env.risk_aversion
+    assert min(value for _, value in scalars["train/risk_aversion"]) >= floor * (1 - 1e-6)  # TensorBoard: float32
 
 
 def test_progress_csv_holds_the_same_rows(smoke_run):

@@ -245,3 +245,35 @@ def test_recurrent_ppo_trains_on_the_vectorized_env(prepared_market, config):
                          policy_kwargs={"lstm_hidden_size": 16, "net_arch": [16]})
     model.learn(128)
     assert model.num_timesteps == 128
+
+
+def test_the_accounts_sum_the_scaled_returns_the_training_sets_its_risk_aversion_from(prepared_market, config):
+    """``take_return_moments`` gives the mean and mean square of the returns before the penalty, over every account
+    step since the last call; a risk aversion set between steps is charged from the next step on."""
+    env_config = config.env.model_copy(update={"episode_length": 40, "risk_aversion": 0.3})
+    plain_config = env_config.model_copy(update={"risk_aversion": 0.0})
+    n_envs = 3
+    plain = VecTradingEnv(prepared_market, "train", plain_config, num_envs=n_envs)
+    averse = VecTradingEnv(prepared_market, "train", env_config, num_envs=n_envs)
+    for env in (plain, averse):
+        env.seed(5)
+        env.reset()
+    rng = np.random.default_rng(1)
+    returns = []
+    for step in range(120):
+        if step == 60:
+            mean, mean_square, count = averse.take_return_moments()
+            seen = np.concatenate(returns).astype(np.float64)
+            assert count == seen.size == 60 * n_envs
+            assert mean == pytest.approx(seen.mean(), rel=1e-5, abs=1e-9)
+            assert mean_square == pytest.approx(np.mean(seen**2), rel=1e-5)
+            averse.risk_aversion = 1.25
+            assert averse.risk_aversion == 1.25
+        actions = rng.integers(0, 3, n_envs)
+        x = plain.step(actions)[1]
+        rewards = averse.step(actions)[1]
+        penalty = 0.3 if step < 60 else 1.25
+        assert rewards == pytest.approx(x - penalty * x.astype(np.float64) ** 2, rel=1e-5, abs=1e-7)
+        returns.append(x)
+    assert averse.take_return_moments()[2] == 60 * n_envs
+    assert averse.take_return_moments() == (0.0, 0.0, 0)

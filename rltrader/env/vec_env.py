@@ -69,6 +69,7 @@ class VecTradingEnv(VecEnv):
         self._floats = np.zeros((num_envs, 4))
         self._floats[:, EQUITY] = self._floats[:, PEAK] = self.config.initial_balance
         self._actions = np.full(num_envs, FLAT, dtype=np.int64)
+        self._params = params
         self._kernel_inputs = (self._ints, self._floats, market.step_table, market.features, params)
         self._observation_size = self._window_values + 2
         self._blank_infos: list[dict[str, Any]] = [{}] * num_envs  # copied, never handed out
@@ -87,6 +88,25 @@ class VecTradingEnv(VecEnv):
     @property
     def bar(self) -> np.ndarray:
         return self._ints[:, BAR].copy()
+
+    @property
+    def risk_aversion(self) -> float:
+        """The penalty on each scaled return's square in the reward now (``EnvConfig.risk_aversion`` at the start;
+        the training may move it between rollouts: :mod:`rltrader.training.risk_aversion`)."""
+        return float(self._params[accounts.RISK_AVERSION])
+
+    @risk_aversion.setter
+    def risk_aversion(self, value: float) -> None:
+        self._params[accounts.RISK_AVERSION] = value
+
+    def take_return_moments(self) -> tuple[float, float, int]:
+        """Mean and mean square of the scaled returns (before the risk penalty) of every account step since the
+        last call, and how many steps that was; the sums start again from zero."""
+        count = int(self._params[accounts.RETURN_COUNT])
+        moments = (self._params[accounts.RETURN_SUM] / count, self._params[accounts.RETURN_SQUARES] / count) \
+            if count else (0.0, 0.0)
+        self._params[[accounts.RETURN_SUM, accounts.RETURN_SQUARES, accounts.RETURN_COUNT]] = 0.0
+        return float(moments[0]), float(moments[1]), count
 
     # -- VecEnv API ---------------------------------------------------------------------
     def reset(self) -> np.ndarray:

@@ -68,6 +68,7 @@ from rltrader.training.phases import (
     reset_for_new_window,
     unused_settings,
 )
+from rltrader.training.risk_aversion import SharpeRiskAversion
 from rltrader.training.run_state import RunState, count_trials, fingerprint
 from rltrader.training.spec import RunSpec
 from rltrader.training.summary import TEST, build_summary, speedup_so_far
@@ -270,6 +271,8 @@ class Trainer:
         self.validator = Validator(self.market, self.config.env, self.training.selection_metric,
                                    "fast" if self.switches.fast_evaluation else "reference")
         self.env = VecTradingEnv(self.market, TRAIN, self.config.env, self.training.n_envs)
+        self.risk_aversion = SharpeRiskAversion(self.env, self.config.env.risk_aversion_gain,
+                                                self.config.env.risk_aversion)
         self._load_best_record()
         self._reconcile_with_best()
         if self.method != "original" and self.state.original_throughput is None:  # the speedup estimate's basis
@@ -320,7 +323,7 @@ class Trainer:
         recorder = UpdateMetrics(self.paths.root, self._applied_mode)  # last: it records what the others set
         callback = IterationCallback(progress.last_checkpoint_at,
                                      lambda done: self._at_update_boundary(model, progress, done),
-                                     [*self.update_hooks, recorder])
+                                     [*self.update_hooks, self.risk_aversion, recorder])
         timesteps_before = sum(record.timesteps for record in self.state.iterations) + progress.last_checkpoint_at
         model.set_logger(run_logger(self.paths.root, timesteps_before))
         train_started = time.perf_counter()

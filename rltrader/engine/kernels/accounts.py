@@ -31,9 +31,12 @@ TABLE_COLUMNS = 9
 #: TERMINATED is an output (1 when the last step hit the drawdown limit).
 BAR, END, HELD, TERMINATED = 0, 1, 2, 3
 EQUITY, PEAK, ENTRY, UNITS = 0, 1, 2, 3
-#: Layout of the float64 ``params`` array: FRACTION_SIZING is 1.0 when SIZE is a share of equity.
+#: Layout of the float64 ``params`` array: FRACTION_SIZING is 1.0 when SIZE is a share of equity. The last three
+#: are outputs the step adds to: the sum, the sum of squares and the count of the scaled returns before the risk
+#: penalty, from which the training sets the next risk aversion (:mod:`rltrader.training.risk_aversion`).
 KEEP, SCALE, LOG_REWARD, FRACTION_SIZING, SIZE, RISK_AVERSION = 0, 1, 2, 3, 4, 5
-N_PARAMS = 6
+RETURN_SUM, RETURN_SQUARES, RETURN_COUNT = 6, 7, 8
+N_PARAMS = 9
 _MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
 
 
@@ -74,7 +77,7 @@ def step_accounts(
     floats: np.ndarray,  # float64 (N, 4): equity, peak equity, entry price, units held
     table: np.ndarray,  # float64 (T, 9): MarketData.step_table
     features: np.ndarray,  # float32 (T, F), C-contiguous
-    params: np.ndarray,  # float64 (5,): keep ratio, reward scale, log reward (0/1), fraction sizing (0/1), size
+    params: np.ndarray,  # float64 (N_PARAMS,): the layout above; the return moments are added to
     obs: np.ndarray,  # float32 (N, window * F + 2), written
     rewards: np.ndarray,  # float32 (N,), written
     dones: np.ndarray,  # bool (N,), written
@@ -98,6 +101,7 @@ def step_accounts(
     flat_features = features.reshape(-1)
     flat_obs = obs.reshape(-1)
     ended = 0
+    return_sum = return_squares = 0.0
     for i in range(n):
         action = actions[i]
         held = ints[i, HELD]
@@ -112,6 +116,8 @@ def step_accounts(
         else:
             reward = (equity - equity_before) / equity_before * scale
         rewards[i] = reward - risk_aversion * reward * reward
+        return_sum += reward
+        return_squares += reward * reward
         if equity > floats[i, PEAK]:
             floats[i, PEAK] = equity
         if action != held:
@@ -129,11 +135,14 @@ def step_accounts(
         ints[i, TERMINATED] = terminated
         dones[i] = terminated or t >= ints[i, END]
         ended += dones[i]
+    params[RETURN_SUM] += return_sum
+    params[RETURN_SQUARES] += return_squares
+    params[RETURN_COUNT] += n
     return ended
 
 
 __all__ = [
     "BAR", "END", "ENTRY", "EQUITY", "FRACTION_SIZING", "HELD", "KEEP", "LOG_REWARD", "N_PARAMS", "PEAK",
-    "RISK_AVERSION", "SCALE",
+    "RETURN_COUNT", "RETURN_SQUARES", "RETURN_SUM", "RISK_AVERSION", "SCALE",
     "SIZE", "TERMINATED", "UNITS", "fill", "step_accounts", "unrealized_percent",
 ]
