@@ -87,14 +87,25 @@ def train(mode: str, seconds: float) -> None:
 
 
 def _python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})})
+    """The bench itself in a subprocess. Its stderr goes to an unnamed temporary file, not a pipe (a pipe nobody
+    reads while a trainer runs in the background could fill and stall it), and is shown if it fails."""
+    errors = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=errors,
+                               text=True, env={**os.environ, **(env or {})})
+    process.errors = errors  # type: ignore[attr-defined]
+    return process
 
 
 def _result(process: subprocess.Popen) -> dict:
+    """The subprocess's last stdout line as JSON; a failure exits with the end of its stderr (its reason)."""
     out, _ = process.communicate()
+    errors = process.errors  # type: ignore[attr-defined]
+    errors.seek(0)
+    tail = "\n".join(errors.read().strip().splitlines()[-15:])
+    errors.close()
     if process.returncode:
-        raise SystemExit(f"bench subprocess failed with exit code {process.returncode}")
+        raise SystemExit(f"bench subprocess {' '.join(process.args[2:])} failed with exit code "
+                         f"{process.returncode}:\n{tail}")
     return json.loads(out.strip().splitlines()[-1])
 
 
