@@ -3,7 +3,8 @@
 Why: the reward is the mean-variance utility x - c x**2 of each bar's scaled return x, and the figure a
 user judges is the Sharpe ratio. For a fixed c the two disagree wherever the edge lives in a minority of
 bars (a volume surge, a calm spell): holding through a bar with no edge costs c sigma**2 of reward, small
-beside the noise, so the agent holds and the noise halves its Sharpe. The differential Sharpe ratio (Moody
+beside the noise, so the agent holds and the noise costs it most of its Sharpe (on the volume kind it
+holds through 97% of the bars without edge: bench/README.md, learning_curves). The differential Sharpe ratio (Moody
 and Saffell, 1998), the Sharpe ratio's own gradient in one more return R, is proportional to
 R - (A / (2 B)) R**2 for the mean A and mean square B of the returns so far: a mean-variance utility
 whose risk aversion is A / (2 B). So ``c = k A / (2 B)`` makes each bar's reward its contribution to the
@@ -38,7 +39,8 @@ def sharpe_risk_aversion(mean: float, mean_square: float, gain: float, floor: fl
 class SharpeRiskAversion(UpdateHook):
     """Before each update, sets the training env's risk aversion for the next rollout from the rollout just
     collected (its every account step, pooled), and records it as ``train/risk_aversion``; with a gain of 0 it
-    only records the fixed level."""
+    only records the fixed level. The level lives in the process's training env, not in checkpoints: a resumed
+    run starts again from the floor and rises with the first updates that earn."""
 
     def __init__(self, env: VecTradingEnv, gain: float, floor: float) -> None:
         """
