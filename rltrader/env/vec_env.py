@@ -102,11 +102,9 @@ class VecTradingEnv(VecEnv):
     def take_return_moments(self) -> tuple[float, float, int]:
         """Mean and mean square of the scaled returns (before the risk penalty) of every account step since the
         last call, and how many steps that was; the sums start again from zero."""
-        count = int(self._params[accounts.RETURN_COUNT])
-        moments = (self._params[accounts.RETURN_SUM] / count, self._params[accounts.RETURN_SQUARES] / count) \
-            if count else (0.0, 0.0)
-        self._params[[accounts.RETURN_SUM, accounts.RETURN_SQUARES, accounts.RETURN_COUNT]] = 0.0
-        return float(moments[0]), float(moments[1]), count
+        total, squares, count = (float(self._params[index]) for index in accounts.RETURN_MOMENTS)
+        self._params[list(accounts.RETURN_MOMENTS)] = 0.0
+        return (total / count, squares / count, int(count)) if count else (0.0, 0.0, 0)
 
     # -- VecEnv API ---------------------------------------------------------------------
     def reset(self) -> np.ndarray:

@@ -36,6 +36,7 @@ EQUITY, PEAK, ENTRY, UNITS = 0, 1, 2, 3
 #: penalty, from which the training sets the next risk aversion (:mod:`rltrader.training.risk_aversion`).
 KEEP, SCALE, LOG_REWARD, FRACTION_SIZING, SIZE, RISK_AVERSION = 0, 1, 2, 3, 4, 5
 RETURN_SUM, RETURN_SQUARES, RETURN_COUNT = 6, 7, 8
+RETURN_MOMENTS = (RETURN_SUM, RETURN_SQUARES, RETURN_COUNT)
 N_PARAMS = 9
 _MIN_EQUITY_RATIO = 1e-12  # rltrader.env.trading_env.MIN_EQUITY_RATIO; asserted equal in tests
 
@@ -143,6 +144,6 @@ def step_accounts(
 
 __all__ = [
     "BAR", "END", "ENTRY", "EQUITY", "FRACTION_SIZING", "HELD", "KEEP", "LOG_REWARD", "N_PARAMS", "PEAK",
-    "RETURN_COUNT", "RETURN_SQUARES", "RETURN_SUM", "RISK_AVERSION", "SCALE",
+    "RETURN_COUNT", "RETURN_MOMENTS", "RETURN_SQUARES", "RETURN_SUM", "RISK_AVERSION", "SCALE",
     "SIZE", "TERMINATED", "UNITS", "fill", "step_accounts", "unrealized_percent",
 ]
